@@ -1,0 +1,202 @@
+"""Framing and (de)serialisation: bytes <-> Message, and nothing about state.
+
+Owns: the 4-byte big-endian length prefix, the frame size limits, strict JSON parsing (PROTOCOL.md 3) and the
+packing of several inner frames into one record plaintext (PROTOCOL.md 5.3). Must not: know which message is
+allowed when (``states.py``), touch keys, sockets or clocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from typing import Any
+
+from ..errors import ErrorCode, RemoteProtocolError
+from .fields import bad
+from .messages import MESSAGE_TYPES, Message
+
+HEADER_BYTES = 4
+# PROTOCOL.md 3.1: before the channel is up only hellos and errors travel; 16 KiB is twenty times the largest.
+MAX_HANDSHAKE_FRAME_BYTES = 16 * 1024
+# PROTOCOL.md 3.1: after the handshake a record holds at most one record's worth of inner frames.
+MAX_FRAME_BYTES = 1024 * 1024 + 1024
+# PROTOCOL.md 5.3: a record's plaintext is capped so one AEAD call bounds latency and memory.
+MAX_RECORD_PLAINTEXT_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 8  # no message nests deeper than a list of certificate objects
+
+_LENGTH = struct.Struct(">I")
+
+
+def frame(body: bytes) -> bytes:
+    """Prefix *body* with its 4-byte big-endian length."""
+    return _LENGTH.pack(len(body)) + body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # THREATS.md 5: with duplicate keys, what is signed and what is parsed could differ.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _depth(value: Any, limit: int) -> int:
+    if limit < 0:
+        raise ValueError("nested too deeply")
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """Parse one frame body strictly into a JSON object with a string ``type`` (PROTOCOL.md 3.1).
+
+    Raises:
+        RemoteProtocolError: BAD_JSON for invalid UTF-8 or JSON, NaN/Infinity, duplicate keys, huge integers,
+            deep nesting or a non-object; UNKNOWN_TYPE for a missing or unknown ``type``.
+    """
+    if body[:1] != b"{":
+        # Checked before json.loads: a 100k-deep array must not reach the recursive parser at all.
+        raise RemoteProtocolError("frame body is not a JSON object", ErrorCode.BAD_JSON)
+    try:
+        value = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
+        _depth(value, MAX_JSON_DEPTH)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RemoteProtocolError("frame body is not valid JSON", ErrorCode.BAD_JSON) from None
+    if not isinstance(value, dict):
+        raise RemoteProtocolError("frame body is not a JSON object", ErrorCode.BAD_JSON)
+    kind = value.get("type")
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+        raise RemoteProtocolError("missing or unknown message type", ErrorCode.UNKNOWN_TYPE)
+    return value
+
+
+def message_from_dict(value: dict[str, Any]) -> Message:
+    """Build the typed message from a parsed object, validating every field (PROTOCOL.md 3.2).
+
+    Raises:
+        RemoteProtocolError: BAD_FIELD for an unknown, missing or malformed field.
+    """
+    cls = MESSAGE_TYPES[value["type"]]
+    fields = {fld.name: fld for fld in dataclasses.fields(cls)}
+    extra = set(value) - set(fields) - {"type"}
+    if extra:
+        raise bad(sorted(extra)[0], "unknown field")
+    kwargs: dict[str, Any] = {}
+    for name, fld in fields.items():
+        if name not in value:
+            if fld.default is dataclasses.MISSING:
+                raise bad(name, "missing")
+            continue
+        kwargs[name] = fld.metadata["kind"].decode(name, value[name])
+    return cls(**kwargs)
+
+
+def decode_message(body: bytes) -> Message:
+    """Parse and validate one frame body."""
+    return message_from_dict(parse_json(body))
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": message.TYPE}
+    for fld in dataclasses.fields(message):
+        value = getattr(message, fld.name)
+        if value is None and fld.default is None:
+            continue  # optional fields that are absent are left out, not sent as null
+        out[fld.name] = fld.metadata["kind"].encode(value)
+    return out
+
+
+def encode_message(message: Message) -> bytes:
+    """Serialise *message* as a compact UTF-8 JSON body (without the length prefix)."""
+    return json.dumps(message_to_dict(message), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_frame(message: Message) -> bytes:
+    return frame(encode_message(message))
+
+
+def split_frames(plaintext: bytes) -> list[bytes]:
+    """Split a record plaintext into its inner frame bodies (PROTOCOL.md 5.3).
+
+    Raises:
+        RemoteProtocolError: BAD_FRAME if the plaintext is not an exact sequence of non-empty frames.
+    """
+    bodies: list[bytes] = []
+    offset = 0
+    while offset < len(plaintext):
+        if len(plaintext) - offset < HEADER_BYTES:
+            raise RemoteProtocolError("truncated inner frame header", ErrorCode.BAD_FRAME)
+        (length,) = _LENGTH.unpack_from(plaintext, offset)
+        offset += HEADER_BYTES
+        if length == 0 or offset + length > len(plaintext):
+            raise RemoteProtocolError("inner frame length does not fit the record", ErrorCode.BAD_FRAME)
+        bodies.append(plaintext[offset:offset + length])
+        offset += length
+    if not bodies:
+        raise RemoteProtocolError("empty record", ErrorCode.BAD_FRAME)
+    return bodies
+
+
+class FrameDecoder:
+    """Reassembles length-prefixed frames from a byte stream, refusing oversized ones before buffering them.
+
+    ``max_frame_bytes`` may be raised by the owner once the channel is up (PROTOCOL.md 3.1).
+    """
+
+    def __init__(self, max_frame_bytes: int = MAX_HANDSHAKE_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buffer = bytearray()
+        self.eof = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes; ``b""`` marks the end of the stream."""
+        if not data:
+            self.eof = True
+        self._buffer += data
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if len(self._buffer) < HEADER_BYTES:
+            return
+        (length,) = _LENGTH.unpack_from(self._buffer, 0)
+        if length > self.max_frame_bytes:
+            # THREATS.md 3: refused on the prefix alone, before any body is read or allocated.
+            raise RemoteProtocolError(
+                f"frame of {length} bytes exceeds {self.max_frame_bytes}", ErrorCode.FRAME_TOO_LARGE
+            )
+        if length == 0:
+            raise RemoteProtocolError("zero-length frame", ErrorCode.BAD_FRAME)
+
+    def next_frame(self) -> bytes | None:
+        """Return the next complete frame body, or None if more bytes are needed."""
+        if len(self._buffer) < HEADER_BYTES:
+            return None
+        self._check_header()
+        (length,) = _LENGTH.unpack_from(self._buffer, 0)
+        if len(self._buffer) < HEADER_BYTES + length:
+            return None
+        body = bytes(self._buffer[HEADER_BYTES:HEADER_BYTES + length])
+        del self._buffer[:HEADER_BYTES + length]
+        return body
+
+    @property
+    def truncated(self) -> bool:
+        """True if the stream ended inside a frame (THREATS.md 1, 2)."""
+        return self.eof and bool(self._buffer)

@@ -1,0 +1,319 @@
+"""Wire messages: one frozen dataclass per message of docs/PROTOCOL.md sections 4-7.
+
+Owns: the message vocabulary, each field's kind and limit, and the ``MESSAGE_TYPES`` table from the wire
+``type`` string to its class. Must not: serialise (that is ``codec.py``), decide what is allowed when (that is
+``states.py``), or do crypto. Ciphertext and keys are ``bytes`` here; base64 exists only on the wire.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..crypto.aead import CipherSuite
+from ..crypto.certificates import Certificate
+from ..crypto.signatures import SignatureScheme
+from .fields import Blob, Boolean, Choice, Integer, Kind, ListOf, Name, Object, Optional, Text
+
+PROTOCOL_VERSION = 1
+MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
+MAX_CHAT_BODY_BYTES = 64 * 1024  # PROTOCOL.md 10: one chat message's ciphertext
+MAX_PASSWORD_CHARS = 1024        # THREATS.md 9: a 1 MB password must not reach scrypt
+MAX_LIST_ITEMS = 10_000          # who/online lists: more users than a class session holds
+KEY_BLOB = Blob(max_bytes=2048)  # SubjectPublicKeyInfo DER: RSA-2048 is 294 bytes, DSA-2048 about 840
+SIGNATURE_BLOB = Blob(max_bytes=1024)
+CHAT_ID = Text(max_chars=64)
+RID = Optional(Integer())
+
+SCHEME_NAMES = tuple(s.value for s in SignatureScheme)
+SUITE_NAMES = tuple(s.value for s in CipherSuite)
+CHAT_MODES = ("server-key",)  # PROTOCOL.md 7: modes of issue 4 extend this tuple
+REKEY_REASONS = ("open", "invite", "leave", "disconnect")
+
+
+def f(kind: Kind, default: Any = dataclasses.MISSING) -> Any:
+    """Declare a message field with its wire kind."""
+    if default is dataclasses.MISSING:
+        return field(metadata={"kind": kind})
+    return field(default=default, metadata={"kind": kind})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """Base of every wire message. ``TYPE`` is the JSON ``type`` string."""
+
+    TYPE: ClassVar[str] = ""
+
+
+# --- handshake, in clear (PROTOCOL.md 4) ---------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ClientHello(Message):
+    """First frame of a connection: the client's fresh random and ephemeral X25519 public key."""
+
+    TYPE: ClassVar[str] = "client_hello"
+    version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION))
+    random: bytes = f(Blob(exact=32))
+    key_share: bytes = f(Blob(exact=32))
+    key_exchange: str = f(Choice(("x25519",)), "x25519")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerHello(Message):
+    """The server's random, ephemeral key, long-term key and its signature over the transcript."""
+
+    TYPE: ClassVar[str] = "server_hello"
+    version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION))
+    random: bytes = f(Blob(exact=32))
+    key_share: bytes = f(Blob(exact=32))
+    server_key: bytes = f(KEY_BLOB)
+    server_scheme: str = f(Choice(SCHEME_NAMES))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record(Message):
+    """An AES-256-GCM record carrying one or more inner frames (PROTOCOL.md 5)."""
+
+    TYPE: ClassVar[str] = "record"
+    data: bytes = f(Blob(max_bytes=1024 * 1024))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(Message):
+    """An error report (PROTOCOL.md 9). ``rid`` echoes the request, ``ref`` names the offending type."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str = f(Text(max_chars=64))
+    message: str = f(Text(max_chars=512), "")
+    rid: int | None = f(RID, None)
+    ref: str | None = f(Optional(Text(max_chars=64)), None)
+
+
+# --- accounts (PROTOCOL.md 6) -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Register(Message):
+    TYPE: ClassVar[str] = "register"
+    rid: int | None = f(RID, None)
+    username: str = f(Name())
+    password: str = f(Text(max_chars=MAX_PASSWORD_CHARS))
+    signature_scheme: str = f(Choice(SCHEME_NAMES))
+    encryption_key: bytes = f(KEY_BLOB)
+    signing_key: bytes = f(KEY_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterChallenge(Message):
+    TYPE: ClassVar[str] = "register_challenge"
+    rid: int | None = f(RID, None)
+    wrapped_nonce: bytes = f(Blob(max_bytes=1024))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterProof(Message):
+    TYPE: ClassVar[str] = "register_proof"
+    rid: int | None = f(RID, None)
+    nonce: bytes = f(Blob(exact=32))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registered(Message):
+    TYPE: ClassVar[str] = "registered"
+    rid: int | None = f(RID, None)
+    certificate: Certificate = f(Object(Certificate))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Login(Message):
+    TYPE: ClassVar[str] = "login"
+    rid: int | None = f(RID, None)
+    username: str = f(Name())
+    password: str = f(Text(max_chars=MAX_PASSWORD_CHARS))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginOk(Message):
+    TYPE: ClassVar[str] = "login_ok"
+    rid: int | None = f(RID, None)
+    username: str = f(Name())
+    certificate: Certificate = f(Object(Certificate))
+    online: tuple[str, ...] = f(ListOf(Name(), MAX_LIST_ITEMS))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Logout(Message):
+    TYPE: ClassVar[str] = "logout"
+    rid: int | None = f(RID, None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bye(Message):
+    TYPE: ClassVar[str] = "bye"
+    rid: int | None = f(RID, None)
+
+
+# --- presence and directory (PROTOCOL.md 6.4) ----------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Who(Message):
+    TYPE: ClassVar[str] = "who"
+    rid: int | None = f(RID, None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhoResult(Message):
+    TYPE: ClassVar[str] = "who_result"
+    rid: int | None = f(RID, None)
+    online: tuple[str, ...] = f(ListOf(Name(), MAX_LIST_ITEMS))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status(Message):
+    TYPE: ClassVar[str] = "status"
+    rid: int | None = f(RID, None)
+    username: str = f(Name())
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusResult(Message):
+    TYPE: ClassVar[str] = "status_result"
+    rid: int | None = f(RID, None)
+    username: str = f(Name())
+    online: bool = f(Boolean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Presence(Message):
+    TYPE: ClassVar[str] = "presence"
+    username: str = f(Name())
+    online: bool = f(Boolean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class GetCertificates(Message):
+    TYPE: ClassVar[str] = "get_certificates"
+    rid: int | None = f(RID, None)
+    usernames: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Certificates(Message):
+    TYPE: ClassVar[str] = "certificates"
+    rid: int | None = f(RID, None)
+    certificates: tuple[Certificate, ...] = f(ListOf(Object(Certificate), MAX_CHAT_MEMBERS))
+    unknown: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
+
+
+# --- chats (PROTOCOL.md 7) -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ChatOpen(Message):
+    TYPE: ClassVar[str] = "chat_open"
+    rid: int | None = f(RID, None)
+    members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS - 1, unique=True))
+    mode: str = f(Choice(CHAT_MODES), "server-key")
+    suite: str = f(Choice(SUITE_NAMES), CipherSuite.AES_256_GCM.value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatOpened(Message):
+    TYPE: ClassVar[str] = "chat_opened"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+    members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
+    offline: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
+    unknown: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatInvite(Message):
+    TYPE: ClassVar[str] = "chat_invite"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+    username: str = f(Name())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatInvited(Message):
+    TYPE: ClassVar[str] = "chat_invited"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+    username: str = f(Name())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatLeave(Message):
+    TYPE: ClassVar[str] = "chat_leave"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatLeft(Message):
+    TYPE: ClassVar[str] = "chat_left"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatKey(Message):
+    """The server-signed key distribution for one epoch, as received by one member (PROTOCOL.md 7.2)."""
+
+    TYPE: ClassVar[str] = "chat_key"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    mode: str = f(Choice(CHAT_MODES))
+    suite: str = f(Choice(SUITE_NAMES))
+    reason: str = f(Choice(REKEY_REASONS))
+    actor: str = f(Name())
+    members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
+    wrap_digests: tuple[bytes, ...] = f(ListOf(Blob(exact=32), MAX_CHAT_MEMBERS))
+    wrapped_key: bytes = f(Blob(max_bytes=1024))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatSend(Message):
+    """A member's encrypted, signed message, as sent to the server (PROTOCOL.md 7.3)."""
+
+    TYPE: ClassVar[str] = "chat_send"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    seq: int = f(Integer(1, 2**32 - 1))
+    ciphertext: bytes = f(Blob(max_bytes=MAX_CHAT_BODY_BYTES + 64))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatMessage(Message):
+    """A relayed chat message; ``sender`` is set by the server from the authenticated connection."""
+
+    TYPE: ClassVar[str] = "chat_message"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    sender: str = f(Name())
+    seq: int = f(Integer(1, 2**32 - 1))
+    ciphertext: bytes = f(Blob(max_bytes=MAX_CHAT_BODY_BYTES + 64))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+MESSAGE_CLASSES: tuple[type[Message], ...] = (
+    ClientHello, ServerHello, Record, Error,
+    Register, RegisterChallenge, RegisterProof, Registered, Login, LoginOk, Logout, Bye,
+    Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
+    ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
+)
+MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLASSES}
+
+# PROTOCOL.md 4-5: which types may travel in clear and which only inside records, per direction.
+CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
+CLIENT_TO_SERVER = frozenset({
+    "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
+    "chat_open", "chat_invite", "chat_leave", "chat_send",
+})
+SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}
