@@ -1,0 +1,235 @@
+"""Key objects: generation of encryption keys, import/export, fingerprints and inspection.
+
+Owns: the RSA encryption key size, the SubjectPublicKeyInfo (SPKI) DER form in which public keys
+travel and are certified, the encrypted PKCS#8 PEM form in which private keys rest on disk, key
+fingerprints, and ``describe_key`` for the notebooks. Key objects are pycryptodome's, passed around
+as opaque ``object``; only securechat.crypto looks inside them.
+
+Must not: do I/O (callers read and write the files), accept a public key in any form other than
+canonical SPKI DER, or write a private key unencrypted.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from Crypto import IncorrectPassphraseError
+from Crypto.PublicKey import DSA, ECC, RSA
+from Crypto.PublicKey.DSA import DsaKey
+from Crypto.PublicKey.ECC import EccKey
+from Crypto.PublicKey.RSA import RsaKey
+from Crypto.Util.asn1 import DerObjectId, DerSequence
+
+from securechat.crypto.encoding import RandomBytes, fingerprint
+from securechat.errors import AuthenticationError, ErrorCode, RemoteProtocolError
+
+#: RSA modulus size for encryption (and RSA-PSS) keys: 112-bit security (NIST SP 800-57 table 2).
+RSA_BITS = 2048
+# Verifying or encrypting costs grow with the modulus; nothing in securechat makes larger keys.
+_RSA_MAX_BITS = 4096
+_RSA_E = 65537
+# A 4096-bit RSA or 3072-bit DSA SPKI is < 1300 bytes; anything longer is not a key we use.
+_MAX_PUBLIC_KEY_DER_BYTES = 2048
+_DSA_L_BITS = (2048, 3072)
+_CURVES = ("NIST P-256", "Ed25519")
+
+# The SPKI algorithm OIDs we accept, each with the one importer that may read it.
+_IMPORTERS: dict[str, Any] = {
+    "1.2.840.113549.1.1.1": RSA.import_key,  # rsaEncryption (RFC 8017)
+    "1.2.840.10040.4.1": DSA.import_key,  # id-dsa (RFC 3279)
+    "1.2.840.10045.2.1": ECC.import_key,  # id-ecPublicKey (RFC 5480)
+    "1.3.101.112": ECC.import_key,  # id-Ed25519 (RFC 8410)
+}
+
+# PKCS#8 protection: scrypt + AES-256-CBC. pycryptodome's default scrypt cost (N=2^17, 128 MiB) is
+# refused by OpenSSL 3.0, whose scrypt PBE stops at 32 MiB; N=2^14, r=8, p=5 (16 MiB) is one of the
+# OWASP-equivalent scrypt settings and OpenSSL reads it (tests/test_crypto.py checks with `openssl pkey`).
+_PKCS8_PROTECTION = "scryptAndAES256-CBC"
+_PKCS8_PARAMS: dict[str, int] = {"iteration_count": 2**14, "block_size": 8, "parallelization": 5}
+_ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+_PRIVATE_KEY_FAILED = "private key file could not be opened"
+_BAD_PUBLIC_KEY = "public key is not a valid SubjectPublicKeyInfo of a supported kind"
+
+
+def _supported(key: object) -> bool:
+    return isinstance(key, (RsaKey, DsaKey)) or (isinstance(key, EccKey) and key.curve in _CURVES)
+
+
+def _require_supported(key: object) -> Any:
+    if not _supported(key):
+        raise TypeError(f"unsupported key object {type(key).__name__}")
+    return key
+
+
+def generate_encryption_key(*, random_bytes: RandomBytes = os.urandom) -> object:
+    """A new RSA-2048 private key (e = 65537) for RSA-OAEP key wrapping."""
+    return RSA.generate(RSA_BITS, randfunc=random_bytes, e=_RSA_E)
+
+
+def public_of(key: object) -> object:
+    """The public half of *key* (itself if already public)."""
+    return _require_supported(key).public_key()
+
+
+def public_key_der(key: object) -> bytes:
+    """The SubjectPublicKeyInfo DER (RFC 5280 4.1) of *key*'s public half.
+
+    Works for RSA, DSA, ECC P-256 and Ed25519 key objects, public or private. ECC points are
+    uncompressed, so one key has one encoding.
+    """
+    der = _require_supported(key).public_key().export_key(format="DER")
+    return bytes(der)
+
+
+def public_key_pem(key: object) -> str:
+    """The SPKI of *key*'s public half as PEM text (``-----BEGIN PUBLIC KEY-----``)."""
+    pem = _require_supported(key).public_key().export_key(format="PEM")
+    # RSA and DSA return bytes, ECC returns str.
+    return pem.decode("ascii") if isinstance(pem, bytes) else str(pem)
+
+
+def _algorithm_oid(der: bytes) -> str:
+    # SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { OID, params OPTIONAL }, BIT STRING }
+    spki = DerSequence().decode(der, nr_elements=2)
+    algorithm = DerSequence().decode(spki[0], nr_elements=(1, 2))
+    return str(DerObjectId().decode(algorithm[0]).value)
+
+
+def _is_rsa_encryption_key(key: object) -> bool:
+    """True for an RSA key usable with RSA-OAEP here: 2048 to 4096 bits."""
+    return isinstance(key, RsaKey) and RSA_BITS <= key.n.bit_length() <= _RSA_MAX_BITS
+
+
+def _acceptable_size(key: object) -> bool:
+    if isinstance(key, RsaKey):
+        return _is_rsa_encryption_key(key)
+    if isinstance(key, DsaKey):
+        return key.p.bit_length() in _DSA_L_BITS
+    return isinstance(key, EccKey) and key.curve in _CURVES
+
+
+def load_public_key(der: bytes) -> object:
+    """Import a public key received from a peer, strictly.
+
+    Accepts only canonical SPKI DER of an RSA (2048-4096 bits), DSA (p of 2048 or 3072 bits),
+    ECC P-256 or Ed25519 public key: the bytes must equal what ``public_key_der`` would produce
+    for the key, so PEM, OpenSSH, certificates, private keys, BER variants and trailing data are all
+    refused.
+
+    Raises:
+        RemoteProtocolError: (``BAD_FIELD``) for anything else.
+    """
+    if not isinstance(der, bytes) or not 0 < len(der) <= _MAX_PUBLIC_KEY_DER_BYTES:
+        raise RemoteProtocolError(_BAD_PUBLIC_KEY, ErrorCode.BAD_FIELD)
+    try:
+        key = _IMPORTERS[_algorithm_oid(der)](der)
+        canonical = not key.has_private() and public_key_der(key) == der
+    except (KeyError, ValueError, IndexError, TypeError):
+        canonical = False
+    if not canonical or not _acceptable_size(key):
+        raise RemoteProtocolError(_BAD_PUBLIC_KEY, ErrorCode.BAD_FIELD)
+    return key
+
+
+def private_key_pem(key: object, passphrase: str, *, random_bytes: RandomBytes = os.urandom) -> bytes:
+    """*key* as an encrypted PKCS#8 PEM (``-----BEGIN ENCRYPTED PRIVATE KEY-----``).
+
+    Protection: PBES2 with scrypt (N=2^14, r=8, p=5) and AES-256-CBC, readable by OpenSSL 3.0
+    (``openssl pkey -in key.pem``). *random_bytes* supplies the scrypt salt and the CBC IV.
+
+    Raises:
+        ValueError: *key* has no private half, or *passphrase* is empty.
+    """
+    key = _require_supported(key)
+    if not key.has_private():
+        raise ValueError("private_key_pem needs a private key")
+    if not isinstance(passphrase, str) or not passphrase:
+        raise ValueError("passphrase must be a non-empty str")
+    options = {"protection": _PKCS8_PROTECTION, "prot_params": _PKCS8_PARAMS, "randfunc": random_bytes}
+    # Each key class spells "PKCS#8, please" differently.
+    if isinstance(key, RsaKey):
+        pem = key.export_key(format="PEM", passphrase=passphrase, pkcs=8, **options)
+    elif isinstance(key, DsaKey):
+        pem = key.export_key(format="PEM", passphrase=passphrase, pkcs8=True, **options)
+    else:
+        pem = key.export_key(format="PEM", passphrase=passphrase, use_pkcs8=True, **options)
+    return pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
+
+
+def load_private_key(pem: bytes, passphrase: str) -> object:
+    """Decrypt a private key written by ``private_key_pem``.
+
+    Only encrypted PKCS#8 is accepted: a plaintext key file means the file was not written by us.
+
+    Raises:
+        AuthenticationError: (``AUTH_FAILED``) wrong passphrase or unreadable file (one message).
+    """
+    failed = AuthenticationError(_PRIVATE_KEY_FAILED, ErrorCode.AUTH_FAILED)
+    if not isinstance(pem, bytes) or not pem.lstrip().startswith(_ENCRYPTED_PEM_HEADER):
+        raise failed
+    if not isinstance(passphrase, str) or not passphrase:
+        raise failed
+    # The key type is inside the encrypted part. Each importer decrypts (one scrypt) and rejects
+    # other key types with ValueError; a wrong passphrase fails the first importer already.
+    for importer in (RSA.import_key, ECC.import_key, DSA.import_key):
+        try:
+            key = importer(pem, passphrase)
+        except IncorrectPassphraseError:
+            break  # the passphrase is wrong whatever the key type: no need to try the others
+        except (ValueError, IndexError, TypeError):
+            continue
+        if _supported(key) and key.has_private():
+            return key
+        break
+    raise failed
+
+
+def _import_private_der(der: bytes) -> object:
+    """Unencrypted PKCS#8/PKCS#1 RSA private key DER. For the Wycheproof OAEP vectors only."""
+    return RSA.import_key(der)
+
+
+def key_fingerprint(key: object) -> str:
+    """``fingerprint`` of the SPKI DER of *key*'s public half."""
+    return fingerprint(public_key_der(key))
+
+
+def describe_key(key: object) -> dict[str, int | str]:
+    """The numbers inside *key*, for notebooks: type, size in bits, then the components.
+
+    RSA: n, e (and d if private). DSA: p, q, g, y (and x). ECC and Ed25519: curve, the public
+    point x, y (and the scalar d). Private components are included: never log the result.
+    """
+    key = _require_supported(key)
+    info: dict[str, int | str]
+    if isinstance(key, RsaKey):
+        info = {"type": "RSA", "bits": key.n.bit_length(), "n": int(key.n), "e": int(key.e)}
+        if key.has_private():
+            info["d"] = int(key.d)
+    elif isinstance(key, DsaKey):
+        info = {"type": "DSA", "bits": key.p.bit_length()}
+        info.update({name: int(getattr(key, name)) for name in ("p", "q", "g", "y")})
+        if key.has_private():
+            info["x"] = int(key.x)
+    else:
+        point = key.pointQ
+        info = {"type": "ECC" if key.curve == "NIST P-256" else "Ed25519", "curve": key.curve}
+        info.update({"bits": 256 if key.curve == "NIST P-256" else 255, "x": int(point.x), "y": int(point.y)})
+        if key.has_private():
+            info["d"] = int(key.d)
+    return info
+
+
+__all__ = [
+    "RSA_BITS",
+    "describe_key",
+    "generate_encryption_key",
+    "key_fingerprint",
+    "load_private_key",
+    "load_public_key",
+    "private_key_pem",
+    "public_key_der",
+    "public_key_pem",
+    "public_of",
+]
