@@ -13,7 +13,7 @@ import struct
 from typing import Any
 
 from ..errors import ErrorCode, RemoteProtocolError
-from .fields import bad
+from .fields import Optional, bad
 from .messages import MESSAGE_TYPES, Message
 
 HEADER_BYTES = 4
@@ -96,7 +96,8 @@ def message_from_dict(value: dict[str, Any]) -> Message:
     kwargs: dict[str, Any] = {}
     for name, fld in fields.items():
         if name not in value:
-            if fld.default is dataclasses.MISSING:
+            # PROTOCOL.md 3.2: only fields marked optional may be absent; defaults are for senders only.
+            if not isinstance(fld.metadata["kind"], Optional):
                 raise bad(name, "missing")
             continue
         kwargs[name] = fld.metadata["kind"].decode(name, value[name])

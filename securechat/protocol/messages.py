@@ -53,7 +53,7 @@ class ClientHello(Message):
     """First frame of a connection: the client's fresh random and ephemeral X25519 public key."""
 
     TYPE: ClassVar[str] = "client_hello"
-    version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION))
+    version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION), PROTOCOL_VERSION)
     random: bytes = f(Blob(exact=32))
     key_share: bytes = f(Blob(exact=32))
     key_exchange: str = f(Choice(("x25519",)), "x25519")
@@ -64,7 +64,7 @@ class ServerHello(Message):
     """The server's random, ephemeral key, long-term key and its signature over the transcript."""
 
     TYPE: ClassVar[str] = "server_hello"
-    version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION))
+    version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION), PROTOCOL_VERSION)
     random: bytes = f(Blob(exact=32))
     key_share: bytes = f(Blob(exact=32))
     server_key: bytes = f(KEY_BLOB)

@@ -1,0 +1,202 @@
+"""The client's chats: key installation, sending, and end-to-end checks on what arrives (PROTOCOL.md 7).
+
+Owns: one ``ClientChat`` per chat (its ``ChatState``, epoch, key, sequence numbers) and the ``ChatBook`` that
+verifies key distributions against the server's key and chat messages against the sender's certificate.
+Must not: build frames or talk to the channel; ``ClientProtocol`` does that with what this returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..crypto import aead
+from ..crypto.certificates import Certificate, verify_certificate
+from ..crypto.encoding import RandomBytes, constant_time_equal, sha256
+from ..crypto.signatures import SignatureScheme, sign, verify
+from ..crypto.wrap import unwrap_key
+from ..errors import ErrorCode, LocalProtocolError, SecureChatError
+from . import events as ev
+from .constructions import MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, sender_key
+from .messages import ChatKey, ChatMessage, ChatSend
+from .states import RECEIVE, SEND, ChatState, next_chat_state
+
+MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
+
+
+@dataclass
+class ClientChat:
+    chat_id: str
+    mode: str
+    suite: str
+    epoch: int
+    members: tuple[str, ...]
+    key: bytes
+    state: ChatState = ChatState.ACTIVE
+    sent_seq: int = 0
+    last_seq: dict[str, int] = field(default_factory=dict)
+    sender_keys: dict[str, bytes] = field(default_factory=dict)
+
+    def key_for(self, sender: str) -> bytes:
+        if sender not in self.sender_keys:
+            self.sender_keys[sender] = sender_key(self.key, chat_id=self.chat_id, epoch=self.epoch, sender=sender)
+        return self.sender_keys[sender]
+
+
+class ChatBook:
+    """All chats of one logged-in user, plus the peer certificates verified so far."""
+
+    def __init__(
+        self,
+        *,
+        username: str,
+        keys: object,
+        server_key: object,
+        server_scheme: SignatureScheme,
+        random_bytes: RandomBytes,
+    ) -> None:
+        self.username = username
+        self._keys = keys  # UserKeys
+        self._server_key = server_key
+        self._server_scheme = server_scheme
+        self._random_bytes = random_bytes
+        self.chats: dict[str, ClientChat] = {}
+        self.certificates: dict[str, tuple[Certificate, object]] = {}  # name -> (cert, signing public key)
+        self.pending: list[ChatMessage] = []
+
+    # --- key distributions -------------------------------------------------------------------------------
+
+    def install_key(self, msg: ChatKey) -> ev.Event:
+        """Verify and install a chat_key; returns ChatKeyed, or MessageRejected if a check fails."""
+        chat = self.chats.get(msg.chat_id)
+        if chat is not None:
+            if chat.state is ChatState.LEFT:
+                return _rejected(msg.chat_id, "server", ErrorCode.NOT_MEMBER, "key for a chat we left")
+            if msg.epoch <= chat.epoch:
+                return _rejected(msg.chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
+        try:
+            key = self._check_distribution(msg)
+        except SecureChatError as exc:
+            return _rejected(msg.chat_id, "server", exc.code, str(exc.args[0]))
+        before = chat.members if chat else ()
+        if chat is None:
+            chat = self.chats[msg.chat_id] = ClientChat(
+                chat_id=msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch, members=msg.members, key=key
+            )
+        else:
+            chat.state = next_chat_state(chat.state, RECEIVE, "chat_key")
+            chat.epoch, chat.members, chat.key = msg.epoch, msg.members, key
+            chat.sent_seq, chat.last_seq, chat.sender_keys = 0, {}, {}
+        return ev.ChatKeyed(
+            chat_id=msg.chat_id, epoch=msg.epoch, members=msg.members, reason=msg.reason, actor=msg.actor,
+            joined=tuple(m for m in msg.members if m not in before and before),
+            left=tuple(m for m in before if m not in msg.members), suite=msg.suite, mode=msg.mode,
+        )
+
+    def _check_distribution(self, msg: ChatKey) -> bytes:
+        signed = chat_key_signed_bytes(
+            chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite, reason=msg.reason,
+            actor=msg.actor, members=msg.members, wrap_digests=msg.wrap_digests,
+        )
+        verify(self._server_scheme, self._server_key, signed, msg.signature)
+        if self.username not in msg.members or len(msg.wrap_digests) != len(msg.members):
+            raise SecureChatError("distribution does not list us", ErrorCode.NOT_MEMBER)
+        mine = msg.wrap_digests[msg.members.index(self.username)]
+        if not constant_time_equal(mine, sha256(msg.wrapped_key)):
+            raise SecureChatError("our wrap is not the one the server signed", ErrorCode.KEY_UNWRAP_FAILED)
+        return unwrap_key(self._keys.encryption_key, msg.wrapped_key, expected_length=32)  # type: ignore[attr-defined]
+
+    # --- sending --------------------------------------------------------------------------------------------
+
+    def seal(self, chat_id: str, text: str, rid: int | None) -> ChatSend:
+        """Encrypt and sign *text* for *chat_id* under our own sender key (PROTOCOL.md 7.3)."""
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            raise LocalProtocolError(f"no chat {chat_id}", ErrorCode.UNKNOWN_CHAT)
+        next_chat_state(chat.state, SEND, "chat_send")
+        if chat.sent_seq >= MAX_SEQ:
+            raise LocalProtocolError("sequence numbers exhausted in this epoch", ErrorCode.LIMIT_EXCEEDED)
+        plaintext = text.encode("utf-8")
+        if len(plaintext) > 64 * 1024:
+            raise LocalProtocolError("message longer than 64 KiB", ErrorCode.LIMIT_EXCEEDED)
+        seq = chat.sent_seq + 1
+        header = chat_header(chat_id=chat_id, epoch=chat.epoch, sender=self.username, seq=seq, suite=chat.suite)
+        ciphertext = aead.seal(
+            chat.key_for(self.username), plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
+            suite=aead.CipherSuite(chat.suite),
+        )
+        signature = sign(
+            self._keys.scheme, self._keys.signing_key, chat_signed_bytes(header, ciphertext),  # type: ignore[attr-defined]
+            random_bytes=self._random_bytes,
+        )
+        chat.sent_seq = seq
+        return ChatSend(rid=rid, chat_id=chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
+                        signature=signature)
+
+    # --- receiving ------------------------------------------------------------------------------------------
+
+    def add_certificates(self, certs: tuple[Certificate, ...], now: float) -> list[ev.Event]:
+        """Verify each certificate against the server CA before trusting its keys (PROTOCOL.md 6.3)."""
+        out: list[ev.Event] = []
+        for cert in certs:
+            try:
+                _, signing = verify_certificate(
+                    cert, ca_public_key=self._server_key, ca_scheme=self._server_scheme, now=now,
+                )
+            except SecureChatError as exc:
+                out.append(_rejected("", cert.username, exc.code, str(exc.args[0])))
+                continue
+            self.certificates[cert.username] = (cert, signing)
+        return out
+
+    def missing_certificates(self, msg: ChatMessage) -> bool:
+        return msg.sender not in self.certificates
+
+    def hold(self, msg: ChatMessage) -> None:
+        self.pending.append(msg)
+        del self.pending[:-MAX_PENDING_MESSAGES]
+
+    def release(self, unknown: tuple[str, ...]) -> list[ChatMessage]:
+        """Messages whose sender's certificate has now arrived (or is known to be missing)."""
+        ready = [m for m in self.pending if m.sender in self.certificates or m.sender in unknown]
+        self.pending = [m for m in self.pending if m not in ready]
+        return ready
+
+    def open(self, msg: ChatMessage) -> ev.Event:
+        """Verify, then decrypt, a relayed message; every failure is a MessageRejected event (PROTOCOL.md 7.4)."""
+        chat = self.chats.get(msg.chat_id)
+        if chat is None or chat.state is ChatState.LEFT:
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.UNKNOWN_CHAT, "message for a chat we are not in")
+        if msg.epoch != chat.epoch:
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.STALE_EPOCH, f"epoch {msg.epoch} is not {chat.epoch}")
+        if msg.sender not in chat.members or msg.sender == self.username:
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "sender is not a member of this epoch")
+        entry = self.certificates.get(msg.sender)
+        if entry is None:
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")
+        cert, signing_key = entry
+        header = chat_header(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, suite=chat.suite)
+        try:
+            # PROTOCOL.md 7.4: the algorithm comes from the sender's certificate, never from the message.
+            verify(cert.signature_scheme, signing_key, chat_signed_bytes(header, msg.ciphertext), msg.signature)
+        except SecureChatError:
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")
+        last = chat.last_seq.get(msg.sender, 0)
+        if msg.seq <= last:
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")
+        try:
+            plaintext = aead.unseal(
+                chat.key_for(msg.sender), msg.ciphertext, aad=header, nonce=aead.nonce_from_counter(msg.seq),
+                suite=aead.CipherSuite(chat.suite),
+            )
+            text = plaintext.decode("utf-8")
+        except (SecureChatError, UnicodeDecodeError):
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_RECORD, "message does not decrypt")
+        chat.last_seq[msg.sender] = msg.seq
+        return ev.ChatReceived(
+            chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, text=text,
+            signature_scheme=cert.signature_scheme.value, gap=msg.seq - last - 1,
+        )
+
+
+def _rejected(chat_id: str, sender: str, code: ErrorCode | str, reason: str) -> ev.MessageRejected:
+    return ev.MessageRejected(chat_id=chat_id, sender=sender, code=str(code), reason=reason)

@@ -1,0 +1,380 @@
+"""ClientProtocol: the client side of securechat as a sans-I/O object (STYLE.md section 1).
+
+Owns: the client's connection state machine, the handshake and record layer, registration and login proofs,
+and the dispatch of everything received to events. Commands are method calls, received bytes go in through
+``receive_data``, events come out of ``next_event`` and bytes out of ``data_to_send``. Must not: touch sockets,
+threads, clocks (``now`` is passed in) or the file system; it is not thread-safe (the driver locks).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+
+from ..crypto.certificates import Certificate, verify_certificate
+from ..crypto.encoding import RandomBytes, constant_time_equal, fingerprint
+from ..crypto.exchange import generate_ephemeral, shared_secret
+from ..crypto.keys import load_public_key, public_key_der
+from ..crypto.signatures import SignatureScheme, sign, verify
+from ..crypto.wrap import unwrap_key
+from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SecureChatError
+from . import events as ev
+from . import messages as m
+from .channel import RecordLayer, derive_channel_keys, server_signed_bytes, transcript_hash
+from .chats import ChatBook
+from .codec import MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, split_frames
+from .constructions import login_proof_bytes, register_proof_bytes
+from .identity import UserKeys
+from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
+
+Tracer = Callable[[ev.TraceEntry], None]
+
+
+class ClientProtocol:
+    """One client connection. Not thread-safe.
+
+    Args:
+        server_key: the server's pinned SubjectPublicKeyInfo DER and scheme, or None to trust on first use
+            (the HandshakeCompleted event then has ``first_use=True`` and the driver should pin it).
+        random_bytes: the random source (os.urandom; a seeded one in simulations).
+        trace: called with every frame sent and received, at every layer.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_key: tuple[bytes, str] | None = None,
+        random_bytes: RandomBytes = os.urandom,
+        trace: Tracer | None = None,
+    ) -> None:
+        self.state = ClientState.IDLE
+        self._pinned = server_key
+        self._random_bytes = random_bytes
+        self._trace = trace
+        self._decoder = FrameDecoder()
+        self._events: deque[ev.Event] = deque()
+        self._out = bytearray()
+        self._inner: list[bytes] = []
+        self._records: RecordLayer | None = None
+        self._hello: m.ClientHello | None = None
+        self._ephemeral: object = None
+        self.transcript = b""
+        self.server_key: object = None
+        self.server_scheme: SignatureScheme | None = None
+        self._next_rid = 1
+        self._keys: UserKeys | None = None
+        self._pending_name = ""
+        self.username: str | None = None
+        self.certificate: Certificate | None = None
+        self.book: ChatBook | None = None
+        self._now = 0.0
+
+    # --- driver API -------------------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Queue the client_hello that opens the handshake (PROTOCOL.md 4.1)."""
+        self.state = next_client_state(self.state, SEND, "client_hello")
+        self._ephemeral, share = generate_ephemeral(random_bytes=self._random_bytes)
+        self._hello = m.ClientHello(random=self._random_bytes(32), key_share=share)
+        self._send_clear(self._hello)
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes from the server; ``b""`` means end of stream. Never raises for what the peer sent:
+        a fatal problem becomes a ConnectionClosed event and state CLOSED."""
+        if self.state is ClientState.CLOSED:
+            return
+        self._now = now
+        try:
+            self._decoder.feed(data)
+            while self.state is not ClientState.CLOSED and (body := self._decoder.next_frame()) is not None:
+                self._receive_frame(body)
+            if not data and self.state is not ClientState.CLOSED:
+                self._close(ErrorCode.CONNECTION_LOST, "connection closed by server")
+        except SecureChatError as exc:
+            self._close(exc.code, str(exc.args[0]))
+
+    def next_event(self) -> ev.Event | None:
+        return self._events.popleft() if self._events else None
+
+    def data_to_send(self) -> bytes:
+        """All bytes to write now: inner frames queued since the last call travel in one record."""
+        if self._inner and self._records is not None:
+            self._flush_records()
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    # --- commands ------------------------------------------------------------------------------------------
+
+    def register(self, username: str, password: str, keys: UserKeys) -> int:
+        """Register *username* with *keys*; answered by RegistrationSucceeded or RequestFailed."""
+        from .fields import normalize_username
+
+        name = normalize_username(username)
+        rid = self._request(m.Register(
+            rid=self._next_rid, username=name, password=password, signature_scheme=keys.scheme.value,
+            encryption_key=keys.encryption_public, signing_key=keys.signing_public,
+        ))
+        self._keys, self._pending_name = keys, name
+        return rid
+
+    def login(self, username: str, password: str, keys: UserKeys) -> int:
+        """Log in with the password and a signature over this channel's transcript (PROTOCOL.md 6.2)."""
+        from .fields import normalize_username
+
+        name = normalize_username(username)
+        next_client_state(self.state, SEND, "login")  # check before doing anything else
+        signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(self.transcript, name),
+                         random_bytes=self._random_bytes)
+        rid = self._request(m.Login(rid=self._next_rid, username=name, password=password, signature=signature))
+        self._keys, self._pending_name = keys, name
+        return rid
+
+    def logout(self) -> int:
+        return self._request(m.Logout(rid=self._next_rid))
+
+    def who(self) -> int:
+        return self._request(m.Who(rid=self._next_rid))
+
+    def status(self, username: str) -> int:
+        return self._request(m.Status(rid=self._next_rid, username=username))
+
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
+                  suite: str = "aes-256-gcm") -> int:
+        from .fields import normalize_username
+
+        names = tuple(dict.fromkeys(normalize_username(n) for n in members if n))
+        return self._request(m.ChatOpen(rid=self._next_rid, members=names, mode=mode, suite=suite))
+
+    def invite(self, chat_id: str, username: str) -> int:
+        self._chat_command(chat_id, "chat_invite")
+        return self._request(m.ChatInvite(rid=self._next_rid, chat_id=chat_id, username=username))
+
+    def leave(self, chat_id: str) -> int:
+        chat = self._chat_command(chat_id, "chat_leave")
+        rid = self._request(m.ChatLeave(rid=self._next_rid, chat_id=chat_id))
+        chat.state = next_chat_state(chat.state, SEND, "chat_leave")
+        return rid
+
+    def send_chat(self, chat_id: str, text: str) -> int:
+        """Encrypt, sign and queue *text* for every other member of *chat_id* (PROTOCOL.md 7.3)."""
+        next_client_state(self.state, SEND, "chat_send")
+        assert self.book is not None
+        message = self.book.seal(chat_id, text, self._next_rid)
+        return self._request(message)
+
+    @property
+    def chats(self) -> dict[str, object]:
+        return dict(self.book.chats) if self.book else {}
+
+    # --- internals: sending -----------------------------------------------------------------------------------
+
+    def _request(self, message: m.Message) -> int:
+        self.state = next_client_state(self.state, SEND, message.TYPE)
+        rid = self._next_rid
+        self._next_rid += 1
+        self._send_inner(message)
+        return rid
+
+    def _chat_command(self, chat_id: str, kind: str):  # type: ignore[no-untyped-def]
+        next_client_state(self.state, SEND, kind)
+        chat = self.book.chats.get(chat_id) if self.book else None
+        if chat is None:
+            raise LocalProtocolError(f"no chat {chat_id}", ErrorCode.UNKNOWN_CHAT)
+        next_chat_state(chat.state, SEND, kind)
+        return chat
+
+    def _send_clear(self, message: m.Message) -> None:
+        data = encode_frame(message)
+        self._tracing("send", "clear", message.TYPE, data)
+        self._out += data
+
+    def _send_inner(self, message: m.Message) -> None:
+        data = encode_frame(message)
+        self._tracing("send", "inner", message.TYPE, data)
+        self._inner.append(data)
+
+    def _flush_records(self) -> None:
+        assert self._records is not None
+        batch: list[bytes] = []
+        size = 0
+        for data in self._inner + [b""]:
+            if batch and (not data or size + len(data) > MAX_RECORD_PLAINTEXT_BYTES):
+                record = encode_frame(m.Record(data=self._records.seal(b"".join(batch))))
+                self._tracing("send", "record", "record", record)
+                self._out += record
+                batch, size = [], 0
+            if data:
+                batch.append(data)
+                size += len(data)
+        self._inner = []
+
+    def _tracing(self, direction: str, layer: str, kind: str, data: bytes) -> None:
+        if self._trace is not None:
+            self._trace(ev.TraceEntry(direction=direction, peer=None, layer=layer, type=kind, size=len(data),
+                                      data=data))
+
+    def _close(self, code: ErrorCode | str | None, message: str) -> None:
+        self.state = ClientState.CLOSED
+        self._events.append(ev.ConnectionClosed(code=None if code is None else str(code), message=message))
+
+    # --- internals: receiving ---------------------------------------------------------------------------------
+
+    def _receive_frame(self, body: bytes) -> None:
+        message = decode_message(body)
+        self._tracing("receive", "record" if message.TYPE == "record" else "clear", message.TYPE, body)
+        if isinstance(message, m.Error) and self._records is None:
+            # PROTOCOL.md 9.1: before the channel is up an error is always fatal (e.g. server_busy).
+            self._close(message.code, message.message)
+        elif isinstance(message, m.ServerHello):
+            self._on_server_hello(message)
+        elif isinstance(message, m.Record) and self._records is not None:
+            for inner in split_frames(self._records.open(message.data)):
+                self._tracing("receive", "inner", "", inner)
+                self._receive_inner(decode_message(inner))
+        else:
+            raise RemoteProtocolError(f"{message.TYPE} is not allowed here", ErrorCode.UNEXPECTED_MESSAGE)
+
+    def _on_server_hello(self, hello: m.ServerHello) -> None:
+        self.state = next_client_state(self.state, RECEIVE, "server_hello")
+        assert self._hello is not None
+        if self._pinned is not None and not (
+            constant_time_equal(self._pinned[0], hello.server_key) and self._pinned[1] == hello.server_scheme
+        ):
+            raise RemoteProtocolError("server key differs from the pinned key", ErrorCode.HANDSHAKE_FAILED)
+        scheme = SignatureScheme(self._pinned[1] if self._pinned else hello.server_scheme)
+        try:
+            server_key = load_public_key(hello.server_key)
+        except SecureChatError:
+            raise RemoteProtocolError("server key unreadable", ErrorCode.HANDSHAKE_FAILED) from None
+        self.transcript = transcript_hash(
+            version=hello.version, key_exchange=self._hello.key_exchange, client_random=self._hello.random,
+            client_share=self._hello.key_share, server_random=hello.random, server_share=hello.key_share,
+            server_key=hello.server_key, server_scheme=scheme.value,
+        )
+        try:
+            verify(scheme, server_key, server_signed_bytes(self.transcript), hello.signature)
+        except SecureChatError:
+            # THREATS.md 27-28: a substituted or replayed server_hello fails here; no credential was sent.
+            raise RemoteProtocolError("server signature over the handshake failed", ErrorCode.HANDSHAKE_FAILED) from None
+        secret = shared_secret(self._ephemeral, hello.key_share)
+        keys = derive_channel_keys(secret, self.transcript)
+        self._records = RecordLayer(send_key=keys.client_to_server, receive_key=keys.server_to_client)
+        self._ephemeral = None  # forward secrecy: the ephemeral private key is no longer needed
+        self._decoder.max_frame_bytes = MAX_FRAME_BYTES
+        self.server_key, self.server_scheme = server_key, scheme
+        self._events.append(ev.HandshakeCompleted(
+            server_fingerprint=fingerprint(hello.server_key), server_key=hello.server_key,
+            server_scheme=scheme.value, first_use=self._pinned is None,
+        ))
+
+    def _receive_inner(self, message: m.Message) -> None:
+        if message.TYPE in m.CLEAR_TYPES - {"error"} or message.TYPE in m.CLIENT_TO_SERVER:
+            raise RemoteProtocolError(f"{message.TYPE} cannot travel to a client", ErrorCode.UNEXPECTED_MESSAGE)
+        if isinstance(message, m.Error) and message.code in _FATAL_CODES:
+            self._close(message.code, message.message)
+            return
+        self.state = next_client_state(self.state, RECEIVE, message.TYPE)
+        if self.state is ClientState.CLOSING and message.TYPE != "bye":
+            return  # PROTOCOL.md 8.1: pushes in flight after logout are ignored
+        handler = _HANDLERS[message.TYPE]
+        handler(self, message)
+
+    def _on_error(self, msg: m.Error) -> None:
+        if msg.ref == "chat_leave" and self.book:
+            for chat in self.book.chats.values():
+                if chat.state is ChatState.LEAVING:
+                    chat.state = next_chat_state(chat.state, RECEIVE, "error")
+        self._events.append(ev.RequestFailed(rid=msg.rid, code=msg.code, message=msg.message, ref=msg.ref))
+
+    def _on_register_challenge(self, msg: m.RegisterChallenge) -> None:
+        assert self._keys is not None
+        try:
+            nonce = unwrap_key(self._keys.encryption_key, msg.wrapped_nonce, expected_length=32)
+        except SecureChatError as exc:
+            self._close(exc.code, "could not open the registration challenge")
+            return
+        signed = register_proof_bytes(self.transcript, self._pending_name, self._keys.scheme.value,
+                                      self._keys.encryption_public, self._keys.signing_public, nonce)
+        signature = sign(self._keys.scheme, self._keys.signing_key, signed, random_bytes=self._random_bytes)
+        self.state = next_client_state(self.state, SEND, "register_proof")
+        self._send_inner(m.RegisterProof(rid=msg.rid, nonce=nonce, signature=signature))
+
+    def _check_own_certificate(self, cert: Certificate) -> None:
+        assert self._keys is not None and self.server_scheme is not None
+        verify_certificate(cert, ca_public_key=self.server_key, ca_scheme=self.server_scheme, now=self._now,
+                           username=self._pending_name)
+        if cert.encryption_key != self._keys.encryption_public or cert.signing_key != self._keys.signing_public:
+            raise RemoteProtocolError("certificate does not carry our keys", ErrorCode.BAD_CERTIFICATE)
+
+    def _on_registered(self, msg: m.Registered) -> None:
+        self._check_own_certificate(msg.certificate)
+        self._events.append(ev.RegistrationSucceeded(rid=msg.rid, username=msg.certificate.username,
+                                                     certificate=msg.certificate))
+
+    def _on_login_ok(self, msg: m.LoginOk) -> None:
+        assert self._keys is not None and self.server_scheme is not None
+        self._check_own_certificate(msg.certificate)
+        self.username, self.certificate = msg.username, msg.certificate
+        self.book = ChatBook(username=msg.username, keys=self._keys, server_key=self.server_key,
+                             server_scheme=self.server_scheme, random_bytes=self._random_bytes)
+        self._events.append(ev.LoggedIn(rid=msg.rid, username=msg.username, online=msg.online,
+                                        certificate=msg.certificate))
+
+    def _on_chat_message(self, msg: m.ChatMessage) -> None:
+        assert self.book is not None
+        if self.book.missing_certificates(msg):
+            # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
+            if not any(p.sender == msg.sender for p in self.book.pending):
+                self._send_inner(m.GetCertificates(usernames=(msg.sender,)))
+            self.book.hold(msg)
+            return
+        self._events.append(self.book.open(msg))
+
+    def _on_certificates(self, msg: m.Certificates) -> None:
+        assert self.book is not None
+        self._events.extend(self.book.add_certificates(msg.certificates, self._now))
+        for held in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
+            self._events.append(self.book.open(held))
+
+    def _on_chat_key(self, msg: m.ChatKey) -> None:
+        assert self.book is not None
+        self._events.append(self.book.install_key(msg))
+
+    def _on_chat_left(self, msg: m.ChatLeft) -> None:
+        assert self.book is not None
+        chat = self.book.chats.get(msg.chat_id)
+        if chat is not None:
+            chat.state = next_chat_state(chat.state, RECEIVE, "chat_left")
+            chat.key = b""  # PROTOCOL.md 7.5: forget the key of a chat we left
+        self._events.append(ev.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
+
+    def _on_bye(self, msg: m.Bye) -> None:
+        self._events.append(ev.LoggedOut(rid=msg.rid))
+        self._close(None, "logged out")
+
+
+_FATAL_CODES = frozenset({
+    ErrorCode.BAD_RECORD, ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.HANDSHAKE_FAILED,
+    ErrorCode.SERVER_BUSY, ErrorCode.INTERNAL_ERROR,
+})
+
+_HANDLERS: dict[str, Callable[[ClientProtocol, m.Message], None]] = {  # type: ignore[dict-item]
+    "error": ClientProtocol._on_error,
+    "register_challenge": ClientProtocol._on_register_challenge,
+    "registered": ClientProtocol._on_registered,
+    "login_ok": ClientProtocol._on_login_ok,
+    "bye": ClientProtocol._on_bye,
+    "presence": lambda self, msg: self._events.append(ev.PresenceChanged(username=msg.username, online=msg.online)),
+    "who_result": lambda self, msg: self._events.append(ev.WhoListed(rid=msg.rid, online=msg.online)),
+    "status_result": lambda self, msg: self._events.append(
+        ev.StatusReported(rid=msg.rid, username=msg.username, online=msg.online)),
+    "certificates": ClientProtocol._on_certificates,
+    "chat_opened": lambda self, msg: self._events.append(ev.ChatOpened(
+        rid=msg.rid, chat_id=msg.chat_id, members=msg.members, offline=msg.offline, unknown=msg.unknown)),
+    "chat_invited": lambda self, msg: self._events.append(
+        ev.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username)),
+    "chat_left": ClientProtocol._on_chat_left,
+    "chat_key": ClientProtocol._on_chat_key,
+    "chat_message": ClientProtocol._on_chat_message,
+}

@@ -1,0 +1,74 @@
+"""The exact bytes securechat signs, authenticates and derives keys from (PROTOCOL.md 6 and 7).
+
+Owns: every label, the AAD layout of chat messages, per-sender key derivation, and what login proofs,
+registration proofs and key distributions sign. Client and server both build these bytes from here, so they
+cannot drift apart. Must not: hold state, choose algorithms (the certificate does), or do I/O.
+"""
+
+from __future__ import annotations
+
+from ..crypto.encoding import encode_fields, sha256
+from ..crypto.kdf import hkdf_sha256
+
+LOGIN_LABEL = "securechat v1 login"
+REGISTER_LABEL = "securechat v1 register"
+CHAT_KEY_LABEL = "securechat v1 chat key"
+CHAT_SALT_LABEL = "securechat v1 chat salt"
+SENDER_KEY_LABEL = "securechat v1 sender key"
+CHAT_HEADER_LABEL = "securechat v1 chat message"
+CHAT_SIGNATURE_LABEL = "securechat v1 chat signature"
+# PROTOCOL.md 7.3: a sender's sequence number is the GCM nonce under its own key, so it must never wrap.
+MAX_SEQ = 2**32 - 1
+
+
+def login_proof_bytes(transcript: bytes, username: str) -> bytes:
+    """PROTOCOL.md 6.2: the challenge is the channel's transcript hash, so a relayed proof fails elsewhere."""
+    return encode_fields(LOGIN_LABEL, transcript, username)
+
+
+def register_proof_bytes(
+    transcript: bytes, username: str, scheme: str, encryption_key: bytes, signing_key: bytes, nonce: bytes
+) -> bytes:
+    """PROTOCOL.md 6.1: proves possession of the signing key (signature) and the encryption key (nonce)."""
+    return encode_fields(
+        REGISTER_LABEL, transcript, username, scheme, sha256(encryption_key), sha256(signing_key), nonce
+    )
+
+
+def chat_key_signed_bytes(
+    *,
+    chat_id: str,
+    epoch: int,
+    mode: str,
+    suite: str,
+    reason: str,
+    actor: str,
+    members: tuple[str, ...],
+    wrap_digests: tuple[bytes, ...],
+) -> bytes:
+    """PROTOCOL.md 7.2: one server signature covers the whole distribution, so every member sees the same
+    member list and can tell if its wrap was swapped (THREATS.md 44)."""
+    return encode_fields(
+        CHAT_KEY_LABEL, chat_id, epoch, mode, suite, reason, actor,
+        encode_fields("members", *members), encode_fields("wraps", *wrap_digests),
+    )
+
+
+def sender_key(chat_key: bytes, *, chat_id: str, epoch: int, sender: str) -> bytes:
+    """PROTOCOL.md 7.3: each member encrypts under its own key, so two members never share (key, nonce)
+    even though both count from 1 (THREATS.md 34b)."""
+    return hkdf_sha256(
+        chat_key,
+        salt=encode_fields(CHAT_SALT_LABEL, chat_id, epoch),
+        info=encode_fields(SENDER_KEY_LABEL, sender),
+    )
+
+
+def chat_header(*, chat_id: str, epoch: int, sender: str, seq: int, suite: str) -> bytes:
+    """The AAD of a chat message: binds chat, epoch, sender, sequence number and suite (PROTOCOL.md 7.3)."""
+    return encode_fields(CHAT_HEADER_LABEL, chat_id, epoch, sender, seq, suite)
+
+
+def chat_signed_bytes(header: bytes, ciphertext: bytes) -> bytes:
+    """The sender signs exactly what travels: the header fields and the ciphertext (PROTOCOL.md 7.3)."""
+    return encode_fields(CHAT_SIGNATURE_LABEL, header, ciphertext)

@@ -1,0 +1,221 @@
+"""What applications see: past-tense frozen dataclasses carrying verified plaintext (STYLE.md section 3).
+
+Owns: the client events (``Event``) and the server's metadata events (``ServerEvent``) that drivers log or show.
+Must not: carry passwords or keys; server events never carry message contents (PROTOCOL.md 11), only sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..crypto.certificates import Certificate
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of every client event. ``rid`` is the request id a reply answers, if any."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandshakeCompleted(Event):
+    server_fingerprint: str
+    server_key: bytes
+    server_scheme: str
+    first_use: bool  # True if no server key was pinned: the driver should pin it (trust on first use)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistrationSucceeded(Event):
+    rid: int | None
+    username: str
+    certificate: Certificate
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedIn(Event):
+    rid: int | None
+    username: str
+    online: tuple[str, ...]
+    certificate: Certificate
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestFailed(Event):
+    """The server answered a request with an error (PROTOCOL.md 9). Covers failed logins and registrations."""
+
+    rid: int | None
+    code: str
+    message: str
+    ref: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PresenceChanged(Event):
+    username: str
+    online: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhoListed(Event):
+    rid: int | None
+    online: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusReported(Event):
+    rid: int | None
+    username: str
+    online: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatOpened(Event):
+    """Our chat_open was accepted; ``offline`` and ``unknown`` invitees were left out."""
+
+    rid: int | None
+    chat_id: str
+    members: tuple[str, ...]
+    offline: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatInvited(Event):
+    rid: int | None
+    chat_id: str
+    username: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatKeyed(Event):
+    """A verified key distribution was installed: the chat is now at ``epoch`` with ``members``."""
+
+    chat_id: str
+    epoch: int
+    members: tuple[str, ...]
+    reason: str
+    actor: str
+    joined: tuple[str, ...]
+    left: tuple[str, ...]
+    suite: str
+    mode: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatLeft(Event):
+    rid: int | None
+    chat_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatReceived(Event):
+    """A chat message whose signature verified against the sender's certificate and which decrypted."""
+
+    chat_id: str
+    epoch: int
+    sender: str
+    seq: int
+    text: str
+    signature_scheme: str
+    gap: int  # messages from this sender skipped since the last one (THREATS.md 43); 0 normally
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageRejected(Event):
+    """An incoming chat message or key distribution failed an end-to-end check and was dropped."""
+
+    chat_id: str
+    sender: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedOut(Event):
+    rid: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionClosed(Event):
+    """The connection ended. ``code`` is None for a clean end of stream after bye."""
+
+    code: str | None
+    message: str
+
+
+# --- server metadata events (for logs and the GUI's server window) -----------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ServerEvent:
+    peer: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerConnected(ServerEvent):
+    address: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerHandshakeCompleted(ServerEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserRegistered(ServerEvent):
+    username: str
+    signature_scheme: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserLoggedIn(ServerEvent):
+    username: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserLoggedOut(ServerEvent):
+    username: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatRekeyed(ServerEvent):
+    chat_id: str
+    epoch: int
+    members: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageRelayed(ServerEvent):
+    chat_id: str
+    sender: str
+    size: int
+    recipients: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorSent(ServerEvent):
+    code: str
+    ref: str | None
+    fatal: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerClosed(ServerEvent):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceEntry:
+    """One frame as a tracer sees it (STYLE.md section 8): ``layer`` is "clear", "record" or "inner".
+
+    ``data`` is the frame as it crossed the wire for "clear" and "record", and the inner plaintext frame for
+    "inner" (which a notebook may show but a server log must never write).
+    """
+
+    direction: str  # "send" or "receive", from the point of view of the protocol object that traces
+    peer: int | None
+    layer: str
+    type: str
+    size: int
+    data: bytes

@@ -1,0 +1,166 @@
+"""Slow work the server protocol hands to its driver: scrypt, proof checks, database writes, key wraps.
+
+Owns: one class per kind of slow work. ``ServerProtocol`` creates a job with everything it needs, the driver
+calls ``job.run()`` wherever it likes (a worker thread, or inline in a simulation) and hands it back with
+``ServerProtocol.job_done(job, now)``. ``run()`` reads no protocol state, so no lock is held while it works
+(STYLE.md section 1.3; PERF-NOTES: slow one-off work stays off the relay). Must not: touch sockets or clocks
+(``now`` is captured when the job is made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..crypto import kdf
+from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
+from ..crypto.encoding import RandomBytes, constant_time_equal, sha256
+from ..crypto.keys import load_public_key
+from ..crypto.signatures import SignatureScheme, sign, verify
+from ..crypto.wrap import wrap_key
+from ..errors import ErrorCode, SecureChatError
+from . import messages as m
+from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes
+from .registry import Registry, UserRecord
+
+
+@dataclass
+class ServerKey:
+    """The server's long-term signing key: it signs handshakes, certificates and key distributions."""
+
+    private_key: object
+    scheme: SignatureScheme
+    public_der: bytes
+
+
+@dataclass(eq=False)
+class Job:
+    peer: int
+    rid: int | None = None         # the request this job answers
+    outcome: str = ""            # set by run(): a PEER_JOB_TRANSITIONS outcome or "done"
+    code: ErrorCode | None = None  # set by run() on failure
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class LoginJob(Job):
+    """PROTOCOL.md 6.2: password and transcript signature checked together, at the same cost for unknown users."""
+
+    registry: Registry = field(default=None)  # type: ignore[assignment]
+    username: str = ""
+    password: str = ""
+    signature: bytes = b""
+    transcript: bytes = b""
+    dummy_record: str = ""
+    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    now: float = 0.0
+    record: UserRecord | None = None
+    encryption_key: object = None
+
+    def run(self) -> None:
+        record = self.registry.get_user(self.username)
+        # THREATS.md 17: an unknown user costs one scrypt too, against a dummy record, and fails the same way.
+        password_ok = kdf.verify_password(self.password, record.password_record if record else self.dummy_record)
+        proof_ok = False
+        if record is not None:
+            try:
+                cert = record.certificate
+                encryption_key, signing_key = verify_certificate(
+                    cert, ca_public_key=load_public_key(self.ca.public_der), ca_scheme=self.ca.scheme, now=self.now,
+                    username=self.username,
+                )
+                verify(cert.signature_scheme, signing_key, login_proof_bytes(self.transcript, self.username),
+                       self.signature)
+                proof_ok, self.encryption_key = True, encryption_key
+            except SecureChatError:
+                proof_ok = False
+        if password_ok and proof_ok:
+            self.outcome, self.record = "logged_in", record
+        else:
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+
+
+@dataclass(eq=False)
+class RegisterJob(Job):
+    """PROTOCOL.md 6.1: check both proofs of possession, hash the password, issue the certificate, store."""
+
+    registry: Registry = field(default=None)  # type: ignore[assignment]
+    request: m.Register = field(default=None)  # type: ignore[assignment]
+    proof: m.RegisterProof = field(default=None)  # type: ignore[assignment]
+    expected_nonce: bytes = b""
+    transcript: bytes = b""
+    params: kdf.ScryptParams = kdf.OWASP_SCRYPT
+    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    validity_seconds: int = 0
+    serial: int = 0
+    now: float = 0.0
+    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    certificate: Certificate | None = None
+
+    def run(self) -> None:
+        req, scheme = self.request, SignatureScheme(self.request.signature_scheme)
+        try:
+            signing_key = load_public_key(req.signing_key)
+            signed = register_proof_bytes(self.transcript, req.username, req.signature_scheme,
+                                          req.encryption_key, req.signing_key, self.proof.nonce)
+            if not constant_time_equal(self.proof.nonce, self.expected_nonce):
+                raise SecureChatError("nonce mismatch", ErrorCode.AUTH_FAILED)
+            verify(scheme, signing_key, signed, self.proof.signature)
+        except SecureChatError:
+            # THREATS.md 25: copied public keys cannot produce either proof.
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            return
+        if self.registry.get_user(req.username) is not None:
+            self.outcome, self.code = "failed", ErrorCode.NAME_TAKEN
+            return
+        cert = issue_certificate(
+            username=req.username, signature_scheme=scheme, encryption_key=req.encryption_key,
+            signing_key=req.signing_key, serial=self.serial, now=int(self.now),
+            validity_seconds=self.validity_seconds, ca_private_key=self.ca.private_key, ca_scheme=self.ca.scheme,
+            random_bytes=self.random_bytes,
+        )
+        record = UserRecord(username=req.username,
+                            password_record=kdf.hash_password(req.password, self.params, random_bytes=self.random_bytes),
+                            certificate=cert)
+        try:
+            self.registry.add_user(record)
+        except SecureChatError as exc:  # NameTaken (a race with another registration) or StorageFailed
+            self.outcome, self.code = "failed", exc.code
+            return
+        self.outcome, self.certificate = "registered", cert
+
+
+@dataclass(eq=False)
+class ChatKeyJob(Job):
+    """PROTOCOL.md 7.2: a fresh 256-bit key wrapped for every member, one server signature over it all."""
+
+    chat_id: str = ""
+    epoch: int = 0
+    mode: str = ""
+    suite: str = ""
+    reason: str = ""
+    actor: str = ""
+    members: tuple[str, ...] = ()
+    encryption_keys: tuple[Any, ...] = ()
+    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    messages: dict[str, m.ChatKey] = field(default_factory=dict)
+
+    def run(self) -> None:
+        chat_key = self.random_bytes(32)
+        wraps = [wrap_key(k, chat_key, random_bytes=self.random_bytes) for k in self.encryption_keys]
+        digests = tuple(sha256(w) for w in wraps)
+        signature = sign(self.ca.scheme, self.ca.private_key, chat_key_signed_bytes(
+            chat_id=self.chat_id, epoch=self.epoch, mode=self.mode, suite=self.suite, reason=self.reason,
+            actor=self.actor, members=self.members, wrap_digests=digests,
+        ), random_bytes=self.random_bytes)
+        # PROTOCOL.md 7.2: the server forgets chat_key here; in this mode it could have kept it (trust model).
+        self.messages = {
+            member: m.ChatKey(chat_id=self.chat_id, epoch=self.epoch, mode=self.mode, suite=self.suite,
+                              reason=self.reason, actor=self.actor, members=self.members, wrap_digests=digests,
+                              wrapped_key=wrap, signature=signature)
+            for member, wrap in zip(self.members, wraps)
+        }
+        self.outcome = "done"

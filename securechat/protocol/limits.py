@@ -1,0 +1,91 @@
+"""Server limits and the clock-free throttles that enforce them (PROTOCOL.md 10, THREATS.md B and C).
+
+Owns: ``ServerConfig`` (every limit, deadline and cost, with why) and the small throttles the server uses:
+per-(account, address) login backoff, per-address failure windows and per-user token buckets. Time is always
+passed in as ``now``. Must not: sleep, read a clock, or know about messages.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from ..crypto.kdf import OWASP_SCRYPT, ScryptParams
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    scrypt: ScryptParams = OWASP_SCRYPT        # THREATS.md: OWASP minimum N=2^17, r=8, p=1 by default
+    certificate_validity_seconds: int = 365 * 24 * 3600
+    max_connections: int = 1024                # a class session is 300; leaves room without unbounded growth
+    max_connections_per_address: int = 512     # loopback benchmarks connect 300 clients from one address
+    handshake_deadline_seconds: float = 10.0   # THREATS.md 10: slowloris connections are closed by then
+    auth_deadline_seconds: float = 120.0       # a connection must log in within this (key generation is local)
+    frame_deadline_seconds: float = 30.0       # a started frame must complete within this (THREATS.md 1)
+    max_pending_password_jobs: int = 512       # THREATS.md 14: queued scrypt work beyond this gets server_busy
+    max_chats_per_user: int = 64               # THREATS.md 15
+    messages_per_second: float = 200.0         # THREATS.md 15: per user, sustained
+    message_burst: float = 2000.0              # per user, burst
+    failures_before_backoff: int = 3           # THREATS.md 18: per (account, address)
+    max_backoff_seconds: float = 60.0
+    address_failure_window_seconds: float = 60.0
+    address_failures_allowed: int = 30         # per address per window, across all accounts
+    tracked_keys: int = 100_000                # bound on throttle memory
+
+
+class LoginThrottle:
+    """Exponential backoff per (account, address) plus a failure window per address (PROTOCOL.md 6.2).
+
+    Keyed by the pair, so an attacker guessing from one address slows only itself: the real user, from
+    another address, is never locked out (THREATS.md 18). Checked before any scrypt work is queued.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self._config = config
+        self._pairs: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+        self._addresses: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def allowed(self, username: str, address: str, now: float) -> bool:
+        count, last = self._pairs.get((username, address), (0, 0.0))
+        excess = count - self._config.failures_before_backoff
+        if excess >= 0 and now < last + min(2.0**excess, self._config.max_backoff_seconds):
+            return False
+        window = self._addresses.get(address)
+        if window is not None:
+            while window and window[0] <= now - self._config.address_failure_window_seconds:
+                window.popleft()
+            if len(window) >= self._config.address_failures_allowed:
+                return False
+        return True
+
+    def failed(self, username: str, address: str, now: float) -> None:
+        count, _ = self._pairs.pop((username, address), (0, 0.0))
+        self._pairs[(username, address)] = (count + 1, now)
+        window = self._addresses.pop(address, deque())
+        window.append(now)
+        self._addresses[address] = window
+        self._trim()
+
+    def succeeded(self, username: str, address: str) -> None:
+        self._pairs.pop((username, address), None)
+
+    def _trim(self) -> None:
+        for table in (self._pairs, self._addresses):
+            while len(table) > self._config.tracked_keys:
+                table.popitem(last=False)  # type: ignore[call-arg]
+
+
+class TokenBucket:
+    """A request budget: ``rate`` per second, up to ``burst`` saved (THREATS.md 15)."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.updated = burst, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True

@@ -1,0 +1,41 @@
+"""The registry interface the server protocol reads and writes, and an in-memory implementation.
+
+Owns: ``UserRecord`` (what the server stores per user: never a private key, never a password, only its
+scrypt record) and the ``Registry`` protocol. Must not: do file I/O; ``securechat.store.SqliteRegistry`` is the
+persistent implementation and ``securechat.store.MemoryRegistry`` the in-memory one; the same tests run on both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..crypto.certificates import Certificate
+from ..errors import ErrorCode, SecureChatError
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    username: str
+    password_record: str  # "scrypt$N$r$p$salt$hash" (PROTOCOL.md 6.1)
+    certificate: Certificate
+
+
+class NameTaken(SecureChatError):
+    code = ErrorCode.NAME_TAKEN
+
+
+class StorageFailed(SecureChatError):
+    code = ErrorCode.STORAGE_FAILED
+
+
+class Registry(Protocol):
+    """Thread-safe storage of registered users. ``add_user`` is atomic: a user is stored whole or not at all."""
+
+    def get_user(self, username: str) -> UserRecord | None: ...
+
+    def add_user(self, record: UserRecord) -> None:
+        """Raises NameTaken if the name exists, StorageFailed if the write failed (nothing is stored)."""
+        ...
+
+    def count_users(self) -> int: ...

@@ -1,0 +1,575 @@
+"""ServerProtocol: accounts, presence, chats, key distribution and relay as one sans-I/O object.
+
+Owns: the server's view of every connection (``PeerState`` machine, channel, outbox), who is online, every
+chat and its epoch, and the admission rules of PROTOCOL.md 10. The driver feeds bytes with ``receive_data``,
+runs the slow ``Job``s it gets from ``next_job`` wherever it likes and returns them with ``job_done``, writes
+what ``data_to_send`` returns and closes what ``peers_to_close`` names. Must not: touch sockets, threads,
+clocks or files (the registry is injected); it is not thread-safe: one driver thread owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..crypto import kdf
+from ..crypto.encoding import RandomBytes
+from ..crypto.exchange import generate_ephemeral, shared_secret
+from ..crypto.keys import load_public_key
+from ..crypto.signatures import SCHEMES, SignatureScheme, sign
+from ..crypto.wrap import wrap_key
+from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
+from . import events as ev
+from . import messages as m
+from .channel import RecordLayer, derive_channel_keys, server_signed_bytes, transcript_hash
+from .codec import MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, split_frames
+from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey
+from .limits import LoginThrottle, ServerConfig, TokenBucket
+from .registry import Registry
+from .server_chats import ChatDirectory
+from .states import PeerState, next_peer_state, next_peer_state_on_job
+
+Tracer = Callable[[ev.TraceEntry], None]
+
+# PROTOCOL.md 9.1: after these the channel cannot be trusted or the peer is not worth serving: close.
+FATAL_CODES = frozenset({
+    ErrorCode.FRAME_TOO_LARGE, ErrorCode.BAD_FRAME, ErrorCode.BAD_RECORD, ErrorCode.HANDSHAKE_FAILED,
+    ErrorCode.SERVER_BUSY, ErrorCode.LIMIT_EXCEEDED,
+})
+
+
+@dataclass(eq=False)
+class Peer:
+    id: int
+    address: str
+    opened_at: float
+    state: PeerState = PeerState.AWAIT_HELLO
+    decoder: FrameDecoder = field(default_factory=FrameDecoder)
+    records: RecordLayer | None = None
+    transcript: bytes = b""
+    username: str | None = None
+    out: bytearray = field(default_factory=bytearray)
+    inner: list[bytes] = field(default_factory=list)
+    closing: bool = False
+    frame_started: float | None = None
+    register: m.Register | None = None
+    register_nonce: bytes = b""
+    bucket: TokenBucket | None = None
+
+
+class ServerProtocol:
+    """The whole server as a state machine over many peers. Not thread-safe: one driver thread owns it."""
+
+    def __init__(
+        self,
+        *,
+        server_key: ServerKey,
+        registry: Registry,
+        config: ServerConfig = ServerConfig(),
+        random_bytes: RandomBytes = os.urandom,
+        trace: Tracer | None = None,
+        relay_events: bool = True,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.server_key = server_key
+        self._random_bytes = random_bytes
+        self._trace = trace
+        self._relay_events = relay_events
+        self.peers: dict[int, Peer] = {}
+        self.online: dict[str, int] = {}                   # username -> peer id
+        self._encryption_keys: dict[str, object] = {}      # online users' certified RSA-OAEP keys
+        self.chats = ChatDirectory(config.max_chats_per_user)
+        self._throttle = LoginThrottle(config)
+        self._dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
+        self._jobs: deque[Job] = deque()
+        self.pending_password_jobs = 0
+        self._events: deque[ev.ServerEvent] = deque()
+        self._dirty: set[int] = set()
+        self._to_close: list[int] = []
+        self._now = 0.0
+
+    # --- driver API -----------------------------------------------------------------------------------------
+
+    def connection_made(self, peer: int, address: str, now: float) -> None:
+        """Admit a new connection, or queue server_busy and close it (THREATS.md 11)."""
+        self.peers[peer] = p = Peer(id=peer, address=address, opened_at=now)
+        self._events.append(ev.PeerConnected(peer=peer, address=address))
+        same_address = sum(1 for q in self.peers.values() if q.address == address)
+        if len(self.peers) > self.config.max_connections or same_address > self.config.max_connections_per_address:
+            self._fail(p, RemoteProtocolError("too many connections", ErrorCode.SERVER_BUSY), None)
+
+    def receive_data(self, peer: int, data: bytes, now: float) -> None:
+        """Feed bytes received from *peer*; ``b""`` is end of stream. Never raises for what the peer sent."""
+        p = self.peers.get(peer)
+        if p is None or p.closing:
+            return
+        self._now = now
+        if not data:
+            self._drop(p, "connection closed" if not p.decoder.buffered else "closed inside a frame")
+            return
+        try:
+            p.decoder.feed(data)
+            while not p.closing and (body := p.decoder.next_frame()) is not None:
+                self._receive_frame(p, body)
+            p.frame_started = (p.frame_started or now) if p.decoder.buffered else None
+        except SecureChatError as exc:
+            self._fail(p, exc, None)
+
+    def connection_lost(self, peer: int, now: float) -> None:
+        self.receive_data(peer, b"", now)
+
+    def handle_timer(self, now: float) -> None:
+        """Enforce deadlines (THREATS.md 1, 10): call about once a second."""
+        self._now = now
+        cfg = self.config
+        for p in list(self.peers.values()):
+            if p.closing:
+                continue
+            if p.state is PeerState.AWAIT_HELLO and now - p.opened_at > cfg.handshake_deadline_seconds:
+                self._fail(p, RemoteProtocolError("handshake deadline passed", ErrorCode.HANDSHAKE_FAILED), None)
+            elif p.state is not PeerState.ONLINE and now - p.opened_at > cfg.auth_deadline_seconds:
+                self._fail(p, RemoteProtocolError("login deadline passed", ErrorCode.LIMIT_EXCEEDED), None)
+            elif p.frame_started is not None and now - p.frame_started > cfg.frame_deadline_seconds:
+                self._fail(p, RemoteProtocolError("frame not completed in time", ErrorCode.BAD_FRAME), None)
+
+    def next_job(self) -> Job | None:
+        return self._jobs.popleft() if self._jobs else None
+
+    def job_done(self, job: Job, now: float) -> None:
+        """Apply the result of a job the driver ran (see ``jobs.py``)."""
+        self._now = now
+        if isinstance(job, ChatKeyJob):
+            self._distribute(job)
+            return
+        self.pending_password_jobs -= 1
+        p = self.peers.get(job.peer)
+        if p is None or p.closing:
+            return
+        if isinstance(job, LoginJob):
+            self._login_done(p, job)
+        elif isinstance(job, RegisterJob):
+            self._register_done(p, job)
+
+    def next_event(self) -> ev.ServerEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def data_to_send(self) -> list[tuple[int, bytes]]:
+        """Bytes to write, per peer. Every inner frame queued for a peer since the last call travels in one
+        record (PERF-NOTES: one AEAD operation per recipient per round, whatever the fan-out)."""
+        out: list[tuple[int, bytes]] = []
+        for peer in self._dirty:
+            p = self.peers.get(peer)
+            if p is None:
+                continue
+            if p.inner and p.records is not None:
+                self._seal_records(p)
+            if p.out:
+                out.append((peer, bytes(p.out)))
+                p.out.clear()
+        self._dirty.clear()
+        return out
+
+    def peers_to_close(self) -> list[int]:
+        """Peers to close once the bytes already returned by ``data_to_send`` are written."""
+        closing, self._to_close = self._to_close, []
+        for peer in closing:
+            self.peers.pop(peer, None)
+        return closing
+
+    # --- receiving ------------------------------------------------------------------------------------------
+
+    def _receive_frame(self, p: Peer, body: bytes) -> None:
+        if p.records is None:
+            message = decode_message(body)
+            self._tracing(p, "receive", "clear", message.TYPE, body)
+            if not isinstance(message, m.ClientHello):
+                raise RemoteProtocolError(f"{message.TYPE} before the handshake", ErrorCode.UNEXPECTED_MESSAGE)
+            self._on_client_hello(p, message)
+            return
+        record = decode_message(body)
+        self._tracing(p, "receive", "record", record.TYPE, body)
+        if not isinstance(record, m.Record):
+            raise RemoteProtocolError(f"{record.TYPE} outside a record", ErrorCode.UNEXPECTED_MESSAGE)
+        for inner in split_frames(p.records.open(record.data)):
+            if p.closing:
+                return
+            try:
+                message = decode_message(inner)
+                if self._trace is not None:
+                    self._tracing(p, "receive", "inner", message.TYPE, inner)
+                self._receive_inner(p, message)
+            except RemoteProtocolError as exc:
+                # THREATS.md 4-9: a bad frame inside a valid record is answered; the connection stays, except
+                # for out-of-state messages before login (entry 8).
+                keep = exc.code is not ErrorCode.UNEXPECTED_MESSAGE or p.state is PeerState.ONLINE
+                self._fail(p, exc, _peek_rid(inner), keep=keep, ref=_peek_type(inner))
+
+    def _on_client_hello(self, p: Peer, hello: m.ClientHello) -> None:
+        """PROTOCOL.md 4.2: answer with our share and a signature over the transcript, then switch to records."""
+        p.state = next_peer_state(p.state, "client_hello")
+        ephemeral, share = generate_ephemeral(random_bytes=self._random_bytes)
+        server_random = self._random_bytes(32)
+        key = self.server_key
+        p.transcript = transcript_hash(
+            version=hello.version, key_exchange=hello.key_exchange, client_random=hello.random,
+            client_share=hello.key_share, server_random=server_random, server_share=share,
+            server_key=key.public_der, server_scheme=key.scheme.value,
+        )
+        secret = shared_secret(ephemeral, hello.key_share)  # THREATS.md 29: low-order shares raise here
+        signature = sign(key.scheme, key.private_key, server_signed_bytes(p.transcript),
+                         random_bytes=self._random_bytes)
+        self._send_clear(p, m.ServerHello(random=server_random, key_share=share, server_key=key.public_der,
+                                          server_scheme=key.scheme.value, signature=signature))
+        keys = derive_channel_keys(secret, p.transcript)
+        p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server)
+        p.decoder.max_frame_bytes = MAX_FRAME_BYTES
+        self._events.append(ev.PeerHandshakeCompleted(peer=p.id))
+
+    def _receive_inner(self, p: Peer, message: m.Message) -> None:
+        if message.TYPE not in m.CLIENT_TO_SERVER:
+            raise RemoteProtocolError(f"{message.TYPE} cannot travel to the server", ErrorCode.UNEXPECTED_MESSAGE)
+        next_peer_state(p.state, message.TYPE)  # check only; handlers move the state once their checks pass
+        if p.state is PeerState.ONLINE and p.bucket is not None and not p.bucket.take(self._now):
+            self._reply_error(p, ErrorCode.RATE_LIMITED, "too many requests", message)
+            return
+        _DISPATCH[message.TYPE](self, p, message)
+
+    # --- accounts (PROTOCOL.md 6) --------------------------------------------------------------------------------
+
+    def _on_register(self, p: Peer, msg: m.Register) -> None:
+        scheme = SignatureScheme(msg.signature_scheme)
+        try:
+            encryption_key = load_public_key(msg.encryption_key)
+            signing_key = load_public_key(msg.signing_key)
+        except SecureChatError:
+            raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
+        if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
+                encryption_key):
+            raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
+        if self.registry.get_user(msg.username) is not None:
+            self._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
+            return
+        p.state = next_peer_state(p.state, "register")
+        p.register, p.register_nonce = msg, self._random_bytes(32)
+        # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
+        wrapped = wrap_key(encryption_key, p.register_nonce, random_bytes=self._random_bytes)
+        self._send(p, m.RegisterChallenge(rid=msg.rid, wrapped_nonce=wrapped))
+
+    def _on_register_proof(self, p: Peer, msg: m.RegisterProof) -> None:
+        assert p.register is not None
+        if not self._admit_password_job(p, msg):
+            p.state, p.register = PeerState.CONNECTED, None
+            return
+        p.state = next_peer_state(p.state, "register_proof")
+        self._jobs.append(RegisterJob(
+            peer=p.id, registry=self.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
+            transcript=p.transcript, params=self.config.scrypt, ca=self.server_key,
+            validity_seconds=self.config.certificate_validity_seconds,
+            serial=int.from_bytes(self._random_bytes(8), "big") >> 1, now=self._now, random_bytes=self._random_bytes,
+        ))
+
+    def _register_done(self, p: Peer, job: RegisterJob) -> None:
+        p.state = next_peer_state_on_job(p.state, job.outcome)
+        request, p.register = p.register, None
+        if job.outcome == "registered" and job.certificate is not None:
+            self._send(p, m.Registered(rid=job.proof.rid, certificate=job.certificate))
+            self._events.append(ev.UserRegistered(peer=p.id, username=job.certificate.username,
+                                                  signature_scheme=job.certificate.signature_scheme.value))
+        else:
+            assert job.code is not None and request is not None
+            self._reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+
+    def _admit_password_job(self, p: Peer, msg: m.Message) -> bool:
+        """THREATS.md 14: bounded scrypt work, refused before any hashing."""
+        if self.pending_password_jobs >= self.config.max_pending_password_jobs:
+            self._reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg, fatal=False)
+            return False
+        self.pending_password_jobs += 1
+        return True
+
+    def _on_login(self, p: Peer, msg: m.Login) -> None:
+        if not self._throttle.allowed(msg.username, p.address, self._now):
+            self._reply_error(p, ErrorCode.RATE_LIMITED, "too many failed logins, wait and retry", msg)
+            return
+        if not self._admit_password_job(p, msg):
+            return
+        p.state = next_peer_state(p.state, "login")
+        self._jobs.append(LoginJob(
+            peer=p.id, registry=self.registry, username=msg.username, password=msg.password,
+            signature=msg.signature, transcript=p.transcript, dummy_record=self._dummy_record,
+            ca=self.server_key, now=self._now, rid=msg.rid,
+        ))
+
+    def _login_done(self, p: Peer, job: LoginJob) -> None:
+        if job.outcome == "logged_in" and job.username in self.online:
+            job.outcome, job.code = "failed", ErrorCode.LIMIT_EXCEEDED
+            self._throttle.succeeded(job.username, p.address)
+            p.state = next_peer_state_on_job(p.state, "failed")
+            self._reply_error(p, ErrorCode.LIMIT_EXCEEDED, "already logged in on another connection", job,
+                              fatal=False, ref="login")
+            return
+        p.state = next_peer_state_on_job(p.state, job.outcome)
+        if job.outcome != "logged_in" or job.record is None:
+            self._throttle.failed(job.username, p.address, self._now)
+            # THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
+            self._reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")
+            return
+        self._throttle.succeeded(job.username, p.address)
+        p.username = job.username
+        p.bucket = TokenBucket(self.config.messages_per_second, self.config.message_burst, self._now)
+        self.online[job.username] = p.id
+        self._encryption_keys[job.username] = job.encryption_key
+        self._send(p, m.LoginOk(rid=job.rid, username=job.username, certificate=job.record.certificate,
+                                online=tuple(sorted(self.online))))
+        self._broadcast_presence(job.username, True)
+        self._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
+
+    def _on_logout(self, p: Peer, msg: m.Logout) -> None:
+        self._send(p, m.Bye(rid=msg.rid))
+        self._drop(p, "logout", close=True)
+
+    # --- directory (PROTOCOL.md 6.4) -------------------------------------------------------------------------------
+
+    def _on_who(self, p: Peer, msg: m.Who) -> None:
+        self._send(p, m.WhoResult(rid=msg.rid, online=tuple(sorted(self.online))))
+
+    def _on_status(self, p: Peer, msg: m.Status) -> None:
+        if msg.username not in self.online and self.registry.get_user(msg.username) is None:
+            self._reply_error(p, ErrorCode.UNKNOWN_USER, f"no user {msg.username}", msg)
+            return
+        self._send(p, m.StatusResult(rid=msg.rid, username=msg.username, online=msg.username in self.online))
+
+    def _on_get_certificates(self, p: Peer, msg: m.GetCertificates) -> None:
+        records = {name: self.registry.get_user(name) for name in msg.usernames}
+        self._send(p, m.Certificates(
+            rid=msg.rid, certificates=tuple(r.certificate for r in records.values() if r is not None),
+            unknown=tuple(name for name, r in records.items() if r is None),
+        ))
+
+    def _broadcast_presence(self, username: str, online: bool) -> None:
+        frame = encode_frame(m.Presence(username=username, online=online))
+        for name, peer in self.online.items():
+            if name != username:
+                self._queue(self.peers[peer], frame, "presence")
+
+    # --- chats (PROTOCOL.md 7) --------------------------------------------------------------------------------------
+
+    def _availability(self, name: str) -> str:
+        if name in self.online:
+            return "online"
+        return "offline" if self.registry.get_user(name) is not None else "unknown"
+
+    def _on_chat_open(self, p: Peer, msg: m.ChatOpen) -> None:
+        assert p.username is not None
+        wanted = [n for n in msg.members if n != p.username]
+        status = {n: self._availability(n) for n in wanted}
+        members = [n for n in wanted if status[n] == "online"]
+        if not members:
+            missing = ", ".join(wanted) or "nobody"
+            self._reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
+            return
+        try:
+            chat = self.chats.open(p.username, members, mode=msg.mode, suite=msg.suite,
+                                   chat_id="c" + self._random_bytes(16).hex())
+        except SecureChatError as exc:
+            self._reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        self._send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
+                                   offline=tuple(n for n in wanted if status[n] == "offline"),
+                                   unknown=tuple(n for n in wanted if status[n] == "unknown")))
+        self._rekey(chat.chat_id, "open", p.username)
+
+    def _on_chat_invite(self, p: Peer, msg: m.ChatInvite) -> None:
+        assert p.username is not None
+        availability = self._availability(msg.username)
+        try:
+            self.chats.check_member(msg.chat_id, p.username)
+            if availability != "online":
+                code = ErrorCode.USER_OFFLINE if availability == "offline" else ErrorCode.UNKNOWN_USER
+                raise SecureChatError(f"{msg.username} is {availability}", code)
+            self.chats.add(msg.chat_id, msg.username)
+        except SecureChatError as exc:
+            self._reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        self._send(p, m.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username))
+        self._rekey(msg.chat_id, "invite", p.username)
+
+    def _on_chat_leave(self, p: Peer, msg: m.ChatLeave) -> None:
+        assert p.username is not None
+        try:
+            remaining = self.chats.remove(msg.chat_id, p.username)
+        except SecureChatError as exc:
+            self._reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        self._send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
+        if remaining:
+            self._rekey(msg.chat_id, "leave", p.username)
+
+    def _on_chat_send(self, p: Peer, msg: m.ChatSend) -> None:
+        """PROTOCOL.md 7.3: relay to every other current member, labelled with the authenticated sender."""
+        assert p.username is not None
+        try:
+            chat = self.chats.check_member(msg.chat_id, p.username)
+        except SecureChatError as exc:
+            self._reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        if msg.epoch != chat.epoch:
+            self._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
+            return
+        frame = encode_frame(m.ChatMessage(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username, seq=msg.seq,
+                                           ciphertext=msg.ciphertext, signature=msg.signature))
+        recipients = 0
+        for member in chat.members:
+            peer = self.online.get(member)
+            if member != p.username and peer is not None:
+                self._queue(self.peers[peer], frame, "chat_message")
+                recipients += 1
+        if self._relay_events:
+            self._events.append(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
+                                                  size=len(msg.ciphertext), recipients=recipients))
+
+    def _rekey(self, chat_id: str, reason: str, actor: str) -> None:
+        """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, THREATS.md 38-40)."""
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            return
+        self._events.append(ev.ChatRekeyed(peer=self.online.get(actor, -1), chat_id=chat_id, epoch=chat.epoch,
+                                           members=tuple(chat.members), reason=reason))
+        self._jobs.append(ChatKeyJob(
+            peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
+            actor=actor, members=tuple(chat.members),
+            encryption_keys=tuple(self._encryption_keys[n] for n in chat.members), ca=self.server_key,
+            random_bytes=self._random_bytes,
+        ))
+
+    def _distribute(self, job: ChatKeyJob) -> None:
+        """Send finished distributions strictly in epoch order, only to members still in the chat."""
+        for epoch_messages in self.chats.ready(job.chat_id, job.epoch, job.messages):
+            chat = self.chats.get(job.chat_id)
+            for member, message in epoch_messages.items():
+                peer = self.online.get(member)
+                if chat is not None and member in chat.members and peer is not None:
+                    self._send(self.peers[peer], message)
+
+    # --- sending and closing ------------------------------------------------------------------------------------
+
+    def _send_clear(self, p: Peer, message: m.Message) -> None:
+        data = encode_frame(message)
+        self._tracing(p, "send", "clear", message.TYPE, data)
+        p.out += data
+        self._dirty.add(p.id)
+
+    def _send(self, p: Peer, message: m.Message) -> None:
+        self._queue(p, encode_frame(message), message.TYPE)
+
+    def _queue(self, p: Peer, frame: bytes, kind: str) -> None:
+        if self._trace is not None:
+            self._tracing(p, "send", "inner", kind, frame)
+        p.inner.append(frame)
+        self._dirty.add(p.id)
+
+    def _seal_records(self, p: Peer) -> None:
+        assert p.records is not None
+        start = 0
+        while start < len(p.inner):
+            end, size = start, 0
+            while end < len(p.inner) and (end == start or size + len(p.inner[end]) <= MAX_RECORD_PLAINTEXT_BYTES):
+                size += len(p.inner[end])
+                end += 1
+            record = encode_frame(m.Record(data=p.records.seal(b"".join(p.inner[start:end]))))
+            if self._trace is not None:
+                self._tracing(p, "send", "record", "record", record)
+            p.out += record
+            start = end
+        p.inner.clear()
+
+    def _reply_error(self, p: Peer, code: ErrorCode, text: str, request: object, *, fatal: bool = False,
+                     ref: str | None = None) -> None:
+        rid = getattr(request, "rid", None)
+        kind = ref or getattr(request, "TYPE", None)
+        error = m.Error(code=code.value, message=text, rid=rid, ref=kind)
+        if p.records is not None:
+            self._send(p, error)
+        else:
+            self._send_clear(p, error)
+        self._events.append(ev.ErrorSent(peer=p.id, code=code.value, ref=kind, fatal=fatal))
+
+    def _fail(self, p: Peer, exc: SecureChatError, rid: int | None, *, keep: bool = False,
+              ref: str | None = None) -> None:
+        fatal = not keep or exc.code in FATAL_CODES
+        self._reply_error(p, exc.code, str(exc.args[0]), _Rid(rid), fatal=fatal, ref=ref)
+        if fatal:
+            self._drop(p, f"error {exc.code.value}", close=True)
+
+    def _drop(self, p: Peer, reason: str, *, close: bool = False) -> None:
+        """Take *p* offline and out of its chats (THREATS.md 35); the others' chats are rekeyed."""
+        p.closing = True
+        p.state = PeerState.CLOSED
+        name = p.username
+        if name is not None and self.online.get(name) == p.id:
+            del self.online[name]
+            self._encryption_keys.pop(name, None)
+            for chat_id in self.chats.leave_all(name):
+                self._rekey(chat_id, "disconnect", name)
+            self._broadcast_presence(name, False)
+            self._events.append(ev.UserLoggedOut(peer=p.id, username=name, reason=reason))
+        self._events.append(ev.PeerClosed(peer=p.id, reason=reason))
+        if close:
+            self._dirty.add(p.id)
+        else:
+            self.peers.pop(p.id, None)
+        self._to_close.append(p.id)
+
+    def _tracing(self, p: Peer, direction: str, layer: str, kind: str, data: bytes) -> None:
+        if self._trace is not None:
+            self._trace(ev.TraceEntry(direction=direction, peer=p.id, layer=layer, type=kind, size=len(data),
+                                      data=data))
+
+
+@dataclass(frozen=True)
+class _Rid:
+    rid: int | None
+
+
+def _peek_rid(body: bytes) -> int | None:
+    """Best effort: the rid of a frame that failed validation, so the error can name the request."""
+    try:
+        value = json.loads(body)
+        rid = value.get("rid") if isinstance(value, dict) else None
+        return rid if type(rid) is int and 0 <= rid < 2**63 else None
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+
+
+def _peek_type(body: bytes) -> str | None:
+    try:
+        value = json.loads(body)
+        kind = value.get("type") if isinstance(value, dict) else None
+        return kind if isinstance(kind, str) and kind in m.MESSAGE_TYPES else None
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+
+
+_REGISTER_FAILURES = {
+    ErrorCode.AUTH_FAILED: "proof of possession failed",
+    ErrorCode.NAME_TAKEN: "that name is taken",
+    ErrorCode.STORAGE_FAILED: "the registry could not store the account; nothing was saved",
+}
+
+_DISPATCH: dict[str, Callable[[ServerProtocol, Peer, m.Message], None]] = {  # type: ignore[dict-item]
+    "register": ServerProtocol._on_register,
+    "register_proof": ServerProtocol._on_register_proof,
+    "login": ServerProtocol._on_login,
+    "logout": ServerProtocol._on_logout,
+    "who": ServerProtocol._on_who,
+    "status": ServerProtocol._on_status,
+    "get_certificates": ServerProtocol._on_get_certificates,
+    "chat_open": ServerProtocol._on_chat_open,
+    "chat_invite": ServerProtocol._on_chat_invite,
+    "chat_leave": ServerProtocol._on_chat_leave,
+    "chat_send": ServerProtocol._on_chat_send,
+}
