@@ -46,7 +46,8 @@ _IMPORTERS: dict[str, Any] = {
 # refused by OpenSSL 3.0, whose scrypt PBE stops at 32 MiB; N=2^14, r=8, p=5 (16 MiB) is one of the
 # OWASP-equivalent scrypt settings and OpenSSL reads it (tests/test_crypto.py checks with `openssl pkey`).
 _PKCS8_PROTECTION = "scryptAndAES256-CBC"
-_PKCS8_PARAMS: dict[str, int] = {"iteration_count": 2**14, "block_size": 8, "parallelization": 5}
+# salt_size: pycryptodome's default is 8 bytes; 16 matches our password records (NIST SP 800-132).
+_PKCS8_PARAMS: dict[str, int] = {"iteration_count": 2**14, "block_size": 8, "parallelization": 5, "salt_size": 16}
 _ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _PRIVATE_KEY_FAILED = "private key file could not be opened"
 _BAD_PUBLIC_KEY = "public key is not a valid SubjectPublicKeyInfo of a supported kind"
@@ -83,10 +84,11 @@ def public_key_der(key: object) -> bytes:
 
 
 def public_key_pem(key: object) -> str:
-    """The SPKI of *key*'s public half as PEM text (``-----BEGIN PUBLIC KEY-----``)."""
+    """The SPKI of *key*'s public half as PEM text (``-----BEGIN PUBLIC KEY-----``), newline-terminated."""
     pem = _require_supported(key).public_key().export_key(format="PEM")
-    # RSA and DSA return bytes, ECC returns str.
-    return pem.decode("ascii") if isinstance(pem, bytes) else str(pem)
+    # RSA and DSA return bytes, ECC returns str; none ends with a newline, as PEM files do.
+    text = pem.decode("ascii") if isinstance(pem, bytes) else str(pem)
+    return text.rstrip("\n") + "\n"
 
 
 def _algorithm_oid(der: bytes) -> str:
@@ -135,7 +137,7 @@ def load_public_key(der: bytes) -> object:
 def private_key_pem(key: object, passphrase: str, *, random_bytes: RandomBytes = os.urandom) -> bytes:
     """*key* as an encrypted PKCS#8 PEM (``-----BEGIN ENCRYPTED PRIVATE KEY-----``).
 
-    Protection: PBES2 with scrypt (N=2^14, r=8, p=5) and AES-256-CBC, readable by OpenSSL 3.0
+    Protection: PBES2 with scrypt (N=2^14, r=8, p=5, 16-byte salt) and AES-256-CBC, readable by OpenSSL 3.0
     (``openssl pkey -in key.pem``). *random_bytes* supplies the scrypt salt and the CBC IV.
 
     Raises:
