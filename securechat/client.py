@@ -1,0 +1,212 @@
+"""``python -m securechat.client``: the interactive terminal client.
+
+Owns: reading commands from the terminal and printing events; keys come from the ``KeyStore``. Must not:
+contain protocol logic (``TcpClient`` and ``ClientProtocol`` do it). Passwords are read with getpass unless
+given inline (``/login alice PASSWORD``, meant for scripts and labs; it stays in your shell history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import shlex
+import sys
+import threading
+from collections.abc import Callable
+from typing import TextIO
+
+from .crypto.encoding import fingerprint
+from .crypto.signatures import SignatureScheme
+from .errors import SecureChatError
+from .keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
+from .net.tcp_client import TcpClient
+from .protocol import events as ev
+
+SCHEME_ALIASES = {"rsa": SignatureScheme.RSA_PSS_SHA256, "dsa": SignatureScheme.DSA_SHA256,
+                  "ecdsa": SignatureScheme.ECDSA_P256_SHA256, "ed25519": SignatureScheme.ED25519}
+
+HELP = """commands:
+  /register NAME [rsa|dsa|ecdsa|ed25519] [PASSWORD]   create keys and an account (default rsa)
+  /login NAME [PASSWORD]        log in (keys are read from the key directory)
+  /who                          who is online
+  /status NAME                  is NAME online?
+  /chat NAME [NAME...] [--suite aes-256-cbc-hmac-sha256]   open a chat (it becomes the current chat)
+  /invite NAME                  invite NAME to the current chat (new epoch, new key)
+  /leave                        leave the current chat
+  /chats                        list your chats;  /switch CHAT  makes CHAT current (a prefix is enough)
+  /quit                         log out and exit;  /help  this text
+  anything else                 is sent, encrypted and signed, to the current chat"""
+
+
+def describe(event: ev.Event) -> str | None:
+    """One line for an event, or None if it needs no line."""
+    match event:
+        case ev.ChatReceived():
+            gap = f" ({event.gap} missing before it)" if event.gap else ""
+            return f"[{event.chat_id[:8]}] {event.sender}: {event.text}   (signature {event.signature_scheme} verified){gap}"
+        case ev.PresenceChanged():
+            return f"* {event.username} is now {'online' if event.online else 'offline'}"
+        case ev.ChatKeyed():
+            change = f"; joined {', '.join(event.joined)}" if event.joined else ""
+            change += f"; left {', '.join(event.left)}" if event.left else ""
+            return (f"* chat {event.chat_id[:8]} epoch {event.epoch}: members {', '.join(event.members)}"
+                    f" ({event.reason} by {event.actor}{change}); new key verified")
+        case ev.MessageRejected():
+            return f"! REJECTED message in {event.chat_id[:8]} from {event.sender}: {event.code} ({event.reason})"
+        case ev.RequestFailed() if event.rid is None or event.ref == "chat_send":
+            return f"! error {event.code}: {event.message}"
+        case ev.ConnectionClosed():
+            return f"* connection closed: {event.code or 'bye'} {event.message}"
+    return None
+
+
+class Shell:
+    def __init__(self, client: TcpClient, store: KeyStore, out: TextIO = sys.stdout,
+                 ask_password: Callable[[str], str] = getpass.getpass) -> None:
+        self.client, self.store, self.out, self.ask = client, store, out, ask_password
+        self.current: str | None = None
+        self._print_lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
+
+    def on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ChatKeyed) and self.current is None:
+            self.current = event.chat_id
+        line = describe(event)
+        if line:
+            self.say(line)
+
+    def handle(self, line: str) -> bool:
+        """Run one input line; returns False to quit."""
+        line = line.strip()
+        if not line:
+            return True
+        if not line.startswith("/"):
+            if self.current is None:
+                self.say("no current chat: /chat NAME first")
+            else:
+                self.client.send(self.current, line)
+            return True
+        words = shlex.split(line)
+        command, args = words[0][1:], words[1:]
+        handler = getattr(self, f"cmd_{command}", None)
+        if handler is None:
+            self.say(f"unknown command /{command}; /help lists them")
+            return True
+        try:
+            return handler(args) is not False
+        except SecureChatError as exc:
+            self.say(f"! {exc}")
+        except (IndexError, ValueError, KeyError) as exc:
+            self.say(f"! usage error ({exc}); /help lists the commands")
+        return True
+
+    def _password(self, args: list[str], index: int) -> str:
+        return args[index] if len(args) > index else self.ask("password: ")
+
+    def cmd_help(self, args: list[str]) -> None:
+        self.say(HELP)
+
+    def cmd_register(self, args: list[str]) -> None:
+        name = args[0]
+        scheme = SCHEME_ALIASES[args[1].lower()] if len(args) > 1 and args[1].lower() in SCHEME_ALIASES else \
+            SignatureScheme.RSA_PSS_SHA256
+        password = self._password(args, 2 if len(args) > 1 and args[1].lower() in SCHEME_ALIASES else 1)
+        keys = self.store.create(name, password, scheme, progress=lambda s: self.say(f"  ... {s}"))
+        result = self.client.register(name, password, keys)
+        enc, sig = keys.fingerprints
+        self.say(f"registered {result.username} ({scheme.value}); keys in {self.store.user_dir(name)}")
+        self.say(f"  encryption key {enc}\n  signing key    {sig}")
+
+    def cmd_login(self, args: list[str]) -> None:
+        name, password = args[0], self._password(args, 1)
+        keys = self.store.load(name, password)
+        result = self.client.login(name, password, keys)
+        self.say(f"logged in as {result.username}; online: {', '.join(result.online)}")
+
+    def cmd_who(self, args: list[str]) -> None:
+        self.say("online: " + ", ".join(self.client.who()))
+
+    def cmd_status(self, args: list[str]) -> None:
+        self.say(f"{args[0]} is {'online' if self.client.status(args[0]) else 'offline'}")
+
+    def cmd_chat(self, args: list[str]) -> None:
+        suite = "aes-256-gcm"
+        if "--suite" in args:
+            i = args.index("--suite")
+            suite = args[i + 1]
+            del args[i:i + 2]
+        opened = self.client.open_chat(args, suite=suite)
+        self.current = opened.chat_id
+        self.say(f"chat {opened.chat_id[:8]} with {', '.join(opened.members)}")
+        for name in opened.offline:
+            self.say(f"  {name} is offline: not added")
+        for name in opened.unknown:
+            self.say(f"  {name} is not a registered user: not added")
+
+    def cmd_invite(self, args: list[str]) -> None:
+        if self.current is None:
+            self.say("no current chat")
+            return
+        self.client.invite(self.current, args[0])
+
+    def cmd_leave(self, args: list[str]) -> None:
+        if self.current is None:
+            self.say("no current chat")
+            return
+        self.client.leave(self.current)
+        self.say(f"left {self.current[:8]}")
+        self.current = None
+
+    def cmd_chats(self, args: list[str]) -> None:
+        for chat_id, chat in self.client.protocol.chats.items():
+            mark = "*" if chat_id == self.current else " "
+            self.say(f"{mark} {chat_id[:8]} epoch {chat.epoch} {chat.state.value}: {', '.join(chat.members)}")  # type: ignore[attr-defined]
+
+    def cmd_switch(self, args: list[str]) -> None:
+        matches = [c for c in self.client.protocol.chats if c.startswith(args[0])]
+        if len(matches) != 1:
+            self.say("no such chat (or ambiguous prefix)")
+            return
+        self.current = matches[0]
+
+    def cmd_quit(self, args: list[str]) -> bool:
+        try:
+            if self.client.protocol.username:
+                self.client.logout()
+        finally:
+            self.client.close()
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="securechat-client", description="Interactive securechat client.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5050)
+    parser.add_argument("--keys-dir", default=str(DEFAULT_ROOT), help="where user keys and pinned servers live")
+    parser.add_argument("--server-key", metavar="FILE", help="server key file (from securechat-server --export-key)")
+    args = parser.parse_args(argv)
+    store = KeyStore(args.keys_dir)
+    address = f"{args.host}:{args.port}"
+    pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
+    shell: Shell | None = None
+    client = TcpClient(args.host, args.port, server_key=pinned, on_event=lambda e: shell and shell.on_event(e))
+    shell = Shell(client, store)
+    assert client.handshake is not None
+    shell.say(f"connected to {address}; server key {client.handshake.server_fingerprint}")
+    if client.handshake.first_use:
+        shell.say("  first connection to this server: compare that fingerprint with the server's; pinned now")
+        store.pin_server(address, client.handshake.server_key, client.handshake.server_scheme)
+    shell.say("type /help for commands")
+    for line in sys.stdin:
+        if not shell.handle(line):
+            break
+    else:
+        shell.cmd_quit([])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

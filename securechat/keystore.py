@@ -1,0 +1,98 @@
+"""A user's key directory and the client's pinned server keys, on disk (PROTOCOL.md 6.1).
+
+Owns: the file layout ``<root>/<username>/{encryption,signing}.key.pem`` (PKCS#8, encrypted with the user's
+password), ``{encryption,signing}.pub.pem`` (SubjectPublicKeyInfo, readable by ``openssl pkey -pubin``),
+``identity.json`` (the signature scheme), and ``<root>/known_servers.json`` (server keys pinned on first use).
+Must not: send anything; private keys are written only with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .crypto.encoding import b64d, b64e
+from .crypto.keys import load_private_key, private_key_pem, public_key_pem
+from .crypto.signatures import SignatureScheme
+from .protocol.fields import normalize_username
+from .protocol.identity import UserKeys, generate_user_keys
+
+DEFAULT_ROOT = Path(os.environ.get("SECURECHAT_HOME", Path.home() / ".securechat"))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+class KeyStore:
+    def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+
+    def user_dir(self, username: str) -> Path:
+        return self.root / normalize_username(username)
+
+    def has_keys(self, username: str) -> bool:
+        return (self.user_dir(username) / "identity.json").exists()
+
+    def create(self, username: str, passphrase: str, scheme: SignatureScheme,
+               progress: Callable[[str], None] | None = None) -> UserKeys:
+        """Generate both key pairs and save them, the private halves encrypted with *passphrase*."""
+        keys = generate_user_keys(scheme, progress=progress)
+        self.save(username, passphrase, keys)
+        return keys
+
+    def save(self, username: str, passphrase: str, keys: UserKeys) -> None:
+        folder = self.user_dir(username)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(folder / "encryption.key.pem", private_key_pem(keys.encryption_key, passphrase))
+        _write_private(folder / "signing.key.pem", private_key_pem(keys.signing_key, passphrase))
+        (folder / "encryption.pub.pem").write_text(public_key_pem(keys.encryption_key))
+        (folder / "signing.pub.pem").write_text(public_key_pem(keys.signing_key))
+        (folder / "identity.json").write_text(json.dumps({"username": normalize_username(username),
+                                                          "signature_scheme": keys.scheme.value}, indent=2))
+
+    def load(self, username: str, passphrase: str) -> UserKeys:
+        """Raises AuthenticationError(AUTH_FAILED) for a wrong passphrase, FileNotFoundError if absent."""
+        folder = self.user_dir(username)
+        scheme = SignatureScheme(json.loads((folder / "identity.json").read_text())["signature_scheme"])
+        return UserKeys(
+            scheme=scheme,
+            encryption_key=load_private_key((folder / "encryption.key.pem").read_bytes(), passphrase),
+            signing_key=load_private_key((folder / "signing.key.pem").read_bytes(), passphrase),
+        )
+
+    # --- pinned server keys (trust on first use) -------------------------------------------------------------
+
+    def _known_path(self) -> Path:
+        return self.root / "known_servers.json"
+
+    def pinned_server(self, address: str) -> tuple[bytes, str] | None:
+        try:
+            entry = json.loads(self._known_path().read_text()).get(address)
+        except (FileNotFoundError, ValueError):
+            return None
+        return (b64d(entry["key"]), entry["scheme"]) if entry else None
+
+    def pin_server(self, address: str, key: bytes, scheme: str) -> None:
+        path = self._known_path()
+        try:
+            known = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            known = {}
+        known[address] = {"key": b64e(key), "scheme": scheme}
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(json.dumps(known, indent=2))
+
+
+def read_server_key_file(path: str | Path) -> tuple[bytes, str]:
+    """A server key file written by ``securechat-server --export-key`` (JSON: key, scheme)."""
+    entry = json.loads(Path(path).read_text())
+    return b64d(entry["key"]), str(entry["scheme"])
+
+
+def write_server_key_file(path: str | Path, key: bytes, scheme: str) -> None:
+    Path(path).write_text(json.dumps({"key": b64e(key), "scheme": scheme}, indent=2))

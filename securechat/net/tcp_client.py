@@ -1,0 +1,214 @@
+"""TcpClient: a blocking client library over one ClientProtocol, with a reader thread (STYLE.md section 8).
+
+Owns: the socket, the reader thread, and matching replies to requests by ``rid``. Commands either return at
+once (``send``) or wait for the server's answer with a timeout (``login``, ``who``...), raising
+``RequestError`` on an error reply. Every event is also put on ``events`` (a queue) and passed to
+``on_event``, which is how the CLI, the GUI and the demo see pushes (presence, chat keys, messages).
+Must not: make protocol decisions; it only moves bytes and waits.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ErrorCode, SecureChatError
+from ..protocol import events as ev
+from ..protocol.client import ClientProtocol
+from ..protocol.identity import UserKeys
+
+READ_SIZE_BYTES = 256 * 1024
+DEFAULT_TIMEOUT_SECONDS = 30.0  # a login at the OWASP scrypt cost behind a queue can take a few seconds
+
+
+class RequestError(SecureChatError):
+    """The server answered a request with an ``error`` (its code and text are kept)."""
+
+    def __init__(self, failure: ev.RequestFailed) -> None:
+        try:
+            code = ErrorCode(failure.code)
+        except ValueError:
+            code = ErrorCode.INTERNAL_ERROR
+        super().__init__(failure.message, code)
+        self.failure = failure
+
+
+class ConnectionClosedError(SecureChatError):
+    code = ErrorCode.CONNECTION_LOST
+
+
+class TcpClient:
+    """One connection to a securechat server.
+
+    Args:
+        server_key: pinned (SPKI DER, scheme) of the server, or None to trust on first use.
+        on_event: called from the reader thread with every event (keep it quick; hand off to a queue).
+        trace: called with every frame at every layer (the GUI's wire pane, the demo's excerpts).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        server_key: tuple[bytes, str] | None = None,
+        on_event: Callable[[ev.Event], None] | None = None,
+        trace: Callable[[ev.TraceEntry], None] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.protocol = ClientProtocol(server_key=server_key, trace=trace)
+        self.events: queue.Queue[ev.Event] = queue.Queue()
+        self._on_event = on_event
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._replies: dict[int, ev.Event] = {}
+        self._waiting: set[int] = set()  # rids a caller waits for; other replies are not kept
+        self._cond = threading.Condition()
+        self.handshake: ev.HandshakeCompleted | None = None
+        self.closed: ev.ConnectionClosed | None = None
+        self._sock = socket.create_connection((host, port), timeout=timeout)
+        self._sock.settimeout(None)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = threading.Thread(target=self._read_loop, name="securechat-client-read", daemon=True)
+        with self._lock:
+            self.protocol.connect()
+            self._sock.sendall(self.protocol.data_to_send())
+        self._reader.start()
+        self._wait(lambda: self.handshake is not None, "handshake")
+
+    # --- commands -------------------------------------------------------------------------------------------
+
+    def register(self, username: str, password: str, keys: UserKeys) -> ev.RegistrationSucceeded:
+        return self._call(lambda p: p.register(username, password, keys))  # type: ignore[return-value]
+
+    def login(self, username: str, password: str, keys: UserKeys) -> ev.LoggedIn:
+        return self._call(lambda p: p.login(username, password, keys))  # type: ignore[return-value]
+
+    def who(self) -> tuple[str, ...]:
+        return self._call(lambda p: p.who()).online  # type: ignore[attr-defined, no-any-return]
+
+    def status(self, username: str) -> bool:
+        return self._call(lambda p: p.status(username)).online  # type: ignore[attr-defined, no-any-return]
+
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
+                  suite: str = "aes-256-gcm") -> ev.ChatOpened:
+        opened: ev.ChatOpened = self._call(lambda p: p.open_chat(members, mode=mode, suite=suite))  # type: ignore
+        self.wait_for_key(opened.chat_id, 1)
+        return opened
+
+    def invite(self, chat_id: str, username: str) -> ev.ChatInvited:
+        return self._call(lambda p: p.invite(chat_id, username))  # type: ignore[return-value]
+
+    def leave(self, chat_id: str) -> ev.ChatLeft:
+        return self._call(lambda p: p.leave(chat_id))  # type: ignore[return-value]
+
+    def send(self, chat_id: str, text: str) -> None:
+        """Encrypt, sign and send; does not wait (errors arrive later as RequestFailed events)."""
+        self._command(lambda p: p.send_chat(chat_id, text))
+
+    def logout(self) -> None:
+        try:
+            self._call(lambda p: p.logout())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket and join the reader thread."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        if self._reader.is_alive() and threading.current_thread() is not self._reader:
+            self._reader.join(5.0)
+
+    def __enter__(self) -> TcpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def chat_epoch(self, chat_id: str) -> int:
+        with self._lock:
+            chat = self.protocol.chats.get(chat_id)
+            return int(getattr(chat, "epoch", 0))
+
+    def wait_for_key(self, chat_id: str, epoch: int) -> None:
+        """Wait until this client holds the key of *chat_id* at *epoch* or later."""
+        self._wait(lambda: self.chat_epoch(chat_id) >= epoch, f"key of {chat_id} epoch {epoch}")
+
+    # --- internals --------------------------------------------------------------------------------------------
+
+    def _command(self, command: Callable[[ClientProtocol], int], *, wait: bool = False) -> int:
+        with self._lock:
+            rid = command(self.protocol)
+            if wait:
+                with self._cond:
+                    self._waiting.add(rid)
+            data = self.protocol.data_to_send()
+            if data:
+                self._sock.sendall(data)
+        return rid
+
+    def _call(self, command: Callable[[ClientProtocol], int]) -> ev.Event:
+        rid = self._command(command, wait=True)
+        try:
+            self._wait(lambda: rid in self._replies, f"reply to request {rid}")
+        finally:
+            with self._cond:
+                self._waiting.discard(rid)
+        with self._cond:
+            reply = self._replies.pop(rid)
+        if isinstance(reply, ev.RequestFailed):
+            raise RequestError(reply)
+        return reply
+
+    def _wait(self, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self._timeout
+        with self._cond:
+            while not ready():
+                if self.closed is not None:
+                    raise ConnectionClosedError(f"connection closed while waiting for {what}: "
+                                                f"{self.closed.code} {self.closed.message}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no {what} within {self._timeout} s")
+                self._cond.wait(min(remaining, 0.5))
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(READ_SIZE_BYTES)
+            except OSError:
+                data = b""
+            with self._lock:
+                self.protocol.receive_data(data, time.time())
+                events = list(iter(self.protocol.next_event, None))
+                outgoing = self.protocol.data_to_send()
+                if outgoing:
+                    try:
+                        self._sock.sendall(outgoing)
+                    except OSError:
+                        pass
+            for event in events:
+                self._dispatch(event)
+            if not data or self.closed is not None:
+                return
+
+    def _dispatch(self, event: ev.Event) -> None:
+        with self._cond:
+            if isinstance(event, ev.HandshakeCompleted):
+                self.handshake = event
+            elif isinstance(event, ev.ConnectionClosed):
+                self.closed = event
+            rid: Any = getattr(event, "rid", None)
+            if rid is not None and rid in self._waiting:
+                self._replies[rid] = event
+            self._cond.notify_all()
+        self.events.put(event)
+        if self._on_event is not None:
+            self._on_event(event)

@@ -1,0 +1,322 @@
+"""TcpServer: the threaded socket driver around one ServerProtocol (STYLE.md section 8, PERF-NOTES).
+
+Owns: sockets and threads. One reader thread per connection only moves bytes into the engine's queue; ONE
+engine thread owns the ServerProtocol (so it needs no lock), opens and seals every record and fans out; two
+worker pools run the slow jobs (scrypt logins and registrations; chat key wraps) so no lock is ever held
+during slow crypto and one login never freezes the relay; a writer thread per connection is started only
+when a slow reader leaves a backlog, which is bounded (past it that client alone is disconnected).
+Must not: build or parse messages, or log anything but metadata (PROTOCOL.md 11).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import events as ev
+from ..protocol.jobs import ChatKeyJob, Job, ServerKey
+from ..protocol.limits import ServerConfig
+from ..protocol.registry import Registry
+from ..protocol.server import ServerProtocol
+
+log = logging.getLogger("securechat.server")
+
+LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (PERF-NOTES)
+READ_SIZE_BYTES = 256 * 1024
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # THREATS.md 16: a reader this far behind is disconnected
+INBOUND_QUEUE_ITEMS = 20_000   # readers block (TCP backpressure) rather than grow memory without bound
+TIMER_SECONDS = 0.5
+
+
+@dataclass(eq=False)
+class _Conn:
+    peer: int
+    sock: socket.socket
+    address: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    backlog: bytearray = field(default_factory=bytearray)
+    wakeup: threading.Condition | None = None
+    writer: threading.Thread | None = None
+    closing: bool = False
+    closed: bool = False
+
+
+class TcpServer:
+    """A securechat server on a TCP port. ``start()`` returns once it listens; ``stop()`` ends every thread."""
+
+    def __init__(
+        self,
+        *,
+        server_key: ServerKey,
+        registry: Registry,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: ServerConfig = ServerConfig(),
+        password_workers: int = 2,
+        on_event: Callable[[ev.ServerEvent], None] | None = None,
+        trace: Callable[[ev.TraceEntry], None] | None = None,
+        relay_events: bool = True,
+    ) -> None:
+        self.protocol = ServerProtocol(server_key=server_key, registry=registry, config=config, trace=trace,
+                                       relay_events=relay_events)
+        self._host, self._port = host, port
+        self._on_event = on_event
+        self._inbound: queue.Queue[tuple[str, Any, Any]] = queue.Queue(INBOUND_QUEUE_ITEMS)
+        self._conns: dict[int, _Conn] = {}
+        self._conns_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._password_pool = ThreadPoolExecutor(password_workers, thread_name_prefix="securechat-scrypt")
+        self._key_pool = ThreadPoolExecutor(1, thread_name_prefix="securechat-wrap")
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self.address: tuple[str, int] = (host, port)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> TcpServer:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self._host, self._port))
+        listener.listen(LISTEN_BACKLOG)
+        listener.settimeout(0.2)  # so the accept loop notices stop()
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+        for target, name in ((self._accept_loop, "accept"), (self._engine_loop, "engine")):
+            thread = threading.Thread(target=target, name=f"securechat-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("listening on %s:%d", *self.address)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the listener and every connection, then join every thread this server started."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._conns_lock:
+            conns = list(self._conns.values())
+        for conn in conns:
+            self._close_socket(conn)
+        self._inbound.put(("stop", None, None))
+        for thread in self._threads:
+            thread.join(timeout)
+        for conn in conns:
+            for thread in (conn.writer,):
+                if thread is not None:
+                    thread.join(timeout)
+        self._password_pool.shutdown(wait=True, cancel_futures=True)
+        self._key_pool.shutdown(wait=True, cancel_futures=True)
+        log.info("stopped")
+
+    def __enter__(self) -> TcpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def connection_count(self) -> int:
+        with self._conns_lock:
+            return len(self._conns)
+
+    # --- threads --------------------------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                sock, addr = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(peer=next(self._ids), sock=sock, address=str(addr[0]))
+            with self._conns_lock:
+                self._conns[conn.peer] = conn
+            self._inbound.put(("open", conn.peer, conn.address))
+            reader = threading.Thread(target=self._read_loop, args=(conn,), name=f"securechat-read-{conn.peer}",
+                                      daemon=True)
+            reader.start()
+
+    def _read_loop(self, conn: _Conn) -> None:
+        while True:
+            try:
+                data = conn.sock.recv(READ_SIZE_BYTES)
+            except OSError:
+                data = b""
+            self._inbound.put(("data", conn.peer, data))
+            if not data:
+                return
+
+    def _engine_loop(self) -> None:
+        protocol = self.protocol
+        next_timer = time.monotonic() + TIMER_SECONDS
+        while True:
+            try:
+                item = self._inbound.get(timeout=TIMER_SECONDS)
+            except queue.Empty:
+                item = None
+            batch = [item] if item is not None else []
+            while len(batch) < 512:  # a round: everything already queued, then one flush
+                try:
+                    batch.append(self._inbound.get_nowait())
+                except queue.Empty:
+                    break
+            now = time.time()
+            for kind, a, b in batch:
+                if kind == "stop":
+                    return
+                try:
+                    self._handle(kind, a, b, now)
+                except Exception:  # a bug must not take the server down for everyone
+                    log.exception("internal error while handling %s", kind)
+            if time.monotonic() >= next_timer:
+                protocol.handle_timer(now)
+                next_timer = time.monotonic() + TIMER_SECONDS
+            self._flush()
+
+    def _handle(self, kind: str, a: Any, b: Any, now: float) -> None:
+        if kind == "data":
+            self.protocol.receive_data(a, b, now)
+        elif kind == "open":
+            self.protocol.connection_made(a, b, now)
+        elif kind == "job":
+            self.protocol.job_done(a, now)
+
+    def _flush(self) -> None:
+        protocol = self.protocol
+        while (job := protocol.next_job()) is not None:
+            pool = self._key_pool if isinstance(job, ChatKeyJob) else self._password_pool
+            try:
+                pool.submit(self._run_job, job)
+            except RuntimeError:  # pool shut down: stopping
+                return
+        for peer, data in protocol.data_to_send():
+            conn = self._conns.get(peer)
+            if conn is not None:
+                self._send(conn, data)
+        for peer in protocol.peers_to_close():
+            conn = self._conns.get(peer)
+            if conn is not None:
+                self._finish(conn)
+        while (event := protocol.next_event()) is not None:
+            self._report(event)
+
+    def _run_job(self, job: Job) -> None:
+        try:
+            job.run()
+        except Exception:
+            log.exception("job %s failed", type(job).__name__)
+            job.outcome = "failed"
+        self._inbound.put(("job", job, None))
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    def _send(self, conn: _Conn, data: bytes) -> None:
+        """Try a non-blocking send first (PERF-NOTES); leave the rest to the connection's writer thread."""
+        with conn.lock:
+            if conn.closed:
+                return
+            if not conn.backlog:
+                try:
+                    sent = conn.sock.send(data, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    return
+                data = data[sent:]
+                if not data:
+                    return
+            if len(conn.backlog) + len(data) > MAX_BACKLOG_BYTES:
+                log.warning("peer %d: slow reader disconnected (backlog over %d bytes)", conn.peer,
+                            MAX_BACKLOG_BYTES)
+                conn.backlog.clear()
+                self._close_socket_locked(conn)
+                return
+            conn.backlog += data
+            self._wake_writer(conn)
+
+    def _wake_writer(self, conn: _Conn) -> None:
+        if conn.writer is None:
+            conn.wakeup = threading.Condition(conn.lock)
+            conn.writer = threading.Thread(target=self._write_loop, args=(conn,),
+                                           name=f"securechat-write-{conn.peer}", daemon=True)
+            conn.writer.start()
+        assert conn.wakeup is not None
+        conn.wakeup.notify()
+
+    def _write_loop(self, conn: _Conn) -> None:
+        assert conn.wakeup is not None
+        while True:
+            with conn.lock:
+                while not conn.backlog and not conn.closed and not conn.closing:
+                    conn.wakeup.wait(1.0)
+                if conn.closed or (conn.closing and not conn.backlog):
+                    self._close_socket_locked(conn)
+                    return
+                chunk = bytes(conn.backlog[:READ_SIZE_BYTES])
+            try:
+                conn.sock.sendall(chunk)  # blocks only this thread; the engine never waits for it
+            except OSError:
+                with conn.lock:
+                    self._close_socket_locked(conn)
+                return
+            with conn.lock:
+                del conn.backlog[:len(chunk)]
+
+    def _finish(self, conn: _Conn) -> None:
+        """Close after the bytes already queued (a final error frame, or bye) are written."""
+        with conn.lock:
+            conn.closing = True
+            if conn.writer is not None and conn.wakeup is not None:
+                conn.wakeup.notify()
+                return
+            self._close_socket_locked(conn)
+
+    def _close_socket(self, conn: _Conn) -> None:
+        with conn.lock:
+            self._close_socket_locked(conn)
+
+    def _close_socket_locked(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.sock.close()
+        with self._conns_lock:
+            self._conns.pop(conn.peer, None)
+        if conn.wakeup is not None:
+            conn.wakeup.notify()
+
+    # --- reporting --------------------------------------------------------------------------------------------
+
+    def _report(self, event: ev.ServerEvent) -> None:
+        # PROTOCOL.md 11: metadata only — names, sizes, codes; never contents, passwords or keys.
+        if isinstance(event, ev.MessageRelayed):
+            log.debug("relay chat=%s from=%s bytes=%d recipients=%d", event.chat_id, event.sender, event.size,
+                      event.recipients)
+        else:
+            log.info("%s", _describe(event))
+        if self._on_event is not None:
+            self._on_event(event)
+
+
+def _describe(event: ev.ServerEvent) -> str:
+    fields = ", ".join(f"{k}={v}" for k, v in vars(event).items())
+    return f"{type(event).__name__}({fields})"
