@@ -161,7 +161,14 @@ def test_encode_fields_injective(a: list[bytes], b: list[bytes]) -> None:
 
 @pytest.mark.parametrize(
     ("fields", "error"),
-    [((True,), TypeError), ((False,), TypeError), ((1.5,), TypeError), ((None,), TypeError), ((-1,), ValueError), ((2**64,), ValueError)],
+    [
+        ((True,), TypeError),
+        ((False,), TypeError),
+        ((1.5,), TypeError),
+        ((None,), TypeError),
+        ((-1,), ValueError),
+        ((2**64,), ValueError),
+    ],
 )
 def test_encode_fields_rejects(fields: tuple[Any, ...], error: type[Exception]) -> None:
     with pytest.raises(error):
@@ -220,7 +227,7 @@ def test_gcm_known_answers() -> None:
     # NIST GCM spec (McGrew-Viega) test cases 13 and 14: 256-bit zero key, 96-bit zero IV.
     assert seal(bytes(32), b"", aad=b"", nonce=bytes(12)).hex() == "530f8afbc74536b9a963b4f1c4cb738b"
     assert seal(bytes(32), bytes(16), aad=b"", nonce=bytes(12)).hex() == (
-        "cea7403d4d606b6e074ec5d3baf39d18" "d0d1c8a799996bf0265b98b5d48ab919"
+        "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919"
     )
 
 
@@ -247,7 +254,10 @@ def test_cbc_hmac_construction() -> None:
 @given(plaintext=st.binary(max_size=100), aad=st.binary(max_size=20), counter=st.integers(0, 2**64 - 1))
 def test_seal_round_trip(suite: CipherSuite, plaintext: bytes, aad: bytes, counter: int) -> None:
     key, nonce = bytes(range(32)), nonce_from_counter(counter)
-    assert unseal(key, seal(key, plaintext, aad=aad, nonce=nonce, suite=suite), aad=aad, nonce=nonce, suite=suite) == plaintext
+    assert (
+        unseal(key, seal(key, plaintext, aad=aad, nonce=nonce, suite=suite), aad=aad, nonce=nonce, suite=suite)
+        == plaintext
+    )
 
 
 def _flip(data: bytes, index: int) -> bytes:
@@ -313,7 +323,10 @@ def test_audit_hooks_see_every_seal() -> None:
             seal(key, b"m", aad=b"", nonce=nonce_from_counter(counter), suite=suite)
     finally:
         AUDIT_HOOKS.clear()
-    assert seen == [(sha256(bytes(range(32))), nonce_from_counter(0)), (sha256(bytes(range(32))), nonce_from_counter(1))]
+    assert seen == [
+        (sha256(bytes(range(32))), nonce_from_counter(0)),
+        (sha256(bytes(range(32))), nonce_from_counter(1)),
+    ]
     assert len(set(seen)) == len(seen)
 
 
@@ -332,8 +345,10 @@ def test_hkdf_rfc5869_known_answers() -> None:
 
 
 def test_scrypt_params() -> None:
-    assert OWASP_SCRYPT == ScryptParams(n=2**17, r=8, p=1) and OWASP_SCRYPT.memory_bytes == 128 * 2**20
-    assert FAST_SCRYPT == ScryptParams(n=1024) and (SALT_BYTES, HASH_BYTES) == (16, 32)
+    assert ScryptParams(n=2**17, r=8, p=1) == OWASP_SCRYPT
+    assert OWASP_SCRYPT.memory_bytes == 128 * 2**20
+    assert ScryptParams(n=1024) == FAST_SCRYPT
+    assert (SALT_BYTES, HASH_BYTES) == (16, 32)
     for bad in ({"n": 3}, {"n": 1}, {"n": 0}, {"n": 1024, "r": 0}, {"n": 1024, "p": 0}):
         with pytest.raises(ValueError):
             ScryptParams(**bad)
@@ -353,7 +368,9 @@ def test_hash_and_verify_password() -> None:
     assert re.fullmatch(r"scrypt\$1024\$8\$1\$[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=", record)
     assert verify_password("correct horse", record)
     assert not verify_password("correct horsf", record)
-    assert hash_password("pw", FAST_SCRYPT, random_bytes=seeded(1)) == hash_password("pw", FAST_SCRYPT, random_bytes=seeded(1))
+    assert hash_password("pw", FAST_SCRYPT, random_bytes=seeded(1)) == hash_password(
+        "pw", FAST_SCRYPT, random_bytes=seeded(1)
+    )
     assert hash_password("pw", FAST_SCRYPT) != hash_password("pw", FAST_SCRYPT)  # fresh salt
 
 
@@ -396,7 +413,12 @@ def test_dummy_password_record() -> None:
 def test_scheme_table_is_complete() -> None:
     assert set(SCHEMES) == set(SignatureScheme)
     assert all(isinstance(params, SchemeParams) and params.user_selectable for params in SCHEMES.values())
-    assert [scheme.value for scheme in SignatureScheme] == ["rsa-pss-sha256", "dsa-2048-sha256", "ecdsa-p256-sha256", "ed25519"]
+    assert [scheme.value for scheme in SignatureScheme] == [
+        "rsa-pss-sha256",
+        "dsa-2048-sha256",
+        "ecdsa-p256-sha256",
+        "ed25519",
+    ]
 
 
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
@@ -417,7 +439,9 @@ def _expect_bad_signature(scheme: Any, key: Any, data: Any, signature: Any) -> s
 
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
 def test_verify_rejects(
-    scheme: SignatureScheme, signing_keys: dict[SignatureScheme, object], other_signing_keys: dict[SignatureScheme, object]
+    scheme: SignatureScheme,
+    signing_keys: dict[SignatureScheme, object],
+    other_signing_keys: dict[SignatureScheme, object],
 ) -> None:
     key, data = signing_keys[scheme], b"message"
     signature = sign(scheme, key, data)
@@ -451,7 +475,9 @@ def test_downgrade_dsa_key_with_rsa_scheme(signing_keys: dict[SignatureScheme, o
 
 @FAST
 @given(signature=st.binary(max_size=300))
-def test_verify_random_bytes_only_authentication_error(signature: bytes, signing_keys: dict[SignatureScheme, object]) -> None:
+def test_verify_random_bytes_only_authentication_error(
+    signature: bytes, signing_keys: dict[SignatureScheme, object]
+) -> None:
     for scheme, key in signing_keys.items():
         with pytest.raises(AuthenticationError):
             verify(scheme, public_of(key), b"m", signature)
@@ -482,7 +508,7 @@ def _pss_sign_by_hand(key: object, data: bytes, salt: bytes) -> bytes:
     em_len = (em_bits + 7) // 8
     h = hashlib.sha256(bytes(8) + hashlib.sha256(data).digest() + salt).digest()
     db = bytes(em_len - len(salt) - 32 - 2) + b"\x01" + salt
-    masked = bytes(a ^ b for a, b in zip(db, _mgf1(h, em_len - 33)))
+    masked = bytes(a ^ b for a, b in zip(db, _mgf1(h, em_len - 33), strict=True))
     masked = bytes([masked[0] & (0xFF >> (8 * em_len - em_bits))]) + masked[1:]
     em = int.from_bytes(masked + h + b"\xbc", "big")
     return pow(em, d, n).to_bytes((n.bit_length() + 7) // 8, "big")
@@ -492,10 +518,14 @@ def test_pss_requires_salt_length_32(signing_keys: dict[SignatureScheme, object]
     key = signing_keys[SignatureScheme.RSA_PSS_SHA256]
     verify(SignatureScheme.RSA_PSS_SHA256, public_of(key), b"m", _pss_sign_by_hand(key, b"m", bytes(range(32))))
     for salt_length in (0, 20, 31, 33, 64):
-        _expect_bad_signature(SignatureScheme.RSA_PSS_SHA256, public_of(key), b"m", _pss_sign_by_hand(key, b"m", bytes(salt_length)))
+        _expect_bad_signature(
+            SignatureScheme.RSA_PSS_SHA256, public_of(key), b"m", _pss_sign_by_hand(key, b"m", bytes(salt_length))
+        )
 
 
-def test_dsa_uses_fixed_domain(signing_keys: dict[SignatureScheme, object], other_signing_keys: dict[SignatureScheme, object]) -> None:
+def test_dsa_uses_fixed_domain(
+    signing_keys: dict[SignatureScheme, object], other_signing_keys: dict[SignatureScheme, object]
+) -> None:
     first, second = (describe_key(keys[SignatureScheme.DSA_SHA256]) for keys in (signing_keys, other_signing_keys))
     assert (first["p"], first["q"], first["g"]) == (second["p"], second["q"], second["g"]) == DSA_2048_256_DOMAIN
     p, q, g = DSA_2048_256_DOMAIN
@@ -541,7 +571,9 @@ def _seq(*parts: bytes) -> bytes:
 
 
 def _rsa_spki(n: int, e: int) -> bytes:
-    return _seq(_seq(bytes.fromhex("06092a864886f70d010101"), b"\x05\x00"), _der(0x03, b"\x00" + _seq(_der_int(n), _der_int(e))))
+    return _seq(
+        _seq(bytes.fromhex("06092a864886f70d010101"), b"\x05\x00"), _der(0x03, b"\x00" + _seq(_der_int(n), _der_int(e)))
+    )
 
 
 def _p256_spki(point: bytes) -> bytes:
@@ -594,7 +626,9 @@ def test_load_public_key_rejects(encryption_key: object, signing_keys: dict[Sign
 
 
 @pytest.mark.parametrize("kind", ["encryption", *ALL_SCHEMES])
-def test_private_key_pem_round_trip(kind: Any, encryption_key: object, signing_keys: dict[SignatureScheme, object]) -> None:
+def test_private_key_pem_round_trip(
+    kind: Any, encryption_key: object, signing_keys: dict[SignatureScheme, object]
+) -> None:
     key = encryption_key if kind == "encryption" else signing_keys[kind]
     pem = private_key_pem(key, "s3cret passphrase")
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
@@ -604,7 +638,13 @@ def test_private_key_pem_round_trip(kind: Any, encryption_key: object, signing_k
 def test_load_private_key_failures(signing_keys: dict[SignatureScheme, object]) -> None:
     pem = private_key_pem(signing_keys[SignatureScheme.ED25519], "right")
     messages = set()
-    for data, passphrase in ((pem, "wrong"), (pem, ""), (b"garbage", "right"), (pem[:100], "right"), (pem.decode(), "right")):
+    for data, passphrase in (
+        (pem, "wrong"),
+        (pem, ""),
+        (b"garbage", "right"),
+        (pem[:100], "right"),
+        (pem.decode(), "right"),
+    ):
         with pytest.raises(AuthenticationError) as info:
             load_private_key(data, passphrase)  # type: ignore[arg-type]
         assert info.value.code is ErrorCode.AUTH_FAILED
@@ -621,7 +661,9 @@ def _openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProc
 
 
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
-def test_openssl_reads_our_key_files(scheme: SignatureScheme, signing_keys: dict[SignatureScheme, object], tmp_path: Path) -> None:
+def test_openssl_reads_our_key_files(
+    scheme: SignatureScheme, signing_keys: dict[SignatureScheme, object], tmp_path: Path
+) -> None:
     key = signing_keys[scheme]
     pem_file = tmp_path / "key.pem"
     pem_file.write_bytes(private_key_pem(key, "open sesame"))
@@ -631,7 +673,9 @@ def test_openssl_reads_our_key_files(scheme: SignatureScheme, signing_keys: dict
     assert _openssl("pkey", "-in", str(pem_file), "-passin", "pass:wrong", "-pubout").returncode != 0
     structure = _openssl("asn1parse", "-in", str(pem_file)).stdout.decode()
     # PBES2 with scrypt (N=2^14=0x4000, r=8, p=5, 16-byte salt) and AES-256-CBC
-    assert re.search(r":PBES2\s.*:scrypt\s.*l=\s*16 prim: OCTET STRING.*:4000\s.*:08\s.*:05\s.*:aes-256-cbc", structure, re.S)
+    assert re.search(
+        r":PBES2\s.*:scrypt\s.*l=\s*16 prim: OCTET STRING.*:4000\s.*:08\s.*:05\s.*:aes-256-cbc", structure, re.S
+    )
     spki = _openssl("pkey", "-pubin", "-inform", "DER", "-outform", "DER", stdin=public_key_der(key))
     assert spki.returncode == 0 and spki.stdout == public_key_der(key)
 
@@ -730,7 +774,10 @@ LOW_ORDER_POINTS = [
 @pytest.mark.parametrize("point", LOW_ORDER_POINTS)
 def test_x25519_rejects_low_order_points(point: int) -> None:
     private_key, _ = generate_ephemeral()
-    for encoded in (point.to_bytes(32, "little"), (point + (1 << 255) if point < 2**255 else point).to_bytes(32, "little")):
+    for encoded in (
+        point.to_bytes(32, "little"),
+        (point + (1 << 255) if point < 2**255 else point).to_bytes(32, "little"),
+    ):
         with pytest.raises(AuthenticationError) as info:
             shared_secret(private_key, encoded)
         assert info.value.code is ErrorCode.HANDSHAKE_FAILED and info.value.args[0] == "bad key share"
@@ -784,7 +831,9 @@ def _verify(cert: Certificate, ca_key: object, **overrides: Any) -> tuple[object
     return verify_certificate(cert, **arguments)
 
 
-def test_issue_and_verify(certificate: Certificate, ca_key: object, encryption_key: object, signing_keys: dict[SignatureScheme, object]) -> None:
+def test_issue_and_verify(
+    certificate: Certificate, ca_key: object, encryption_key: object, signing_keys: dict[SignatureScheme, object]
+) -> None:
     assert certificate.version == CERT_VERSION == 1
     assert (certificate.not_before, certificate.not_after) == (NOW, NOW + 3600)
     assert certificate.issuer == key_fingerprint(ca_key) and certificate.issuer_scheme is CA_SCHEME
@@ -795,7 +844,9 @@ def test_issue_and_verify(certificate: Certificate, ca_key: object, encryption_k
 
 
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
-def test_every_user_scheme_certifies(scheme: SignatureScheme, ca_key: object, encryption_key: object, signing_keys: dict[SignatureScheme, object]) -> None:
+def test_every_user_scheme_certifies(
+    scheme: SignatureScheme, ca_key: object, encryption_key: object, signing_keys: dict[SignatureScheme, object]
+) -> None:
     cert = _issue(ca_key, encryption_key, signing_keys[scheme], signature_scheme=scheme)
     _, signing_public = _verify(cert, ca_key)
     verify(scheme, signing_public, b"m", sign(scheme, signing_keys[scheme], b"m"))
@@ -808,7 +859,13 @@ def test_certificate_dict_round_trip(certificate: Certificate) -> None:
     assert as_dict["signature_scheme"] == "dsa-2048-sha256" and as_dict["signature"] == b64e(certificate.signature)
 
 
-def test_identity_fingerprint(certificate: Certificate, ca_key: object, encryption_key: object, other_encryption_key: object, signing_keys: dict[SignatureScheme, object]) -> None:
+def test_identity_fingerprint(
+    certificate: Certificate,
+    ca_key: object,
+    encryption_key: object,
+    other_encryption_key: object,
+    signing_keys: dict[SignatureScheme, object],
+) -> None:
     reissued = _issue(ca_key, encryption_key, signing_keys[SignatureScheme.DSA_SHA256], serial=8, now=NOW + 99)
     assert reissued.identity_fingerprint() == certificate.identity_fingerprint()
     rekeyed = _issue(ca_key, other_encryption_key, signing_keys[SignatureScheme.DSA_SHA256])
@@ -839,9 +896,16 @@ def test_certificate_rejection_rules(
     assert "another CA" in _rejected(lambda: _verify(certificate, ca_key, ca_public_key=public_of(other_ca)))
     assert "scheme" in _rejected(lambda: _verify(certificate, ca_key, ca_scheme=SignatureScheme.RSA_PSS_SHA256))
     assert "another user" in _rejected(lambda: _verify(certificate, ca_key, username="mallory"))
-    for field, value in [("username", "mallory"), ("serial", 8), ("not_after", NOW + 10**9), ("signing_key", public_key_der(encryption_key))]:
-        tampered = dataclasses.replace(certificate, **{field: value})
-        assert "signature" in _rejected(lambda: _verify(tampered, ca_key)), field
+    tampered_fields: list[dict[str, Any]] = [
+        {"username": "mallory"},
+        {"serial": 8},
+        {"not_after": NOW + 10**9},
+        {"signing_key": public_key_der(encryption_key)},
+        {"signature_scheme": SignatureScheme.ED25519},
+    ]
+    for change in tampered_fields:
+        tampered = dataclasses.replace(certificate, **change)
+        assert "signature" in _rejected(lambda cert=tampered: _verify(cert, ca_key)), change
     forged = dataclasses.replace(certificate, signature=_flip(certificate.signature, 10))
     assert "signature" in _rejected(lambda: _verify(forged, ca_key))
     assert "version" in _rejected(lambda: _verify(dataclasses.replace(certificate, version=2), ca_key))
@@ -850,7 +914,9 @@ def test_certificate_rejection_rules(
     assert "signing key" in _rejected(lambda: _verify(mismatch, ca_key))
     not_rsa = _issue(ca_key, signing_keys[SignatureScheme.DSA_SHA256], ed_key, signature_scheme=SignatureScheme.ED25519)
     assert "encryption key" in _rejected(lambda: _verify(not_rsa, ca_key))
-    garbage = _issue(ca_key, encryption_key, ed_key, signature_scheme=SignatureScheme.ED25519, encryption_key=b"\x30\x00")
+    garbage = _issue(
+        ca_key, encryption_key, ed_key, signature_scheme=SignatureScheme.ED25519, encryption_key=b"\x30\x00"
+    )
     assert "loaded" in _rejected(lambda: _verify(garbage, ca_key))
     with pytest.raises(ValueError):
         _issue(ca_key, encryption_key, ed_key, validity_seconds=0)
@@ -903,5 +969,7 @@ def test_from_dict_needs_a_dict(value: Any) -> None:
 
 
 def test_from_dict_limits_accept_edges(certificate: Certificate) -> None:
-    edge = Certificate.from_dict(_mutated(certificate, username="a" * 64, serial=2**63 - 1, signature=b64e(bytes(1024))))
+    edge = Certificate.from_dict(
+        _mutated(certificate, username="a" * 64, serial=2**63 - 1, signature=b64e(bytes(1024)))
+    )
     assert (edge.username, edge.serial) == ("a" * 64, 2**63 - 1)

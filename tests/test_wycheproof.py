@@ -89,7 +89,11 @@ def _gcm_check(supported: bool, test: dict[str, Any]) -> str | None:
     sealed = _hex(test, "ct") + _hex(test, "tag")
     if not supported:
         # Not securechat's suite (key or nonce size): both directions must refuse the parameters.
-        for call in (lambda: seal(key, msg, aad=aad, nonce=nonce), lambda: unseal(key, sealed, aad=aad, nonce=nonce)):
+        calls: list[Callable[[], bytes]] = [
+            lambda: seal(key, msg, aad=aad, nonce=nonce),
+            lambda: unseal(key, sealed, aad=aad, nonce=nonce),
+        ]
+        for call in calls:
             try:
                 call()
             except (ValueError, IntegrityError):
@@ -242,7 +246,7 @@ def test_every_vector_file_is_used() -> None:
 def test_wycheproof_file(filename: str) -> None:
     data = json.loads((VECTORS / filename).read_text())
     setup, check = FILES[filename]
-    run, failures, verdicts = 0, [], Counter()
+    run, failures, verdicts = 0, [], Counter[str]()
     for group in data["testGroups"]:
         context = setup(group)
         for test in group["tests"]:

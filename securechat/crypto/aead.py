@@ -203,10 +203,10 @@ def unseal(
 
 __all__ = [
     "AUDIT_HOOKS",
-    "CipherSuite",
     "KEY_BYTES",
     "NONCE_BYTES",
     "TAG_BYTES",
+    "CipherSuite",
     "nonce_from_counter",
     "seal",
     "unseal",

@@ -32,7 +32,11 @@ _MAX_SIGNATURE_BYTES = 1024
 _INT_FIELDS = ("version", "serial", "not_before", "not_after")
 _NAME_FIELDS = ("username", "issuer")
 _SCHEME_FIELDS = ("signature_scheme", "issuer_scheme")
-_BINARY_LIMITS = {"encryption_key": _MAX_KEY_DER_BYTES, "signing_key": _MAX_KEY_DER_BYTES, "signature": _MAX_SIGNATURE_BYTES}
+_BINARY_LIMITS = {
+    "encryption_key": _MAX_KEY_DER_BYTES,
+    "signing_key": _MAX_KEY_DER_BYTES,
+    "signature": _MAX_SIGNATURE_BYTES,
+}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,7 +47,8 @@ _IMPORTERS: dict[str, Any] = {
 # OWASP-equivalent scrypt settings and OpenSSL reads it (tests/test_crypto.py checks with `openssl pkey`).
 _PKCS8_PROTECTION = "scryptAndAES256-CBC"
 # salt_size: pycryptodome's default is 8 bytes; 16 matches our password records (NIST SP 800-132).
-_PKCS8_PARAMS: dict[str, int] = {"iteration_count": 2**14, "block_size": 8, "parallelization": 5, "salt_size": 16}
+# Typed Any: pycryptodome types it as its private ProtParams TypedDict.
+_PKCS8_PARAMS: Any = {"iteration_count": 2**14, "block_size": 8, "parallelization": 5, "salt_size": 16}
 _ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _PRIVATE_KEY_FAILED = "private key file could not be opened"
 _BAD_PUBLIC_KEY = "public key is not a valid SubjectPublicKeyInfo of a supported kind"
@@ -57,10 +58,10 @@ def _supported(key: object) -> bool:
     return isinstance(key, (RsaKey, DsaKey)) or (isinstance(key, EccKey) and key.curve in _CURVES)
 
 
-def _require_supported(key: object) -> Any:
-    if not _supported(key):
-        raise TypeError(f"unsupported key object {type(key).__name__}")
-    return key
+def _require_supported(key: object) -> RsaKey | DsaKey | EccKey:
+    if isinstance(key, (RsaKey, DsaKey)) or (isinstance(key, EccKey) and key.curve in _CURVES):
+        return key
+    raise TypeError(f"unsupported key object {type(key).__name__}")
 
 
 def generate_encryption_key(*, random_bytes: RandomBytes = os.urandom) -> object:
@@ -143,19 +144,41 @@ def private_key_pem(key: object, passphrase: str, *, random_bytes: RandomBytes =
     Raises:
         ValueError: *key* has no private half, or *passphrase* is empty.
     """
-    key = _require_supported(key)
-    if not key.has_private():
+    private = _require_supported(key)
+    if not private.has_private():
         raise ValueError("private_key_pem needs a private key")
     if not isinstance(passphrase, str) or not passphrase:
         raise ValueError("passphrase must be a non-empty str")
-    options = {"protection": _PKCS8_PROTECTION, "prot_params": _PKCS8_PARAMS, "randfunc": random_bytes}
-    # Each key class spells "PKCS#8, please" differently.
-    if isinstance(key, RsaKey):
-        pem = key.export_key(format="PEM", passphrase=passphrase, pkcs=8, **options)
-    elif isinstance(key, DsaKey):
-        pem = key.export_key(format="PEM", passphrase=passphrase, pkcs8=True, **options)
+    protection, params = _PKCS8_PROTECTION, _PKCS8_PARAMS
+    # Each key class spells "PKCS#8, please" differently: pkcs=8, pkcs8=True, use_pkcs8=True.
+    pem: bytes | str
+    if isinstance(private, RsaKey):
+        pem = private.export_key(
+            format="PEM",
+            passphrase=passphrase,
+            pkcs=8,
+            protection=protection,
+            randfunc=random_bytes,
+            prot_params=params,
+        )
+    elif isinstance(private, DsaKey):
+        pem = private.export_key(
+            format="PEM",
+            passphrase=passphrase,
+            pkcs8=True,
+            protection=protection,
+            randfunc=random_bytes,
+            prot_params=params,
+        )
     else:
-        pem = key.export_key(format="PEM", passphrase=passphrase, use_pkcs8=True, **options)
+        pem = private.export_key(
+            format="PEM",
+            passphrase=passphrase,
+            use_pkcs8=True,
+            protection=protection,
+            randfunc=random_bytes,
+            prot_params=params,
+        )
     return pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
 
 
@@ -203,23 +226,24 @@ def describe_key(key: object) -> dict[str, int | str]:
     RSA: n, e (and d if private). DSA: p, q, g, y (and x). ECC and Ed25519: curve, the public
     point x, y (and the scalar d). Private components are included: never log the result.
     """
-    key = _require_supported(key)
+    known = _require_supported(key)
     info: dict[str, int | str]
-    if isinstance(key, RsaKey):
-        info = {"type": "RSA", "bits": key.n.bit_length(), "n": int(key.n), "e": int(key.e)}
-        if key.has_private():
-            info["d"] = int(key.d)
-    elif isinstance(key, DsaKey):
-        info = {"type": "DSA", "bits": key.p.bit_length()}
-        info.update({name: int(getattr(key, name)) for name in ("p", "q", "g", "y")})
-        if key.has_private():
-            info["x"] = int(key.x)
+    if isinstance(known, RsaKey):
+        info = {"type": "RSA", "bits": int(known.n).bit_length(), "n": int(known.n), "e": int(known.e)}
+        if known.has_private():
+            info["d"] = int(known.d)
+    elif isinstance(known, DsaKey):
+        info = {"type": "DSA", "bits": int(known.p).bit_length()}
+        info.update({name: int(getattr(known, name)) for name in ("p", "q", "g", "y")})
+        if known.has_private():
+            info["x"] = int(known.x)
     else:
-        point = key.pointQ
-        info = {"type": "ECC" if key.curve == "NIST P-256" else "Ed25519", "curve": key.curve}
-        info.update({"bits": 256 if key.curve == "NIST P-256" else 255, "x": int(point.x), "y": int(point.y)})
-        if key.has_private():
-            info["d"] = int(key.d)
+        p256 = known.curve == "NIST P-256"
+        point = known.pointQ
+        info = {"type": "ECC" if p256 else "Ed25519", "curve": known.curve, "bits": 256 if p256 else 255}
+        info.update({"x": int(point.x), "y": int(point.y)})
+        if known.has_private():
+            info["d"] = int(known.d)
     return info
 
 

@@ -222,7 +222,7 @@ def verify(scheme: SignatureScheme, public_key: object, data: bytes, signature: 
         if not (params.key_check(public_key) and isinstance(data, bytes) and isinstance(signature, bytes)):
             raise ValueError("unusable input")
         params.verify(public_key, data, signature)
-    except Exception:  # noqa: BLE001 - contract: nothing but AuthenticationError leaves verify()
+    except Exception:  # the contract: nothing but AuthenticationError leaves verify()
         raise AuthenticationError(_BAD_SIGNATURE, ErrorCode.BAD_SIGNATURE) from None
 
 
