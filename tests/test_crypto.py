@@ -314,6 +314,16 @@ def test_seal_rejects_bad_sizes(suite: CipherSuite) -> None:
             unseal(key, bytes(64), aad=b"", nonce=nonce, suite=suite)
 
 
+def test_seal_refuses_non_bytes() -> None:
+    for bad in (5, "text", None):
+        with pytest.raises(TypeError):
+            seal(bytes(32), bad, aad=b"", nonce=bytes(12))  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            unseal(bytes(32), bad, aad=b"", nonce=bytes(12))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        seal(bytes(32), b"m", aad="header", nonce=bytes(12))  # type: ignore[arg-type]
+
+
 def test_audit_hooks_see_every_seal() -> None:
     seen: list[tuple[bytes, bytes]] = []
     AUDIT_HOOKS.append(lambda key_hash, nonce: seen.append((key_hash, nonce)))
@@ -471,6 +481,8 @@ def test_downgrade_dsa_key_with_rsa_scheme(signing_keys: dict[SignatureScheme, o
         sign(SignatureScheme.RSA_PSS_SHA256, dsa_key, b"m")
     with pytest.raises(ValueError):
         sign(SignatureScheme.DSA_SHA256, public_of(dsa_key), b"m")  # public key cannot sign
+    with pytest.raises(TypeError):
+        sign(SignatureScheme.DSA_SHA256, dsa_key, 5)  # type: ignore[arg-type]
 
 
 @FAST
@@ -576,6 +588,11 @@ def _rsa_spki(n: int, e: int) -> bytes:
     )
 
 
+def _dsa_spki(p: int, q: int, g: int, y: int) -> bytes:
+    algorithm = _seq(bytes.fromhex("06072a8648ce380401"), _seq(_der_int(p), _der_int(q), _der_int(g)))
+    return _seq(algorithm, _der(0x03, b"\x00" + _der_int(y)))
+
+
 def _p256_spki(point: bytes) -> bytes:
     algorithm = _seq(bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06082a8648ce3d030107"))
     return _seq(algorithm, _der(0x03, b"\x00" + point))
@@ -602,10 +619,16 @@ def test_load_public_key_rejects(encryption_key: object, signing_keys: dict[Sign
     n, e = int(rsa["n"]), int(rsa["e"])
     assert _rsa_spki(n, e) == public_key_der(encryption_key)  # the hand-made DER is right
     ecdsa = describe_key(signing_keys[SignatureScheme.ECDSA_P256_SHA256])
-    x, y = int(ecdsa["x"]).to_bytes(32, "big"), int(ecdsa["y"]).to_bytes(32, "big")
-    assert _p256_spki(b"\x04" + x + y) == public_key_der(signing_keys[SignatureScheme.ECDSA_P256_SHA256])
+    ex, ey = int(ecdsa["x"]).to_bytes(32, "big"), int(ecdsa["y"]).to_bytes(32, "big")
+    assert _p256_spki(b"\x04" + ex + ey) == public_key_der(signing_keys[SignatureScheme.ECDSA_P256_SHA256])
+    dsa = describe_key(signing_keys[SignatureScheme.DSA_SHA256])
+    p, q, g, y = (int(dsa[name]) for name in "pqgy")
+    assert _dsa_spki(p, q, g, y) == public_key_der(signing_keys[SignatureScheme.DSA_SHA256])
     der = public_key_der(encryption_key)
     bad_inputs: list[Any] = [
+        _dsa_spki(p, q, g, 1),  # y = 1: outside the order-q subgroup's useful range
+        _dsa_spki(p, q, g, p - 1),  # order 2
+        _dsa_spki(p, q, g, y * 3 % p),  # 3 is outside the order-q subgroup, so y*3 is too
         b"",
         b"\x30\x00",
         der[:-1],
@@ -615,9 +638,10 @@ def test_load_public_key_rejects(encryption_key: object, signing_keys: dict[Sign
         None,
         _rsa_spki(n >> 1024 | 1, e),  # 1024-bit RSA
         _rsa_spki((n << 6144) | 1, e),  # 8192-bit RSA
-        _p256_spki(bytes([2 + int(ecdsa["y"]) % 2]) + x),  # compressed point: not canonical
+        _p256_spki(bytes([2 + int(ecdsa["y"]) % 2]) + ex),  # compressed point: not canonical
         bytes.fromhex("302a300506032b656e032100") + bytes(range(32)),  # X25519 SPKI
-        der.replace(b"\x05\x00", b"", 1).replace(b"\x30\x0d", b"\x30\x0b", 1),  # missing NULL: not canonical
+        # parameters absent instead of NULL: readable, but not the canonical encoding
+        _seq(_seq(bytes.fromhex("06092a864886f70d010101")), _der(0x03, b"\x00" + _seq(_der_int(n), _der_int(e)))),
     ]
     for bad in bad_inputs:
         with pytest.raises(RemoteProtocolError) as info:
@@ -734,6 +758,8 @@ def test_wrap_needs_rsa_keys(encryption_key: object, signing_keys: dict[Signatur
         wrap_key(public_of(signing_keys[SignatureScheme.DSA_SHA256]), bytes(32))
     with pytest.raises(TypeError):
         unwrap_key(public_of(encryption_key), bytes(256))
+    with pytest.raises(TypeError):
+        wrap_key(public_of(encryption_key), 32)  # type: ignore[arg-type]
 
 
 # --- exchange --------------------------------------------------------------------------------------------

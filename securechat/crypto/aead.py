@@ -73,6 +73,12 @@ def _check_inputs(key: bytes, nonce: bytes, aad: bytes) -> None:
         raise TypeError("aad must be bytes")
 
 
+def _check_data(data: bytes, name: str) -> None:
+    # bytes(5) would silently be five zero bytes: refuse anything that is not already bytes.
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"{name} must be bytes")
+
+
 # --- AES-256-GCM ---------------------------------------------------------------------------------
 
 
@@ -180,6 +186,7 @@ def seal(
         ValueError: *key* is not 32 bytes or *nonce* not 12 bytes.
     """
     _check_inputs(key, nonce, aad)
+    _check_data(plaintext, "plaintext")
     for hook in AUDIT_HOOKS:
         hook(sha256(key), nonce)
     return _SEAL[CipherSuite(suite)](key, bytes(plaintext), aad, nonce)
@@ -196,9 +203,8 @@ def unseal(
         ValueError: *key* is not 32 bytes or *nonce* not 12 bytes (a bug of the caller).
     """
     _check_inputs(key, nonce, aad)
-    if not isinstance(sealed, bytes):
-        raise TypeError("sealed must be bytes")
-    return _UNSEAL[CipherSuite(suite)](key, sealed, aad, nonce)
+    _check_data(sealed, "sealed")
+    return _UNSEAL[CipherSuite(suite)](key, bytes(sealed), aad, nonce)
 
 
 __all__ = [

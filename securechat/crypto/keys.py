@@ -108,7 +108,9 @@ def _acceptable_size(key: object) -> bool:
     if isinstance(key, RsaKey):
         return _is_rsa_encryption_key(key)
     if isinstance(key, DsaKey):
-        return key.p.bit_length() in _DSA_L_BITS
+        p, q, y = int(key.p), int(key.q), int(key.y)
+        # pycryptodome checks 0 < y < p only; also demand y in the order-q subgroup (SP 800-89 5.3.1).
+        return p.bit_length() in _DSA_L_BITS and 1 < y < p - 1 and pow(y, q, p) == 1
     return isinstance(key, EccKey) and key.curve in _CURVES
 
 

@@ -206,7 +206,9 @@ def sign(scheme: SignatureScheme, private_key: object, data: bytes, *, random_by
     params = SCHEMES[SignatureScheme(scheme)]
     if not params.key_check(private_key) or not private_key.has_private():  # type: ignore[attr-defined]
         raise ValueError(f"key does not fit signature scheme {scheme}")
-    return params.sign(private_key, bytes(data), random_bytes)
+    if not isinstance(data, bytes):
+        raise TypeError("data to sign must be bytes")
+    return params.sign(private_key, data, random_bytes)
 
 
 def verify(scheme: SignatureScheme, public_key: object, data: bytes, signature: bytes) -> None:

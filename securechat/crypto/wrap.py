@@ -52,10 +52,12 @@ def wrap_key(public_key: object, key: bytes, *, random_bytes: RandomBytes = os.u
         The wrapped key, as long as the RSA modulus (256 bytes for RSA-2048).
 
     Raises:
-        TypeError: *public_key* is not an RSA key of at least 2048 bits.
+        TypeError: *public_key* is not an RSA key of at least 2048 bits, or *key* is not bytes.
         ValueError: *key* is too long for OAEP (more than 190 bytes for RSA-2048).
     """
-    return bytes(_oaep(_check_rsa(public_key, private=False), random_bytes=random_bytes).encrypt(bytes(key)))
+    if not isinstance(key, bytes):
+        raise TypeError("the key to wrap must be bytes")
+    return bytes(_oaep(_check_rsa(public_key, private=False), random_bytes=random_bytes).encrypt(key))
 
 
 def _oaep_decrypt(private_key: RsaKey, wrapped: bytes, label: bytes) -> bytes:
