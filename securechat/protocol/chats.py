@@ -7,6 +7,7 @@ Must not: build frames or talk to the channel; ``ClientProtocol`` does that with
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..crypto import aead
@@ -61,7 +62,7 @@ class ChatBook:
         self._random_bytes = random_bytes
         self.chats: dict[str, ClientChat] = {}
         self.certificates: dict[str, tuple[Certificate, object]] = {}  # name -> (cert, signing public key)
-        self.pending: list[ChatMessage] = []
+        self.pending: list[tuple[ChatMessage, ClientChat | None]] = []
 
     # --- key distributions -------------------------------------------------------------------------------
 
@@ -84,6 +85,7 @@ class ChatBook:
             )
         else:
             chat.state = next_chat_state(chat.state, RECEIVE, "chat_key")
+            # New dicts, not cleared ones: a held message's snapshot keeps the previous epoch's.
             chat.epoch, chat.members, chat.key = msg.epoch, msg.members, key
             chat.sent_seq, chat.last_seq, chat.sender_keys = 0, {}, {}
         return ev.ChatKeyed(
@@ -151,19 +153,33 @@ class ChatBook:
     def missing_certificates(self, msg: ChatMessage) -> bool:
         return msg.sender not in self.certificates
 
+    def uncertified(self, members: tuple[str, ...]) -> tuple[str, ...]:
+        """Members whose certificate we have not verified yet (fetched as soon as a key arrives)."""
+        return tuple(m for m in members if m != self.username and m not in self.certificates)
+
     def hold(self, msg: ChatMessage) -> None:
-        self.pending.append(msg)
+        """Keep *msg* until its sender's certificate arrives, with the chat as it was on arrival, so a rekey
+        in between does not make it look stale (PROTOCOL.md 7.4)."""
+        chat = self.chats.get(msg.chat_id)
+        snapshot = dataclasses.replace(chat) if chat is not None else None
+        self.pending.append((msg, snapshot))
         del self.pending[:-MAX_PENDING_MESSAGES]
 
-    def release(self, unknown: tuple[str, ...]) -> list[ChatMessage]:
+    def release(self, unknown: tuple[str, ...]) -> list[tuple[ChatMessage, ClientChat | None]]:
         """Messages whose sender's certificate has now arrived (or is known to be missing)."""
-        ready = [m for m in self.pending if m.sender in self.certificates or m.sender in unknown]
-        self.pending = [m for m in self.pending if m not in ready]
+        ready = [p for p in self.pending if p[0].sender in self.certificates or p[0].sender in unknown]
+        self.pending = [p for p in self.pending if p not in ready]
         return ready
 
-    def open(self, msg: ChatMessage) -> ev.Event:
-        """Verify, then decrypt, a relayed message; every failure is a MessageRejected event (PROTOCOL.md 7.4)."""
+    def open(self, msg: ChatMessage, snapshot: ClientChat | None = None) -> ev.Event:
+        """Verify, then decrypt, a relayed message; every failure is a MessageRejected event (PROTOCOL.md 7.4).
+
+        *snapshot* is the chat as it was when a held message arrived; its sequence numbers are shared with
+        the live chat while the epoch is the same, so a replay is caught either way.
+        """
         chat = self.chats.get(msg.chat_id)
+        if snapshot is not None and chat is not None and snapshot.epoch != chat.epoch:
+            chat = snapshot
         if chat is None or chat.state is ChatState.LEFT:
             return _rejected(msg.chat_id, msg.sender, ErrorCode.UNKNOWN_CHAT, "message for a chat we are not in")
         if msg.epoch != chat.epoch:

@@ -325,7 +325,7 @@ class ClientProtocol:
         assert self.book is not None
         if self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
-            if not any(p.sender == msg.sender for p in self.book.pending):
+            if not any(p.sender == msg.sender for p, _ in self.book.pending):
                 self._send_inner(m.GetCertificates(usernames=(msg.sender,)))
             self.book.hold(msg)
             return
@@ -334,12 +334,17 @@ class ClientProtocol:
     def _on_certificates(self, msg: m.Certificates) -> None:
         assert self.book is not None
         self._events.extend(self.book.add_certificates(msg.certificates, self._now))
-        for held in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
-            self._events.append(self.book.open(held))
+        for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
+            self._events.append(self.book.open(held, snapshot))
 
     def _on_chat_key(self, msg: m.ChatKey) -> None:
         assert self.book is not None
-        self._events.append(self.book.install_key(msg))
+        event = self.book.install_key(msg)
+        self._events.append(event)
+        missing = self.book.uncertified(msg.members) if isinstance(event, ev.ChatKeyed) else ()
+        if missing:
+            # PROTOCOL.md 7.4: fetch members' certificates now, so their first messages need not wait.
+            self._send_inner(m.GetCertificates(usernames=missing))
 
     def _on_chat_left(self, msg: m.ChatLeft) -> None:
         assert self.book is not None
