@@ -104,7 +104,7 @@ def _is_rsa_encryption_key(key: object) -> bool:
     return isinstance(key, RsaKey) and RSA_BITS <= key.n.bit_length() <= _RSA_MAX_BITS
 
 
-def _acceptable_size(key: object) -> bool:
+def _acceptable_key(key: object) -> bool:
     if isinstance(key, RsaKey):
         return _is_rsa_encryption_key(key)
     if isinstance(key, DsaKey):
@@ -132,7 +132,7 @@ def load_public_key(der: bytes) -> object:
         canonical = not key.has_private() and public_key_der(key) == der
     except (KeyError, ValueError, IndexError, TypeError):
         canonical = False
-    if not canonical or not _acceptable_size(key):
+    if not canonical or not _acceptable_key(key):
         raise RemoteProtocolError(_BAD_PUBLIC_KEY, ErrorCode.BAD_FIELD)
     return key
 
