@@ -1,0 +1,173 @@
+"""The launcher: builds the Tk root, starts (or points at) a server, opens the windows, pumps the event queue.
+
+Owns: the one ``queue.Queue`` through which every other thread talks to Tk (``post``), the worker pools
+(``run``) and the window layout. Must not: decide anything about the protocol.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import tempfile
+import time
+import tkinter as tk
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..crypto.kdf import ScryptParams
+from ..keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
+from ..net.tcp_server import TcpServer
+from ..protocol.limits import ServerConfig
+from ..store import SqliteRegistry
+
+DEMO_SCRYPT_N = 2**14  # the demo's cost (run_demo.py does the same); the server's own default stays 2**17
+DEFAULT_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+DRAIN_MS = 50
+DRAIN_MAX_ITEMS = 500  # per tick, so a flood of frames never starves the Tk loop
+SERVER_W, CLIENT_W, CLIENT_H = 560, 660, 520
+
+
+class App:
+    """The Tk root, the server (if local) and the windows. Build it with ``launch``."""
+
+    def __init__(self, root: tk.Tk) -> None:
+        self.root = root
+        self.inbox: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.Queue()
+        self.server: TcpServer | None = None
+        self.registry: SqliteRegistry | None = None
+        self.address: tuple[str, int] = ("127.0.0.1", 0)
+        self.pinned: tuple[bytes, str] | None = None
+        self.keystore: KeyStore = KeyStore(DEFAULT_ROOT)
+        self.server_window: Any = None
+        self.clients: list[Any] = []
+        self._tmp: str | None = None
+        self._pools: list[ThreadPoolExecutor] = []
+        self._closed = False
+        self._after: str | None = self.root.after(DRAIN_MS, self._drain)
+
+    # --- the thread boundary --------------------------------------------------------------------------------
+
+    def post(self, fn: Callable[..., None], *args: Any) -> None:
+        """Thread-safe: run ``fn(*args)`` on the Tk thread at the next drain."""
+        self.inbox.put((fn, args))
+
+    def pool(self, name: str) -> ThreadPoolExecutor:
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"securechat-gui-{name}")
+        self._pools.append(executor)
+        return executor
+
+    def run(self, executor: ThreadPoolExecutor, work: Callable[[], Any], done: Callable[[Any], None],
+            failed: Callable[[BaseException], None]) -> Future[Any]:
+        """Run blocking *work* off the Tk thread; *done*/*failed* are posted back through the queue."""
+        def finished(future: Future[Any]) -> None:
+            exc = future.exception()
+            if exc is not None:
+                self.post(failed, exc)
+            else:
+                self.post(done, future.result())
+        future = executor.submit(work)
+        future.add_done_callback(finished)
+        return future
+
+    def _drain(self) -> None:
+        for _ in range(DRAIN_MAX_ITEMS):
+            try:
+                fn, args = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                fn(*args)
+            except tk.TclError:
+                pass  # a window closed while its event was in flight
+        if not self._closed:
+            self._after = self.root.after(DRAIN_MS, self._drain)
+
+    # --- helpers for tests and scripts ------------------------------------------------------------------------
+
+    def pump(self, seconds: float) -> None:
+        """Run the Tk loop for at most *seconds* (bounded: by time and by iteration count)."""
+        deadline = time.monotonic() + seconds
+        for _ in range(int(seconds * 200) + 1):
+            if time.monotonic() >= deadline or self._closed:
+                return
+            self.root.update()
+            time.sleep(0.005)
+
+    def pump_until(self, ready: Callable[[], bool], seconds: float, what: str = "condition") -> None:
+        """Pump until ``ready()`` or raise TimeoutError after *seconds*."""
+        deadline = time.monotonic() + seconds
+        for _ in range(int(seconds * 20) + 1):
+            if ready():
+                return
+            if time.monotonic() >= deadline:
+                break
+            self.pump(0.05)
+        if not ready():
+            raise TimeoutError(f"GUI: no {what} within {seconds} s")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for window in self.clients:
+            window.shutdown()
+        for executor in self._pools:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if self.server is not None:
+            self.server.stop()
+        if self.registry is not None:
+            self.registry.close()
+        try:
+            if self._after is not None:
+                self.root.after_cancel(self._after)
+            self.root.destroy()
+        except tk.TclError:
+            pass
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def launch(clients: int = 3, *, host: str | None = None, port: int | None = None, db: str | None = None,
+           scrypt_n: int = DEMO_SCRYPT_N, keys_dir: str | None = None, server_key_file: str | None = None,
+           names: tuple[str, ...] = DEFAULT_NAMES) -> App:
+    """Build the root, start a local server (unless *host*), open the server window and *clients* windows."""
+    from .client_window import ClientWindow
+    from .server_window import ServerWindow
+
+    root = tk.Tk()
+    root.title("securechat — server")
+    app = App(root)
+    try:
+        if host is None:
+            app._tmp = tempfile.mkdtemp(prefix="securechat-gui-")
+            app.registry = SqliteRegistry(db or Path(app._tmp) / "registry.db")
+            server_key = app.registry.load_or_create_server_key("securechat-gui-demo")
+            app.server_window = ServerWindow(app, root)
+            app.server = TcpServer(server_key=server_key, registry=app.registry,
+                                   config=ServerConfig(scrypt=ScryptParams(n=scrypt_n)),
+                                   on_event=lambda e: app.post(app.server_window.on_event, e)).start()
+            app.address = (app.server.address[0], int(app.server.address[1]))
+            app.pinned = (server_key.public_der, server_key.scheme.value)
+            app.keystore = KeyStore(keys_dir or Path(app._tmp) / "keys")
+            app.server_window.started(app.address, server_key.public_der, server_key.scheme.value, scrypt_n)
+        else:
+            app.address = (host, port or 5050)
+            app.keystore = KeyStore(keys_dir or DEFAULT_ROOT)
+            app.pinned = read_server_key_file(server_key_file) if server_key_file else \
+                app.keystore.pinned_server(f"{host}:{app.address[1]}")
+            app.server_window = ServerWindow(app, root)
+            app.server_window.remote(app.address)
+        sw, sh = root.winfo_screenwidth(), root.winfo_screenheight()
+        root.geometry(f"{SERVER_W}x{max(300, min(sh - 40, 2 * CLIENT_H))}+0+0")
+        columns = max(1, (sw - SERVER_W) // CLIENT_W)
+        for i in range(clients):
+            x = SERVER_W + (i % columns) * CLIENT_W
+            y = (i // columns) * (CLIENT_H + 30)
+            app.clients.append(ClientWindow(app, names[i], f"{CLIENT_W}x{CLIENT_H}+{x}+{y}"))
+        root.protocol("WM_DELETE_WINDOW", app.close)
+    except BaseException:
+        app.close()
+        raise
+    return app

@@ -1,0 +1,110 @@
+"""One chat tab of a client window: members, messages with their verification mark, send / invite / leave.
+
+Owns: showing verified events (``ChatKeyed``, ``ChatReceived``, ``MessageRejected``) as lines. Must not:
+verify, decrypt or sign anything: the events it shows were checked by ``ClientProtocol``.
+"""
+
+from __future__ import annotations
+
+import time
+import tkinter as tk
+from collections.abc import Callable
+from tkinter import ttk
+from tkinter.scrolledtext import ScrolledText
+
+from ..emoji import render
+from ..protocol import events as ev
+
+VERIFIED = "\N{HEAVY CHECK MARK} signature verified"
+MAX_LINES = 2000
+
+
+class ChatTab(ttk.Frame):
+    def __init__(self, notebook: ttk.Notebook, chat_id: str, *, on_send: Callable[[str, str], None],
+                 on_invite: Callable[[str, str], None], on_leave: Callable[[str], None]) -> None:
+        super().__init__(notebook, padding=4)
+        self.chat_id, self.epoch, self.members, self.active = chat_id, 0, (), True
+        self.header = ttk.Label(self, text=f"chat {chat_id[:8]}: waiting for the key ...")
+        self.header.pack(anchor="w")
+        self.view = ScrolledText(self, height=10, wrap="word", font=("TkDefaultFont", 10))
+        self.view.pack(fill="both", expand=True, pady=2)
+        self.view.tag_configure("time", foreground="#888888")
+        self.view.tag_configure("sender", font=("TkDefaultFont", 10, "bold"))
+        self.view.tag_configure("verified", foreground="#1a7f37")
+        self.view.tag_configure("system", foreground="#555555", font=("TkDefaultFont", 9, "italic"))
+        self.view.tag_configure("warning", foreground="#ffffff", background="#c62828",
+                                font=("TkDefaultFont", 10, "bold"))
+        self.view.configure(state="disabled")
+        row = ttk.Frame(self)
+        row.pack(fill="x", pady=(2, 0))
+        self.entry = ttk.Entry(row)
+        self.entry.pack(side="left", fill="x", expand=True)
+        self.entry.bind("<Return>", lambda _e: self.send_button.invoke())
+        self.send_button = ttk.Button(row, text="Send", command=self._send)
+        self.send_button.pack(side="left", padx=(4, 0))
+        row2 = ttk.Frame(self)
+        row2.pack(fill="x", pady=(2, 0))
+        ttk.Label(row2, text="invite:").pack(side="left")
+        self.invite_name = ttk.Combobox(row2, width=14)
+        self.invite_name.pack(side="left", padx=2)
+        self.invite_button = ttk.Button(row2, text="Invite", command=lambda: on_invite(
+            self.chat_id, self.invite_name.get().strip()))
+        self.invite_button.pack(side="left")
+        self.leave_button = ttk.Button(row2, text="Leave chat", command=lambda: on_leave(self.chat_id))
+        self.leave_button.pack(side="right")
+        self._on_send = on_send
+
+    def _send(self) -> None:
+        text = self.entry.get().strip()
+        if text and self.active:
+            self.entry.delete(0, "end")
+            self._on_send(self.chat_id, text)
+
+    def _line(self, *parts: tuple[str, str]) -> None:
+        self.view.configure(state="normal")
+        self.view.insert("end", time.strftime("%H:%M:%S "), "time")
+        for text, tag in parts:
+            self.view.insert("end", text, tag)
+        self.view.insert("end", "\n")
+        if int(self.view.index("end-1c").split(".")[0]) > MAX_LINES:
+            self.view.delete("1.0", "2.0")
+        self.view.see("end")
+        self.view.configure(state="disabled")
+
+    def system(self, text: str) -> None:
+        self._line((text, "system"))
+
+    def keyed(self, event: ev.ChatKeyed) -> None:
+        self.epoch, self.members, self.active = event.epoch, event.members, True
+        self._set_active(True)
+        self.header.configure(text=f"chat {self.chat_id[:8]} · epoch {event.epoch} · {event.suite} · "
+                                   f"members: {', '.join(event.members)}")
+        change = f"; joined {', '.join(event.joined)}" if event.joined else ""
+        change += f"; left {', '.join(event.left)}" if event.left else ""
+        self.system(f"rekeyed: epoch {event.epoch}, members {', '.join(event.members)} "
+                    f"({event.reason} by {event.actor}{change}); new key verified")
+
+    def received(self, event: ev.ChatReceived) -> None:
+        gap = f"  ({event.gap} missing before it)" if event.gap else ""
+        self._line((f"{event.sender}: ", "sender"), (render(event.text) + "  ", ""),
+                   (f"{VERIFIED} ({event.signature_scheme}){gap}", "verified"))
+
+    def sent(self, me: str, text: str, scheme: str) -> None:
+        self._line((f"{me} (you): ", "sender"), (render(text) + "  ", ""), (f"signed with {scheme}, sent", "system"))
+
+    def rejected(self, event: ev.MessageRejected) -> None:
+        self._line((f"\N{WARNING SIGN} REJECTED message from {event.sender}: {event.code} ({event.reason}) "
+                    f"— not shown", "warning"))
+
+    def left(self) -> None:
+        self.system("you left this chat; its next key will not be sent to you")
+        self._set_active(False)
+
+    def _set_active(self, active: bool) -> None:
+        self.active = active
+        state = "normal" if active else "disabled"
+        for widget in (self.entry, self.send_button, self.invite_button, self.leave_button):
+            widget.configure(state=state)
+
+    def text(self) -> str:
+        return self.view.get("1.0", "end-1c")
