@@ -1,0 +1,323 @@
+"""Fixtures and the raw-socket attacker for the scripted adversarial conversations (issue 6, THREATS.md).
+
+Every script drives a LIVE TcpServer on 127.0.0.1 port 0. ``RawConn`` performs the real handshake itself
+(with ClientProtocol), then seals ARBITRARY inner bytes with the connection's own RecordLayer, so a script can
+send malformed frames at every layer and read back the server's decrypted answers. ``sanity`` runs an honest
+conversation (register, log in, who) through a fresh TcpClient; each script calls it before and after.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from securechat.crypto.kdf import FAST_SCRYPT
+from securechat.crypto.signatures import SignatureScheme
+from securechat.errors import ErrorCode
+from securechat.net.tcp_client import TcpClient
+from securechat.net.tcp_server import TcpServer
+from securechat.protocol import events as ev
+from securechat.protocol import messages as m
+from securechat.protocol.client import ClientProtocol
+from securechat.protocol.codec import encode_frame, frame, split_frames
+from securechat.protocol.identity import UserKeys, generate_user_keys
+from securechat.protocol.limits import ServerConfig
+from securechat.store import MemoryRegistry, new_server_key
+
+IO_TIMEOUT = 5.0
+PASSWORD = "correct horse battery staple"
+_names = itertools.count(1)
+
+# Figures for docs/SECURITY.md: malformed inputs sent, per catalog category (printed at session end).
+SENT: dict[str, int] = {}
+
+
+def count(category: str, n: int = 1) -> None:
+    SENT[category] = SENT.get(category, 0) + n
+
+
+def fresh_name(prefix: str = "u") -> str:
+    return f"{prefix}{next(_names)}"
+
+
+@pytest.fixture(scope="session")
+def key_pool() -> list[UserKeys]:
+    """Key generation (RSA-2048) is slow: a few key sets per session, reused under many usernames."""
+    return [generate_user_keys(SignatureScheme.ED25519) for _ in range(3)] + [
+        generate_user_keys(SignatureScheme.RSA_PSS_SHA256)]
+
+
+@pytest.fixture
+def keys(key_pool: list[UserKeys]) -> UserKeys:
+    return key_pool[0]
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., TcpServer]]:
+    started: list[TcpServer] = []
+
+    def make(*, registry: Any = None, **config: Any) -> TcpServer:
+        cfg = ServerConfig(scrypt=FAST_SCRYPT, **config)
+        server = TcpServer(server_key=new_server_key(), registry=registry or MemoryRegistry(), config=cfg)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., TcpServer]) -> TcpServer:
+    return make_server()
+
+
+def pinned(server: TcpServer) -> tuple[bytes, str]:
+    key = server.protocol.server_key
+    return key.public_der, key.scheme.value
+
+
+class Honest:
+    """A TcpClient that is closed in teardown (see the ``clients`` fixture)."""
+
+
+@pytest.fixture
+def clients(server: TcpServer) -> Iterator[Callable[..., TcpClient]]:
+    made: list[TcpClient] = []
+
+    def connect(srv: TcpServer | None = None, **kw: Any) -> TcpClient:
+        srv = srv or server
+        client = TcpClient(*srv.address, server_key=pinned(srv), timeout=IO_TIMEOUT, **kw)
+        made.append(client)
+        return client
+
+    yield connect
+    for client in made:
+        client.close()
+
+
+def online_client(server: TcpServer, keys: UserKeys, name: str | None = None, **kw: Any) -> TcpClient:
+    """A registered, logged-in honest client (the caller closes it)."""
+    name = name or fresh_name("h")
+    client = TcpClient(*server.address, server_key=pinned(server), timeout=IO_TIMEOUT, **kw)
+    try:
+        client.register(name, PASSWORD, keys)
+        client.login(name, PASSWORD, keys)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def sanity(server: TcpServer, keys: UserKeys) -> None:
+    """The tlsfuzzer sanity conversation: a fresh client registers, logs in, and who() lists it."""
+    name = fresh_name("sanity")
+    client = online_client(server, keys, name)
+    try:
+        assert name in client.who()
+        client.logout()
+    finally:
+        client.close()
+
+
+class RawConn:
+    """An attacker's connection: real handshake through ClientProtocol, then arbitrary bytes at every layer."""
+
+    def __init__(self, server: TcpServer, *, handshake: bool = True, server_key: tuple[bytes, str] | None = None):
+        self.server = server
+        self.sock = socket.create_connection(server.address, timeout=IO_TIMEOUT)
+        self.sock.settimeout(IO_TIMEOUT)
+        self.cp = ClientProtocol(server_key=server_key or pinned(server))
+        self.events: list[ev.Event] = []
+        if handshake:
+            self.handshake()
+
+    # --- honest steps through ClientProtocol --------------------------------------------------------------
+
+    def _pump(self, until: Callable[[ev.Event], bool], what: str) -> ev.Event:
+        deadline = time.monotonic() + IO_TIMEOUT
+        while time.monotonic() < deadline:
+            out = self.cp.data_to_send()
+            if out:
+                self.sock.sendall(out)
+            for event in iter(self.cp.next_event, None):
+                self.events.append(event)
+                if until(event):
+                    return event
+                if isinstance(event, ev.ConnectionClosed):
+                    return event
+            data = self.sock.recv(1 << 20)
+            self.cp.receive_data(data, time.time())
+        raise AssertionError(f"no {what} within {IO_TIMEOUT} s")
+
+    def handshake(self) -> ev.Event:
+        self.cp.connect()
+        return self._pump(lambda e: isinstance(e, ev.HandshakeCompleted), "handshake")
+
+    def register(self, name: str, keys: UserKeys, password: str = PASSWORD) -> ev.Event:
+        self.cp.register(name, password, keys)
+        return self._pump(lambda e: isinstance(e, (ev.RegistrationSucceeded, ev.RequestFailed)), "registered")
+
+    def login(self, name: str, keys: UserKeys, password: str = PASSWORD) -> ev.Event:
+        self.cp.login(name, password, keys)
+        return self._pump(lambda e: isinstance(e, (ev.LoggedIn, ev.RequestFailed)), "login")
+
+    def register_and_login(self, name: str, keys: UserKeys) -> None:
+        assert isinstance(self.register(name, keys), ev.RegistrationSucceeded)
+        assert isinstance(self.login(name, keys), ev.LoggedIn)
+
+    # --- raw sending -------------------------------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def seal(self, plaintext: bytes) -> bytes:
+        assert self.cp._records is not None
+        return encode_frame(m.Record(data=self.cp._records.seal(plaintext)))
+
+    def send_record(self, plaintext: bytes) -> None:
+        """One record whose plaintext is exactly *plaintext* (inner framing included or not)."""
+        self.sock.sendall(self.seal(plaintext))
+
+    def send_inner(self, body: bytes) -> None:
+        """One record carrying one inner frame with body *body* (arbitrary bytes)."""
+        self.send_record(frame(body))
+
+    def send_obj(self, obj: Any) -> None:
+        self.send_inner(json.dumps(obj, separators=(",", ":")).encode())
+
+    # --- reading -----------------------------------------------------------------------------------------
+
+    def read_frames(self, timeout: float = IO_TIMEOUT) -> tuple[list[dict[str, Any]], bool]:
+        """Read until at least one message arrives (then drain briefly) or EOF. Returns (messages, eof)."""
+        messages: list[dict[str, Any]] = []
+        eof = False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages.extend(self._decode_buffered())
+            if messages and not self._readable(0.05):
+                break
+            try:
+                self.sock.settimeout(max(0.01, min(0.2, deadline - time.monotonic())))
+                data = self.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                eof = True
+                messages.extend(self._decode_buffered())
+                break
+            self.cp._decoder.feed(data)
+        self.sock.settimeout(IO_TIMEOUT)
+        return messages, eof
+
+    def _readable(self, timeout: float) -> bool:
+        import select
+        return bool(select.select([self.sock], [], [], timeout)[0])
+
+    def _decode_buffered(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while (body := self.cp._decoder.next_frame()) is not None:
+            outer = json.loads(body)
+            if outer["type"] == "record" and self.cp._records is not None:
+                plain = self.cp._records.open(_b64(outer["data"]))
+                out.extend(json.loads(inner) for inner in split_frames(plain))
+            else:
+                out.append(outer)
+        return out
+
+    def expect(self, kind: str, timeout: float = IO_TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """Read until a message of *kind* (with *fields*) arrives; other pushes are skipped."""
+        deadline = time.monotonic() + timeout
+        seen: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            messages, eof = self.read_frames(max(0.05, deadline - time.monotonic()))
+            seen.extend(messages)
+            for msg in messages:
+                if msg.get("type") == kind and all(msg.get(k) == v for k, v in fields.items()):
+                    return msg
+            if eof:
+                break
+        raise AssertionError(f"expected {kind} {fields}, saw {seen}")
+
+    def expect_error(self, code: ErrorCode, *, closed: bool, timeout: float = IO_TIMEOUT) -> dict[str, Any]:
+        """The server answers with error{code}; then the connection is closed, or still serves a who."""
+        error = self.expect("error", timeout)
+        assert error["code"] == code.value, error
+        if closed:
+            self.expect_closed(timeout)
+        else:
+            self.assert_alive()
+        return error
+
+    def expect_closed(self, timeout: float = IO_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, eof = self.read_frames(max(0.05, deadline - time.monotonic()))
+            if eof:
+                return
+        raise AssertionError("connection still open")
+
+    def assert_alive(self) -> None:
+        """The connection still works: a who (logged in) is answered; before login, an unknown status is."""
+        rid = 900_000 + next(_names)
+        if self.cp.username is not None:
+            self.send_obj({"type": "who", "rid": rid})
+            self.expect("who_result", rid=rid)
+        else:
+            # Before login the only harmless request is a register that we abandon: use a bad field instead,
+            # which must be answered and keep the connection (PROTOCOL.md 9.2).
+            self.send_obj({"type": "login", "rid": rid})
+            err = self.expect("error", rid=rid)
+            assert err["code"] == ErrorCode.BAD_FIELD.value, err
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _b64(text: str) -> bytes:
+    from securechat.crypto.encoding import b64d
+    return b64d(text)
+
+
+@pytest.fixture
+def raw(server: TcpServer) -> Iterator[Callable[..., RawConn]]:
+    made: list[RawConn] = []
+
+    def connect(srv: TcpServer | None = None, **kw: Any) -> RawConn:
+        conn = RawConn(srv or server, **kw)
+        made.append(conn)
+        return conn
+
+    yield connect
+    for conn in made:
+        conn.close()
+
+
+def length_prefix(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = IO_TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:  # pragma: no cover - reporting only
+    if SENT:
+        terminalreporter.write_line("adversarial inputs sent per category: " + json.dumps(dict(sorted(SENT.items()))))
