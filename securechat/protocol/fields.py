@@ -29,17 +29,17 @@ def bad(field: str, why: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"field {field!r}: {why}", ErrorCode.BAD_FIELD)
 
 
-def normalize_username(raw: str) -> str:
+def normalize_username(raw: str, field: str = "username") -> str:
     """Return the canonical form of *raw* (NFKC then casefold) or raise BAD_FIELD.
 
     PROTOCOL.md 3.2: ``Alice``, ``ALICE`` and fullwidth ``ａｌｉｃｅ`` all become ``alice``; zero-width and
     non-ASCII letters are refused rather than mapped, so no two distinct accepted names look alike.
     """
     if not isinstance(raw, str) or len(raw) > 4 * MAX_USERNAME_CHARS:
-        raise bad("username", "must be a short string")
+        raise bad(field, "must be a short string")
     name = unicodedata.normalize("NFKC", raw).casefold()
     if not USERNAME_PATTERN.fullmatch(name):
-        raise bad("username", "1-32 of a-z 0-9 _ . - starting with a letter or digit")
+        raise bad(field, "1-32 of a-z 0-9 _ . - starting with a letter or digit")
     return name
 
 
@@ -73,7 +73,7 @@ class Name(Kind):
     """A username as it travels; the server normalises it itself (PROTOCOL.md 3.2)."""
 
     def decode(self, name: str, value: Any) -> str:
-        return normalize_username(value)
+        return normalize_username(value, name)
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,8 @@ class Blob(Kind):
             raise bad(name, "not canonical base64") from None
         if self.exact is not None and len(data) != self.exact:
             raise bad(name, f"must be exactly {self.exact} bytes")
+        if len(data) > self.max_bytes:
+            raise bad(name, f"must be at most {self.max_bytes} bytes")
         return data
 
     def encode(self, value: Any) -> str:
