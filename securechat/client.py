@@ -17,6 +17,7 @@ from typing import TextIO
 
 from .crypto.encoding import fingerprint
 from .crypto.signatures import SignatureScheme
+from .emoji import render
 from .errors import SecureChatError
 from .keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
 from .net.tcp_client import TcpClient
@@ -43,7 +44,7 @@ def describe(event: ev.Event) -> str | None:
     match event:
         case ev.ChatReceived():
             gap = f" ({event.gap} missing before it)" if event.gap else ""
-            return f"[{event.chat_id[:8]}] {event.sender}: {event.text}   (signature {event.signature_scheme} verified){gap}"
+            return f"[{event.chat_id[:8]}] {event.sender}: {render(event.text)}   (signature {event.signature_scheme} verified){gap}"
         case ev.PresenceChanged():
             return f"* {event.username} is now {'online' if event.online else 'offline'}"
         case ev.ChatKeyed():
