@@ -39,7 +39,7 @@ _BINARY_LIMITS = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Certificate:
     """A username bound to an encryption key and a signing key by the CA's signature.
 
@@ -67,6 +67,11 @@ class Certificate:
     issuer: str
     issuer_scheme: SignatureScheme
     signature: bytes
+
+    def __repr__(self) -> str:
+        # Short on purpose: the DER keys and signature make the default repr unreadable in notebooks and logs.
+        return (f"Certificate(username={self.username!r}, scheme={self.signature_scheme.value}, "
+                f"serial={self.serial}, valid={self.not_before}..{self.not_after}, issuer={self.issuer!r})")
 
     def tbs(self) -> bytes:
         """The exact bytes the CA signs: every field but the signature, in ``encode_fields``."""
