@@ -1,0 +1,34 @@
+"""Smoke test of the benchmark (issue 6, section 6): ``--quick`` runs every part at tiny sizes in seconds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "benchmarks.bench", "--quick", "--no-plots", "--out", str(out)],
+                   cwd=ROOT, check=True, timeout=60, capture_output=True)
+    assert time.monotonic() - started < 30
+    results = json.loads(out.read_text())
+    for key in ("machine", "relay", "class_session", "login_burst", "chat_setup", "signature_schemes", "targets"):
+        assert key in results, key
+    for row in results["relay"]["rows"]:
+        for side in ("securechat", "plaintext"):
+            assert row[side]["lost"] == 0 and row[side]["deliveries_per_s"] > 0
+            assert {"p50_ms", "p99_ms"} <= set(row[side])
+        assert row["ratio"] > 0
+    assert results["relay"]["end_to_end_50x5"]["lost"] == 0
+    assert results["class_session"]["lost"] == 0 and results["class_session"]["rss_peak_mb"] > 0
+    assert results["login_burst"]["burst"]["failed"] == 0
+    assert results["login_burst"]["chat_during"]["lost"] == 0
+    assert [r["members"] for r in results["chat_setup"]["rows"]] == [2, 5]
+    assert {r["scheme"] for r in results["signature_schemes"]["rows"]} == {
+        "rsa-pss-sha256", "dsa-2048-sha256", "ecdsa-p256-sha256", "ed25519"}
