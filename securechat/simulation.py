@@ -239,7 +239,7 @@ class Simulation:
                     self.held.sort(key=lambda f: (f.deliver_at, f.index))
                 continue
             if item == frame:
-                action = "delivered"
+                action = frame.note or "delivered"  # chunks Mallory put on the wire herself keep her note
             else:
                 action = item.note or ("modified" if item.index == frame.index else "injected")
             delivered.append(self._deliver(replace(item, deliver_at=None), action))
