@@ -74,18 +74,18 @@ def make_server() -> Iterator[Callable[..., TcpServer]]:
         server.stop()
 
 
-@pytest.fixture
-def server(make_server: Callable[..., TcpServer]) -> TcpServer:
-    return make_server()
+@pytest.fixture(scope="module")
+def server() -> Iterator[TcpServer]:
+    """One default-config server per module (scripts that need other limits use ``make_server``)."""
+    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(), config=ServerConfig(scrypt=FAST_SCRYPT))
+    srv.start()
+    yield srv
+    srv.stop()
 
 
 def pinned(server: TcpServer) -> tuple[bytes, str]:
     key = server.protocol.server_key
     return key.public_der, key.scheme.value
-
-
-class Honest:
-    """A TcpClient that is closed in teardown (see the ``clients`` fixture)."""
 
 
 @pytest.fixture
