@@ -64,7 +64,8 @@ def make_server() -> Iterator[Callable[..., TcpServer]]:
     started: list[TcpServer] = []
 
     def make(*, registry: Any = None, **config: Any) -> TcpServer:
-        cfg = ServerConfig(scrypt=FAST_SCRYPT, **config)
+        config.setdefault("scrypt", FAST_SCRYPT)
+        cfg = ServerConfig(**config)
         server = TcpServer(server_key=new_server_key(), registry=registry or MemoryRegistry(), config=cfg)
         started.append(server)
         return server.start()
@@ -265,6 +266,11 @@ class RawConn:
             if eof:
                 return
         raise AssertionError("connection still open")
+
+    def expect_closed_quick(self) -> bool:
+        """True if the server has closed this connection (checked for 0.1 s)."""
+        _, eof = self.read_frames(0.1)
+        return eof
 
     def assert_alive(self) -> None:
         """The connection still works: a who (logged in) is answered; before login, an unknown status is."""
