@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ErrorCode
 from ..protocol import events as ev
 from ..protocol.jobs import ChatKeyJob, Job, ServerKey
 from ..protocol.limits import ServerConfig
@@ -220,7 +221,7 @@ class TcpServer:
             job.run()
         except Exception:
             log.exception("job %s failed", type(job).__name__)
-            job.outcome = "failed"
+            job.outcome, job.code = "failed", ErrorCode.INTERNAL_ERROR
         self._inbound.put(("job", job, None))
 
     # --- writing --------------------------------------------------------------------------------------------

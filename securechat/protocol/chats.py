@@ -69,9 +69,10 @@ class ChatBook:
     def install_key(self, msg: ChatKey) -> ev.Event:
         """Verify and install a chat_key; returns ChatKeyed, or MessageRejected if a check fails."""
         chat = self.chats.get(msg.chat_id)
+        if chat is not None and chat.state is ChatState.LEFT:
+            chat = None  # invited back after leaving: the chat starts afresh for us, at the new epoch
+            del self.chats[msg.chat_id]
         if chat is not None:
-            if chat.state is ChatState.LEFT:
-                return _rejected(msg.chat_id, "server", ErrorCode.NOT_MEMBER, "key for a chat we left")
             if msg.epoch <= chat.epoch:
                 return _rejected(msg.chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
         try:

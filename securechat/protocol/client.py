@@ -359,9 +359,10 @@ class ClientProtocol:
         self._close(None, "logged out")
 
 
+# PROTOCOL.md 9.1: inside the channel only these end the connection; server_busy there is a reply to retry
+# (a clear server_busy before the handshake is always fatal, see _receive_frame).
 _FATAL_CODES = frozenset({
     ErrorCode.BAD_RECORD, ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.HANDSHAKE_FAILED,
-    ErrorCode.SERVER_BUSY, ErrorCode.INTERNAL_ERROR,
 })
 
 _HANDLERS: dict[str, Callable[[ClientProtocol, m.Message], None]] = {  # type: ignore[dict-item]
