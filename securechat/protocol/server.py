@@ -25,7 +25,10 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from .channel import RecordLayer, derive_channel_keys, server_signed_bytes, transcript_hash
-from .codec import MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, split_frames
+from .codec import (
+    MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, message_from_dict,
+    parse_json, split_frames,
+)
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey
 from .limits import LoginThrottle, ServerConfig, TokenBucket
 from .registry import Registry
@@ -198,7 +201,10 @@ class ServerProtocol:
             if p.closing:
                 return
             try:
-                message = decode_message(inner)
+                value = parse_json(inner)
+                # THREATS.md 8: whether a type is allowed now is decided before its fields are validated.
+                self._check_allowed(p, value["type"])
+                message = message_from_dict(value)
                 if self._trace is not None:
                     self._tracing(p, "receive", "inner", message.TYPE, inner)
                 self._receive_inner(p, message)
@@ -229,10 +235,12 @@ class ServerProtocol:
         p.decoder.max_frame_bytes = MAX_FRAME_BYTES
         self._events.append(ev.PeerHandshakeCompleted(peer=p.id))
 
+    def _check_allowed(self, p: Peer, kind: str) -> None:
+        if kind not in m.CLIENT_TO_SERVER:
+            raise RemoteProtocolError(f"{kind} cannot travel to the server", ErrorCode.UNEXPECTED_MESSAGE)
+        next_peer_state(p.state, kind)  # check only; handlers move the state once their checks pass
+
     def _receive_inner(self, p: Peer, message: m.Message) -> None:
-        if message.TYPE not in m.CLIENT_TO_SERVER:
-            raise RemoteProtocolError(f"{message.TYPE} cannot travel to the server", ErrorCode.UNEXPECTED_MESSAGE)
-        next_peer_state(p.state, message.TYPE)  # check only; handlers move the state once their checks pass
         if p.state is PeerState.ONLINE and p.bucket is not None and not p.bucket.take(self._now):
             self._reply_error(p, ErrorCode.RATE_LIMITED, "too many requests", message)
             return
