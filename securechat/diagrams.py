@@ -11,6 +11,7 @@ without $DISPLAY), need no ``plt.close`` and show in Jupyter as the last express
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +46,15 @@ _ACTION_COLOURS = {
     "replayed": "purple", "reflected": "purple", "pushed": "purple", "delayed": "tab:blue",
     "reordered": "tab:blue",
 }
+
+
+class NotebookFigure(Figure):
+    """A Figure that Jupyter shows as a PNG when it is the last expression of a cell, whatever the backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=90)
+        return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ def _notes(event: SequenceEvent, annotate: bool | Mapping[str, str]) -> str:
 def _new_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = NotebookFigure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
@@ -277,6 +287,6 @@ def count_arrows(fig: Figure) -> int:
 
 
 __all__ = [
-    "CRYPTO_STEPS", "SequenceEvent", "count_arrows", "sequence_diagram", "sequence_events", "time_calls",
+    "CRYPTO_STEPS", "NotebookFigure", "SequenceEvent", "count_arrows", "sequence_diagram", "sequence_events", "time_calls",
     "timing_bars", "timing_stats", "timing_vs_size",
 ]

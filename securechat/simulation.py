@@ -350,8 +350,11 @@ def _frame_bodies(data: bytes) -> list[bytes] | None:
 
 def _frame_types(data: bytes) -> tuple[str, ...]:
     """The ``type`` of each clear frame in a chunk, as Eve would parse it."""
+    bodies = _frame_bodies(data)
+    if bodies is None:
+        return ("?",)
     types: list[str] = []
-    for body in _frame_bodies(data) or [b"?"]:
+    for body in bodies:
         try:
             types.append(str(parse_json(body)["type"]))
         except SecureChatError:

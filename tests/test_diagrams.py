@@ -136,3 +136,8 @@ def test_works_without_a_display(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.png")], check=True, env=env, cwd=root)
     assert (tmp_path / "a.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_figures_show_themselves_in_jupyter() -> None:
+    fig = sequence_diagram([(0.0, "alice", "server", "x")], annotate=False)
+    assert fig._repr_png_()[:8] == PNG_MAGIC  # type: ignore[attr-defined]
