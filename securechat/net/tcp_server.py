@@ -184,10 +184,13 @@ class TcpServer:
                     self._handle(kind, a, b, now)
                 except Exception:  # a bug must not take the server down for everyone
                     log.exception("internal error while handling %s", kind)
-            if time.monotonic() >= next_timer:
-                protocol.handle_timer(now)
-                next_timer = time.monotonic() + TIMER_SECONDS
-            self._flush()
+            try:
+                if time.monotonic() >= next_timer:
+                    protocol.handle_timer(now)
+                    next_timer = time.monotonic() + TIMER_SECONDS
+                self._flush()
+            except Exception:  # the engine must outlive any bug; the relay keeps serving everyone else
+                log.exception("internal error in the engine round")
 
     def _handle(self, kind: str, a: Any, b: Any, now: float) -> None:
         if kind == "data":

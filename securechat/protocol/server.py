@@ -169,7 +169,12 @@ class ServerProtocol:
             if p is None:
                 continue
             if p.inner and p.records is not None:
-                self._seal_records(p)
+                try:
+                    self._seal_records(p)
+                except SecureChatError as exc:  # PROTOCOL.md 5.2: counter exhausted; this peer must reconnect
+                    p.inner.clear()
+                    self._drop(p, f"error {exc.code.value}", close=True)
+                    continue
             if p.out:
                 out.append((peer, bytes(p.out)))
                 p.out.clear()
