@@ -1,0 +1,35 @@
+"""The sans-I/O rule (STYLE.md section 1, issue 2): protocol/ and crypto/ import no socket, thread or clock,
+and only crypto/ imports pycryptodome."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "securechat"
+FORBIDDEN = {"socket", "threading", "time", "select", "selectors", "asyncio", "sqlite3"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "protocol").glob("*.py")) + sorted((PACKAGE / "crypto").glob("*.py")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_sans_io_modules_import_no_io(path: Path) -> None:
+    assert not _imports(path) & FORBIDDEN
+    assert "print(" not in path.read_text()
+
+
+def test_only_crypto_imports_pycryptodome() -> None:
+    offenders = [p for p in PACKAGE.rglob("*.py") if "Crypto" in _imports(p) and p.parent.name != "crypto"]
+    assert offenders == []
