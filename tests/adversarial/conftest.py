@@ -117,6 +117,17 @@ def online_client(server: TcpServer, keys: UserKeys, name: str | None = None, **
     return client
 
 
+def registered_name(server: TcpServer, keys: UserKeys) -> str:
+    """Register a fresh user and disconnect: the user exists but is offline."""
+    name = fresh_name("off")
+    client = TcpClient(*server.address, server_key=pinned(server), timeout=IO_TIMEOUT)
+    try:
+        client.register(name, PASSWORD, keys)
+    finally:
+        client.close()
+    return name
+
+
 def sanity(server: TcpServer, keys: UserKeys) -> None:
     """The tlsfuzzer sanity conversation: a fresh client registers, logs in, and who() lists it."""
     name = fresh_name("sanity")
