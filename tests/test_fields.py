@@ -40,9 +40,7 @@ def test_every_kind_names_the_offending_field(kind: Any, value: Any) -> None:
 
 
 def test_name_errors_name_the_offending_field() -> None:
-    """BUG: Name.decode ignores the field name and always reports 'username' (fields.py module docstring:
-    "Every failure raises ... BAD_FIELD naming the field"). chat_open{"members":[null]} is reported as
-    field 'username'."""
+    """PROTOCOL.md 3.2: "the error message names the field", for names inside lists too."""
     assert "'actor'" in str(bad_field(Name(), None, "actor"))
     assert "'members'" in str(bad_field(ListOf(Name()), ["\u0430lice"], "members"))
 
@@ -137,8 +135,8 @@ def test_blob_refuses_non_canonical_base64(value: Any) -> None:
 
 
 def test_blob_refuses_one_byte_over_its_limit() -> None:
-    """BUG: Blob only bounds the base64 text (4 * ceil(max/3) chars), never the decoded length, so up to
-    2 bytes over max_bytes are accepted (KEY_BLOB takes 2049 bytes, Record.data 1 MiB + 2)."""
+    """PROTOCOL.md 3.2: the text length is checked before decoding, then the decoded length (the text bound
+    alone, 4 * ceil(N/3) characters, would let up to 2 bytes over N through)."""
     for max_bytes in (4, 2048, 1024 * 1024):
         assert len(Blob(max_bytes=max_bytes).decode("f", b64e(b"\x01" * max_bytes))) == max_bytes
         bad_field(Blob(max_bytes=max_bytes), b64e(b"\x01" * (max_bytes + 1)))
