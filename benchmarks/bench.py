@@ -172,7 +172,10 @@ def bench_login_burst(keyfile: Path, keys, quick: bool) -> dict:
              server.server_key[1], str(keyfile), str(online), str(burst)],
             cwd=ROOT, stdout=subprocess.PIPE, text=True)
         cpu0 = server.cpu_seconds()
-        during = lg.run_relay(eps, duration=200.0, rate=rate, warmup=0.0, stop_when=lambda: helper.poll() is not None)
+        rss: list[float] = [server.rss_mb()]
+        during = lg.run_relay(eps, duration=200.0, rate=rate, warmup=0.0, stop_when=lambda: helper.poll() is not None,
+                              sample=lambda: rss.append(server.rss_mb()))
+        during["server_rss_peak_mb"] = round(max(rss), 1)
         during["server_cpu_s_per_s"] = round((server.cpu_seconds() - cpu0) / max(during["seconds"], 1e-9), 2)
         assert helper.stdout is not None
         outcome = json.loads(helper.stdout.read() or "{}")
