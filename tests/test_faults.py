@@ -308,7 +308,9 @@ def test_clients_killed_mid_handshake_login_and_message_leave_nothing(fkeys):
         assert _wait(lambda: len(server.protocol.peers) == base_conns)
         assert _wait(lambda: threading.active_count() <= base_threads), sorted(set(t.name for t in threading.enumerate()) ^ set(base_names))
         assert server.protocol.pending_password_jobs == 0
-        assert len(server.protocol.chats) == 0  # the victim's chats were left (observer alone is removed too?)
+        assert not server.protocol.chats.chats_of("victim")  # the victim left every chat when it died
+        assert all(server.protocol.chats.get(c).members == ["observer"]
+                   for c in server.protocol.chats.chats_of("observer"))
     finally:
         if observer is not None:
             observer.close()
