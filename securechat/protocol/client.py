@@ -69,6 +69,7 @@ class ClientProtocol:
         self.certificate: Certificate | None = None
         self.book: ChatBook | None = None
         self._now = 0.0
+        self._leaving: dict[int, str] = {}  # rid of a chat_leave in flight -> its chat
 
     # --- driver API -------------------------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class ClientProtocol:
         chat = self._chat_command(chat_id, "chat_leave")
         rid = self._request(m.ChatLeave(rid=self._next_rid, chat_id=chat_id))
         chat.state = next_chat_state(chat.state, SEND, "chat_leave")
+        self._leaving[rid] = chat_id  # an error names the request, not the chat: remember which one
         return rid
 
     def send_chat(self, chat_id: str, text: str) -> int:
@@ -281,10 +283,10 @@ class ClientProtocol:
         handler(self, message)
 
     def _on_error(self, msg: m.Error) -> None:
-        if msg.ref == "chat_leave" and self.book:
-            for chat in self.book.chats.values():
-                if chat.state is ChatState.LEAVING:
-                    chat.state = next_chat_state(chat.state, RECEIVE, "error")
+        chat_id = self._leaving.pop(msg.rid, None) if msg.rid is not None else None
+        chat = self.book.chats.get(chat_id) if self.book and chat_id else None
+        if chat is not None and chat.state is ChatState.LEAVING:
+            chat.state = next_chat_state(chat.state, RECEIVE, "error")
         self._events.append(ev.RequestFailed(rid=msg.rid, code=msg.code, message=msg.message, ref=msg.ref))
 
     def _on_register_challenge(self, msg: m.RegisterChallenge) -> None:
@@ -348,6 +350,8 @@ class ClientProtocol:
 
     def _on_chat_left(self, msg: m.ChatLeft) -> None:
         assert self.book is not None
+        if msg.rid is not None:
+            self._leaving.pop(msg.rid, None)
         chat = self.book.chats.get(msg.chat_id)
         if chat is not None:
             chat.state = next_chat_state(chat.state, RECEIVE, "chat_left")
