@@ -504,6 +504,8 @@ class ServerProtocol:
                      ref: str | None = None) -> None:
         rid = getattr(request, "rid", None)
         kind = ref or getattr(request, "TYPE", None)
+        # PROTOCOL.md 9: the message field holds at most 512 characters; long texts (name lists) are cut.
+        text = text if len(text) <= 512 else text[:509] + "..."
         error = m.Error(code=code.value, message=text, rid=rid, ref=kind)
         if p.records is not None:
             self._send(p, error)
