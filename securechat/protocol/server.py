@@ -164,7 +164,14 @@ class ServerProtocol:
         """Bytes to write, per peer. Every inner frame queued for a peer since the last call travels in one
         record (PERF-NOTES: one AEAD operation per recipient per round, whatever the fan-out)."""
         out: list[tuple[int, bytes]] = []
-        for peer in self._dirty:
+        while self._dirty:  # dropping a peer below can queue presence frames for others: go round again
+            dirty, self._dirty = self._dirty, set()
+            out.extend(self._drain(dirty))
+        return out
+
+    def _drain(self, dirty: set[int]) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        for peer in dirty:
             p = self.peers.get(peer)
             if p is None:
                 continue
@@ -178,7 +185,6 @@ class ServerProtocol:
             if p.out:
                 out.append((peer, bytes(p.out)))
                 p.out.clear()
-        self._dirty.clear()
         return out
 
     def peers_to_close(self) -> list[int]:
@@ -246,7 +252,8 @@ class ServerProtocol:
         next_peer_state(p.state, kind)  # check only; handlers move the state once their checks pass
 
     def _receive_inner(self, p: Peer, message: m.Message) -> None:
-        if p.state is PeerState.ONLINE and p.bucket is not None and not p.bucket.take(self._now):
+        if (p.state is PeerState.ONLINE and p.bucket is not None and message.TYPE != "logout"
+                and not p.bucket.take(self._now)):  # leaving is never rate limited
             self._reply_error(p, ErrorCode.RATE_LIMITED, "too many requests", message)
             return
         _DISPATCH[message.TYPE](self, p, message)
