@@ -746,10 +746,10 @@ def test_rejoining_a_left_chat_installs_the_new_epoch() -> None:
 
 
 def test_failed_leave_returns_only_that_chat_to_active() -> None:
-    """BUG: an error with ref "chat_leave" returns *every* LEAVING chat to ACTIVE (client.py _on_error), not
-    the one whose leave failed. With two leaves in flight, the first refused (rate_limited) and the second
-    accepted, the second chat is back in ACTIVE when its chat_left arrives; that is outside the chat table, so
-    the client closes the whole connection (not_member)."""
+    """An error names the request (rid), not the chat: only the chat whose leave failed returns to ACTIVE.
+    With two leaves in flight, the first refused (rate_limited) and the second accepted, the second chat must
+    still be LEAVING when its chat_left arrives (else chat_left is outside the chat table and the client closes).
+    (Found failing with client.py reverting every LEAVING chat; fixed in e553117.)"""
     sim = make_simulation("alice", "bob", messages_per_second=1, message_burst=1)
     first = open_chat(sim, "alice", "bob")
     sim.advance(2)
@@ -807,3 +807,66 @@ def test_secure_chat_error_codes_are_strings_on_events() -> None:
     failure = last_failure(sim, "alice")
     assert failure.rid == rid and type(failure.code) is str and failure.code == "unknown_user"
     assert isinstance(RemoteProtocolError("x"), SecureChatError)
+
+
+# =============================================================================================================
+# Commands with bad local input (STYLE.md 6: commands raise LocalProtocolError, nothing else)
+# =============================================================================================================
+
+
+def test_invalid_usernames_in_commands_are_local_protocol_errors() -> None:
+    """BUG: commands normalise names with fields.normalize_username, which raises RemoteProtocolError; STYLE.md 6
+    says command methods raise only LocalProtocolError (the peer sent nothing wrong here)."""
+    sim = make_simulation("alice")
+    alice = sim.clients["alice"]
+    fresh = connect(sim, "fresh")
+    for command in (lambda: alice.open_chat(["\u0430lice"]), lambda: fresh.login("bad name", "pw", user_keys("alice")),
+                    lambda: fresh.register("x" * 40, "pw", user_keys("alice"))):
+        with pytest.raises(LocalProtocolError) as info:
+            command()
+        assert info.value.code is A.BAD_FIELD
+    assert fresh.state is ClientState.CONNECTED and fresh.data_to_send() == b"" and alice.data_to_send() == b""
+
+
+def test_unencodable_chat_text_is_refused_locally() -> None:
+    """BUG: a lone surrogate (what Tk hands over for some emoji) makes send_chat raise UnicodeEncodeError out
+    of the command instead of LocalProtocolError."""
+    sim = make_simulation("alice", "bob")
+    cid = open_chat(sim, "alice", "bob")
+    alice = sim.clients["alice"]
+    with pytest.raises(LocalProtocolError):
+        alice.send_chat(cid, "smile \ud83d")
+    assert book_chat(sim, "alice", cid).sent_seq == 0 and alice.data_to_send() == b""
+
+
+def test_unencodable_password_leaves_the_client_usable() -> None:
+    """BUG: login() moves the state to AUTHENTICATING before encoding the frame; a password with a lone
+    surrogate then raises UnicodeEncodeError with nothing sent, and the client is stuck in AUTHENTICATING
+    (every later login or register is refused locally). The same holds for register() (stuck in REGISTERING)."""
+    sim = make_simulation()
+    login_user_label = "x"
+    client = connect(sim, login_user_label)
+    with pytest.raises(LocalProtocolError):
+        client.login("alice", "pw \ud800", user_keys("alice"))
+    assert client.state is ClientState.CONNECTED and client.data_to_send() == b""
+    with pytest.raises(LocalProtocolError):
+        client.register("alice", "pw \ud800", user_keys("alice"))
+    assert client.state is ClientState.CONNECTED
+    client.register("alice", password_of("alice"), user_keys("alice"))  # the connection is still usable
+    sim.run_until_idle()
+    assert sim.last_event(login_user_label, ev.RegistrationSucceeded).username == "alice"
+
+
+def test_held_message_is_opened_at_its_own_epoch_after_a_rekey() -> None:
+    """PROTOCOL.md 7.4 step 1: a message held for a certificate is checked against the chat as it was on
+    arrival, so a rekey that lands before the certificate does not make it stale."""
+    sim = make_simulation("alice", "bob", "carol")
+    cid = open_chat(sim, "alice", "bob")
+    sim.clients["bob"].book.certificates.pop("alice")  # type: ignore[union-attr]
+    alice = sim.clients["alice"]
+    alice.send_chat(cid, "sent at epoch 1")
+    alice.invite(cid, "carol")  # same record: bob gets the message, then the epoch-2 key, then the certificate
+    sim.run_until_idle()
+    got = [e for e in sim.events_of("bob", ev.ChatReceived)]
+    assert [(e.text, e.epoch) for e in got] == [("sent at epoch 1", 1)]
+    assert book_chat(sim, "bob", cid).epoch == 2 and not rejections(sim, "bob")

@@ -773,9 +773,9 @@ def test_chat_open_with_mixed_invitees_reports_offline_and_unknown() -> None:
 
 
 def test_chat_open_error_text_fits_the_error_frame() -> None:
-    """BUG: the user_offline text lists every invitee, so 16+ long offline names give an error message over
-    the 512-character limit of Error.message; the client cannot decode the server's reply and drops the
-    connection with bad_field instead of reporting user_offline."""
+    """PROTOCOL.md 10: error.message <= 512 chars. A user_offline text listing every invitee used to exceed it
+    with 16+ long offline names, so the client could not decode the reply and dropped the connection with
+    bad_field (fixed in 1285ace)."""
     sim = make_simulation("alice", "bob")
     names = [f"offline-user-number-{i:02d}-abcdefg" for i in range(20)]
     rid = sim.clients["alice"].open_chat(names)
@@ -787,7 +787,7 @@ def test_chat_open_error_text_fits_the_error_frame() -> None:
 
 
 def test_unknown_field_error_text_fits_the_error_frame() -> None:
-    """BUG (same cause): an unknown field's name is echoed in full in the error text."""
+    """Same rule: an unknown field's (client-chosen) name must not blow up the error text."""
     sim = make_simulation("alice", "bob")
     send_inner_bodies(sim, "bob", [b'{"type":"who","rid":3,"' + b"x" * 600 + b'":1}'])
     assert not sim.events_of("bob", ev.ConnectionClosed), sim.events_of("bob", ev.ConnectionClosed)
@@ -914,9 +914,9 @@ def test_logout_before_login_says_bye() -> None:
 
 
 def test_logout_is_never_rate_limited() -> None:
-    """BUG: logout goes through the per-user token bucket. A user who has used up its budget cannot log out:
-    the server answers rate_limited, which the CLOSING client ignores, so the client waits for a bye that
-    never comes and the server keeps the user online and in its chats."""
+    """PROTOCOL.md 6.2: logout is answered with bye. It used to go through the per-user token bucket, so a user
+    over budget got rate_limited, which the CLOSING client ignores: it waited forever and stayed online
+    (fixed in 617a669)."""
     sim = make_simulation("alice", "bob", messages_per_second=1, message_burst=2)
     bob = sim.clients["bob"]
     bob.who()
@@ -989,9 +989,9 @@ def test_job_finishing_after_its_peer_left_releases_the_slot() -> None:
 
 
 def test_server_send_counter_exhaustion_closes_only_that_peer() -> None:
-    """BUG (latent, THREATS.md 36): when a peer's record counter is exhausted, RecordLayer.seal raises inside
-    ServerProtocol.data_to_send, which has no handler: the exception reaches the driver and the bytes of
-    every other peer in that round are lost. Expected: that peer alone is closed."""
+    """THREATS.md 36 / PROTOCOL.md 5.2: an exhausted send counter closes that peer only. RecordLayer.seal used to
+    raise out of ServerProtocol.data_to_send (the driver's round and every other peer's bytes were lost); the
+    first fix then raised "Set changed size during iteration" (fixed in 88ce980 and 617a669)."""
     from securechat.protocol.channel import MAX_RECORDS_PER_DIRECTION
 
     sim = make_simulation("alice", "bob")
@@ -1006,3 +1006,18 @@ def test_server_send_counter_exhaustion_closes_only_that_peer() -> None:
 def test_pair_helper_is_deterministic() -> None:
     first, second = Pair("same"), Pair("same")
     assert first.server_key.public_der == second.server_key.public_der
+
+
+def test_concurrent_registrations_of_one_name_give_one_account() -> None:
+    """Both connections pass the name check before either proof is stored: the second job gets name_taken."""
+    sim = make_simulation("alice")
+    first, second = connect(sim, "r1"), connect(sim, "r2")
+    first.register("zed", "pw-1", user_keys("dave"))
+    second.register("zed", "pw-2", user_keys("mallory"))
+    sim.run_until_idle()
+    assert sim.last_event("r1", ev.RegistrationSucceeded).username == "zed"
+    failure = last_failure(sim, "r2")
+    assert (failure.code, failure.ref) == (A.NAME_TAKEN, "register_proof")
+    stored = sim.registry.get_user("zed")
+    assert stored is not None and stored.certificate.signing_key == user_keys("dave").signing_public
+    assert_serves(sim, "alice")
