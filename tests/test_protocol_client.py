@@ -870,3 +870,25 @@ def test_held_message_is_opened_at_its_own_epoch_after_a_rekey() -> None:
     got = [e for e in sim.events_of("bob", ev.ChatReceived)]
     assert [(e.text, e.epoch) for e in got] == [("sent at epoch 1", 1)]
     assert book_chat(sim, "bob", cid).epoch == 2 and not rejections(sim, "bob")
+
+
+def test_refused_certificate_fetch_does_not_hold_a_senders_messages_forever() -> None:
+    """BUG: the client fetches a sender's certificate only if no message of that sender is already held
+    (client.py _on_chat_message). If that get_certificates is refused (here rate_limited), nothing ever fetches
+    again: every later message of the sender is held too, silently, for the rest of the session."""
+    sim = make_simulation("alice", "bob", messages_per_second=1, message_burst=5)
+    cid = open_chat(sim, "alice", "bob")
+    sim.advance(10)
+    book = sim.clients["bob"].book
+    assert book is not None
+    book.certificates.pop("alice")
+    bucket = sim.server.peers[peer_of(sim, "bob")].bucket
+    assert bucket is not None
+    bucket.tokens, bucket.updated = 0.0, sim.now  # bob's request budget is spent right now
+    sim.clients["alice"].send_chat(cid, "m1")
+    sim.run_until_idle()
+    assert (last_failure(sim, "bob").code, last_failure(sim, "bob").ref) == (A.RATE_LIMITED, "get_certificates")
+    sim.advance(10)  # budget is back
+    sim.clients["alice"].send_chat(cid, "m2")
+    sim.run_until_idle()
+    assert received_texts(sim, "bob") == [("alice", "m1"), ("alice", "m2")]

@@ -1021,3 +1021,42 @@ def test_concurrent_registrations_of_one_name_give_one_account() -> None:
     stored = sim.registry.get_user("zed")
     assert stored is not None and stored.certificate.signing_key == user_keys("dave").signing_public
     assert_serves(sim, "alice")
+
+
+def test_parallel_login_guesses_are_throttled_like_sequential_ones() -> None:
+    """BUG (THREATS.md 14/18): the throttle counts a failure only when its scrypt job has finished, so logins
+    sent on several connections from one address before any job completes are all admitted: 8 parallel guesses
+    for bob are all checked although backoff starts after 3 failures (with the threaded driver an attacker
+    keeps up to max_pending_password_jobs guesses in flight and bypasses both the per-pair backoff and the
+    per-address window). Expected: attempts in flight count against the budget."""
+    sim = make_simulation("alice")
+    register_only(sim, "b1", "bob")
+    labels = [f"g{i}" for i in range(8)]
+    for label in labels:
+        connect(sim, label)
+        sim.server.peers[peer_of(sim, label)].address = "203.0.113.5"  # one address (a NAT or one attacker)
+    for label in labels:
+        sim.clients[label].login("bob", f"guess {label}", user_keys("bob"))
+    for label in labels:  # every login reaches the server before any job has run (as with worker threads)
+        sim.server.receive_data(peer_of(sim, label), sim.clients[label].data_to_send(), sim.now)
+    sim.run_until_idle()
+    codes = [last_failure(sim, label).code for label in labels]
+    assert codes.count(A.AUTH_FAILED) <= sim.config.failures_before_backoff, codes
+    assert set(codes) <= {A.AUTH_FAILED, A.RATE_LIMITED}
+    assert_serves(sim, "alice")
+
+
+def test_a_long_guessing_campaign_never_breaks_receive_data() -> None:
+    """BUG: LoginThrottle.allowed computes 2.0 ** (failures - 3) before capping it at max_backoff_seconds; after
+    about 1027 failures for one (account, address) pair (17 hours at one guess per minute, the rate the cap
+    allows) the float power raises OverflowError, which escapes ServerProtocol.receive_data."""
+    sim = make_simulation("alice")
+    register_only(sim, "b1", "bob")
+    guesser = connect(sim, "guesser")
+    address = sim.server.peers[peer_of(sim, "guesser")].address
+    for _ in range(1030):  # the state a patient attacker reaches, one failure per backoff period
+        sim.server._throttle.failed("bob", address, sim.now - 10_000)
+    guesser.login("bob", "guess 1031", user_keys("bob"))
+    sim.run_until_idle()  # must not raise
+    assert last_failure(sim, "guesser").code in (A.AUTH_FAILED, A.RATE_LIMITED)
+    assert_serves(sim, "alice")
