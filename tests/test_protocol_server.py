@@ -1060,3 +1060,32 @@ def test_a_long_guessing_campaign_never_breaks_receive_data() -> None:
     sim.run_until_idle()  # must not raise
     assert last_failure(sim, "guesser").code in (A.AUTH_FAILED, A.RATE_LIMITED)
     assert_serves(sim, "alice")
+
+
+def test_unknown_user_and_wrong_password_cost_the_same() -> None:
+    """BUG (THREATS.md 17: "indistinguishable timing"): LoginJob runs scrypt for an unknown user too, but only a
+    known user's job also loads and verifies the stored certificate and the proof. For a DSA user that adds
+    ~45 ms (pycryptodome re-tests the DSA domain primes on every key import), so a wrong-password answer for
+    an existing DSA user is measurably slower than for a name that does not exist: user enumeration by timing.
+    Measured on LoginJob directly (scrypt is the FAST test setting, which only shortens both paths equally)."""
+    import statistics
+    import time
+
+    from securechat.protocol.jobs import LoginJob
+
+    sim = make_simulation("alice", "bob", dsa=("bob",))
+
+    def cost(name: str) -> float:
+        samples = []
+        for _ in range(9):
+            job = LoginJob(peer=1, registry=sim.registry, username=name, password="wrong", signature=b"\x01" * 64,
+                           transcript=b"t" * 32, dummy_record=sim.server._dummy_record, ca=sim.server_key,
+                           now=sim.now)
+            start = time.perf_counter()
+            job.run()
+            samples.append(time.perf_counter() - start)
+            assert job.code is A.AUTH_FAILED
+        return statistics.median(samples)
+
+    unknown, known_dsa = cost("nobody"), cost("bob")
+    assert known_dsa - unknown < 0.010, f"unknown {unknown * 1000:.1f} ms, existing DSA user {known_dsa * 1000:.1f} ms"
