@@ -1089,3 +1089,90 @@ def test_unknown_user_and_wrong_password_cost_the_same() -> None:
 
     unknown, known_dsa = cost("nobody"), cost("bob")
     assert known_dsa - unknown < 0.010, f"unknown {unknown * 1000:.1f} ms, existing DSA user {known_dsa * 1000:.1f} ms"
+
+
+# =============================================================================================================
+# Server building blocks, directly: ChatDirectory, TokenBucket, LoginThrottle
+# =============================================================================================================
+
+
+def test_chat_directory_membership_rules() -> None:
+    from securechat.errors import SecureChatError
+    from securechat.protocol.messages import MAX_CHAT_MEMBERS
+    from securechat.protocol.server_chats import ChatDirectory
+
+    chats = ChatDirectory(max_chats_per_user=2)
+    chat = chats.open("alice", ["bob"], mode="server-key", suite="aes-256-gcm", chat_id="c1")
+    assert (chat.members, chat.epoch) == (["alice", "bob"], 1)
+    with pytest.raises(SecureChatError) as info:
+        chats.add("c1", "bob")
+    assert info.value.code is A.ALREADY_MEMBER
+    chats.add("c1", "carol")
+    assert chat.epoch == 2 and chats.chats_of("carol") == {"c1"}
+    chats.open("alice", ["carol"], mode="server-key", suite="aes-256-gcm", chat_id="c2")
+    with pytest.raises(SecureChatError) as info:  # alice is in 2 chats already
+        chats.open("bob", ["alice"], mode="server-key", suite="aes-256-gcm", chat_id="c3")
+    assert info.value.code is A.LIMIT_EXCEEDED and chats.get("c3") is None and chats.chats_of("bob") == {"c1"}
+    with pytest.raises(SecureChatError) as info:
+        chats.check_member("c1", "dave")
+    assert info.value.code is A.NOT_MEMBER
+    with pytest.raises(SecureChatError) as info:
+        chats.remove("c9", "alice")
+    assert info.value.code is A.UNKNOWN_CHAT
+    assert chats.remove("c1", "carol") == 2 and chat.epoch == 3
+    assert sorted(chats.leave_all("alice")) == ["c1", "c2"]  # both still have members: both are rekeyed
+    assert chats.chats_of("alice") == set() and chat.members == ["bob"] and chat.epoch == 4
+    assert chats.remove("c1", "bob") == 0 and chats.get("c1") is None  # the last one out deletes it
+    big = ChatDirectory(max_chats_per_user=64)
+    names = [f"u{i}" for i in range(MAX_CHAT_MEMBERS)]
+    full = big.open(names[0], names[1:], mode="server-key", suite="aes-256-gcm", chat_id="big")
+    assert len(full.members) == MAX_CHAT_MEMBERS
+    with pytest.raises(SecureChatError) as info:
+        big.add("big", "one-more")
+    assert info.value.code is A.LIMIT_EXCEEDED
+    with pytest.raises(SecureChatError):
+        big.open("x", names, mode="server-key", suite="aes-256-gcm", chat_id="too-big")
+
+
+def test_chat_directory_releases_distributions_in_epoch_order() -> None:
+    from securechat.protocol.server_chats import ChatDirectory
+
+    chats = ChatDirectory(max_chats_per_user=8)
+    chats.open("alice", ["bob"], mode="server-key", suite="aes-256-gcm", chat_id="c1")
+    chats.add("c1", "carol")
+    chats.add("c1", "dave")
+    assert list(chats.ready("c1", 3, "e3")) == []  # epochs 1 and 2 not done yet
+    assert list(chats.ready("c1", 2, "e2")) == []
+    assert list(chats.ready("c1", 1, "e1")) == ["e1", "e2", "e3"]
+    assert list(chats.ready("gone", 1, "x")) == []
+
+
+def test_token_bucket_rate_and_burst() -> None:
+    from securechat.protocol.limits import TokenBucket
+
+    bucket = TokenBucket(rate=2.0, burst=3.0, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5) is True and bucket.take(0.5) is False  # 0.5 s at 2/s refills one token
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # never more than the burst
+
+
+def test_login_throttle_backoff_window_and_memory_bound() -> None:
+    from securechat.protocol.limits import LoginThrottle, ServerConfig
+
+    throttle = LoginThrottle(ServerConfig(failures_before_backoff=2, max_backoff_seconds=8,
+                                          address_failures_allowed=100, tracked_keys=3))
+    for t in (0.0, 1.0):
+        assert throttle.allowed("bob", "a", t)
+        throttle.failed("bob", "a", t)
+    assert not throttle.allowed("bob", "a", 1.5)  # 2^0 = 1 s after the last failure
+    assert throttle.allowed("bob", "a", 2.1) and throttle.allowed("bob", "b", 1.5)  # other address: fine
+    throttle.failed("bob", "a", 2.1)
+    assert not throttle.allowed("bob", "a", 3.9) and throttle.allowed("bob", "a", 4.2)  # 2^1 s
+    for i in range(10):
+        throttle.failed("bob", "a", 10.0 + i)
+    assert not throttle.allowed("bob", "a", 26.0) and throttle.allowed("bob", "a", 27.1)  # capped at 8 s
+    throttle.succeeded("bob", "a")
+    assert throttle.allowed("bob", "a", 27.2)
+    for i in range(10):
+        throttle.failed(f"user{i}", f"addr{i}", 30.0)
+    assert len(throttle._pairs) <= 3 and len(throttle._addresses) <= 3  # tracked_keys bounds memory

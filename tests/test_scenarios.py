@@ -8,15 +8,20 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
+import pytest
+
 from securechat.crypto import aead
-from securechat.errors import ErrorCode
+from securechat.errors import ErrorCode, IntegrityError
+from securechat.protocol.constructions import chat_header, sender_key
 from securechat.protocol import events as ev
 from securechat.protocol.states import ClientState
 from securechat.simulation import Simulation
 from tests.helpers import (
     DSA,
     RSA,
+    all_chat_messages,
     assert_serves,
+    chat_messages_to,
     last_failure,
     login_user,
     make_simulation,
@@ -92,6 +97,7 @@ def three_user_story(seed: int = 1) -> tuple[Simulation, str]:
     assert sim.last_event("bob", ev.ChatReceived).epoch == 2
 
     # carol leaves: epoch 3 for alice and bob, nothing more for carol
+    carol_key = sim.clients["carol"].book.chats[cid].key  # type: ignore[union-attr]  # what a modified client keeps
     sim.clients["carol"].leave(cid)
     sim.run_until_idle()
     assert sim.last_event("carol", ev.ChatLeft).chat_id == cid
@@ -107,6 +113,16 @@ def three_user_story(seed: int = 1) -> tuple[Simulation, str]:
     assert sim.last_event("alice", ev.ChatReceived).epoch == 3
     assert len(sim.events_of("carol", ev.ChatReceived)) == carol_before
     assert not sim.events_of("carol", ev.MessageRejected)  # nothing was even routed to her
+    assert sim.clients["carol"].book.chats[cid].key == b""  # type: ignore[union-attr]  # her client forgot it
+    epoch3 = [msg for msg in all_chat_messages(sim) if msg.epoch == 3]
+    assert len(epoch3) == 2
+    assert [msg.epoch for msg in chat_messages_to(sim, "carol")] == [2, 2]  # the server routed her nothing after
+    for msg in epoch3:  # THREATS.md 38: the key she kept opens none of them, under any epoch's derivation
+        header = chat_header(chat_id=cid, epoch=3, sender=msg.sender, seq=msg.seq, suite="aes-256-gcm")
+        for epoch in (2, 3):
+            with pytest.raises(IntegrityError):
+                aead.unseal(sender_key(carol_key, chat_id=cid, epoch=epoch, sender=msg.sender), msg.ciphertext,
+                            aad=header, nonce=aead.nonce_from_counter(msg.seq))
 
     # bob logs out: alice sees him go offline and the chat is rekeyed without him
     sim.clients["bob"].logout()
