@@ -315,6 +315,7 @@ def run_relay(endpoints: list, *, duration: float, window: int | None = None, ra
     latencies: list[float] = []
     sent = delivered = counted = 0
     start = time.perf_counter()
+    cpu_start = time.process_time()
     measure_from = start + warmup
     end_send = start + duration
     last_sample = start
@@ -390,6 +391,7 @@ def run_relay(endpoints: list, *, duration: float, window: int | None = None, ra
         for e in endpoints:
             e.sock.setblocking(True)
     window_s = (stopped_at or time.perf_counter()) - measure_from
+    generator_cpu = (time.process_time() - cpu_start) / max(time.perf_counter() - start, 1e-9)
     lost = sum(p[1] for p in pending.values())
     return {
         "sent": sent, "deliveries": delivered, "lost": lost,
@@ -400,6 +402,7 @@ def run_relay(endpoints: list, *, duration: float, window: int | None = None, ra
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
         "seconds": round(window_s, 2),
+        "generator_cpu_s_per_s": round(generator_cpu, 2),
     }
 
 

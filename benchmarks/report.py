@@ -16,17 +16,18 @@ def tables(r: dict) -> str:
                f"{mach['pycryptodome']}; {mach['platform']}. Run started {r['started']}, took {r['elapsed_s']} s.\n")
     rel = r["relay"]
     out.append("| clients x chat | securechat deliveries/s | p50 ms | p99 ms | lost | server CPU (cores) | "
-               "plaintext deliveries/s | p50 ms | p99 ms | lost | ratio |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+               "generator CPU | plaintext deliveries/s | p50 ms | p99 ms | lost | ratio |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rel["rows"]:
         s, p = row["securechat"], row["plaintext"]
         out.append(f"| {row['clients']}x{row['chat_size']} | {s['deliveries_per_s']:,.0f} | {s['p50_ms']} | "
-                   f"{s['p99_ms']} | {s['lost']} | {s['server_cpu_s_per_s']} | {p['deliveries_per_s']:,.0f} | "
+                   f"{s['p99_ms']} | {s['lost']} | {s['server_cpu_s_per_s']} | {s.get('generator_cpu_s_per_s', '-')} | {p['deliveries_per_s']:,.0f} | "
                    f"{p['p50_ms']} | {p['p99_ms']} | {p['lost']} | {row['ratio']} |")
     e = rel["end_to_end_50x5"]
     out.append(f"\nEnd to end, full client work (ClientProtocol.send_chat / receive_data: Ed25519 sign and verify, "
                f"AES-GCM, records), 50x5 flood: **{e['deliveries_per_s']:,.0f} deliveries/s**, p50 {e['p50_ms']} ms, "
-               f"p99 {e['p99_ms']} ms, lost {e['lost']}, server CPU {e['server_cpu_s_per_s']} cores.\n")
+               f"p99 {e['p99_ms']} ms, lost {e['lost']}, server CPU {e['server_cpu_s_per_s']} cores, generator CPU "
+               f"{e.get('generator_cpu_s_per_s', '-')} cores.\n")
     c = r["class_session"]
     out.append("| clients | chat size | offered msg/s | duration s | deliveries/s | p50 ms | p99 ms | max ms | lost | "
                "RSS idle / after logins / peak MB | server CPU |")
@@ -43,6 +44,8 @@ def tables(r: dict) -> str:
                f"{bb.get('connect_handshake_s')} | {bb.get('burst_s')} | {bb.get('median_login_s')} | "
                f"{before['p50_ms']} / {before['p99_ms']} | {during['p50_ms']} / {during['p99_ms']} | "
                f"{during['lost']} |\n")
+    if "server_rss_peak_mb" in during:
+        out.append(f"Server RSS peak during the burst: {during['server_rss_peak_mb']} MB.\n")
     out.append("| members | setup: key at every member (ms) | setup: all installed (ms) | invite rekey: key at every "
                "member (ms) | invite rekey: all installed (ms) |")
     out.append("|---|---|---|---|---|")
