@@ -1176,3 +1176,21 @@ def test_login_throttle_backoff_window_and_memory_bound() -> None:
     for i in range(10):
         throttle.failed(f"user{i}", f"addr{i}", 30.0)
     assert len(throttle._pairs) <= 3 and len(throttle._addresses) <= 3  # tracked_keys bounds memory
+
+
+def test_a_record_full_of_tiny_bad_frames_is_not_amplified() -> None:
+    """BUG (THREATS.md 12/15, availability): every malformed inner frame gets its own error reply, with no bound
+    and before login (bad_json keeps even an unauthenticated connection). One record of 5-byte frames
+    b"\\x00\\x00\\x00\\x01{" makes the single-threaded engine parse and answer each: a ~1 MB record costs ~2.4 s
+    of engine time (every user stalls) and queues ~16 MB of errors plus 150,000 ErrorSent log events.
+    Expected: a bounded number of error replies per record or per second (then close), no amplification."""
+    sim = make_simulation("alice")
+    flooder = connect(sim, "flooder")  # handshake only: no account needed
+    plaintext = b"\x00\x00\x00\x01{" * 20_000
+    record = codec.encode_frame(m.Record(data=flooder._records.seal(plaintext)))  # type: ignore[union-attr]
+    sim.server.receive_data(peer_of(sim, "flooder"), record, sim.now)
+    out = sum(len(data) for peer, data in sim.server.data_to_send() if peer == peer_of(sim, "flooder"))
+    sim.flush()
+    errors = len(server_errors(sim, "flooder"))
+    assert out <= len(record) and errors <= 1000, f"{len(record)} bytes in, {out} bytes and {errors} errors out"
+    assert_serves(sim, "alice")
