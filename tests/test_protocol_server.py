@@ -27,7 +27,6 @@ from tests.helpers import (
     failures,
     is_closed,
     last_failure,
-    login_user,
     make_pair,
     make_simulation,
     open_chat,

@@ -17,7 +17,6 @@ from securechat.protocol.states import (
     CLIENT_TRANSITIONS,
     PEER_JOB_TRANSITIONS,
     PEER_TRANSITIONS,
-    RECEIVE,
     SEND,
     ChatState,
     ClientState,
