@@ -1193,3 +1193,57 @@ def test_a_record_full_of_tiny_bad_frames_is_not_amplified() -> None:
     errors = len(server_errors(sim, "flooder"))
     assert out <= len(record) and errors <= 1000, f"{len(record)} bytes in, {out} bytes and {errors} errors out"
     assert_serves(sim, "alice")
+
+
+# =============================================================================================================
+# Registration and login details (PROTOCOL.md 6.1, 6.2)
+# =============================================================================================================
+
+
+@pytest.mark.parametrize("case", ["scheme_mismatch", "dsa_encryption_key", "garbage_key", "short_rsa"])
+def test_unusable_public_keys_at_registration_are_bad_field(case: str) -> None:
+    from securechat.crypto.keys import public_key_der
+    from securechat.crypto.signatures import SignatureScheme, generate_signing_key
+
+    sim = make_simulation("alice")
+    rsa, dsa = user_keys("dave"), user_keys("erin", SignatureScheme.DSA_SHA256)
+    scheme, encryption, signing = "rsa-pss-sha256", rsa.encryption_public, rsa.signing_public
+    if case == "scheme_mismatch":  # a DSA key announced as an RSA-PSS key
+        signing = dsa.signing_public
+    elif case == "dsa_encryption_key":
+        encryption = dsa.signing_public
+    elif case == "garbage_key":
+        signing = b"\x30\x03\x02\x01\x01"
+    else:  # an Ed25519 key where an RSA encryption key is needed
+        encryption = public_key_der(generate_signing_key(SignatureScheme.ED25519))
+    connect(sim, "reg")
+    rid = request(sim, "reg", m.Register(username="dave", password="pw", signature_scheme=scheme,
+                                         encryption_key=encryption, signing_key=signing))
+    failure = last_failure(sim, "reg")
+    assert (failure.rid, failure.code, failure.ref) == (rid, A.BAD_FIELD, "register")
+    assert not is_closed(sim, "reg") and sim.registry.get_user("dave") is None
+    assert sim.server.peers[peer_of(sim, "reg")].state is PeerState.CONNECTED
+    assert_serves(sim, "alice")
+
+
+def test_password_is_compared_after_nfc_normalisation() -> None:
+    sim = make_simulation()
+    client = connect(sim, "dave")
+    keys = user_keys("dave")
+    client.register("dave", "caf\u00e9", keys)  # composed e-acute
+    sim.run_until_idle()
+    client.login("dave", "cafe\u0301", keys)  # e + combining acute accent
+    sim.run_until_idle()
+    assert client.state is ClientState.ONLINE
+
+
+def test_expired_certificate_is_the_same_auth_failed() -> None:
+    sim = make_simulation("alice")
+    register_only(sim, "b1", "bob")
+    sim.now += sim.config.certificate_validity_seconds + 1  # a year later (no timers: alice stays online)
+    late = connect(sim, "late")
+    late.login("bob", password_of("bob"), user_keys("bob"))
+    sim.run_until_idle()
+    failure = last_failure(sim, "late")
+    assert (failure.code, failure.message, failure.ref) == (A.AUTH_FAILED, "login failed", "login")
+    assert "bob" not in online(sim)
