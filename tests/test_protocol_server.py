@@ -1247,3 +1247,35 @@ def test_expired_certificate_is_the_same_auth_failed() -> None:
     failure = last_failure(sim, "late")
     assert (failure.code, failure.message, failure.ref) == (A.AUTH_FAILED, "login failed", "login")
     assert "bob" not in online(sim)
+
+
+def test_distributions_finishing_out_of_order_are_released_in_epoch_order() -> None:
+    """PROTOCOL.md 7.2 "in-order release": jobs may finish out of order (worker threads); clients must still see
+    epoch e before e+1, and a user removed meanwhile gets nothing of the later epochs."""
+    sim = make_simulation("alice", "bob", "carol")
+    cid = open_chat(sim, "alice", "bob")
+    held: list = []
+    real_next_job = sim.server.next_job
+    sim.server.next_job = lambda: None  # type: ignore[method-assign]  # the driver is slow: jobs wait
+    try:
+        sim.clients["alice"].invite(cid, "carol")  # epoch 2
+        sim.run_until_idle()
+        sim.disconnect("bob")  # epoch 3, reason disconnect
+        sim.run_until_idle()
+        while (job := real_next_job()) is not None:
+            held.append(job)
+        assert [j.epoch for j in held] == [2, 3]
+        for job in reversed(held):  # epoch 3 finishes first
+            job.run()
+            sim.server.job_done(job, sim.now)
+            sim.flush()
+        sim.run_until_idle()
+    finally:
+        sim.server.next_job = real_next_job  # type: ignore[method-assign]
+    assert [k.epoch for k in sim.events_of("alice", ev.ChatKeyed)] == [1, 2, 3]
+    assert [k.epoch for k in sim.events_of("carol", ev.ChatKeyed)] == [2, 3]
+    assert [k.epoch for k in sim.events_of("bob", ev.ChatKeyed)] == [1]
+    assert not sim.events_of("alice", ev.MessageRejected) and not sim.events_of("carol", ev.MessageRejected)
+    sim.clients["carol"].send_chat(cid, "epoch three")
+    sim.run_until_idle()
+    assert received_from(sim, "alice") == [("carol", "epoch three")]
