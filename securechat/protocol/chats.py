@@ -118,7 +118,10 @@ class ChatBook:
         next_chat_state(chat.state, SEND, "chat_send")
         if chat.sent_seq >= MAX_SEQ:
             raise LocalProtocolError("sequence numbers exhausted in this epoch", ErrorCode.LIMIT_EXCEEDED)
-        plaintext = text.encode("utf-8")
+        try:
+            plaintext = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LocalProtocolError("text is not valid Unicode", ErrorCode.BAD_FIELD) from None
         if len(plaintext) > 64 * 1024:
             raise LocalProtocolError("message longer than 64 KiB", ErrorCode.LIMIT_EXCEEDED)
         seq = chat.sent_seq + 1

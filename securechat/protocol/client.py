@@ -26,6 +26,15 @@ from .chats import ChatBook
 from .codec import MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, split_frames
 from .constructions import login_proof_bytes, register_proof_bytes
 from .identity import UserKeys
+from .fields import normalize_username as _normalize
+
+
+def normalize_username(raw: str) -> str:
+    """A bad name given to a command is the caller's mistake: LocalProtocolError, nothing sent."""
+    try:
+        return _normalize(raw)
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(str(exc.args[0]), ErrorCode.BAD_FIELD) from None
 from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
@@ -109,8 +118,6 @@ class ClientProtocol:
 
     def register(self, username: str, password: str, keys: UserKeys) -> int:
         """Register *username* with *keys*; answered by RegistrationSucceeded or RequestFailed."""
-        from .fields import normalize_username
-
         name = normalize_username(username)
         rid = self._request(m.Register(
             rid=self._next_rid, username=name, password=password, signature_scheme=keys.scheme.value,
@@ -121,8 +128,6 @@ class ClientProtocol:
 
     def login(self, username: str, password: str, keys: UserKeys) -> int:
         """Log in with the password and a signature over this channel's transcript (PROTOCOL.md 6.2)."""
-        from .fields import normalize_username
-
         name = normalize_username(username)
         next_client_state(self.state, SEND, "login")  # check before doing anything else
         signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(self.transcript, name),
@@ -142,8 +147,6 @@ class ClientProtocol:
 
     def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
                   suite: str = "aes-256-gcm") -> int:
-        from .fields import normalize_username
-
         names = tuple(dict.fromkeys(normalize_username(n) for n in members if n))
         return self._request(m.ChatOpen(rid=self._next_rid, members=names, mode=mode, suite=suite))
 
