@@ -815,8 +815,8 @@ def test_secure_chat_error_codes_are_strings_on_events() -> None:
 
 
 def test_invalid_usernames_in_commands_are_local_protocol_errors() -> None:
-    """BUG: commands normalise names with fields.normalize_username, which raises RemoteProtocolError; STYLE.md 6
-    says command methods raise only LocalProtocolError (the peer sent nothing wrong here)."""
+    """STYLE.md 6: command methods raise only LocalProtocolError. They used to let the RemoteProtocolError of
+    fields.normalize_username escape (fixed in 14a2bf4)."""
     sim = make_simulation("alice")
     alice = sim.clients["alice"]
     fresh = connect(sim, "fresh")
@@ -829,8 +829,8 @@ def test_invalid_usernames_in_commands_are_local_protocol_errors() -> None:
 
 
 def test_unencodable_chat_text_is_refused_locally() -> None:
-    """BUG: a lone surrogate (what Tk hands over for some emoji) makes send_chat raise UnicodeEncodeError out
-    of the command instead of LocalProtocolError."""
+    """A lone surrogate (what Tk hands over for some emoji) is refused locally; it used to raise
+    UnicodeEncodeError out of send_chat (fixed in 14a2bf4)."""
     sim = make_simulation("alice", "bob")
     cid = open_chat(sim, "alice", "bob")
     alice = sim.clients["alice"]
