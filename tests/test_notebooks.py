@@ -1,0 +1,71 @@
+"""Run every notebook in notebooks/ top to bottom, headless, as CI does (issue 3).
+
+Each notebook executes in a fresh python3 kernel (the ipykernel of the running interpreter) with
+SECURECHAT_FAST=1 (short repetitions) and MPLBACKEND=Agg, working directory notebooks/; any cell error fails the
+test, and so does a run over 60 s. (Jupyter's own kernel messaging uses loopback ports it picks itself; the notebooks
+open no sockets.) Cheap structural checks make sure the notebooks are committed without outputs and follow the course
+format.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
+EXPECTED = ["00_tour", "01_keys", "02_signatures_rsa_vs_dsa", "03_channel", "04_register_login",
+            "05_chat_keys_and_messages", "06_membership", "07_attacks"]
+BUDGET_SECONDS = 60.0  # per notebook in FAST mode (issue 3)
+FORBIDDEN = re.compile(r"\binput\(|\bgetpass\b|\bimport socket\b|\bsocket\.|\bbind\(")
+
+
+def _read(path: Path) -> object:
+    return nbformat.read(path, as_version=4)
+
+
+def test_there_are_exactly_eight_numbered_notebooks() -> None:
+    assert [p.stem for p in PATHS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_is_committed_clean_and_in_course_format(path: Path) -> None:
+    nb = _read(path)
+    cells = nb.cells  # type: ignore[attr-defined]
+    for cell in cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "clear outputs before committing"
+            assert not FORBIDDEN.search(cell.source), "no input(), getpass or sockets in notebooks"
+    first = cells[0]
+    assert first.cell_type == "markdown"
+    for heading in ("Learning goals", "Prerequisites", "Time budget"):
+        assert heading in first.source
+    sources = "\n".join(c.source for c in cells)
+    assert "## Exercises" in sources and 'check("' in sources
+    assert "Explain what you observe" in sources
+    assert cells[-1].cell_type == "code" and "cleanup" in cells[-1].source.lower()
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECURECHAT_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = _read(path)
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first failing cell
+    elapsed = time.perf_counter() - start
+    print(f"{path.stem}: {elapsed:.1f} s")
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]  # type: ignore[attr-defined]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert elapsed < BUDGET_SECONDS, f"{path.stem} took {elapsed:.0f} s in FAST mode"
