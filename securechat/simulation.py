@@ -500,7 +500,11 @@ def inject_frame(data: bytes | Callable[[Frame], bytes], *, before: bool = False
 
 def capture(into: list[Frame], **match: Any) -> Interceptor:
     """Passive Mallory: copy every matching chunk into *into* (for a later ``Simulation.inject``)."""
-    return _Fn(lambda f: (into.append(f), [f])[1], **{"count": None, **match})
+    def keep(frame: Frame) -> list[Frame]:
+        into.append(frame)
+        return [frame]
+
+    return _Fn(keep, **{"count": None, **match})
 
 
 class _Reorder(_Attack):

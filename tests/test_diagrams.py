@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from matplotlib.figure import Figure
@@ -116,14 +117,18 @@ def test_timing_bars_one_bar_per_algorithm_and_operation(tmp_path: Path) -> None
 
 
 def test_timing_vs_size_one_line_per_family_and_operation(tmp_path: Path) -> None:
-    results = {"RSA-PSS": {1024: {"sign": [1e-3], "verify": [1e-4]}, 2048: {"sign": [2e-3], "verify": [2e-4]}},
-               "scrypt": {2**10: [2e-3, 3e-3], 2**12: [8e-3]}}
+    results: dict[str, dict[float, Any]] = {
+        "RSA-PSS": {1024: {"sign": [1e-3], "verify": [1e-4]}, 2048: {"sign": [2e-3], "verify": [2e-4]}},
+        "scrypt": {2**10: [2e-3, 3e-3], 2**12: [8e-3]},
+    }
     fig = timing_vs_size(results, logx=True, xlabel="N")
     ax = fig.axes[0]
     assert len(ax.lines) >= 3
-    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["RSA-PSS sign", "RSA-PSS verify", "scrypt"]
-    only_sign = timing_vs_size(results, ops=["sign"])
-    assert len(only_sign.axes[0].get_legend().get_texts()) == 2
+    legend = ax.get_legend()
+    assert legend is not None
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["RSA-PSS sign", "RSA-PSS verify", "scrypt"]
+    only_sign = timing_vs_size(results, ops=["sign"]).axes[0].get_legend()
+    assert only_sign is not None and len(only_sign.get_texts()) == 2
     fig.savefig(tmp_path / "size.png", dpi=50)
     assert (tmp_path / "size.png").read_bytes()[:8] == PNG_MAGIC
 

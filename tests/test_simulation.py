@@ -58,7 +58,8 @@ def chat_pair(keys: dict[str, UserKeys], seed: int = 7) -> tuple[Simulation, str
 
 
 def closed_code(sim: Simulation, name: str) -> str | None:
-    return sim.last_event(name, ev.ConnectionClosed).code
+    closed: ev.ConnectionClosed = sim.last_event(name, ev.ConnectionClosed)
+    return closed.code
 
 
 def send_two(sim: Simulation, chat_id: str, name: str = "alice") -> None:
