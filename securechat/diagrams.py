@@ -90,14 +90,11 @@ def sequence_events(records: Any) -> list[SequenceEvent]:
 
 
 def _participants(events: Sequence[SequenceEvent]) -> list[str]:
-    names: list[str] = []
-    for e in events:
-        for name in (e.source, e.target):
-            if name not in names:
-                names.append(name)
-    if SERVER in names and len(names) > 2:  # alice | server | bob reads best
-        names.remove(SERVER)
-        names.insert(1, SERVER)
+    """Clients in alphabetical order (alice, bob, carol: stable from one slice of a trace to the next), with the
+    server second: alice | server | bob reads best."""
+    names = sorted({name for e in events for name in (e.source, e.target)} - {SERVER})
+    if any(SERVER in (e.source, e.target) for e in events):
+        names.insert(min(1, len(names)), SERVER)
     return names
 
 
@@ -125,7 +122,7 @@ def sequence_diagram(records: Any, participants: Sequence[str] | None = None,
     Args:
         records: a ``Simulation``, a list of its ``WireRecord`` (slice ``sim.trace`` for one phase), or
             ``SequenceEvent``/``(time, source, target, label)`` rows.
-        participants: lifelines from left to right; default: in order of appearance, server second.
+        participants: lifelines from left to right; default: clients alphabetically, the server second.
             Rows involving anyone else are left out.
         annotate: True for the crypto steps of ``CRYPTO_STEPS`` in a note column, a mapping
             type -> text for your own, False for none.

@@ -328,6 +328,7 @@ class Simulation:
 
         After the handshake every frame is a ``record`` whose ``data`` is ciphertext: Eve learns sizes and
         timing, not types or contents (PROTOCOL.md 11). ``clear_fields`` lists the JSON fields she can read.
+        A chunk Mallory held back is listed once, when it finally crossed the wire.
         """
         return [
             {"index": r.index, "time": round(r.time, 6), "from": r.source, "to": r.target, "bytes": len(r.data),
