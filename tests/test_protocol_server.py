@@ -1155,25 +1155,31 @@ def test_token_bucket_rate_and_burst() -> None:
     assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # never more than the burst
 
 
+def _fail(throttle, username: str, address: str, now: float) -> None:  # type: ignore[no-untyped-def]
+    throttle.attempt(username, address, now)
+    throttle.failed(username, address, now)
+
+
 def test_login_throttle_backoff_window_and_memory_bound() -> None:
+    """An admitted attempt counts for its (account, address) pair; a failure also counts for the address."""
     from securechat.protocol.limits import LoginThrottle, ServerConfig
 
     throttle = LoginThrottle(ServerConfig(failures_before_backoff=2, max_backoff_seconds=8,
                                           address_failures_allowed=100, tracked_keys=3))
     for t in (0.0, 1.0):
         assert throttle.allowed("bob", "a", t)
-        throttle.failed("bob", "a", t)
+        _fail(throttle, "bob", "a", t)
     assert not throttle.allowed("bob", "a", 1.5)  # 2^0 = 1 s after the last failure
     assert throttle.allowed("bob", "a", 2.1) and throttle.allowed("bob", "b", 1.5)  # other address: fine
-    throttle.failed("bob", "a", 2.1)
+    _fail(throttle, "bob", "a", 2.1)
     assert not throttle.allowed("bob", "a", 3.9) and throttle.allowed("bob", "a", 4.2)  # 2^1 s
     for i in range(10):
-        throttle.failed("bob", "a", 10.0 + i)
+        _fail(throttle, "bob", "a", 10.0 + i)
     assert not throttle.allowed("bob", "a", 26.0) and throttle.allowed("bob", "a", 27.1)  # capped at 8 s
     throttle.succeeded("bob", "a")
     assert throttle.allowed("bob", "a", 27.2)
     for i in range(10):
-        throttle.failed(f"user{i}", f"addr{i}", 30.0)
+        _fail(throttle, f"user{i}", f"addr{i}", 30.0)
     assert len(throttle._pairs) <= 3 and len(throttle._addresses) <= 3  # tracked_keys bounds memory
 
 

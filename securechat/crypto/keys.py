@@ -19,9 +19,10 @@ from Crypto.PublicKey import DSA, ECC, RSA
 from Crypto.PublicKey.DSA import DsaKey
 from Crypto.PublicKey.ECC import EccKey
 from Crypto.PublicKey.RSA import RsaKey
-from Crypto.Util.asn1 import DerObjectId, DerSequence
+from Crypto.Util.asn1 import DerBitString, DerInteger, DerObjectId, DerSequence
 
 from securechat.crypto.encoding import RandomBytes, fingerprint
+from securechat.crypto.signatures import DSA_2048_256_DOMAIN
 from securechat.errors import AuthenticationError, ErrorCode, RemoteProtocolError
 
 #: RSA modulus size for encryption (and RSA-PSS) keys: 112-bit security (NIST SP 800-57 table 2).
@@ -34,10 +35,28 @@ _MAX_PUBLIC_KEY_DER_BYTES = 2048
 _DSA_L_BITS = (2048, 3072)
 _CURVES = ("NIST P-256", "Ed25519")
 
+
+def _import_dsa(der: bytes) -> Any:
+    """DSA SPKI import that skips re-proving the primality of our own fixed domain.
+
+    pycryptodome's importer re-tests p and q for primality on every import (about 20 ms for L=2048). For the
+    domain securechat ships (``DSA_2048_256_DOMAIN``, already verified) that work is wasted, and it made a login
+    for an existing DSA user measurably slower than one for an unknown name (THREATS.md 17). Any other domain
+    goes through the full importer. The subgroup check on y still runs for every key (``_acceptable_key``).
+    """
+    spki = DerSequence().decode(der, nr_elements=2)
+    algorithm = DerSequence().decode(spki[0], nr_elements=2)
+    p, q, g = (int(v) for v in DerSequence().decode(algorithm[1], nr_elements=3, only_ints_expected=True))
+    if (p, q, g) != DSA_2048_256_DOMAIN:
+        return DSA.import_key(der)
+    y = DerInteger().decode(DerBitString().decode(spki[1]).value).value
+    return DSA.construct((y, g, p, q), consistency_check=False)
+
+
 # The SPKI algorithm OIDs we accept, each with the one importer that may read it.
 _IMPORTERS: dict[str, Any] = {
     "1.2.840.113549.1.1.1": RSA.import_key,  # rsaEncryption (RFC 8017)
-    "1.2.840.10040.4.1": DSA.import_key,  # id-dsa (RFC 3279)
+    "1.2.840.10040.4.1": _import_dsa,  # id-dsa (RFC 3279)
     "1.2.840.10045.2.1": ECC.import_key,  # id-ecPublicKey (RFC 5480)
     "1.3.101.112": ECC.import_key,  # id-Ed25519 (RFC 8410)
 }

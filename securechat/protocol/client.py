@@ -79,6 +79,8 @@ class ClientProtocol:
         self.book: ChatBook | None = None
         self._now = 0.0
         self._leaving: dict[int, str] = {}  # rid of a chat_leave in flight -> its chat
+        self._fetching: set[str] = set()    # names whose certificate request is in flight
+        self._fetch_requests: dict[int, tuple[str, ...]] = {}
 
     # --- driver API -------------------------------------------------------------------------------------------
 
@@ -175,10 +177,18 @@ class ClientProtocol:
     # --- internals: sending -----------------------------------------------------------------------------------
 
     def _request(self, message: m.Message) -> int:
-        self.state = next_client_state(self.state, SEND, message.TYPE)
+        """Check, encode, then commit: if any step fails nothing is sent and the state is unchanged."""
+        state = next_client_state(self.state, SEND, message.TYPE)
+        try:
+            data = encode_frame(message)
+        except UnicodeEncodeError:  # e.g. a lone surrogate in a password: the caller's mistake
+            raise LocalProtocolError(f"{message.TYPE} holds text that is not valid Unicode",
+                                     ErrorCode.BAD_FIELD) from None
+        self.state = state
         rid = self._next_rid
         self._next_rid += 1
-        self._send_inner(message)
+        self._tracing("send", "inner", message.TYPE, data)
+        self._inner.append(data)
         return rid
 
     def _chat_command(self, chat_id: str, kind: str):  # type: ignore[no-untyped-def]
@@ -286,6 +296,9 @@ class ClientProtocol:
         handler(self, message)
 
     def _on_error(self, msg: m.Error) -> None:
+        if msg.rid is not None and msg.rid in self._fetch_requests:
+            # the next message from that sender asks again; the refusal is still reported below
+            self._fetching.difference_update(self._fetch_requests.pop(msg.rid))
         chat_id = self._leaving.pop(msg.rid, None) if msg.rid is not None else None
         chat = self.book.chats.get(chat_id) if self.book and chat_id else None
         if chat is not None and chat.state is ChatState.LEAVING:
@@ -330,14 +343,14 @@ class ClientProtocol:
         assert self.book is not None
         if self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
-            if not any(p.sender == msg.sender for p, _ in self.book.pending):
-                self._send_inner(m.GetCertificates(usernames=(msg.sender,)))
+            self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
         self._events.append(self.book.open(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
         assert self.book is not None
+        self._fetching.difference_update(self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ())
         self._events.extend(self.book.add_certificates(msg.certificates, self._now))
         for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
             self._events.append(self.book.open(held, snapshot))
@@ -347,9 +360,20 @@ class ClientProtocol:
         event = self.book.install_key(msg)
         self._events.append(event)
         missing = self.book.uncertified(msg.members) if isinstance(event, ev.ChatKeyed) else ()
-        if missing:
-            # PROTOCOL.md 7.4: fetch members' certificates now, so their first messages need not wait.
-            self._send_inner(m.GetCertificates(usernames=missing))
+        # PROTOCOL.md 7.4: fetch members' certificates now, so their first messages need not wait.
+        self._fetch_certificates(missing)
+
+    def _fetch_certificates(self, names: tuple[str, ...]) -> None:
+        """Ask for the certificates of *names* not already asked for; a refused fetch is retried on the next
+        message from that sender (its names are forgotten in _on_error)."""
+        wanted = tuple(n for n in names if n not in self._fetching)
+        if not wanted:
+            return
+        rid = self._next_rid
+        self._next_rid += 1
+        self._fetching.update(wanted)
+        self._fetch_requests[rid] = wanted
+        self._send_inner(m.GetCertificates(rid=rid, usernames=wanted))
 
     def _on_chat_left(self, msg: m.ChatLeft) -> None:
         assert self.book is not None

@@ -48,7 +48,8 @@ class LoginThrottle:
     def allowed(self, username: str, address: str, now: float) -> bool:
         count, last = self._pairs.get((username, address), (0, 0.0))
         excess = count - self._config.failures_before_backoff
-        if excess >= 0 and now < last + min(2.0**excess, self._config.max_backoff_seconds):
+        # min(excess, 64): a campaign of thousands of guesses must not overflow the float (it would raise).
+        if excess >= 0 and now < last + min(2.0 ** min(excess, 64), self._config.max_backoff_seconds):
             return False
         window = self._addresses.get(address)
         if window is not None:
@@ -58,9 +59,15 @@ class LoginThrottle:
                 return False
         return True
 
-    def failed(self, username: str, address: str, now: float) -> None:
+    def attempt(self, username: str, address: str, now: float) -> None:
+        """Count an attempt when it is admitted, not when its scrypt job ends: guesses sent in parallel are
+        throttled exactly like sequential ones. A success resets the count."""
         count, _ = self._pairs.pop((username, address), (0, 0.0))
         self._pairs[(username, address)] = (count + 1, now)
+        self._trim()
+
+    def failed(self, username: str, address: str, now: float) -> None:
+        """An admitted attempt failed: it also counts against the address (the pair counted it already)."""
         window = self._addresses.pop(address, deque())
         window.append(now)
         self._addresses[address] = window

@@ -44,6 +44,12 @@ FATAL_CODES = frozenset({
 })
 
 
+# PROTOCOL.md 10: a record plaintext of 256 KiB holds about 400 chat messages; 1024 frames is generous.
+MAX_INNER_FRAMES_PER_RECORD = 1024
+# PROTOCOL.md 9.2: bad frames are answered and the connection kept, but not without end (THREATS.md 12, 15).
+MAX_ERRORS_PER_CONNECTION = 64
+
+
 @dataclass(eq=False)
 class Peer:
     id: int
@@ -61,6 +67,7 @@ class Peer:
     register: m.Register | None = None
     register_nonce: bytes = b""
     bucket: TokenBucket | None = None
+    errors: int = 0  # malformed inner frames answered so far (MAX_ERRORS_PER_CONNECTION)
 
 
 class ServerProtocol:
@@ -208,7 +215,10 @@ class ServerProtocol:
         self._tracing(p, "receive", "record", record.TYPE, body)
         if not isinstance(record, m.Record):
             raise RemoteProtocolError(f"{record.TYPE} outside a record", ErrorCode.UNEXPECTED_MESSAGE)
-        for inner in split_frames(p.records.open(record.data)):
+        frames = split_frames(p.records.open(record.data))
+        if len(frames) > MAX_INNER_FRAMES_PER_RECORD:
+            raise RemoteProtocolError("too many frames in one record", ErrorCode.BAD_FRAME)
+        for inner in frames:
             if p.closing:
                 return
             try:
@@ -223,6 +233,11 @@ class ServerProtocol:
                 # THREATS.md 4-9: a bad frame inside a valid record is answered; the connection stays, except
                 # for out-of-state messages before login (entry 8).
                 keep = exc.code is not ErrorCode.UNEXPECTED_MESSAGE or p.state is PeerState.ONLINE
+                p.errors += 1
+                if p.errors > MAX_ERRORS_PER_CONNECTION:
+                    # No amplification: a peer that keeps sending bad frames is closed, not answered forever.
+                    exc = RemoteProtocolError("too many malformed frames", ErrorCode.BAD_FRAME)
+                    keep = False
                 self._fail(p, exc, _peek_rid(inner), keep=keep, ref=_peek_type(inner))
 
     def _on_client_hello(self, p: Peer, hello: m.ClientHello) -> None:
@@ -317,6 +332,7 @@ class ServerProtocol:
             return
         if not self._admit_password_job(p, msg):
             return
+        self._throttle.attempt(msg.username, p.address, self._now)
         p.state = next_peer_state(p.state, "login")
         self._jobs.append(LoginJob(
             peer=p.id, registry=self.registry, username=msg.username, password=msg.password,
