@@ -44,6 +44,13 @@ from securechat.crypto.kdf import (
     hkdf_sha256,
     verify_password,
 )
+from securechat.crypto.kem import (
+    MLKEM768_CIPHERTEXT_BYTES,
+    MLKEM768_PUBLIC_BYTES,
+    decapsulate,
+    encapsulate,
+    generate_kem_key,
+)
 from securechat.crypto.keys import (
     RSA_BITS,
     describe_key,
@@ -123,4 +130,9 @@ __all__ = [
     "verify_certificate",
     "verify_password",
     "wrap_key",
+    "MLKEM768_CIPHERTEXT_BYTES",
+    "MLKEM768_PUBLIC_BYTES",
+    "decapsulate",
+    "encapsulate",
+    "generate_kem_key",
 ]
