@@ -323,7 +323,8 @@ def bench_schemes(quick: bool) -> dict:
         cert = issue_certificate(username="alice", signature_scheme=scheme, encryption_key=keys.encryption_public,
                                  signing_key=keys.signing_public, serial=1, now=int(time.time()) - 60,
                                  validity_seconds=86400, ca_private_key=ca.private_key, ca_scheme=ca.scheme)
-        books["bob"].certificates["alice"] = (cert, load_public_key(keys.signing_public))
+        books["bob"].certificates["alice"] = (cert, load_public_key(keys.signing_public),
+                                              load_public_key(keys.encryption_public))
         n = 20 if quick else (200 if scheme is not SignatureScheme.RSA_PSS_SHA256 else 100)
         t = time.perf_counter()
         sends = [books["alice"].seal("c" + "0" * 32, text, i + 1) for i in range(n)]

@@ -362,6 +362,16 @@ def sample_messages() -> dict[str, m.Message]:
                   signature=sig),
         m.ChatSend(rid=10, chat_id="c0123", epoch=2, seq=1, ciphertext=b"\x01" * 40, signature=sig),
         m.ChatMessage(chat_id="c0123", epoch=2, sender="alice", seq=1, ciphertext=b"\x01" * 40, signature=sig),
+        m.ChatEpoch(chat_id="c0123", epoch=3, mode="contributory", suite="aes-256-gcm", reason="leave",
+                    actor="carol", members=("alice", "bob"), signature=sig),
+        m.ShareCommit(chat_id="c0123", epoch=3, commitment=b32, signature=sig),
+        m.ShareCommitted(chat_id="c0123", epoch=3, sender="bob", commitment=b32, signature=sig),
+        m.KeyShare(chat_id="c0123", epoch=3, recipient="bob", wrapped_share=b"\x09" * 256, nonce=b32[:16],
+                   timestamp=1_700_000_000, signature=sig),
+        m.KeyShareDelivery(chat_id="c0123", epoch=3, sender="alice", recipient="bob", wrapped_share=b"\x09" * 256,
+                           nonce=b32[:16], timestamp=1_700_000_000, signature=sig),
+        m.KeyConfirm(chat_id="c0123", epoch=3, mac=b32),
+        m.KeyConfirmed(chat_id="c0123", epoch=3, sender="bob", mac=b32),
     ]
     return {msg.TYPE: msg for msg in samples}
 

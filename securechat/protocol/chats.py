@@ -14,10 +14,12 @@ from ..crypto import aead
 from ..crypto.certificates import Certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal, sha256
 from ..crypto.signatures import SignatureScheme, sign, verify
-from ..crypto.wrap import unwrap_key
+from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, LocalProtocolError, SecureChatError
 from . import events as ev
-from .constructions import MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, sender_key
+from .constructions import (
+    MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, hybrid_signed_bytes, sender_key,
+)
 from .messages import ChatKey, ChatMessage, ChatSend
 from .states import RECEIVE, SEND, ChatState, next_chat_state
 
@@ -31,13 +33,15 @@ class ClientChat:
     suite: str
     epoch: int
     members: tuple[str, ...]
-    key: bytes
+    key: bytes | None  # None while a contributory agreement runs; unused in hybrid mode
     state: ChatState = ChatState.ACTIVE
     sent_seq: int = 0
     last_seq: dict[str, int] = field(default_factory=dict)
     sender_keys: dict[str, bytes] = field(default_factory=dict)
 
     def key_for(self, sender: str) -> bytes:
+        if self.key is None:
+            raise LocalProtocolError("no key for this epoch yet", ErrorCode.STALE_EPOCH)
         if sender not in self.sender_keys:
             self.sender_keys[sender] = sender_key(self.key, chat_id=self.chat_id, epoch=self.epoch, sender=sender)
         return self.sender_keys[sender]
@@ -54,6 +58,7 @@ class ChatBook:
         server_key: object,
         server_scheme: SignatureScheme,
         random_bytes: RandomBytes,
+        pins: dict[str, str] | None = None,
     ) -> None:
         self.username = username
         self._keys = keys  # UserKeys
@@ -61,8 +66,15 @@ class ChatBook:
         self._server_scheme = server_scheme
         self._random_bytes = random_bytes
         self.chats: dict[str, ClientChat] = {}
-        self.certificates: dict[str, tuple[Certificate, object]] = {}  # name -> (cert, signing public key)
+        # name -> (certificate, signing public key, encryption public key), each verified against the CA
+        self.certificates: dict[str, tuple[Certificate, object, object]] = {}
         self.pending: list[tuple[ChatMessage, ClientChat | None]] = []
+        # PROTOCOL.md 7.9: identity fingerprints pinned on first sight (or verified out of band); a change is
+        # refused until the user accepts it. The driver persists this dict.
+        self.pins: dict[str, str] = pins if pins is not None else {}
+        self.agreements: dict[str, object] = {}   # chat id -> Agreement of its current epoch (modes.py)
+        self.epoch_info: dict[str, object] = {}   # chat id -> the ChatEpoch that started the current epoch
+        self.outbox: list[object] = []            # round messages for ClientProtocol to send
 
     # --- key distributions -------------------------------------------------------------------------------
 
@@ -126,17 +138,28 @@ class ChatBook:
             raise LocalProtocolError("message longer than 64 KiB", ErrorCode.LIMIT_EXCEEDED)
         seq = chat.sent_seq + 1
         header = chat_header(chat_id=chat_id, epoch=chat.epoch, sender=self.username, seq=seq, suite=chat.suite)
-        ciphertext = aead.seal(
-            chat.key_for(self.username), plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
-            suite=aead.CipherSuite(chat.suite),
-        )
-        signature = sign(
-            self._keys.scheme, self._keys.signing_key, chat_signed_bytes(header, ciphertext),  # type: ignore[attr-defined]
-            random_bytes=self._random_bytes,
-        )
+        recipients: tuple[str, ...] | None = None
+        wraps: tuple[bytes, ...] | None = None
+        if chat.mode == "hybrid":
+            # PROTOCOL.md 7.7 (seeds 001/002): a fresh key per message, wrapped for every other member.
+            recipients = tuple(n for n in chat.members if n != self.username)
+            missing = self.uncertified(recipients)
+            if missing:
+                raise LocalProtocolError(f"certificates of {', '.join(missing)} not verified yet; retry",
+                                         ErrorCode.BAD_CERTIFICATE)
+            key = self._random_bytes(32)
+            wraps = tuple(wrap_key(self.certificates[n][2], key, random_bytes=self._random_bytes) for n in recipients)
+        else:
+            key = chat.key_for(self.username)
+        ciphertext = aead.seal(key, plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
+                               suite=aead.CipherSuite(chat.suite))
+        signed = (hybrid_signed_bytes(header, ciphertext, recipients, wraps) if recipients is not None and wraps
+                  is not None else chat_signed_bytes(header, ciphertext))
+        signature = sign(self._keys.scheme, self._keys.signing_key, signed,  # type: ignore[attr-defined]
+                         random_bytes=self._random_bytes)
         chat.sent_seq = seq
         return ChatSend(rid=rid, chat_id=chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
-                        signature=signature)
+                        signature=signature, wrap_recipients=recipients, wraps=wraps)
 
     # --- receiving ------------------------------------------------------------------------------------------
 
@@ -145,13 +168,23 @@ class ChatBook:
         out: list[ev.Event] = []
         for cert in certs:
             try:
-                _, signing = verify_certificate(
+                encryption, signing = verify_certificate(
                     cert, ca_public_key=self._server_key, ca_scheme=self._server_scheme, now=now,
                 )
             except SecureChatError as exc:
                 out.append(_rejected("", cert.username, exc.code, str(exc.args[0])))
                 continue
-            self.certificates[cert.username] = (cert, signing)
+            seen = cert.identity_fingerprint()
+            pinned = self.pins.get(cert.username)
+            if pinned is not None and pinned != seen:
+                # THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
+                # user compares fingerprints out of band and accepts it (ClientProtocol.accept_key_change).
+                out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
+                continue
+            if pinned is None:
+                self.pins[cert.username] = seen
+                out.append(ev.PeerKeyPinned(username=cert.username, fingerprint=seen))
+            self.certificates[cert.username] = (cert, signing, encryption)
         return out
 
     def missing_certificates(self, msg: ChatMessage) -> bool:
@@ -193,19 +226,23 @@ class ChatBook:
         entry = self.certificates.get(msg.sender)
         if entry is None:
             return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")
-        cert, signing_key = entry
+        cert, signing_key, _ = entry
         header = chat_header(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, suite=chat.suite)
+        hybrid = chat.mode == "hybrid"
+        signed = (hybrid_signed_bytes(header, msg.ciphertext, msg.wrap_recipients or (), msg.wraps or ()) if hybrid
+                  else chat_signed_bytes(header, msg.ciphertext))
         try:
             # PROTOCOL.md 7.4: the algorithm comes from the sender's certificate, never from the message.
-            verify(cert.signature_scheme, signing_key, chat_signed_bytes(header, msg.ciphertext), msg.signature)
+            verify(cert.signature_scheme, signing_key, signed, msg.signature)
         except SecureChatError:
             return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")
         last = chat.last_seq.get(msg.sender, 0)
         if msg.seq <= last:
             return _rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")
         try:
+            key = self._message_key(msg) if hybrid else chat.key_for(msg.sender)
             plaintext = aead.unseal(
-                chat.key_for(msg.sender), msg.ciphertext, aad=header, nonce=aead.nonce_from_counter(msg.seq),
+                key, msg.ciphertext, aad=header, nonce=aead.nonce_from_counter(msg.seq),
                 suite=aead.CipherSuite(chat.suite),
             )
             text = plaintext.decode("utf-8")
@@ -216,6 +253,15 @@ class ChatBook:
             chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, text=text,
             signature_scheme=cert.signature_scheme.value, gap=msg.seq - last - 1,
         )
+
+
+    def _message_key(self, msg: ChatMessage) -> bytes:
+        """Hybrid mode (PROTOCOL.md 7.7): our RSA-OAEP wrap of this message's own key."""
+        recipients, wraps = msg.wrap_recipients or (), msg.wraps or ()
+        if self.username not in recipients or len(recipients) != len(wraps):
+            raise SecureChatError("no wrap for us", ErrorCode.KEY_UNWRAP_FAILED)
+        wrap = wraps[recipients.index(self.username)]
+        return unwrap_key(self._keys.encryption_key, wrap, expected_length=32)  # type: ignore[attr-defined]
 
 
 def _rejected(chat_id: str, sender: str, code: ErrorCode | str, reason: str) -> ev.MessageRejected:

@@ -21,6 +21,7 @@ from ..crypto.wrap import unwrap_key
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
+from . import modes
 from .channel import RecordLayer, derive_channel_keys, server_signed_bytes, transcript_hash
 from .chats import ChatBook
 from .codec import MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, split_frames
@@ -56,8 +57,10 @@ class ClientProtocol:
         server_key: tuple[bytes, str] | None = None,
         random_bytes: RandomBytes = os.urandom,
         trace: Tracer | None = None,
+        pins: dict[str, str] | None = None,
     ) -> None:
         self.state = ClientState.IDLE
+        self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         self._pinned = server_key
         self._random_bytes = random_bytes
         self._trace = trace
@@ -167,8 +170,26 @@ class ClientProtocol:
         """Encrypt, sign and queue *text* for every other member of *chat_id* (PROTOCOL.md 7.3)."""
         next_client_state(self.state, SEND, "chat_send")
         assert self.book is not None
+        if not modes.can_send(self.book, chat_id):
+            raise LocalProtocolError("the members have not all confirmed this epoch's key yet", ErrorCode.STALE_EPOCH)
         message = self.book.seal(chat_id, text, self._next_rid)
         return self._request(message)
+
+    def accept_key_change(self, username: str) -> None:
+        """The user compared fingerprints out of band and accepts *username*'s new keys (PROTOCOL.md 7.9)."""
+        next_client_state(self.state, SEND, "get_certificates")
+        self.pins.pop(username, None)
+        if self.book is not None:
+            self.book.certificates.pop(username, None)
+        self._fetch_certificates((username,))
+
+    def safety_number(self, username: str) -> str:
+        """The fingerprint both users read aloud to each other: ours and theirs, in a fixed order."""
+        if self.certificate is None or username not in self.pins:
+            raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
+        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()),
+                       (username, self.pins[username])])
+        return " / ".join(f"{name} {fp}" for name, fp in pair)
 
     @property
     def chats(self) -> dict[str, object]:
@@ -335,7 +356,7 @@ class ClientProtocol:
         self._check_own_certificate(msg.certificate)
         self.username, self.certificate = msg.username, msg.certificate
         self.book = ChatBook(username=msg.username, keys=self._keys, server_key=self.server_key,
-                             server_scheme=self.server_scheme, random_bytes=self._random_bytes)
+                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins)
         self._events.append(ev.LoggedIn(rid=msg.rid, username=msg.username, online=msg.online,
                                         certificate=msg.certificate))
 
@@ -354,6 +375,27 @@ class ClientProtocol:
         self._events.extend(self.book.add_certificates(msg.certificates, self._now))
         for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
             self._events.append(self.book.open(held, snapshot))
+        self._events.extend(modes.advance_all(self.book, self._now))
+        self._flush_outbox()
+
+    def _on_chat_epoch(self, msg: m.ChatEpoch) -> None:
+        assert self.book is not None
+        events = modes.install_epoch(self.book, msg, self._now)
+        if self.book.chats.get(msg.chat_id) is not None and msg.epoch == self.book.chats[msg.chat_id].epoch:
+            self._fetch_certificates(self.book.uncertified(msg.members))
+        self._events.extend(events)
+        self._flush_outbox()
+
+    def _on_round(self, msg: m.Message) -> None:
+        assert self.book is not None
+        self._events.extend(modes.on_round(self.book, msg, self._now))
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        assert self.book is not None
+        outbox, self.book.outbox = self.book.outbox, []
+        for message in outbox:
+            self._send_inner(message)  # type: ignore[arg-type]
 
     def _on_chat_key(self, msg: m.ChatKey) -> None:
         assert self.book is not None
@@ -414,4 +456,8 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, m.Message], None]] = {  # type: i
     "chat_left": ClientProtocol._on_chat_left,
     "chat_key": ClientProtocol._on_chat_key,
     "chat_message": ClientProtocol._on_chat_message,
+    "chat_epoch": ClientProtocol._on_chat_epoch,
+    "share_committed": ClientProtocol._on_round,
+    "key_share_delivery": ClientProtocol._on_round,
+    "key_confirmed": ClientProtocol._on_round,
 }

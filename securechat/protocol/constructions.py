@@ -72,3 +72,21 @@ def chat_header(*, chat_id: str, epoch: int, sender: str, seq: int, suite: str) 
 def chat_signed_bytes(header: bytes, ciphertext: bytes) -> bytes:
     """The sender signs exactly what travels: the header fields and the ciphertext (PROTOCOL.md 7.3)."""
     return encode_fields(CHAT_SIGNATURE_LABEL, header, ciphertext)
+
+
+CHAT_EPOCH_LABEL = "securechat v1 chat epoch"
+HYBRID_SIGNATURE_LABEL = "securechat v1 hybrid signature"
+
+
+def chat_epoch_signed_bytes(*, chat_id: str, epoch: int, mode: str, suite: str, reason: str, actor: str,
+                            members: tuple[str, ...]) -> bytes:
+    """PROTOCOL.md 7.7: in keyless modes the server signs only the membership of each epoch."""
+    return encode_fields(CHAT_EPOCH_LABEL, chat_id, epoch, mode, suite, reason, actor,
+                         encode_fields("members", *members))
+
+
+def hybrid_signed_bytes(header: bytes, ciphertext: bytes, recipients: tuple[str, ...],
+                        wraps: tuple[bytes, ...]) -> bytes:
+    """PROTOCOL.md 7.7: a per-message-key message is signed over header, ciphertext and every wrap."""
+    pairs = [x for name, wrap in zip(recipients, wraps) for x in (name, wrap)]
+    return encode_fields(HYBRID_SIGNATURE_LABEL, header, ciphertext, encode_fields("wraps", *pairs))

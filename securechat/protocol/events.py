@@ -131,6 +131,36 @@ class MessageRejected(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PeerKeyPinned(Event):
+    """First sight of *username*'s identity: its fingerprint is now pinned (the driver should save it)."""
+
+    username: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerKeyChanged(Event):
+    """WARNING: the server certified keys for *username* that differ from the pinned ones (THREATS.md 46).
+    Nothing is encrypted to them or accepted from them until the user compares fingerprints out of band and
+    calls ``accept_key_change``."""
+
+    username: str
+    pinned: str
+    seen: str
+    code: str = "key_changed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatAborted(Event):
+    """A contributory key agreement failed a check: this epoch has no key, rather than a split group."""
+
+    chat_id: str
+    epoch: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggedOut(Event):
     rid: int | None
 

@@ -28,8 +28,13 @@ RID = Optional(Integer())
 
 SCHEME_NAMES = tuple(s.value for s in SignatureScheme)
 SUITE_NAMES = tuple(s.value for s in CipherSuite)
-CHAT_MODES = ("server-key",)  # PROTOCOL.md 7: modes of issue 4 extend this tuple
-REKEY_REASONS = ("open", "invite", "leave", "disconnect")
+# PROTOCOL.md 7: how a chat's keys are made. "server-key" (seed 000): the server generates and wraps them;
+# "contributory" (seed 004, fixed): members agree on them through a blind relay; "contributory-xor" (seed 004
+# as written, INSECURE, for the attack labs); "hybrid" (seeds 001/002): a fresh key per message.
+CHAT_MODES = ("server-key", "contributory", "contributory-xor", "hybrid")
+KEYLESS_MODES = ("contributory", "contributory-xor", "hybrid")  # the server never holds a key for these
+LOBBY_ID = "lobby"  # PROTOCOL.md 7.8: the single room every online user is in (hybrid mode)
+REKEY_REASONS = ("open", "invite", "leave", "disconnect", "join")
 
 
 def f(kind: Kind, default: Any = dataclasses.MISSING) -> Any:
@@ -287,6 +292,8 @@ class ChatSend(Message):
     seq: int = f(Integer(1, 2**32 - 1))
     ciphertext: bytes = f(Blob(max_bytes=MAX_CHAT_BODY_BYTES + 64))
     signature: bytes = f(SIGNATURE_BLOB)
+    wrap_recipients: tuple[str, ...] | None = f(Optional(ListOf(Name(), MAX_CHAT_MEMBERS)), None)
+    wraps: tuple[bytes, ...] | None = f(Optional(ListOf(Blob(max_bytes=512), MAX_CHAT_MEMBERS)), None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,6 +307,88 @@ class ChatMessage(Message):
     seq: int = f(Integer(1, 2**32 - 1))
     ciphertext: bytes = f(Blob(max_bytes=MAX_CHAT_BODY_BYTES + 64))
     signature: bytes = f(SIGNATURE_BLOB)
+    wrap_recipients: tuple[str, ...] | None = f(Optional(ListOf(Name(), MAX_CHAT_MEMBERS)), None)
+    wraps: tuple[bytes, ...] | None = f(Optional(ListOf(Blob(max_bytes=512), MAX_CHAT_MEMBERS)), None)
+
+
+# --- keyless modes: signed membership, and the contributory rounds (PROTOCOL.md 7.6-7.8) --------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ChatEpoch(Message):
+    """The server-signed membership of an epoch in a mode where the server makes no key."""
+
+    TYPE: ClassVar[str] = "chat_epoch"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    mode: str = f(Choice(CHAT_MODES))
+    suite: str = f(Choice(SUITE_NAMES))
+    reason: str = f(Choice(REKEY_REASONS))
+    actor: str = f(Name())
+    members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShareCommit(Message):
+    TYPE: ClassVar[str] = "share_commit"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    commitment: bytes = f(Blob(exact=32))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShareCommitted(Message):
+    TYPE: ClassVar[str] = "share_committed"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    sender: str = f(Name())
+    commitment: bytes = f(Blob(exact=32))
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyShare(Message):
+    """One member's share for one recipient, RSA-OAEP-wrapped and signed (the seed 004 envelope)."""
+
+    TYPE: ClassVar[str] = "key_share"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    recipient: str = f(Name())
+    wrapped_share: bytes = f(Blob(max_bytes=512))
+    nonce: bytes = f(Blob(exact=16))
+    timestamp: int = f(Integer())
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyShareDelivery(Message):
+    TYPE: ClassVar[str] = "key_share_delivery"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    sender: str = f(Name())
+    recipient: str = f(Name())
+    wrapped_share: bytes = f(Blob(max_bytes=512))
+    nonce: bytes = f(Blob(exact=16))
+    timestamp: int = f(Integer())
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyConfirm(Message):
+    TYPE: ClassVar[str] = "key_confirm"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    mac: bytes = f(Blob(exact=32))
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyConfirmed(Message):
+    TYPE: ClassVar[str] = "key_confirmed"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    sender: str = f(Name())
+    mac: bytes = f(Blob(exact=32))
 
 
 MESSAGE_CLASSES: tuple[type[Message], ...] = (
@@ -307,6 +396,7 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     Register, RegisterChallenge, RegisterProof, Registered, Login, LoginOk, Logout, Bye,
     Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
     ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
+    ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
 )
 MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLASSES}
 
@@ -314,6 +404,6 @@ MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLAS
 CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
 CLIENT_TO_SERVER = frozenset({
     "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
-    "chat_open", "chat_invite", "chat_leave", "chat_send",
+    "chat_open", "chat_invite", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
 })
 SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}

@@ -32,6 +32,7 @@ from .codec import (
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey
 from .limits import LoginThrottle, ServerConfig, TokenBucket
 from .registry import Registry
+from . import server_modes
 from .server_chats import ChatDirectory
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -99,6 +100,7 @@ class ServerProtocol:
         self.pending_password_jobs = 0
         self._events: deque[ev.ServerEvent] = deque()
         self._dirty: set[int] = set()
+        self.mailboxes: dict[str, list[tuple[str, int, bytes, str]]] = {}  # offline contributory members
         self._to_close: list[int] = []
         self._now = 0.0
 
@@ -362,6 +364,7 @@ class ServerProtocol:
         self._send(p, m.LoginOk(rid=job.rid, username=job.username, certificate=job.record.certificate,
                                 online=tuple(sorted(self.online))))
         self._broadcast_presence(job.username, True)
+        server_modes.on_login(self, p, job.username)
         self._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
 
     def _on_logout(self, p: Peer, msg: m.Logout) -> None:
@@ -403,7 +406,9 @@ class ServerProtocol:
         assert p.username is not None
         wanted = [n for n in msg.members if n != p.username]
         status = {n: self._availability(n) for n in wanted}
-        members = [n for n in wanted if status[n] == "online"]
+        # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline (seed 004).
+        joinable = ("online", "offline") if msg.mode in server_modes.CONTRIBUTORY else ("online",)
+        members = [n for n in wanted if status[n] in joinable]
         if not members:
             missing = ", ".join(wanted) or "nobody"
             self._reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
@@ -415,12 +420,15 @@ class ServerProtocol:
             self._reply_error(p, exc.code, str(exc.args[0]), msg)
             return
         self._send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
-                                   offline=tuple(n for n in wanted if status[n] == "offline"),
+                                   offline=tuple(n for n in wanted if status[n] == "offline" and n not in members),
                                    unknown=tuple(n for n in wanted if status[n] == "unknown")))
         self._rekey(chat.chat_id, "open", p.username)
 
     def _on_chat_invite(self, p: Peer, msg: m.ChatInvite) -> None:
         assert p.username is not None
+        if msg.chat_id == m.LOBBY_ID:
+            self._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "the lobby has every online user already", msg)
+            return
         availability = self._availability(msg.username)
         try:
             self.chats.check_member(msg.chat_id, p.username)
@@ -436,6 +444,9 @@ class ServerProtocol:
 
     def _on_chat_leave(self, p: Peer, msg: m.ChatLeave) -> None:
         assert p.username is not None
+        if msg.chat_id == m.LOBBY_ID:
+            self._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "one leaves the lobby by logging out", msg)
+            return
         try:
             remaining = self.chats.remove(msg.chat_id, p.username)
         except SecureChatError as exc:
@@ -456,8 +467,13 @@ class ServerProtocol:
         if msg.epoch != chat.epoch:
             self._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
             return
+        if (chat.mode == "hybrid") != (msg.wraps is not None and msg.wrap_recipients is not None):
+            # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
+            self._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
+            return
         frame = encode_frame(m.ChatMessage(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username, seq=msg.seq,
-                                           ciphertext=msg.ciphertext, signature=msg.signature))
+                                           ciphertext=msg.ciphertext, signature=msg.signature,
+                                           wrap_recipients=msg.wrap_recipients, wraps=msg.wraps))
         recipients = 0
         for member in chat.members:
             peer = self.online.get(member)
@@ -468,6 +484,12 @@ class ServerProtocol:
             self._events.append(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
                                                   size=len(msg.ciphertext), recipients=recipients))
 
+    def _on_round(self, p: Peer, msg: m.Message, handler: Callable[..., None]) -> None:
+        try:
+            handler(self, p, msg)
+        except SecureChatError as exc:
+            self._reply_error(p, exc.code, str(exc.args[0]), msg)
+
     def _rekey(self, chat_id: str, reason: str, actor: str) -> None:
         """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, THREATS.md 38-40)."""
         chat = self.chats.get(chat_id)
@@ -475,6 +497,9 @@ class ServerProtocol:
             return
         self._events.append(ev.ChatRekeyed(peer=self.online.get(actor, -1), chat_id=chat_id, epoch=chat.epoch,
                                            members=tuple(chat.members), reason=reason))
+        if chat.mode in m.KEYLESS_MODES:
+            server_modes.announce_epoch(self, chat, reason, actor)  # no key: only signed membership
+            return
         self._jobs.append(ChatKeyJob(
             peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
             actor=actor, members=tuple(chat.members),
@@ -610,4 +635,7 @@ _DISPATCH: dict[str, Callable[[ServerProtocol, Peer, m.Message], None]] = {  # t
     "chat_invite": ServerProtocol._on_chat_invite,
     "chat_leave": ServerProtocol._on_chat_leave,
     "chat_send": ServerProtocol._on_chat_send,
+    "share_commit": lambda server, p, msg: server._on_round(p, msg, server_modes.on_share_commit),
+    "key_share": lambda server, p, msg: server._on_round(p, msg, server_modes.on_key_share),
+    "key_confirm": lambda server, p, msg: server._on_round(p, msg, server_modes.on_key_confirm),
 }

@@ -23,6 +23,7 @@ class ServerChat:
     epoch: int = 1
     distributed: int = 0                     # the last epoch whose key distribution was sent
     ready: dict[int, Any] = field(default_factory=dict)  # finished distributions waiting for earlier ones
+    announcement: bytes = b""                # keyless modes: the signed chat_epoch frame of the current epoch
 
 
 class ChatDirectory:

@@ -58,11 +58,14 @@ class ChatState(Enum):
     LEFT = "left"
 
 
-_ONLINE_REQUESTS = ("who", "status", "get_certificates", "chat_open", "chat_invite", "chat_leave", "chat_send")
+_ONLINE_REQUESTS = ("who", "status", "get_certificates", "chat_open", "chat_invite", "chat_leave", "chat_send",
+                    "share_commit", "key_share", "key_confirm")
 _ONLINE_PUSHES = (
     "who_result", "status_result", "certificates", "presence", "chat_opened", "chat_invited", "chat_left",
-    "chat_key", "chat_message", "error",
+    "chat_key", "chat_message", "error", "chat_epoch", "share_committed", "key_share_delivery", "key_confirmed",
 )
+_ROUND_PUSHES = ("chat_epoch", "share_committed", "key_share_delivery", "key_confirmed")  # PROTOCOL.md 7.6
+_ROUND_SENDS = ("share_commit", "key_share", "key_confirm")
 
 # (state, direction, wire type) -> next state. PROTOCOL.md 8.1.
 CLIENT_TRANSITIONS: dict[tuple[ClientState, Direction, str], ClientState] = {
@@ -117,6 +120,9 @@ CHAT_TRANSITIONS: dict[tuple[ChatState, Direction, str], ChatState] = {
     (ChatState.LEAVING, RECEIVE, "chat_key"): ChatState.LEAVING,
     (ChatState.LEAVING, RECEIVE, "chat_message"): ChatState.LEAVING,
     (ChatState.LEAVING, RECEIVE, "error"): ChatState.ACTIVE,
+    **{(ChatState.ACTIVE, RECEIVE, t): ChatState.ACTIVE for t in _ROUND_PUSHES},
+    **{(ChatState.LEAVING, RECEIVE, t): ChatState.LEAVING for t in _ROUND_PUSHES},
+    **{(ChatState.ACTIVE, SEND, t): ChatState.ACTIVE for t in _ROUND_SENDS},
 }
 
 

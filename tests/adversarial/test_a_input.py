@@ -203,7 +203,7 @@ WRONG_FIELDS = [
     {"type": "chat_open", "members": "alice", **CHAT},
     {"type": "chat_open", "members": [None], **CHAT},
     {"type": "chat_open", "members": ["bob", "bob"], **CHAT},
-    {"type": "chat_open", "members": ["bob"], "mode": "contributory", "suite": "aes-256-gcm"},
+    {"type": "chat_open", "members": ["bob"], "mode": "no-such-mode", "suite": "aes-256-gcm"},
     {"type": "status", "username": None},
     {"type": "status", "username": 7},
     {"type": "status", "username": "bob", "extra": 1},
