@@ -33,8 +33,8 @@ def test_b10_slowloris_closed_by_handshake_and_frame_deadlines(make_server, raw,
     honest = time.monotonic() - honest_started
     for conn in slow:
         conn.expect_error(E.HANDSHAKE_FAILED, closed=True, timeout=5)
-    assert time.monotonic() - started < 5
-    assert honest < 3
+    assert time.monotonic() - started < 8  # deadlines of 1 s plus a timer tick; generous for a loaded CI machine
+    assert honest < 6
     idle = raw(srv)  # handshake done, never logs in: the login deadline closes it
     count("B")
     idle.expect_error(E.LIMIT_EXCEEDED, closed=True, timeout=6)
