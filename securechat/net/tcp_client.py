@@ -41,6 +41,19 @@ class ConnectionClosedError(SecureChatError):
     code = ErrorCode.CONNECTION_LOST
 
 
+class ChatAbortedError(SecureChatError):
+    """A contributory key agreement for the chat being waited on aborted (its code is kept)."""
+
+    def __init__(self, aborted: ev.ChatAborted) -> None:
+        try:
+            code = ErrorCode(aborted.code)
+        except ValueError:
+            code = ErrorCode.INTERNAL_ERROR
+        super().__init__(f"key agreement of chat {aborted.chat_id[:8]} epoch {aborted.epoch} aborted: "
+                         f"{aborted.code} ({aborted.reason})", code)
+        self.aborted = aborted
+
+
 class TcpClient:
     """One connection to a securechat server.
 
@@ -59,8 +72,11 @@ class TcpClient:
         on_event: Callable[[ev.Event], None] | None = None,
         trace: Callable[[ev.TraceEntry], None] | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        pins: dict[str, str] | None = None,
     ) -> None:
-        self.protocol = ClientProtocol(server_key=server_key, trace=trace)
+        # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
+        # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
+        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins)
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self._on_event = on_event
         self._timeout = timeout
@@ -70,6 +86,8 @@ class TcpClient:
         self._cond = threading.Condition()
         self.handshake: ev.HandshakeCompleted | None = None
         self.closed: ev.ConnectionClosed | None = None
+        self._keyed: dict[str, int] = {}  # chat id -> highest epoch a ChatKeyed reported (the key is usable)
+        self._aborted: dict[str, ev.ChatAborted] = {}  # chat id -> the last ChatAborted for it
         self._sock = socket.create_connection((host, port), timeout=timeout)
         self._sock.settimeout(None)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -96,9 +114,29 @@ class TcpClient:
 
     def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
                   suite: str = "aes-256-gcm") -> ev.ChatOpened:
+        """Open a chat and wait until it is usable: for contributory modes only after the commit, reveal and
+        confirmation rounds (a ChatKeyed for it); raises ChatAbortedError if the agreement aborts."""
         opened: ev.ChatOpened = self._call(lambda p: p.open_chat(members, mode=mode, suite=suite))  # type: ignore
         self.wait_for_key(opened.chat_id, 1)
         return opened
+
+    def accept_key_change(self, username: str) -> None:
+        """The user compared safety numbers out of band: drop the old pin and fetch the new certificate."""
+        self._command(lambda p: (p.accept_key_change(username), 0)[1])
+
+    def safety_number(self, username: str) -> str:
+        with self._lock:
+            return self.protocol.safety_number(username)
+
+    @property
+    def pins(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self.protocol.pins)
+
+    def chat_mode(self, chat_id: str) -> str | None:
+        with self._lock:
+            chat = self.protocol.chats.get(chat_id)
+            return getattr(chat, "mode", None)
 
     def invite(self, chat_id: str, username: str) -> ev.ChatInvited:
         return self._call(lambda p: p.invite(chat_id, username))  # type: ignore[return-value]
@@ -138,8 +176,20 @@ class TcpClient:
             return int(getattr(chat, "epoch", 0))
 
     def wait_for_key(self, chat_id: str, epoch: int) -> None:
-        """Wait until this client holds the key of *chat_id* at *epoch* or later."""
-        self._wait(lambda: self.chat_epoch(chat_id) >= epoch, f"key of {chat_id} epoch {epoch}")
+        """Wait until *chat_id* is usable at *epoch* or later: a ChatKeyed for it arrived (server-key: key
+        unwrapped; contributory: every member confirmed; hybrid: membership verified). Raises ChatAbortedError
+        if a key agreement for that chat at *epoch* or later aborted."""
+        def ready() -> bool:
+            aborted = self._aborted.get(chat_id)
+            if aborted is not None and aborted.epoch >= epoch and self._keyed.get(chat_id, 0) < aborted.epoch:
+                raise ChatAbortedError(aborted)
+            return self._keyed.get(chat_id, 0) >= epoch
+        self._wait(ready, f"key of {chat_id} epoch {epoch}")
+
+    def keyed_epoch(self, chat_id: str) -> int:
+        """The highest epoch of *chat_id* reported usable (ChatKeyed), 0 if none."""
+        with self._cond:
+            return self._keyed.get(chat_id, 0)
 
     # --- internals --------------------------------------------------------------------------------------------
 
@@ -205,6 +255,10 @@ class TcpClient:
                 self.handshake = event
             elif isinstance(event, ev.ConnectionClosed):
                 self.closed = event
+            elif isinstance(event, ev.ChatKeyed):
+                self._keyed[event.chat_id] = max(self._keyed.get(event.chat_id, 0), event.epoch)
+            elif isinstance(event, ev.ChatAborted):
+                self._aborted[event.chat_id] = event
             rid: Any = getattr(event, "rid", None)
             if rid is not None and rid in self._waiting:
                 self._replies[rid] = event
