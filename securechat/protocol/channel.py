@@ -34,12 +34,33 @@ def transcript_hash(
     server_share: bytes,
     server_key: bytes,
     server_scheme: str,
+    kem_key: bytes = b"",
+    kem_ciphertext: bytes = b"",
 ) -> bytes:
-    """SHA-256 over every handshake field both sides saw (PROTOCOL.md 4.2); binds logins to this channel."""
-    return sha256(encode_fields(
-        HANDSHAKE_LABEL, version, key_exchange, client_random, client_share,
-        server_random, server_share, server_key, server_scheme,
-    ))
+    """SHA-256 over every handshake field both sides saw (PROTOCOL.md 4.2); binds logins to this channel.
+
+    The hybrid key exchange (PROTOCOL.md 4.4) appends the ML-KEM encapsulation key and ciphertext; the
+    classical transcript is unchanged. ``key_exchange`` is in both, so stripping the ML-KEM part from a
+    client_hello changes what the server signs (no downgrade).
+    """
+    fields: list[bytes | str | int] = [version, key_exchange, client_random, client_share,
+                                       server_random, server_share, server_key, server_scheme]
+    if key_exchange != X25519:
+        fields += [kem_key, kem_ciphertext]
+    return sha256(encode_fields(HANDSHAKE_LABEL, *fields))
+
+
+X25519 = "x25519"
+HYBRID_KEM = "x25519+mlkem768"
+KEM_CONTEXT = b"securechat v1 hybrid handshake"  # the HPKE info of the ML-KEM export (crypto/kem.py)
+
+
+def handshake_secret(x25519_secret: bytes, kem_secret: bytes = b"") -> bytes:
+    """The HKDF input: the X25519 secret, then the ML-KEM secret in the hybrid exchange (PROTOCOL.md 4.4).
+
+    Concatenated and fed to HKDF as one input, so the channel keys stay secret while either part does.
+    """
+    return x25519_secret + kem_secret
 
 
 def server_signed_bytes(transcript: bytes) -> bytes:

@@ -22,7 +22,11 @@ from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SecureC
 from . import events as ev
 from . import messages as m
 from . import modes
-from .channel import RecordLayer, derive_channel_keys, server_signed_bytes, transcript_hash
+from ..crypto.kem import decapsulate, generate_kem_key
+from .channel import (
+    HYBRID_KEM, KEM_CONTEXT, X25519, RecordLayer, derive_channel_keys, handshake_secret, server_signed_bytes,
+    transcript_hash,
+)
 from .chats import ChatBook
 from .codec import MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, split_frames
 from .constructions import login_proof_bytes, register_proof_bytes
@@ -58,9 +62,14 @@ class ClientProtocol:
         random_bytes: RandomBytes = os.urandom,
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
+        key_exchange: str = "x25519",
     ) -> None:
         self.state = ClientState.IDLE
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
+        if key_exchange not in (X25519, HYBRID_KEM):
+            raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
+        self.key_exchange = key_exchange  # PROTOCOL.md 4.4: "x25519+mlkem768" adds ML-KEM-768
+        self._kem_private: object = None
         self._pinned = server_key
         self._random_bytes = random_bytes
         self._trace = trace
@@ -91,7 +100,11 @@ class ClientProtocol:
         """Queue the client_hello that opens the handshake (PROTOCOL.md 4.1)."""
         self.state = next_client_state(self.state, SEND, "client_hello")
         self._ephemeral, share = generate_ephemeral(random_bytes=self._random_bytes)
-        self._hello = m.ClientHello(random=self._random_bytes(32), key_share=share)
+        kem_key = None
+        if self.key_exchange == HYBRID_KEM:
+            self._kem_private, kem_key = generate_kem_key(random_bytes=self._random_bytes)
+        self._hello = m.ClientHello(random=self._random_bytes(32), key_share=share, key_exchange=self.key_exchange,
+                                    kem_key=kem_key)
         self._send_clear(self._hello)
 
     def receive_data(self, data: bytes, now: float) -> None:
@@ -283,10 +296,14 @@ class ClientProtocol:
             server_key = load_public_key(hello.server_key)
         except SecureChatError:
             raise RemoteProtocolError("server key unreadable", ErrorCode.HANDSHAKE_FAILED) from None
+        hybrid = self._hello.key_exchange == HYBRID_KEM
+        if hybrid != (hello.kem_ciphertext is not None):
+            raise RemoteProtocolError("server did not answer the key exchange we offered", ErrorCode.HANDSHAKE_FAILED)
         self.transcript = transcript_hash(
             version=hello.version, key_exchange=self._hello.key_exchange, client_random=self._hello.random,
             client_share=self._hello.key_share, server_random=hello.random, server_share=hello.key_share,
             server_key=hello.server_key, server_scheme=scheme.value,
+            kem_key=self._hello.kem_key or b"", kem_ciphertext=hello.kem_ciphertext or b"",
         )
         try:
             verify(scheme, server_key, server_signed_bytes(self.transcript), hello.signature)
@@ -294,6 +311,10 @@ class ClientProtocol:
             # THREATS.md 27-28: a substituted or replayed server_hello fails here; no credential was sent.
             raise RemoteProtocolError("server signature over the handshake failed", ErrorCode.HANDSHAKE_FAILED) from None
         secret = shared_secret(self._ephemeral, hello.key_share)
+        if hello.kem_ciphertext is not None:
+            secret = handshake_secret(secret, decapsulate(self._kem_private, hello.kem_ciphertext,
+                                                          context=KEM_CONTEXT))
+            self._kem_private = None
         keys = derive_channel_keys(secret, self.transcript)
         self._records = RecordLayer(send_key=keys.client_to_server, receive_key=keys.server_to_client)
         self._ephemeral = None  # forward secrecy: the ephemeral private key is no longer needed
@@ -301,7 +322,7 @@ class ClientProtocol:
         self.server_key, self.server_scheme = server_key, scheme
         self._events.append(ev.HandshakeCompleted(
             server_fingerprint=fingerprint(hello.server_key), server_key=hello.server_key,
-            server_scheme=scheme.value, first_use=self._pinned is None,
+            server_scheme=scheme.value, first_use=self._pinned is None, key_exchange=self._hello.key_exchange,
         ))
 
     def _receive_inner(self, message: m.Message) -> None:

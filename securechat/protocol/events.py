@@ -22,6 +22,7 @@ class HandshakeCompleted(Event):
     server_key: bytes
     server_scheme: str
     first_use: bool  # True if no server key was pinned: the driver should pin it (trust on first use)
+    key_exchange: str = "x25519"  # or "x25519+mlkem768" (PROTOCOL.md 4.4)
 
 
 @dataclass(frozen=True, kw_only=True)

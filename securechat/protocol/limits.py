@@ -31,6 +31,7 @@ class ServerConfig:
     address_failure_window_seconds: float = 60.0
     address_failures_allowed: int = 30         # per address per window, across all accounts
     tracked_keys: int = 100_000                # bound on throttle memory
+    require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
 
 

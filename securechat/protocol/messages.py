@@ -61,7 +61,8 @@ class ClientHello(Message):
     version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION), PROTOCOL_VERSION)
     random: bytes = f(Blob(exact=32))
     key_share: bytes = f(Blob(exact=32))
-    key_exchange: str = f(Choice(("x25519",)), "x25519")
+    key_exchange: str = f(Choice(("x25519", "x25519+mlkem768")), "x25519")
+    kem_key: bytes | None = f(Optional(Blob(exact=1184)), None)  # PROTOCOL.md 4.4: ML-KEM-768 encapsulation key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +76,7 @@ class ServerHello(Message):
     server_key: bytes = f(KEY_BLOB)
     server_scheme: str = f(Choice(SCHEME_NAMES))
     signature: bytes = f(SIGNATURE_BLOB)
+    kem_ciphertext: bytes | None = f(Optional(Blob(exact=1088)), None)  # PROTOCOL.md 4.4
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,7 +24,11 @@ from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
-from .channel import RecordLayer, derive_channel_keys, server_signed_bytes, transcript_hash
+from ..crypto.kem import encapsulate
+from .channel import (
+    HYBRID_KEM, KEM_CONTEXT, RecordLayer, derive_channel_keys, handshake_secret, server_signed_bytes,
+    transcript_hash,
+)
 from .codec import (
     MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, message_from_dict,
     parse_json, split_frames,
@@ -245,19 +249,33 @@ class ServerProtocol:
     def _on_client_hello(self, p: Peer, hello: m.ClientHello) -> None:
         """PROTOCOL.md 4.2: answer with our share and a signature over the transcript, then switch to records."""
         p.state = next_peer_state(p.state, "client_hello")
+        hybrid = hello.key_exchange == HYBRID_KEM
+        if hybrid != (hello.kem_key is not None):
+            raise RemoteProtocolError("kem_key must come with, and only with, the hybrid exchange",
+                                      ErrorCode.HANDSHAKE_FAILED)
+        if self.config.require_post_quantum and not hybrid:
+            raise RemoteProtocolError("this server requires the x25519+mlkem768 exchange", ErrorCode.HANDSHAKE_FAILED)
         ephemeral, share = generate_ephemeral(random_bytes=self._random_bytes)
+        secret = shared_secret(ephemeral, hello.key_share)  # THREATS.md 29: low-order shares raise here
+        kem_ciphertext: bytes | None = None
+        if hello.kem_key is not None:
+            # PROTOCOL.md 4.4: ML-KEM-768 encapsulation to the client's key, combined with X25519 in HKDF.
+            kem_ciphertext, kem_secret = encapsulate(hello.kem_key, context=KEM_CONTEXT,
+                                                     random_bytes=self._random_bytes)
+            secret = handshake_secret(secret, kem_secret)
         server_random = self._random_bytes(32)
         key = self.server_key
         p.transcript = transcript_hash(
             version=hello.version, key_exchange=hello.key_exchange, client_random=hello.random,
             client_share=hello.key_share, server_random=server_random, server_share=share,
             server_key=key.public_der, server_scheme=key.scheme.value,
+            kem_key=hello.kem_key or b"", kem_ciphertext=kem_ciphertext or b"",
         )
-        secret = shared_secret(ephemeral, hello.key_share)  # THREATS.md 29: low-order shares raise here
         signature = sign(key.scheme, key.private_key, server_signed_bytes(p.transcript),
                          random_bytes=self._random_bytes)
         self._send_clear(p, m.ServerHello(random=server_random, key_share=share, server_key=key.public_der,
-                                          server_scheme=key.scheme.value, signature=signature))
+                                          server_scheme=key.scheme.value, signature=signature,
+                                          kem_ciphertext=kem_ciphertext))
         keys = derive_channel_keys(secret, p.transcript)
         p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server)
         p.decoder.max_frame_bytes = MAX_FRAME_BYTES
