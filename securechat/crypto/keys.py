@@ -46,7 +46,8 @@ def _import_dsa(der: bytes) -> Any:
     """
     spki = DerSequence().decode(der, nr_elements=2)
     algorithm = DerSequence().decode(spki[0], nr_elements=2)
-    p, q, g = (int(v) for v in DerSequence().decode(algorithm[1], nr_elements=3, only_ints_expected=True))
+    params = DerSequence().decode(algorithm[1], nr_elements=3, only_ints_expected=True)
+    p, q, g = int(params[0]), int(params[1]), int(params[2])
     if (p, q, g) != DSA_2048_256_DOMAIN:
         return DSA.import_key(der)
     y = DerInteger().decode(DerBitString().decode(spki[1]).value).value

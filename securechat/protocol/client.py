@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from ..crypto.certificates import Certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal, fingerprint
@@ -115,12 +116,16 @@ class ClientProtocol:
         self._now = now
         try:
             self._decoder.feed(data)
-            while self.state is not ClientState.CLOSED and (body := self._decoder.next_frame()) is not None:
+            while not self.closed and (body := self._decoder.next_frame()) is not None:
                 self._receive_frame(body)
-            if not data and self.state is not ClientState.CLOSED:
+            if not data and not self.closed:
                 self._close(ErrorCode.CONNECTION_LOST, "connection closed by server")
         except SecureChatError as exc:
             self._close(exc.code, str(exc.args[0]))
+
+    @property
+    def closed(self) -> bool:
+        return self.state is ClientState.CLOSED
 
     def next_event(self) -> ev.Event | None:
         return self._events.popleft() if self._events else None
@@ -459,7 +464,8 @@ _FATAL_CODES = frozenset({
     ErrorCode.BAD_RECORD, ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.HANDSHAKE_FAILED,
 })
 
-_HANDLERS: dict[str, Callable[[ClientProtocol, m.Message], None]] = {  # type: ignore[dict-item]
+# Each handler takes its own message class; the table is keyed by that class's TYPE, hence Any.
+_HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "error": ClientProtocol._on_error,
     "register_challenge": ClientProtocol._on_register_challenge,
     "registered": ClientProtocol._on_registered,

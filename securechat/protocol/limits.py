@@ -81,7 +81,7 @@ class LoginThrottle:
     def _trim(self) -> None:
         for table in (self._pairs, self._addresses):
             while len(table) > self._config.tracked_keys:
-                table.popitem(last=False)  # type: ignore[call-arg]
+                table.popitem(last=False)
 
 
 class TokenBucket:
