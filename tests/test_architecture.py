@@ -34,3 +34,15 @@ def test_sans_io_modules_import_no_io(path: Path) -> None:
 def test_only_crypto_imports_pycryptodome() -> None:
     offenders = [p for p in PACKAGE.rglob("*.py") if "Crypto" in _imports(p) and p.parent.name != "crypto"]
     assert offenders == []
+
+
+def test_sans_io_core_passes_mypy_strict() -> None:
+    """STYLE.md 7: the core is annotated and passes ``mypy --strict`` (drivers are checked as they are cleaned)."""
+    import subprocess
+    import sys
+
+    targets = ["securechat/protocol", "securechat/crypto", "securechat/simulation.py", "securechat/store.py",
+               "securechat/errors.py"]
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", *targets], cwd=PACKAGE.parent,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
