@@ -22,6 +22,7 @@ from .errors import SecureChatError
 from .keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
+from .protocol.messages import CHAT_MODES, LOBBY_ID
 
 SCHEME_ALIASES = {"rsa": SignatureScheme.RSA_PSS_SHA256, "dsa": SignatureScheme.DSA_SHA256,
                   "ecdsa": SignatureScheme.ECDSA_P256_SHA256, "ed25519": SignatureScheme.ED25519}
@@ -31,12 +32,39 @@ HELP = """commands:
   /login NAME [PASSWORD]        log in (keys are read from the key directory)
   /who                          who is online
   /status NAME                  is NAME online?
-  /chat NAME [NAME...] [--suite aes-256-cbc-hmac-sha256]   open a chat (it becomes the current chat)
+  /chat [--mode MODE] [--suite SUITE] NAME [NAME...]   open a chat (it becomes the current chat)
+        MODE: server-key (default; the server makes and could read the key), contributory (members agree
+        on the key: commit, reveal, HKDF, confirm; the server cannot read), contributory-xor (INSECURE
+        seed-004 XOR of shares, for teaching), hybrid (a fresh key per message, wrapped for each recipient)
+        SUITE: aes-256-gcm (default) or aes-256-cbc-hmac-sha256 (encrypt-then-MAC)
+  /lobby                        make the lobby (every online user, if the server runs one) the current chat
+  /fingerprint NAME             the safety number of you and NAME: compare it with NAME out of band
+  /trust NAME                   accept NAME's CHANGED key (only after comparing safety numbers out of band)
   /invite NAME                  invite NAME to the current chat (new epoch, new key)
   /leave                        leave the current chat
   /chats                        list your chats;  /switch CHAT  makes CHAT current (a prefix is enough)
   /quit                         log out and exit;  /help  this text
   anything else                 is sent, encrypted and signed, to the current chat"""
+
+
+SUITES = ("aes-256-gcm", "aes-256-cbc-hmac-sha256")
+XOR_WARNING = ("!!! INSECURE (seed 004 as written): the last member to reveal chooses the key. contributory-xor "
+               "derives the key as the XOR of the shares; use --mode contributory for the real derivation")
+RULE = "!" * 78
+
+
+def key_changed_warning(event: ev.PeerKeyChanged) -> str:
+    return "\n".join((
+        RULE,
+        f"!!! WARNING: THE KEYS OF {event.username.upper()} HAVE CHANGED",
+        f"!!!   pinned:  {event.pinned}",
+        f"!!!   now:     {event.seen}",
+        "!!! The server (which is also the CA) certified different keys for this user. Either they",
+        "!!! re-registered, or someone is impersonating them (a substituted key). Nothing is encrypted",
+        f"!!! to {event.username} or accepted from them until you compare safety numbers out of band",
+        f"!!! (phone, in person) and then type  /trust {event.username}",
+        RULE,
+    ))
 
 
 def describe(event: ev.Event) -> str | None:
@@ -50,8 +78,20 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatKeyed():
             change = f"; joined {', '.join(event.joined)}" if event.joined else ""
             change += f"; left {', '.join(event.left)}" if event.left else ""
-            return (f"* chat {event.chat_id[:8]} epoch {event.epoch}: members {', '.join(event.members)}"
-                    f" ({event.reason} by {event.actor}{change}); new key verified")
+            what = {"server-key": "new key verified", "contributory": "key agreed by every member and confirmed",
+                    "contributory-xor": "XOR key agreed (INSECURE variant)",
+                    "hybrid": "membership verified (a fresh key per message)"}.get(event.mode, "new key verified")
+            name = "lobby" if event.chat_id == LOBBY_ID else f"chat {event.chat_id[:8]}"
+            return (f"* {name} [{event.mode}, {event.suite}] epoch {event.epoch}: members {', '.join(event.members)}"
+                    f" ({event.reason} by {event.actor}{change}); {what}")
+        case ev.PeerKeyPinned():
+            return (f"* first sight of {event.username}: fingerprint {event.fingerprint} pinned "
+                    f"(compare out of band: /fingerprint {event.username})")
+        case ev.PeerKeyChanged():
+            return key_changed_warning(event)
+        case ev.ChatAborted():
+            return (f"! KEY AGREEMENT ABORTED in chat {event.chat_id[:8]} epoch {event.epoch}: {event.code} "
+                    f"({event.reason}); this epoch has no key")
         case ev.MessageRejected():
             return f"! REJECTED message in {event.chat_id[:8]} from {event.sender}: {event.code} ({event.reason})"
         case ev.RequestFailed() if event.rid is None or event.ref == "chat_send":
@@ -73,11 +113,21 @@ class Shell:
             print(text, file=self.out, flush=True)
 
     def on_event(self, event: ev.Event) -> None:
-        if isinstance(event, ev.ChatKeyed) and self.current is None:
+        if isinstance(event, ev.ChatKeyed) and self.current is None and event.chat_id != LOBBY_ID:
             self.current = event.chat_id
         line = describe(event)
         if line:
             self.say(line)
+        if isinstance(event, ev.ChatKeyed) and event.mode == "contributory-xor" and event.epoch == 1 \
+                and event.actor != self.client.protocol.username:
+            self.say(XOR_WARNING)
+        if isinstance(event, ev.PeerKeyPinned):
+            self._save_pins()
+
+    def _save_pins(self) -> None:
+        username = self.client.protocol.username
+        if username:
+            self.store.save_pins(username, self.client.pins)
 
     def handle(self, line: str) -> bool:
         """Run one input line; returns False to quit."""
@@ -124,8 +174,12 @@ class Shell:
     def cmd_login(self, args: list[str]) -> None:
         name, password = args[0], self._password(args, 1)
         keys = self.store.load(name, password)
+        pins = self.store.load_pins(name)
+        self.client.load_pins(pins)
         result = self.client.login(name, password, keys)
         self.say(f"logged in as {result.username}; online: {', '.join(result.online)}")
+        if pins:
+            self.say(f"  {len(pins)} pinned peer fingerprint(s) loaded from {self.store.user_dir(name)}")
 
     def cmd_who(self, args: list[str]) -> None:
         self.say("online: " + ", ".join(self.client.who()))
@@ -134,14 +188,39 @@ class Shell:
         self.say(f"{args[0]} is {'online' if self.client.status(args[0]) else 'offline'}")
 
     def cmd_chat(self, args: list[str]) -> None:
-        suite = "aes-256-gcm"
-        if "--suite" in args:
-            i = args.index("--suite")
-            suite = args[i + 1]
-            del args[i:i + 2]
-        opened = self.client.open_chat(args, suite=suite)
+        options = {"--mode": "server-key", "--suite": "aes-256-gcm"}
+        names: list[str] = []
+        i = 0
+        while i < len(args):
+            word = args[i]
+            flag, _, inline = word.partition("=")
+            if flag in options:
+                if inline:
+                    options[flag] = inline
+                    i += 1
+                else:
+                    options[flag] = args[i + 1]
+                    i += 2
+            else:
+                names.append(word)
+                i += 1
+        mode, suite = options["--mode"], options["--suite"]
+        if mode not in CHAT_MODES:
+            self.say(f"! unknown mode {mode}: one of {', '.join(CHAT_MODES)}")
+            return
+        if suite not in SUITES:
+            self.say(f"! unknown suite {suite}: one of {', '.join(SUITES)}")
+            return
+        if not names:
+            self.say("! usage: /chat [--mode MODE] [--suite SUITE] NAME [NAME...]")
+            return
+        if mode == "contributory-xor":
+            self.say(XOR_WARNING)
+        if mode in ("contributory", "contributory-xor"):
+            self.say(f"  {mode}: running commit, reveal and confirmation rounds with the members ...")
+        opened = self.client.open_chat(names, mode=mode, suite=suite)
         self.current = opened.chat_id
-        self.say(f"chat {opened.chat_id[:8]} with {', '.join(opened.members)}")
+        self.say(f"chat {opened.chat_id[:8]} [{mode}, {suite}] with {', '.join(opened.members)}")
         for name in opened.offline:
             self.say(f"  {name} is offline: not added")
         for name in opened.unknown:
@@ -164,7 +243,44 @@ class Shell:
     def cmd_chats(self, args: list[str]) -> None:
         for chat_id, chat in self.client.protocol.chats.items():
             mark = "*" if chat_id == self.current else " "
-            self.say(f"{mark} {chat_id[:8]} epoch {chat.epoch} {chat.state.value}: {', '.join(chat.members)}")  # type: ignore[attr-defined]
+            self.say(f"{mark} {chat_id[:8]} [{chat.mode}] epoch {chat.epoch} {chat.state.value}: "  # type: ignore[attr-defined]
+                     f"{', '.join(chat.members)}")  # type: ignore[attr-defined]
+
+    def cmd_lobby(self, args: list[str]) -> None:
+        if LOBBY_ID not in self.client.protocol.chats:
+            self.say("no lobby: this server runs without one (securechat-server --lobby), or you are not logged in")
+            return
+        self.current = LOBBY_ID
+        members = self.client.protocol.chats[LOBBY_ID].members  # type: ignore[attr-defined]
+        self.say(f"current chat: the lobby (hybrid mode; everyone online: {', '.join(members)})")
+
+    def cmd_fingerprint(self, args: list[str]) -> None:
+        name = args[0].lower()
+        protocol = self.client.protocol
+        if protocol.certificate is None:
+            self.say("log in first")
+            return
+        if name == protocol.username:
+            self.say(f"your identity fingerprint: {protocol.certificate.identity_fingerprint()}")
+            return
+        try:
+            number = self.client.safety_number(name)
+        except SecureChatError:
+            self.say(f"no verified key for {name} yet: open a chat with them (or meet them in the lobby) first")
+            return
+        self.say(f"safety number with {name}: {number}")
+        self.say(f"  read it to {name} out of band (in person, by phone): it must be the same on both screens")
+
+    def cmd_trust(self, args: list[str]) -> None:
+        name = args[0].lower()
+        self.say(RULE)
+        self.say(f"!!! You are accepting NEW keys for {name}. Do this ONLY if you compared the safety number")
+        self.say(f"!!! with {name} out of band and it matched. If not, a substituted key lets the server read")
+        self.say(f"!!! and forge {name}'s messages.")
+        self.say(RULE)
+        self.client.accept_key_change(name)
+        self._save_pins()
+        self.say(f"old pin for {name} dropped; the new key will be pinned when its certificate arrives")
 
     def cmd_switch(self, args: list[str]) -> None:
         matches = [c for c in self.client.protocol.chats if c.startswith(args[0])]

@@ -2,7 +2,9 @@
 
 Owns: the file layout ``<root>/<username>/{encryption,signing}.key.pem`` (PKCS#8, encrypted with the user's
 password), ``{encryption,signing}.pub.pem`` (SubjectPublicKeyInfo, readable by ``openssl pkey -pubin``),
-``identity.json`` (the signature scheme), and ``<root>/known_servers.json`` (server keys pinned on first use).
+``identity.json`` (the signature scheme), ``known_peers.json`` (peers' identity fingerprints pinned on first sight
+or accepted after an out-of-band comparison, PROTOCOL.md 7.9), and ``<root>/known_servers.json`` (server keys
+pinned on first use).
 Must not: send anything; private keys are written only with mode 0600.
 """
 
@@ -64,6 +66,29 @@ class KeyStore:
             encryption_key=load_private_key((folder / "encryption.key.pem").read_bytes(), passphrase),
             signing_key=load_private_key((folder / "signing.key.pem").read_bytes(), passphrase),
         )
+
+    # --- pinned peer fingerprints (PROTOCOL.md 7.9) ---------------------------------------------------------
+
+    def _peers_path(self, username: str) -> Path:
+        return self.user_dir(username) / "known_peers.json"
+
+    def load_pins(self, username: str) -> dict[str, str]:
+        """The peers *username* pinned so far (name -> identity fingerprint); empty if none or unreadable."""
+        try:
+            known = json.loads(self._peers_path(username).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        if not isinstance(known, dict):
+            return {}
+        return {str(name): str(fp) for name, fp in known.items() if isinstance(fp, str)}
+
+    def save_pins(self, username: str, pins: dict[str, str]) -> None:
+        """Write *pins* atomically (a temporary file renamed over the old one)."""
+        path = self._peers_path(username)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(dict(sorted(pins.items())), indent=2))
+        os.replace(tmp, path)
 
     # --- pinned server keys (trust on first use) -------------------------------------------------------------
 

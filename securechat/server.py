@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scrypt-n", type=int, default=OWASP_SCRYPT.n,
                         help="scrypt cost N for new passwords (default 2^17, OWASP's minimum; lower only for demos)")
     parser.add_argument("--password-workers", type=int, default=2, help="concurrent scrypt computations")
+    parser.add_argument("--lobby", action=argparse.BooleanOptionalAction, default=True,
+                        help="put every online user in the shared 'lobby' chat (hybrid mode; default: on)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -43,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("server key protected by the default passphrase: set SECURECHAT_SERVER_PASSPHRASE")
     registry = SqliteRegistry(args.db)
     server_key = registry.load_or_create_server_key(passphrase)
-    config = ServerConfig(scrypt=ScryptParams(n=args.scrypt_n))
+    config = ServerConfig(scrypt=ScryptParams(n=args.scrypt_n), lobby=args.lobby)
     if args.export_key:
         write_server_key_file(args.export_key, server_key.public_der, server_key.scheme.value)
     server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
                        password_workers=args.password_workers).start()
     print(f"securechat server on {server.address[0]}:{server.address[1]}  db={args.db}", flush=True)
+    print(f"lobby: {'on' if args.lobby else 'off'}", flush=True)
     print(f"server key fingerprint ({server_key.scheme.value}): {fingerprint(server_key.public_der)}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -130,8 +130,15 @@ class TcpClient:
 
     @property
     def pins(self) -> dict[str, str]:
+        """A copy of the pinned peer fingerprints (to persist)."""
         with self._lock:
             return dict(self.protocol.pins)
+
+    def load_pins(self, pins: dict[str, str]) -> None:
+        """Replace the pinned fingerprints in place (before login: the protocol's chat book shares the dict)."""
+        with self._lock:
+            self.protocol.pins.clear()
+            self.protocol.pins.update(pins)
 
     def chat_mode(self, chat_id: str) -> str | None:
         with self._lock:
