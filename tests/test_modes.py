@@ -131,7 +131,8 @@ class MalloryAgreement(agr.Agreement):
     STRATEGY: dict[str, Any] = {}
     ALL: list[agr.Agreement] = []
 
-    def __post_init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         MalloryAgreement.ALL.append(self)
 
     @property
@@ -237,7 +238,8 @@ def assert_no_key(sim, names, chat_id: str, epoch: int = 1) -> None:  # type: ig
     for name in names:
         assert not keyed(sim, name, chat_id, epoch), name
         chat = chat_of(sim, name, chat_id)
-        assert chat.epoch == epoch and chat.key is None, name
+        # an aborted epoch must not keep the key derived before the abort (see modes.advance)
+        assert chat.epoch == epoch and chat.key is None, f"{name} keeps a key for aborted epoch {epoch}"
         with pytest.raises(LocalProtocolError):
             sim.clients[name].send_chat(chat_id, "must not go out")
         assert not sim.messages_of(name, "send", "chat_send")
@@ -435,12 +437,8 @@ def test_stale_epoch_share_replayed_by_the_server() -> None:
 
 
 def test_replay_same_envelope_twice() -> None:
-    sim, cid = setup_chat(SECURE, seed=3)
-    sim.run_until_idle()
     sim2 = make_simulation("alice", "bob", "carol", seed=4, dsa=("bob",))
     sim2.clients["alice"].open_chat(["bob", "carol"], mode=SECURE)
-    cid2 = None
-
     def got_share() -> bool:
         return bool(sim2.messages_of("alice", "receive", "key_share_delivery"))
 
@@ -482,6 +480,7 @@ def test_key_confirmation_failed_equivocation_xor(mallory) -> None:  # type: ign
     found = agreements_of(cid, 1)
     assert found["alice"].key != found["bob"].key
     for name in ("alice", "bob"):
+        assert chat_of(sim, name, cid).key is None, f"{name} keeps the unconfirmed key of an aborted epoch"
         with pytest.raises(LocalProtocolError):
             sim.clients[name].send_chat(cid, "must not go out")
         assert not sim.messages_of(name, "send", "chat_send")
@@ -493,6 +492,7 @@ def test_key_confirmation_failed_tampered_mac(mallory) -> None:  # type: ignore[
                                                        "bob": {"key_confirmation_failed"}}
     assert not keyed(sim, "alice", cid, 1) and not keyed(sim, "bob", cid, 1)
     for name in ("alice", "bob"):
+        assert chat_of(sim, name, cid).key is None, f"{name} keeps the unconfirmed key of an aborted epoch"
         with pytest.raises(LocalProtocolError):
             sim.clients[name].send_chat(cid, "must not go out")
         assert not sim.messages_of(name, "send", "chat_send")
@@ -543,7 +543,7 @@ def test_server_refuses_round_of_another_epoch() -> None:
     sim, cid = setup_chat(SECURE)
     request(sim, "alice", m.KeyConfirm(chat_id=cid, epoch=7, mac=bytes(32)))
     assert last_server_error(sim, "alice") == "stale_epoch"
-    request(sim, "alice", m.ShareCommit(chat_id=cid, epoch=0, commitment=bytes(32), signature=b"\x01" * 64))
+    request(sim, "alice", m.ShareCommit(chat_id=cid, epoch=2, commitment=bytes(32), signature=b"\x01" * 64))
     assert last_server_error(sim, "alice") == "stale_epoch"
 
 
