@@ -217,7 +217,7 @@ class Shell:
         if mode == "contributory-xor":
             self.say(XOR_WARNING)
         if mode in ("contributory", "contributory-xor"):
-            self.say(f"  {mode}: running commit, reveal and confirmation rounds with the members ...")
+            self.say(f"  {mode}: running the key agreement rounds with the members ...")
         opened = self.client.open_chat(names, mode=mode, suite=suite)
         self.current = opened.chat_id
         self.say(f"chat {opened.chat_id[:8]} [{mode}, {suite}] with {', '.join(opened.members)}")
