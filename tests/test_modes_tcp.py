@@ -1,0 +1,142 @@
+"""The chat modes of issue 4 over real sockets on 127.0.0.1 (port 0): TcpServer and three TcpClients.
+
+Keys come from the session cache of tests.helpers. Every server and client is closed in a finally/fixture.
+Note: ``TcpClient.open_chat`` returns once the epoch-1 membership is installed; in contributory chats the key
+exists only after the rounds, so these tests wait for ChatKeyed (and retry a send refused locally).
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+from securechat.crypto.kdf import FAST_SCRYPT
+from securechat.errors import LocalProtocolError
+from securechat.net.tcp_client import TcpClient
+from securechat.net.tcp_server import TcpServer
+from securechat.protocol import events as ev
+from securechat.protocol import messages as m
+from securechat.protocol.limits import ServerConfig
+from securechat.store import MemoryRegistry, new_server_key
+from tests.helpers import DSA, password_of, user_keys
+
+WAIT = 10.0
+NAMES = ("alice", "bob", "carol")
+
+
+@pytest.fixture
+def server():  # type: ignore[no-untyped-def]
+    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
+                    config=ServerConfig(scrypt=FAST_SCRYPT)).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+class User:
+    def __init__(self, server: TcpServer, name: str) -> None:
+        key = server.protocol.server_key
+        self.inbox: queue.Queue[ev.Event] = queue.Queue()
+        self.seen: list[ev.Event] = []
+        self.client = TcpClient(*server.address, server_key=(key.public_der, key.scheme.value),
+                                on_event=self.inbox.put)
+        self.name = name
+        self.keys = user_keys(name, DSA if name == "bob" else None)
+
+    def join(self) -> User:
+        self.client.register(self.name, password_of(self.name), self.keys)
+        self.client.login(self.name, password_of(self.name), self.keys)
+        return self
+
+    def expect(self, kind, predicate=lambda e: True):  # type: ignore[no-untyped-def]
+        for event in self.seen:
+            if isinstance(event, kind) and predicate(event):
+                self.seen.remove(event)
+                return event
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                event = self.inbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(event, kind) and predicate(event):
+                return event
+            self.seen.append(event)
+        raise AssertionError(f"{self.name}: no {kind.__name__}; saw {[type(e).__name__ for e in self.seen]}")
+
+    def send(self, chat_id: str, text: str) -> None:
+        """Send, retrying while the client refuses locally (certificates or key confirmation not in yet)."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                self.client.send(chat_id, text)
+                return
+            except LocalProtocolError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+
+@pytest.fixture
+def users(server):  # type: ignore[no-untyped-def]
+    made = [User(server, name).join() for name in NAMES]
+    try:
+        yield made
+    finally:
+        for user in made:
+            user.client.close()
+
+
+def open_and_key(users, mode: str) -> str:  # type: ignore[no-untyped-def]
+    alice = users[0]
+    opened = alice.client.open_chat([u.name for u in users[1:]], mode=mode)
+    for user in users:
+        keyed = user.expect(ev.ChatKeyed, lambda e: e.chat_id == opened.chat_id and e.epoch == 1)
+        assert keyed.mode == mode
+    return opened.chat_id
+
+
+@pytest.mark.parametrize("mode", ["contributory", "contributory-xor", "hybrid"])
+def test_three_tcp_clients_chat_in_mode(users, mode: str) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, carol = users
+    cid = open_and_key(users, mode)
+    if mode != "hybrid":
+        keys = {u.name: u.client.protocol.book.chats[cid].key for u in users}
+        assert None not in keys.values() and len(set(keys.values())) == 1
+    alice.send(cid, f"hello in {mode}")
+    for user in (bob, carol):
+        got = user.expect(ev.ChatReceived, lambda e: e.chat_id == cid and e.sender == "alice")
+        assert got.text == f"hello in {mode}" and got.signature_scheme == alice.keys.scheme.value
+    bob.send(cid, "dsa bob answers")
+    for user in (alice, carol):
+        got = user.expect(ev.ChatReceived, lambda e: e.chat_id == cid and e.sender == "bob")
+        assert got.text == "dsa bob answers" and got.signature_scheme == DSA.value
+    for user in users:
+        assert not [e for e in user.seen if isinstance(e, (ev.ChatAborted, ev.MessageRejected))]
+
+
+def test_stale_epoch_key_share_over_tcp(users) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, carol = users
+    cid = open_and_key(users, "contributory")
+    carol.client.leave(cid)
+    for user in (alice, bob):
+        user.expect(ev.ChatKeyed, lambda e: e.chat_id == cid and e.epoch == 2)
+    # alice sends, raw inside her channel, an envelope of epoch 1 (now stale)
+    stale = m.KeyShare(chat_id=cid, epoch=1, recipient="bob", wrapped_share=b"\x02" * 256, nonce=b"\x03" * 16,
+                       timestamp=int(time.time()), signature=b"\x01" * 64)
+
+    def raw(protocol) -> int:  # type: ignore[no-untyped-def]
+        protocol._send_inner(stale)
+        return 0
+
+    alice.client._command(raw)
+    failed = alice.expect(ev.RequestFailed, lambda e: e.ref == "key_share")
+    assert failed.code == "stale_epoch"
+    # the server relayed nothing, and the chat still works at epoch 2
+    alice.send(cid, "still fine")
+    got = bob.expect(ev.ChatReceived, lambda e: e.chat_id == cid)
+    assert got.text == "still fine" and got.epoch == 2
+    assert not [e for e in bob.seen if isinstance(e, (ev.ChatAborted, ev.MessageRejected))]
