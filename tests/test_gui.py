@@ -120,7 +120,23 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
 
         alice_tab.entry.insert(0, "Still here, just the two of us")
         alice_tab.send_button.invoke()
-        app.pump(1.0)
+
+        # issue 4: a contributory chat chosen in the mode combobox; the tab header shows the mode
+        alice.select_users(["bob"])
+        alice.mode_var.set("contributory")
+        alice.open_button.invoke()
+        app.pump_until(lambda: len(alice.tabs) == 2 and len(bob.tabs) == 2, WAIT, "contributory chat tabs")
+        new_id = next(c for c in alice.tabs if c != chat_id)
+        c_alice, c_bob = alice.tabs[new_id], bob.tabs[new_id]
+        app.pump_until(lambda: c_alice.epoch >= 1 and c_bob.epoch >= 1, WAIT, "contributory key agreement")
+        assert "mode contributory" in c_alice.header.cget("text") and "mode contributory" in c_bob.header.cget("text")
+        assert "key agreed by every member" in c_bob.text()
+        c_alice.entry.insert(0, "agreed, not issued")
+        c_alice.send_button.invoke()
+        app.pump_until(lambda: "agreed, not issued" in c_bob.text(), WAIT, "bob receiving in contributory mode")
+        line = next(l for l in c_bob.text().splitlines() if "agreed, not issued" in l)
+        assert "alice:" in line and VERIFIED in line
+        app.pump(0.5)
         screenshot(xvfb, ARTIFACT)
         assert ARTIFACT.stat().st_size > 10_000
     finally:

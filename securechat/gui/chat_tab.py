@@ -16,6 +16,13 @@ from ..emoji import render
 from ..protocol import events as ev
 
 VERIFIED = "\N{HEAVY CHECK MARK} signature verified"
+XOR_WARNING = "INSECURE (seed 004 as written): the last member to reveal chooses the key"
+KEY_NOTES = {
+    "server-key": "new key verified",
+    "contributory": "key agreed by every member and confirmed (the server cannot read)",
+    "contributory-xor": "XOR key agreed (INSECURE variant)",
+    "hybrid": "membership verified; a fresh key per message",
+}
 MAX_LINES = 2000
 
 
@@ -24,6 +31,7 @@ class ChatTab(ttk.Frame):
                  on_invite: Callable[[str, str], None], on_leave: Callable[[str], None]) -> None:
         super().__init__(notebook, padding=4)
         self.chat_id, self.epoch, self.members, self.active = chat_id, 0, (), True
+        self.mode = ""
         self.header = ttk.Label(self, text=f"chat {chat_id[:8]}: waiting for the key ...")
         self.header.pack(anchor="w")
         self.view = ScrolledText(self, height=10, wrap="word", font=("TkDefaultFont", 10))
@@ -74,15 +82,25 @@ class ChatTab(ttk.Frame):
     def system(self, text: str) -> None:
         self._line((text, "system"))
 
+    def set_mode(self, mode: str) -> None:
+        """The mode chosen when opening (shown before the first key arrives)."""
+        if not self.mode:
+            self.mode = mode
+            if self.epoch == 0:
+                self.header.configure(text=f"chat {self.chat_id[:8]} · mode {mode}: waiting for the key ...")
+
     def keyed(self, event: ev.ChatKeyed) -> None:
-        self.epoch, self.members, self.active = event.epoch, event.members, True
+        first = not self.mode or self.epoch == 0
+        self.epoch, self.members, self.active, self.mode = event.epoch, event.members, True, event.mode
         self._set_active(True)
-        self.header.configure(text=f"chat {self.chat_id[:8]} · epoch {event.epoch} · {event.suite} · "
-                                   f"members: {', '.join(event.members)}")
+        self.header.configure(text=f"chat {self.chat_id[:8]} · mode {event.mode} · epoch {event.epoch} · "
+                                   f"{event.suite} · members: {', '.join(event.members)}")
         change = f"; joined {', '.join(event.joined)}" if event.joined else ""
         change += f"; left {', '.join(event.left)}" if event.left else ""
         self.system(f"rekeyed: epoch {event.epoch}, members {', '.join(event.members)} "
-                    f"({event.reason} by {event.actor}{change}); new key verified")
+                    f"({event.reason} by {event.actor}{change}); {KEY_NOTES.get(event.mode, 'new key verified')}")
+        if first and event.mode == "contributory-xor":
+            self._line((f"\N{WARNING SIGN} {XOR_WARNING}", "warning"))
 
     def received(self, event: ev.ChatReceived) -> None:
         gap = f"  ({event.gap} missing before it)" if event.gap else ""
@@ -95,6 +113,15 @@ class ChatTab(ttk.Frame):
     def rejected(self, event: ev.MessageRejected) -> None:
         self._line((f"\N{WARNING SIGN} REJECTED message from {event.sender}: {event.code} ({event.reason}) "
                     f"— not shown", "warning"))
+
+    def aborted(self, event: ev.ChatAborted) -> None:
+        self._line((f"\N{WARNING SIGN} KEY AGREEMENT ABORTED (epoch {event.epoch}): {event.code} ({event.reason}) "
+                    f"— this epoch has no key", "warning"))
+
+    def key_changed(self, event: ev.PeerKeyChanged) -> None:
+        self._line((f"\N{WARNING SIGN} WARNING: the keys of {event.username} CHANGED (pinned {event.pinned}, now "
+                    f"{event.seen}). Nothing is sent to or accepted from them until you compare safety numbers "
+                    f"out of band.", "warning"))
 
     def left(self) -> None:
         self.system("you left this chat; its next key will not be sent to you")

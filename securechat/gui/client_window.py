@@ -16,6 +16,7 @@ from typing import Any
 from ..crypto.signatures import SignatureScheme
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
+from ..protocol.messages import CHAT_MODES, LOBBY_ID
 from .chat_tab import ChatTab
 
 SCHEMES = (("RSA-PSS", SignatureScheme.RSA_PSS_SHA256), ("DSA", SignatureScheme.DSA_SHA256))
@@ -78,6 +79,11 @@ class ClientWindow:
         ttk.Label(left, text="online").pack(anchor="w")
         self.users = tk.Listbox(left, selectmode="multiple", width=14, height=8, exportselection=False)
         self.users.pack(fill="both", expand=True)
+        ttk.Label(left, text="mode").pack(anchor="w", pady=(2, 0))
+        self.mode_var = tk.StringVar(value=CHAT_MODES[0])
+        self.mode_choice = ttk.Combobox(left, textvariable=self.mode_var, values=CHAT_MODES, state="readonly",
+                                        width=16)
+        self.mode_choice.pack(fill="x")
         self.open_button = ttk.Button(left, text="Open chat", command=self.open_chat, state="disabled")
         self.open_button.pack(fill="x", pady=(2, 0))
         body.add(left, weight=0)
@@ -137,11 +143,27 @@ class ClientWindow:
                 (self.online.add if event.online else self.online.discard)(event.username)
                 self._show_users()
             case ev.ChatKeyed():
-                self._tab(event.chat_id).keyed(event)
+                tab = self._tab(event.chat_id)
+                tab.keyed(event)
+                label = "lobby" if event.chat_id == LOBBY_ID else f"{event.mode} {event.chat_id[:6]}"
+                self.notebook.tab(tab, text=label)
             case ev.ChatReceived():
                 self._tab(event.chat_id).received(event)
-            case ev.MessageRejected():
+            case ev.MessageRejected() if event.chat_id:
                 self._tab(event.chat_id).rejected(event)
+            case ev.MessageRejected():
+                self._say(f"! REJECTED from {event.sender}: {event.code} ({event.reason})", error=True)
+            case ev.ChatAborted():
+                self._tab(event.chat_id).aborted(event)
+                self._say(f"! key agreement aborted in chat {event.chat_id[:8]}: {event.code}", error=True)
+            case ev.PeerKeyPinned():
+                self._save_pins()
+            case ev.PeerKeyChanged():
+                self._say(f"\N{WARNING SIGN} WARNING: the keys of {event.username} CHANGED — compare safety "
+                          f"numbers out of band", error=True)
+                for tab in self.tabs.values():
+                    if event.username in tab.members:
+                        tab.key_changed(event)
             case ev.RequestFailed() if event.rid is None or event.ref == "chat_send":
                 self._say(f"! error {event.code}: {event.message}", error=True)
             case ev.ConnectionClosed():
@@ -188,6 +210,7 @@ class ClientWindow:
 
         def work() -> tuple[Any, ev.LoggedIn]:
             keys = store.load(name, password)
+            client.load_pins(store.load_pins(name))  # peers pinned in earlier sessions (known_peers.json)
             self.app.post(self._busy, "logging in (scrypt on the server, signature over the transcript) ...")
             return keys, client.login(name, password, keys)
         self._call("unlocking keys ...", work, self._logged_in)
@@ -202,6 +225,10 @@ class ClientWindow:
         self.login_button.configure(state="disabled")
         self.win.title(f"securechat — {logged.username} ({self.scheme_name})")
         self._say(f"logged in as {logged.username} ({self.scheme_name})")
+
+    def _save_pins(self) -> None:
+        if self.client is not None and self.username:
+            self.app.keystore.save_pins(self.username, self.client.pins)
 
     def _show_users(self) -> None:
         others = sorted(self.online - {self.username or ""})
@@ -224,16 +251,21 @@ class ClientWindow:
         if not members or client is None:
             self._say("select one or more online users first", error=True)
             return
-        self._call(f"opening a chat with {', '.join(members)} ...", lambda: client.open_chat(members), self._opened)
+        mode = self.mode_var.get()
+        rounds = " (commit, reveal, confirm rounds)" if mode.startswith("contributory") else ""
+        self._call(f"opening a {mode} chat with {', '.join(members)}{rounds} ...",
+                   lambda: (mode, client.open_chat(members, mode=mode)), self._opened)
 
-    def _opened(self, opened: ev.ChatOpened) -> None:
+    def _opened(self, result: tuple[str, ev.ChatOpened]) -> None:
+        mode, opened = result
         tab = self._tab(opened.chat_id)
+        tab.set_mode(mode)
         self.notebook.select(tab)
         for name in opened.offline:
             tab.system(f"{name} is offline: not added")
         for name in opened.unknown:
             tab.system(f"{name} is not a registered user: not added")
-        self._say(f"chat {opened.chat_id[:8]} with {', '.join(opened.members)}")
+        self._say(f"{mode} chat {opened.chat_id[:8]} with {', '.join(opened.members)}")
 
     def send(self, chat_id: str, text: str) -> None:
         client = self.client
@@ -266,7 +298,7 @@ class ClientWindow:
         if tab is None:
             tab = ChatTab(self.notebook, chat_id, on_send=self.send, on_invite=self.invite, on_leave=self.leave)
             self.tabs[chat_id] = tab
-            self.notebook.add(tab, text=f"chat {chat_id[:6]}")
+            self.notebook.add(tab, text="lobby" if chat_id == LOBBY_ID else f"chat {chat_id[:6]}")
             self._show_users()
         return tab
 
