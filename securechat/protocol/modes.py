@@ -90,6 +90,9 @@ def advance(book: ChatBook, chat_id: str, now: float) -> list[ev.Event]:
         book.outbox.extend(agreement.advance(peer, now))
     except AgreementFailed as exc:
         book.agreements.pop(chat_id, None)
+        if chat.epoch == agreement.epoch:
+            # An aborted epoch has no key: nothing is sent or read under the unconfirmed one.
+            chat.key, chat.sender_keys = None, {}
         return [ev.ChatAborted(chat_id=chat_id, epoch=agreement.epoch, code=exc.code.value, reason=str(exc.args[0]))]
     if agreement.key is not None and chat.key is None and chat.epoch == agreement.epoch:
         chat.key = agreement.key  # messages may be read from now; we send only once every member confirmed
@@ -111,7 +114,9 @@ def advance_all(book: ChatBook, now: float) -> list[ev.Event]:
 
 def can_send(book: ChatBook, chat_id: str) -> bool:
     """Contributory chats send only once the key is confirmed by every member (PROTOCOL.md 7.6)."""
-    return chat_id not in book.agreements
+    chat = book.chats.get(chat_id)
+    keyless = chat is not None and chat.mode in CONTRIBUTORY and chat.key is None
+    return chat_id not in book.agreements and not keyless
 
 
 def _keyed(msg: m.ChatEpoch, before: tuple[str, ...]) -> ev.ChatKeyed:

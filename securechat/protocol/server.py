@@ -37,7 +37,7 @@ from .codec import (
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey
 from .limits import LoginThrottle, ServerConfig, TokenBucket
 from .registry import Registry
-from . import server_modes
+from . import server_accounts, server_modes, server_relay
 from .server_chats import ChatDirectory
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -160,16 +160,16 @@ class ServerProtocol:
         """Apply the result of a job the driver ran (see ``jobs.py``)."""
         self._now = now
         if isinstance(job, ChatKeyJob):
-            self._distribute(job)
+            server_relay.distribute(self, job)
             return
         self.pending_password_jobs -= 1
         p = self.peers.get(job.peer)
         if p is None or p.closing:
             return
         if isinstance(job, LoginJob):
-            self._login_done(p, job)
+            server_accounts.login_done(self, p, job)
         elif isinstance(job, RegisterJob):
-            self._register_done(p, job)
+            server_accounts.register_done(self, p, job)
 
     def next_event(self) -> ev.ServerEvent | None:
         return self._events.popleft() if self._events else None
@@ -294,102 +294,6 @@ class ServerProtocol:
             return
         _DISPATCH[message.TYPE](self, p, message)
 
-    # --- accounts (PROTOCOL.md 6) --------------------------------------------------------------------------------
-
-    def _on_register(self, p: Peer, msg: m.Register) -> None:
-        scheme = SignatureScheme(msg.signature_scheme)
-        try:
-            encryption_key = load_public_key(msg.encryption_key)
-            signing_key = load_public_key(msg.signing_key)
-        except SecureChatError:
-            raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
-        if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
-                encryption_key):
-            raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
-        if self.registry.get_user(msg.username) is not None:
-            self._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
-            return
-        p.state = next_peer_state(p.state, "register")
-        p.register, p.register_nonce = msg, self._random_bytes(32)
-        # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
-        wrapped = wrap_key(encryption_key, p.register_nonce, random_bytes=self._random_bytes)
-        self._send(p, m.RegisterChallenge(rid=msg.rid, wrapped_nonce=wrapped))
-
-    def _on_register_proof(self, p: Peer, msg: m.RegisterProof) -> None:
-        assert p.register is not None
-        if not self._admit_password_job(p, msg):
-            p.state, p.register = PeerState.CONNECTED, None
-            return
-        p.state = next_peer_state(p.state, "register_proof")
-        self._jobs.append(RegisterJob(
-            peer=p.id, registry=self.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
-            transcript=p.transcript, params=self.config.scrypt, ca=self.server_key,
-            validity_seconds=self.config.certificate_validity_seconds,
-            serial=int.from_bytes(self._random_bytes(8), "big") >> 1, now=self._now, random_bytes=self._random_bytes,
-        ))
-
-    def _register_done(self, p: Peer, job: RegisterJob) -> None:
-        p.state = next_peer_state_on_job(p.state, job.outcome)
-        request, p.register = p.register, None
-        if job.outcome == "registered" and job.certificate is not None:
-            self._send(p, m.Registered(rid=job.proof.rid, certificate=job.certificate))
-            self._events.append(ev.UserRegistered(peer=p.id, username=job.certificate.username,
-                                                  signature_scheme=job.certificate.signature_scheme.value))
-        else:
-            assert job.code is not None and request is not None
-            self._reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
-
-    def _admit_password_job(self, p: Peer, msg: m.Message) -> bool:
-        """THREATS.md 14: bounded scrypt work, refused before any hashing."""
-        if self.pending_password_jobs >= self.config.max_pending_password_jobs:
-            self._reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg, fatal=False)
-            return False
-        self.pending_password_jobs += 1
-        return True
-
-    def _on_login(self, p: Peer, msg: m.Login) -> None:
-        if not self._throttle.allowed(msg.username, p.address, self._now):
-            self._reply_error(p, ErrorCode.RATE_LIMITED, "too many failed logins, wait and retry", msg)
-            return
-        if not self._admit_password_job(p, msg):
-            return
-        self._throttle.attempt(msg.username, p.address, self._now)
-        p.state = next_peer_state(p.state, "login")
-        self._jobs.append(LoginJob(
-            peer=p.id, registry=self.registry, username=msg.username, password=msg.password,
-            signature=msg.signature, transcript=p.transcript, dummy_record=self._dummy_record,
-            ca=self.server_key, now=self._now, rid=msg.rid,
-        ))
-
-    def _login_done(self, p: Peer, job: LoginJob) -> None:
-        if job.outcome == "logged_in" and job.username in self.online:
-            job.outcome, job.code = "failed", ErrorCode.LIMIT_EXCEEDED
-            self._throttle.succeeded(job.username, p.address)
-            p.state = next_peer_state_on_job(p.state, "failed")
-            self._reply_error(p, ErrorCode.LIMIT_EXCEEDED, "already logged in on another connection", job,
-                              fatal=False, ref="login")
-            return
-        p.state = next_peer_state_on_job(p.state, job.outcome)
-        if job.outcome != "logged_in" or job.record is None:
-            self._throttle.failed(job.username, p.address, self._now)
-            # THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
-            self._reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")
-            return
-        self._throttle.succeeded(job.username, p.address)
-        p.username = job.username
-        p.bucket = TokenBucket(self.config.messages_per_second, self.config.message_burst, self._now)
-        self.online[job.username] = p.id
-        self._encryption_keys[job.username] = job.encryption_key
-        self._send(p, m.LoginOk(rid=job.rid, username=job.username, certificate=job.record.certificate,
-                                online=tuple(sorted(self.online))))
-        self._broadcast_presence(job.username, True)
-        server_modes.on_login(self, p, job.username)
-        self._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
-
-    def _on_logout(self, p: Peer, msg: m.Logout) -> None:
-        self._send(p, m.Bye(rid=msg.rid))
-        self._drop(p, "logout", close=True)
-
     # --- directory (PROTOCOL.md 6.4) -------------------------------------------------------------------------------
 
     def _on_who(self, p: Peer, msg: m.Who) -> None:
@@ -413,127 +317,6 @@ class ServerProtocol:
         for name, peer in self.online.items():
             if name != username:
                 self._queue(self.peers[peer], frame, "presence")
-
-    # --- chats (PROTOCOL.md 7) --------------------------------------------------------------------------------------
-
-    def _availability(self, name: str) -> str:
-        if name in self.online:
-            return "online"
-        return "offline" if self.registry.get_user(name) is not None else "unknown"
-
-    def _on_chat_open(self, p: Peer, msg: m.ChatOpen) -> None:
-        assert p.username is not None
-        wanted = [n for n in msg.members if n != p.username]
-        status = {n: self._availability(n) for n in wanted}
-        # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline (seed 004).
-        joinable = ("online", "offline") if msg.mode in server_modes.CONTRIBUTORY else ("online",)
-        members = [n for n in wanted if status[n] in joinable]
-        if not members:
-            missing = ", ".join(wanted) or "nobody"
-            self._reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
-            return
-        try:
-            chat = self.chats.open(p.username, members, mode=msg.mode, suite=msg.suite,
-                                   chat_id="c" + self._random_bytes(16).hex())
-        except SecureChatError as exc:
-            self._reply_error(p, exc.code, str(exc.args[0]), msg)
-            return
-        self._send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
-                                   offline=tuple(n for n in wanted if status[n] == "offline" and n not in members),
-                                   unknown=tuple(n for n in wanted if status[n] == "unknown")))
-        self._rekey(chat.chat_id, "open", p.username)
-
-    def _on_chat_invite(self, p: Peer, msg: m.ChatInvite) -> None:
-        assert p.username is not None
-        if msg.chat_id == m.LOBBY_ID:
-            self._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "the lobby has every online user already", msg)
-            return
-        availability = self._availability(msg.username)
-        try:
-            self.chats.check_member(msg.chat_id, p.username)
-            if availability != "online":
-                code = ErrorCode.USER_OFFLINE if availability == "offline" else ErrorCode.UNKNOWN_USER
-                raise SecureChatError(f"{msg.username} is {availability}", code)
-            self.chats.add(msg.chat_id, msg.username)
-        except SecureChatError as exc:
-            self._reply_error(p, exc.code, str(exc.args[0]), msg)
-            return
-        self._send(p, m.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username))
-        self._rekey(msg.chat_id, "invite", p.username)
-
-    def _on_chat_leave(self, p: Peer, msg: m.ChatLeave) -> None:
-        assert p.username is not None
-        if msg.chat_id == m.LOBBY_ID:
-            self._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "one leaves the lobby by logging out", msg)
-            return
-        try:
-            remaining = self.chats.remove(msg.chat_id, p.username)
-        except SecureChatError as exc:
-            self._reply_error(p, exc.code, str(exc.args[0]), msg)
-            return
-        self._send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
-        if remaining:
-            self._rekey(msg.chat_id, "leave", p.username)
-
-    def _on_chat_send(self, p: Peer, msg: m.ChatSend) -> None:
-        """PROTOCOL.md 7.3: relay to every other current member, labelled with the authenticated sender."""
-        assert p.username is not None
-        try:
-            chat = self.chats.check_member(msg.chat_id, p.username)
-        except SecureChatError as exc:
-            self._reply_error(p, exc.code, str(exc.args[0]), msg)
-            return
-        if msg.epoch != chat.epoch:
-            self._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
-            return
-        if (chat.mode == "hybrid") != (msg.wraps is not None and msg.wrap_recipients is not None):
-            # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
-            self._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
-            return
-        frame = encode_frame(m.ChatMessage(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username, seq=msg.seq,
-                                           ciphertext=msg.ciphertext, signature=msg.signature,
-                                           wrap_recipients=msg.wrap_recipients, wraps=msg.wraps))
-        recipients = 0
-        for member in chat.members:
-            peer = self.online.get(member)
-            if member != p.username and peer is not None:
-                self._queue(self.peers[peer], frame, "chat_message")
-                recipients += 1
-        if self._relay_events:
-            self._events.append(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
-                                                  size=len(msg.ciphertext), recipients=recipients))
-
-    def _on_round(self, p: Peer, msg: m.Message, handler: Callable[..., None]) -> None:
-        try:
-            handler(self, p, msg)
-        except SecureChatError as exc:
-            self._reply_error(p, exc.code, str(exc.args[0]), msg)
-
-    def _rekey(self, chat_id: str, reason: str, actor: str) -> None:
-        """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, THREATS.md 38-40)."""
-        chat = self.chats.get(chat_id)
-        if chat is None:
-            return
-        self._events.append(ev.ChatRekeyed(peer=self.online.get(actor, -1), chat_id=chat_id, epoch=chat.epoch,
-                                           members=tuple(chat.members), reason=reason))
-        if chat.mode in m.KEYLESS_MODES:
-            server_modes.announce_epoch(self, chat, reason, actor)  # no key: only signed membership
-            return
-        self._jobs.append(ChatKeyJob(
-            peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
-            actor=actor, members=tuple(chat.members),
-            encryption_keys=tuple(self._encryption_keys[n] for n in chat.members), ca=self.server_key,
-            random_bytes=self._random_bytes,
-        ))
-
-    def _distribute(self, job: ChatKeyJob) -> None:
-        """Send finished distributions strictly in epoch order, only to members still in the chat."""
-        for epoch_messages in self.chats.ready(job.chat_id, job.epoch, job.messages):
-            chat = self.chats.get(job.chat_id)
-            for member, message in epoch_messages.items():
-                peer = self.online.get(member)
-                if chat is not None and member in chat.members and peer is not None:
-                    self._send(self.peers[peer], message)
 
     # --- sending and closing ------------------------------------------------------------------------------------
 
@@ -596,7 +379,7 @@ class ServerProtocol:
             del self.online[name]
             self._encryption_keys.pop(name, None)
             for chat_id in self.chats.leave_all(name):
-                self._rekey(chat_id, "disconnect", name)
+                server_relay.rekey(self, chat_id, "disconnect", name)
             self._broadcast_presence(name, False)
             self._events.append(ev.UserLoggedOut(peer=p.id, username=name, reason=reason))
         self._events.append(ev.PeerClosed(peer=p.id, reason=reason))
@@ -636,26 +419,20 @@ def _peek_type(body: bytes) -> str | None:
         return None
 
 
-_REGISTER_FAILURES = {
-    ErrorCode.AUTH_FAILED: "proof of possession failed",
-    ErrorCode.NAME_TAKEN: "that name is taken",
-    ErrorCode.STORAGE_FAILED: "the registry could not store the account; nothing was saved",
-}
-
 # Each handler takes its own message class; the table is keyed by that class's TYPE, hence Any.
 _DISPATCH: dict[str, Callable[[ServerProtocol, Peer, Any], None]] = {
-    "register": ServerProtocol._on_register,
-    "register_proof": ServerProtocol._on_register_proof,
-    "login": ServerProtocol._on_login,
-    "logout": ServerProtocol._on_logout,
+    "register": server_accounts.on_register,
+    "register_proof": server_accounts.on_register_proof,
+    "login": server_accounts.on_login,
+    "logout": server_accounts.on_logout,
     "who": ServerProtocol._on_who,
     "status": ServerProtocol._on_status,
     "get_certificates": ServerProtocol._on_get_certificates,
-    "chat_open": ServerProtocol._on_chat_open,
-    "chat_invite": ServerProtocol._on_chat_invite,
-    "chat_leave": ServerProtocol._on_chat_leave,
-    "chat_send": ServerProtocol._on_chat_send,
-    "share_commit": lambda server, p, msg: server._on_round(p, msg, server_modes.on_share_commit),
-    "key_share": lambda server, p, msg: server._on_round(p, msg, server_modes.on_key_share),
-    "key_confirm": lambda server, p, msg: server._on_round(p, msg, server_modes.on_key_confirm),
+    "chat_open": server_relay.on_chat_open,
+    "chat_invite": server_relay.on_chat_invite,
+    "chat_leave": server_relay.on_chat_leave,
+    "chat_send": server_relay.on_chat_send,
+    "share_commit": lambda server, p, msg: server_relay.on_round(server, p, msg, server_modes.on_share_commit),
+    "key_share": lambda server, p, msg: server_relay.on_round(server, p, msg, server_modes.on_key_share),
+    "key_confirm": lambda server, p, msg: server_relay.on_round(server, p, msg, server_modes.on_key_confirm),
 }

@@ -72,7 +72,9 @@ def join_lobby(server: ServerProtocol, username: str) -> None:
             server.chats.add(m.LOBBY_ID, username)
     except SecureChatError:
         return  # PROTOCOL.md 7.8: a full lobby (256 members) admits nobody more; chats still work
-    server._rekey(m.LOBBY_ID, "join", username)  # noqa: SLF001
+    from . import server_relay  # imported here: server_relay imports this module
+
+    server_relay.rekey(server, m.LOBBY_ID, "join", username)
 
 
 def check_round(server: ServerProtocol, p: Peer, msg: m.Message) -> ServerChat:

@@ -1,0 +1,133 @@
+"""Accounts on the server: registration with proof of possession, login, logout (PROTOCOL.md 6).
+
+Owns: the handlers of ``register``, ``register_proof``, ``login`` and ``logout`` and the application of the
+slow jobs they hand out (``jobs.RegisterJob``, ``jobs.LoginJob``). These are parts of ``ServerProtocol`` split
+out for size: they use its internals on purpose and run on the thread that owns it. Must not: do slow crypto
+here (it belongs in the jobs) or touch sockets and clocks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..crypto.keys import load_public_key
+from ..crypto.signatures import SCHEMES, SignatureScheme
+from ..crypto.wrap import wrap_key
+from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
+from . import events as ev
+from . import messages as m
+from . import server_modes
+from .jobs import LoginJob, RegisterJob
+from .limits import TokenBucket
+from .states import PeerState, next_peer_state, next_peer_state_on_job
+
+if TYPE_CHECKING:
+    from .server import Peer, ServerProtocol
+
+_REGISTER_FAILURES = {
+    ErrorCode.AUTH_FAILED: "proof of possession failed",
+    ErrorCode.NAME_TAKEN: "that name is taken",
+    ErrorCode.STORAGE_FAILED: "the registry could not store the account; nothing was saved",
+    ErrorCode.INTERNAL_ERROR: "registration failed on the server; nothing was saved",
+}
+
+
+def on_register(server: ServerProtocol, p: Peer, msg: m.Register) -> None:
+    scheme = SignatureScheme(msg.signature_scheme)
+    try:
+        encryption_key = load_public_key(msg.encryption_key)
+        signing_key = load_public_key(msg.signing_key)
+    except SecureChatError:
+        raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
+    if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
+            encryption_key):
+        raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
+    if server.registry.get_user(msg.username) is not None:
+        server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
+        return
+    p.state = next_peer_state(p.state, "register")
+    p.register, p.register_nonce = msg, server._random_bytes(32)
+    # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
+    wrapped = wrap_key(encryption_key, p.register_nonce, random_bytes=server._random_bytes)
+    server._send(p, m.RegisterChallenge(rid=msg.rid, wrapped_nonce=wrapped))
+
+
+def on_register_proof(server: ServerProtocol, p: Peer, msg: m.RegisterProof) -> None:
+    assert p.register is not None
+    if not admit_password_job(server, p, msg):
+        p.state, p.register = PeerState.CONNECTED, None
+        return
+    p.state = next_peer_state(p.state, "register_proof")
+    server._jobs.append(RegisterJob(
+        peer=p.id, registry=server.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
+        transcript=p.transcript, params=server.config.scrypt, ca=server.server_key,
+        validity_seconds=server.config.certificate_validity_seconds,
+        serial=int.from_bytes(server._random_bytes(8), "big") >> 1, now=server._now, random_bytes=server._random_bytes,
+    ))
+
+
+def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
+    p.state = next_peer_state_on_job(p.state, job.outcome)
+    request, p.register = p.register, None
+    if job.outcome == "registered" and job.certificate is not None:
+        server._send(p, m.Registered(rid=job.proof.rid, certificate=job.certificate))
+        server._events.append(ev.UserRegistered(peer=p.id, username=job.certificate.username,
+                                              signature_scheme=job.certificate.signature_scheme.value))
+    else:
+        assert job.code is not None and request is not None
+        server._reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+
+
+def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
+    """THREATS.md 14: bounded scrypt work, refused before any hashing."""
+    if server.pending_password_jobs >= server.config.max_pending_password_jobs:
+        server._reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg, fatal=False)
+        return False
+    server.pending_password_jobs += 1
+    return True
+
+
+def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
+    if not server._throttle.allowed(msg.username, p.address, server._now):
+        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many failed logins, wait and retry", msg)
+        return
+    if not admit_password_job(server, p, msg):
+        return
+    server._throttle.attempt(msg.username, p.address, server._now)
+    p.state = next_peer_state(p.state, "login")
+    server._jobs.append(LoginJob(
+        peer=p.id, registry=server.registry, username=msg.username, password=msg.password,
+        signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
+        ca=server.server_key, now=server._now, rid=msg.rid,
+    ))
+
+
+def login_done(server: ServerProtocol, p: Peer, job: LoginJob) -> None:
+    if job.outcome == "logged_in" and job.username in server.online:
+        job.outcome, job.code = "failed", ErrorCode.LIMIT_EXCEEDED
+        server._throttle.succeeded(job.username, p.address)
+        p.state = next_peer_state_on_job(p.state, "failed")
+        server._reply_error(p, ErrorCode.LIMIT_EXCEEDED, "already logged in on another connection", job,
+                          fatal=False, ref="login")
+        return
+    p.state = next_peer_state_on_job(p.state, job.outcome)
+    if job.outcome != "logged_in" or job.record is None:
+        server._throttle.failed(job.username, p.address, server._now)
+        # THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
+        server._reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")
+        return
+    server._throttle.succeeded(job.username, p.address)
+    p.username = job.username
+    p.bucket = TokenBucket(server.config.messages_per_second, server.config.message_burst, server._now)
+    server.online[job.username] = p.id
+    server._encryption_keys[job.username] = job.encryption_key
+    server._send(p, m.LoginOk(rid=job.rid, username=job.username, certificate=job.record.certificate,
+                            online=tuple(sorted(server.online))))
+    server._broadcast_presence(job.username, True)
+    server_modes.on_login(server, p, job.username)
+    server._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
+
+
+def on_logout(server: ServerProtocol, p: Peer, msg: m.Logout) -> None:
+    server._send(p, m.Bye(rid=msg.rid))
+    server._drop(p, "logout", close=True)

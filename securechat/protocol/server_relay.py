@@ -1,0 +1,149 @@
+"""Chats on the server: open, invite, leave, relay, and each epoch's keys or signed membership (PROTOCOL.md 7).
+
+Owns: the handlers of ``chat_open``, ``chat_invite``, ``chat_leave`` and ``chat_send``, starting a new epoch on
+every membership change, and releasing server-key distributions in epoch order. These are parts of
+``ServerProtocol`` split out for size: they use its internals on purpose. Must not: read a message's
+contents (it relays ciphertext it cannot open in every mode but server-key) or touch sockets and clocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import ErrorCode, SecureChatError
+from . import events as ev
+from . import messages as m
+from . import server_modes
+from .codec import encode_frame
+from .jobs import ChatKeyJob
+
+if TYPE_CHECKING:
+    from .server import Peer, ServerProtocol
+
+
+def availability_of(server: ServerProtocol, name: str) -> str:
+    if name in server.online:
+        return "online"
+    return "offline" if server.registry.get_user(name) is not None else "unknown"
+
+
+def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
+    assert p.username is not None
+    wanted = [n for n in msg.members if n != p.username]
+    status = {n: availability_of(server, n) for n in wanted}
+    # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline (seed 004).
+    joinable = ("online", "offline") if msg.mode in server_modes.CONTRIBUTORY else ("online",)
+    members = [n for n in wanted if status[n] in joinable]
+    if not members:
+        missing = ", ".join(wanted) or "nobody"
+        server._reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
+        return
+    try:
+        chat = server.chats.open(p.username, members, mode=msg.mode, suite=msg.suite,
+                               chat_id="c" + server._random_bytes(16).hex())
+    except SecureChatError as exc:
+        server._reply_error(p, exc.code, str(exc.args[0]), msg)
+        return
+    server._send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
+                               offline=tuple(n for n in wanted if status[n] == "offline" and n not in members),
+                               unknown=tuple(n for n in wanted if status[n] == "unknown")))
+    rekey(server, chat.chat_id, "open", p.username)
+
+
+def on_chat_invite(server: ServerProtocol, p: Peer, msg: m.ChatInvite) -> None:
+    assert p.username is not None
+    if msg.chat_id == m.LOBBY_ID:
+        server._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "the lobby has every online user already", msg)
+        return
+    availability = availability_of(server, msg.username)
+    try:
+        server.chats.check_member(msg.chat_id, p.username)
+        if availability != "online":
+            code = ErrorCode.USER_OFFLINE if availability == "offline" else ErrorCode.UNKNOWN_USER
+            raise SecureChatError(f"{msg.username} is {availability}", code)
+        server.chats.add(msg.chat_id, msg.username)
+    except SecureChatError as exc:
+        server._reply_error(p, exc.code, str(exc.args[0]), msg)
+        return
+    server._send(p, m.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username))
+    rekey(server, msg.chat_id, "invite", p.username)
+
+
+def on_chat_leave(server: ServerProtocol, p: Peer, msg: m.ChatLeave) -> None:
+    assert p.username is not None
+    if msg.chat_id == m.LOBBY_ID:
+        server._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "one leaves the lobby by logging out", msg)
+        return
+    try:
+        remaining = server.chats.remove(msg.chat_id, p.username)
+    except SecureChatError as exc:
+        server._reply_error(p, exc.code, str(exc.args[0]), msg)
+        return
+    server._send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
+    if remaining:
+        rekey(server, msg.chat_id, "leave", p.username)
+
+
+def on_chat_send(server: ServerProtocol, p: Peer, msg: m.ChatSend) -> None:
+    """PROTOCOL.md 7.3: relay to every other current member, labelled with the authenticated sender."""
+    assert p.username is not None
+    try:
+        chat = server.chats.check_member(msg.chat_id, p.username)
+    except SecureChatError as exc:
+        server._reply_error(p, exc.code, str(exc.args[0]), msg)
+        return
+    if msg.epoch != chat.epoch:
+        server._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
+        return
+    if (chat.mode == "hybrid") != (msg.wraps is not None and msg.wrap_recipients is not None):
+        # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
+        server._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
+        return
+    frame = encode_frame(m.ChatMessage(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username, seq=msg.seq,
+                                       ciphertext=msg.ciphertext, signature=msg.signature,
+                                       wrap_recipients=msg.wrap_recipients, wraps=msg.wraps))
+    recipients = 0
+    for member in chat.members:
+        peer = server.online.get(member)
+        if member != p.username and peer is not None:
+            server._queue(server.peers[peer], frame, "chat_message")
+            recipients += 1
+    if server._relay_events:
+        server._events.append(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
+                                              size=len(msg.ciphertext), recipients=recipients))
+
+
+def on_round(server: ServerProtocol, p: Peer, msg: m.Message, handler: Callable[..., None]) -> None:
+    try:
+        handler(server, p, msg)
+    except SecureChatError as exc:
+        server._reply_error(p, exc.code, str(exc.args[0]), msg)
+
+
+def rekey(server: ServerProtocol, chat_id: str, reason: str, actor: str) -> None:
+    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, THREATS.md 38-40)."""
+    chat = server.chats.get(chat_id)
+    if chat is None:
+        return
+    server._events.append(ev.ChatRekeyed(peer=server.online.get(actor, -1), chat_id=chat_id, epoch=chat.epoch,
+                                       members=tuple(chat.members), reason=reason))
+    if chat.mode in m.KEYLESS_MODES:
+        server_modes.announce_epoch(server, chat, reason, actor)  # no key: only signed membership
+        return
+    server._jobs.append(ChatKeyJob(
+        peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
+        actor=actor, members=tuple(chat.members),
+        encryption_keys=tuple(server._encryption_keys[n] for n in chat.members), ca=server.server_key,
+        random_bytes=server._random_bytes,
+    ))
+
+
+def distribute(server: ServerProtocol, job: ChatKeyJob) -> None:
+    """Send finished distributions strictly in epoch order, only to members still in the chat."""
+    for epoch_messages in server.chats.ready(job.chat_id, job.epoch, job.messages):
+        chat = server.chats.get(job.chat_id)
+        for member, message in epoch_messages.items():
+            peer = server.online.get(member)
+            if chat is not None and member in chat.members and peer is not None:
+                server._send(server.peers[peer], message)
