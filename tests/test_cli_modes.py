@@ -142,3 +142,9 @@ def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
     assert server.returncode == 0
     assert all("Traceback" not in out for out in outputs), outputs
     print("\n\n".join(outputs))
+
+
+def test_server_cli_lobby_flag_maps_to_the_config():
+    from securechat.server import build_parser
+    assert build_parser().parse_args([]).lobby is True
+    assert build_parser().parse_args(["--no-lobby"]).lobby is False

@@ -233,3 +233,41 @@ def test_server_and_cli_client_processes(tmp_path):
         finally:
             server.kill()
     assert server.returncode == 0
+
+
+def test_modes_over_tcp_wait_for_the_agreed_key_and_detect_a_changed_pin(server, keys, tmp_path):
+    """Issue 4 over sockets: open_chat returns only once a contributory key is agreed; a pin that does not
+    match the certified key raises PeerKeyChanged, /trust (accept_key_change) re-pins it; pins persist."""
+    store = KeyStore(tmp_path / "keys")
+    store.save_pins("alice", {"bob": "0000:0000:0000:0000:0000:0000:0000:0000"})
+    key = server.protocol.server_key
+    inbox: queue.Queue[ev.Event] = queue.Queue()
+    alice = User(server, "alice", keys["alice"])
+    alice.client.close()
+    alice.client = TcpClient(*server.address, server_key=(key.public_der, key.scheme.value), on_event=inbox.put,
+                             pins=store.load_pins("alice"))
+    alice.inbox = inbox
+    alice.join()
+    bob = User(server, "bob", keys["bob"]).join()
+    carol = User(server, "carol", keys["carol"]).join()
+    try:
+        opened = carol.client.open_chat(["bob"], mode="contributory")
+        assert carol.client.keyed_epoch(opened.chat_id) == 1 and carol.client.chat_mode(opened.chat_id) == "contributory"
+        carol.client.send(opened.chat_id, "agreed")
+        assert bob.expect(ev.ChatReceived, lambda e: e.chat_id == opened.chat_id).text == "agreed"
+        alice.client.open_chat(["bob"])  # server-key: alice fetches bob's certificate, which differs from the pin
+        changed = alice.expect(ev.PeerKeyChanged, lambda e: e.username == "bob")
+        assert changed.pinned.startswith("0000")
+        alice.client.accept_key_change("bob")
+        pinned = alice.expect(ev.PeerKeyPinned, lambda e: e.username == "bob")
+        assert pinned.fingerprint == changed.seen
+        store.save_pins("alice", alice.client.pins)
+        assert store.load_pins("alice")["bob"] == changed.seen
+        hybrid = alice.client.open_chat(["bob"], mode="hybrid")
+        bob.client.wait_for_key(hybrid.chat_id, 1)
+        alice.client.send(hybrid.chat_id, "per-message key")
+        assert bob.expect(ev.ChatReceived, lambda e: e.chat_id == hybrid.chat_id).text == "per-message key"
+        assert alice.client.safety_number("bob") == bob.client.safety_number("alice")
+    finally:
+        for user in (alice, bob, carol):
+            user.client.close()
