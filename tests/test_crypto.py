@@ -77,6 +77,7 @@ from securechat.crypto import (
     wrap_key,
 )
 from securechat.crypto.aead import _cbc_encrypt
+from securechat.crypto import kdf
 from securechat.crypto.kdf import _scrypt
 from securechat.errors import AuthenticationError, ErrorCode, IntegrityError, RemoteProtocolError
 
@@ -999,3 +1000,33 @@ def test_from_dict_limits_accept_edges(certificate: Certificate) -> None:
         _mutated(certificate, username="a" * 64, serial=2**63 - 1, signature=b64e(bytes(1024)))
     )
     assert (edge.username, edge.serial) == ("a" * 64, 2**63 - 1)
+
+
+# --- scrypt: the stdlib (OpenSSL) and pycryptodome implementations agree (RFC 7914 section 12) ---------------
+
+RFC7914_VECTORS = [
+    (b"", b"", 16, 1, 1, 64,
+     "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906"),
+    (b"password", b"NaCl", 1024, 8, 16, 64,
+     "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"),
+]
+
+
+@pytest.mark.parametrize("password,salt,n,r,p,length,expected", RFC7914_VECTORS)
+def test_scrypt_implementations_match_rfc7914(password, salt, n, r, p, length, expected):  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from securechat.crypto.kdf import _pycryptodome_scrypt
+
+    params = kdf.ScryptParams(n=n, r=r, p=p)
+    assert _pycryptodome_scrypt(password, salt, params, length).hex() == expected
+    assert hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=length).hex() == expected
+
+
+def test_password_records_verify_across_scrypt_implementations(monkeypatch):  # type: ignore[no-untyped-def]
+    record = kdf.hash_password("correct horse", kdf.FAST_SCRYPT)
+    monkeypatch.setattr(kdf, "_HASHLIB_SCRYPT", False)
+    assert kdf.verify_password("correct horse", record)
+    other = kdf.hash_password("correct horse", kdf.FAST_SCRYPT)
+    monkeypatch.setattr(kdf, "_HASHLIB_SCRYPT", True)
+    assert kdf.verify_password("correct horse", other) and not kdf.verify_password("wrong", other)
