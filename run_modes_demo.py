@@ -95,7 +95,7 @@ class Person:
 
     def shares_received(self, chat_id: str) -> dict[str, bytes]:
         """The shares others sent us, unwrapped with our own key (what our client computed internally)."""
-        return {f.sender: unwrap_key(self.keys.encryption_key, f.wrapped_share, expected_length=32)  # type: ignore[attr-defined]
+        return {f.sender: unwrap_key(self.keys.encryption_key, f.wrapped_share, expected_length=32)
                 for f in self.rounds(chat_id) if isinstance(f, m.KeyShareDelivery)}
 
 

@@ -309,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     address = f"{args.host}:{args.port}"
     pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
     shell: Shell | None = None
-    client = TcpClient(args.host, args.port, server_key=pinned, on_event=lambda e: shell and shell.on_event(e))
+
+    def on_event(event: ev.Event) -> None:
+        if shell is not None:
+            shell.on_event(event)
+    client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event)
     shell = Shell(client, store)
     assert client.handshake is not None
     shell.say(f"connected to {address}; server key {client.handshake.server_fingerprint}")

@@ -30,7 +30,8 @@ class ChatTab(ttk.Frame):
     def __init__(self, notebook: ttk.Notebook, chat_id: str, *, on_send: Callable[[str, str], None],
                  on_invite: Callable[[str, str], None], on_leave: Callable[[str], None]) -> None:
         super().__init__(notebook, padding=4)
-        self.chat_id, self.epoch, self.members, self.active = chat_id, 0, (), True
+        self.chat_id, self.epoch, self.active = chat_id, 0, True
+        self.members: tuple[str, ...] = ()
         self.mode = ""
         self.header = ttk.Label(self, text=f"chat {chat_id[:8]}: waiting for the key ...")
         self.header.pack(anchor="w")

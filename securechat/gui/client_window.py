@@ -146,7 +146,7 @@ class ClientWindow:
                 tab = self._tab(event.chat_id)
                 tab.keyed(event)
                 label = "lobby" if event.chat_id == LOBBY_ID else f"{event.mode} {event.chat_id[:6]}"
-                self.notebook.tab(tab, text=label)
+                self.notebook.tab(tab, text=label)  # type: ignore[no-untyped-call]
             case ev.ChatReceived():
                 self._tab(event.chat_id).received(event)
             case ev.MessageRejected() if event.chat_id:

@@ -122,7 +122,10 @@ class TcpClient:
 
     def accept_key_change(self, username: str) -> None:
         """The user compared safety numbers out of band: drop the old pin and fetch the new certificate."""
-        self._command(lambda p: (p.accept_key_change(username), 0)[1])
+        def command(p: ClientProtocol) -> int:
+            p.accept_key_change(username)
+            return 0  # no reply to wait for: the new certificate arrives as PeerKeyPinned
+        self._command(command)
 
     def safety_number(self, username: str) -> str:
         with self._lock:
