@@ -43,7 +43,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-DEADLINE_SECONDS = 5.0
+DEADLINE_SECONDS = 5.0        # an answer or a close must come within this, else it is a hang
+FRAME_DEADLINE_SECONDS = 2.0  # the fuzz server's frame and handshake deadlines (defaults 30 s and 10 s)
 PASSWORD = "fuzz-password-1"
 BATCH = 40            # inner mutants per probe
 SANITY_EVERY_S = 10.0
@@ -65,7 +66,11 @@ def serve() -> int:
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = dataclasses.replace(ServerConfig(scrypt=FAST_SCRYPT), messages_per_second=1e9, message_burst=1e9)
+    # The frame deadline is cut from 30 s to FRAME_DEADLINE_SECONDS so that a mutant announcing more bytes than
+    # it sends (a truncated or lengthened outer frame: THREATS.md 1) is closed well within the hang deadline.
+    config = dataclasses.replace(ServerConfig(scrypt=FAST_SCRYPT), messages_per_second=1e9, message_burst=1e9,
+                                 frame_deadline_seconds=FRAME_DEADLINE_SECONDS,
+                                 handshake_deadline_seconds=FRAME_DEADLINE_SECONDS)
     key = new_server_key()
     server = TcpServer(server_key=key, registry=MemoryRegistry(), config=config, relay_events=False).start()
     print(json.dumps({"port": server.address[1], "server_key": key.public_der.hex(), "scheme": key.scheme.value,
