@@ -82,8 +82,11 @@ def derive_key(variant: str, chat_id: str, epoch: int, shares: dict[str, bytes],
     return hkdf_sha256(ikm, salt=transcript, info=encode_fields("securechat v1 contributory key", chat_id, epoch))
 
 
-def confirmation(key: bytes, transcript: bytes) -> bytes:
-    return hmac_sha256(hkdf_sha256(key, salt=b"", info=b"securechat v1 key confirmation"), transcript)
+def confirmation(key: bytes, transcript: bytes, sender: str) -> bytes:
+    """HMAC of the transcript and the confirming member's name: a relay cannot echo a member's own MAC back
+    to it as someone else's (PROTOCOL.md 7.6)."""
+    return hmac_sha256(hkdf_sha256(key, salt=b"", info=b"securechat v1 key confirmation"),
+                       encode_fields("securechat v1 key confirmation mac", transcript, sender))
 
 
 @dataclass
@@ -235,15 +238,15 @@ class Agreement:
         self.key = derive_key(self.variant, self.chat_id, self.epoch, {**self.shares, self.me: self.share},
                               self.transcript())
         self.confirmed, self.state = True, AgreementState.CONFIRMING
-        return [m.KeyConfirm(chat_id=self.chat_id, epoch=self.epoch, mac=confirmation(self.key, self.transcript()))]
+        return [m.KeyConfirm(chat_id=self.chat_id, epoch=self.epoch, mac=confirmation(self.key, self.transcript(), self.me))]
 
     def _maybe_finish(self) -> None:
         if self.state is not AgreementState.CONFIRMING or len(self.confirms) < len(self.others):
             return
         assert self.key is not None
-        expected = confirmation(self.key, self.transcript())
+        transcript = self.transcript()
         for name, mac in self.confirms.items():
-            if not constant_time_equal(mac, expected):
+            if not constant_time_equal(mac, confirmation(self.key, transcript, name)):
                 # THREATS.md 48: someone holds a different key (equivocation): abort, never split the group.
                 raise AgreementFailed(f"{name} confirmed a different key", ErrorCode.KEY_CONFIRMATION_FAILED)
         self.state = AgreementState.DONE

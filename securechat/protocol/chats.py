@@ -75,6 +75,7 @@ class ChatBook:
         self.agreements: dict[str, object] = {}   # chat id -> Agreement of its current epoch (modes.py)
         self.epoch_info: dict[str, object] = {}   # chat id -> the ChatEpoch that started the current epoch
         self.outbox: list[object] = []            # round messages for ClientProtocol to send
+        self.refused: set[str] = set()            # names whose changed keys we have not accepted
 
     # --- key distributions -------------------------------------------------------------------------------
 
@@ -180,7 +181,9 @@ class ChatBook:
                 # THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
                 # user compares fingerprints out of band and accepts it (ClientProtocol.accept_key_change).
                 out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
+                self.refused.add(cert.username)
                 continue
+            self.refused.discard(cert.username)
             if pinned is None:
                 self.pins[cert.username] = seen
                 out.append(ev.PeerKeyPinned(username=cert.username, fingerprint=seen))
@@ -239,8 +242,14 @@ class ChatBook:
         last = chat.last_seq.get(msg.sender, 0)
         if msg.seq <= last:
             return _rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")
+        if hybrid and set(msg.wrap_recipients or ()) != set(chat.members) - {msg.sender}:
+            # PROTOCOL.md 7.7: a wrap for every other member of the epoch, and for nobody else
+            return _rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "wraps do not match the members")
         try:
             key = self._message_key(msg) if hybrid else chat.key_for(msg.sender)
+        except SecureChatError as exc:
+            return _rejected(msg.chat_id, msg.sender, exc.code, "no usable key for this message")
+        try:
             plaintext = aead.unseal(
                 key, msg.ciphertext, aad=header, nonce=aead.nonce_from_counter(msg.seq),
                 suite=aead.CipherSuite(chat.suite),

@@ -181,6 +181,8 @@ class ClientProtocol:
         chat = self._chat_command(chat_id, "chat_leave")
         rid = self._request(m.ChatLeave(rid=self._next_rid, chat_id=chat_id))
         chat.state = next_chat_state(chat.state, SEND, "chat_leave")
+        if self.book is not None:
+            self.book.agreements.pop(chat_id, None)  # no more round messages for a chat we leave
         self._leaving[rid] = chat_id  # an error names the request, not the chat: remember which one
         return rid
 
@@ -199,7 +201,13 @@ class ClientProtocol:
         self.pins.pop(username, None)
         if self.book is not None:
             self.book.certificates.pop(username, None)
+            self.book.refused.discard(username)
         self._fetch_certificates((username,))
+
+    def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> None:
+        """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints."""
+        next_client_state(self.state, SEND, "get_certificates")
+        self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
 
     def safety_number(self, username: str) -> str:
         """The fingerprint both users read aloud to each other: ours and theirs, in a fixed order."""

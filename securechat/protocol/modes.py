@@ -87,6 +87,11 @@ def advance(book: ChatBook, chat_id: str, now: float) -> list[ev.Event]:
                                                encryption_key=entry[2])
 
     try:
+        blocked = [n for n in agreement.others if n in book.refused]
+        if blocked:
+            # THREATS.md 46: no share goes to a key we have not accepted; end the epoch rather than wait forever.
+            agreement.state = AgreementState.ABORTED
+            raise AgreementFailed(f"{', '.join(blocked)} presented a changed key", ErrorCode.KEY_CHANGED)
         book.outbox.extend(agreement.advance(peer, now))
     except AgreementFailed as exc:
         book.agreements.pop(chat_id, None)

@@ -20,7 +20,7 @@ from .server_chats import ServerChat
 if TYPE_CHECKING:
     from .server import Peer, ServerProtocol
 
-MAX_MAILBOX_FRAMES = 512  # per offline member; older frames are dropped (the round then aborts and reruns)
+MAX_MAILBOX_FRAMES = 512  # per offline member; older frames are dropped (that member's round then stalls)
 CONTRIBUTORY = ("contributory", "contributory-xor")
 
 

@@ -268,7 +268,7 @@ def test_f47_xor_last_mover_forces_the_key(server: TcpServer, keys: UserKeys, tr
     forced = xor(TARGET, *shares.values())
     agreement = mallory.agreement(chat_id)
     mallory.send(*(mallory.envelope(chat_id, 1, n, forced) for n in shares),
-                 m.KeyConfirm(chat_id=chat_id, epoch=1, mac=ag.confirmation(TARGET, agreement.transcript())))
+                 m.KeyConfirm(chat_id=chat_id, epoch=1, mac=ag.confirmation(TARGET, agreement.transcript(), mallory.name)))
     alice.wait_for_key(chat_id, 1)
     bob.wait_for_key(chat_id, 1)
     assert chat_key(alice, chat_id) == TARGET
@@ -344,7 +344,7 @@ def test_f48_equivocation_gives_key_confirmation_failed(server: TcpServer, keys:
     transcript = mallory.agreement(chat_id).transcript()
     alice_view = xor(s1, *shares.values())
     mallory.send(mallory.envelope(chat_id, 1, a_name, s1), mallory.envelope(chat_id, 1, b_name, s2),
-                 m.KeyConfirm(chat_id=chat_id, epoch=1, mac=ag.confirmation(alice_view, transcript)))
+                 m.KeyConfirm(chat_id=chat_id, epoch=1, mac=ag.confirmation(alice_view, transcript, mallory.name)))
     for victim in (alice, bob):
         failure = aborted(victim, chat_id)
         assert failure.code == ErrorCode.KEY_CONFIRMATION_FAILED.value == "key_confirmation_failed"
