@@ -23,7 +23,7 @@ pytest.importorskip("matplotlib")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPECTED = ["00_tour", "01_keys", "02_signatures_rsa_vs_dsa", "03_channel", "04_register_login",
-            "05_chat_keys_and_messages", "06_membership", "07_attacks"]
+            "05_chat_keys_and_messages", "06_membership", "07_attacks", "08_key_designs"]
 BUDGET_SECONDS = 60.0  # per notebook in FAST mode (issue 3)
 FORBIDDEN = re.compile(r"\binput\(|\bgetpass\b|\bimport socket\b|\bsocket\.|\bbind\(")
 
@@ -32,7 +32,7 @@ def _read(path: Path) -> object:
     return nbformat.read(path, as_version=4)
 
 
-def test_there_are_exactly_eight_numbered_notebooks() -> None:
+def test_there_are_exactly_nine_numbered_notebooks() -> None:
     assert [p.stem for p in PATHS] == EXPECTED
 
 
