@@ -81,9 +81,9 @@ def serve() -> int:
 
 
 class ServerProcess:
-    def __init__(self) -> None:
+    def __init__(self, argv: list[str] | None = None) -> None:
         self.stderr_file = tempfile.NamedTemporaryFile(prefix="fuzz_live_server_", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.fuzz_live", "--serve"],
+        self.proc = subprocess.Popen([sys.executable, *(argv or ["-m", "benchmarks.fuzz_live", "--serve"])],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
                                      cwd=str(Path(__file__).resolve().parent.parent))
         assert self.proc.stdout is not None

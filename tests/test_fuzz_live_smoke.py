@@ -15,3 +15,20 @@ def test_fuzz_live_smoke() -> None:
     assert report["sanity_failures"] == 0
     assert report["server_alive_at_end"]
     assert report["fds_end"] <= report["fds_start"] + 2
+
+
+def test_security_figures_login_timing_smoke() -> None:
+    """Smoke of benchmarks/security_figures.py's THREATS 17 figure: 200 (unknown user, wrong password) login pairs
+    against a live server at the FAST scrypt cost must not be told apart (two-sided Wilcoxon p > 0.01).
+
+    This FAILS at the time of writing: a login for a known user also verifies the stored certificate and the
+    login proof (securechat/protocol/jobs.py, LoginJob.run), which an unknown user skips, so unknown users
+    answer about 1 ms sooner (p ~ 1e-5 over 50 pairs). See docs/SECURITY.md, entry 17.
+    """
+    from benchmarks import security_figures
+    from securechat.crypto.signatures import SignatureScheme
+    from securechat.protocol.identity import generate_user_keys
+
+    result = security_figures.login_timing(200, "fast", generate_user_keys(SignatureScheme.ED25519))
+    assert result["answers"] == ["auth_failed (login failed)"]
+    assert result["wilcoxon"]["p"] > 0.01, result
