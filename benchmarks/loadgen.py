@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from securechat.crypto import aead
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.client import ClientProtocol
@@ -49,6 +50,8 @@ class ServerHandle:
                  unlimited_rate: bool = False) -> None:
         cmd = [sys.executable, "-m", "benchmarks.server_proc", kind, str(keyfile), "--users", str(users),
                "--scrypt", scrypt]
+        if kind == "securechat":
+            cmd += ["--aead-backend", aead.backend()]  # the server uses the generator's AEAD backend
         if unlimited_rate:
             cmd.append("--unlimited-rate")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from securechat.crypto import kdf
+from securechat.crypto import aead, kdf
 from securechat.crypto.certificates import issue_certificate
 from securechat.protocol.limits import ServerConfig
 from securechat.protocol.registry import UserRecord
@@ -38,7 +38,9 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=0)
     ap.add_argument("--scrypt", choices=("fast", "owasp"), default="fast")
     ap.add_argument("--unlimited-rate", action="store_true")
+    ap.add_argument("--aead-backend", choices=aead.BACKENDS, default="pycryptodome")
     args = ap.parse_args()
+    aead.set_backend(args.aead_backend)
     if args.kind == "plain":
         server = PlainRelay().start()
         print(json.dumps({"port": server.address[1]}), flush=True)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from securechat.crypto.aead import (
     AUDIT_HOOKS,
+    BACKENDS,
     KEY_BYTES,
     NONCE_BYTES,
     TAG_BYTES,
     CipherSuite,
+    backend,
     nonce_from_counter,
     seal,
+    set_backend,
     unseal,
 )
 from securechat.crypto.certificates import CERT_VERSION, Certificate, issue_certificate, verify_certificate
@@ -78,6 +81,7 @@ from securechat.crypto.wrap import unwrap_key, wrap_key
 
 __all__ = [
     "AUDIT_HOOKS",
+    "BACKENDS",
     "CERT_VERSION",
     "DSA_2048_256_DOMAIN",
     "FAST_SCRYPT",
@@ -97,6 +101,7 @@ __all__ = [
     "ScryptParams",
     "SignatureScheme",
     "b64d",
+    "backend",
     "b64e",
     "constant_time_equal",
     "describe_key",
@@ -121,6 +126,7 @@ __all__ = [
     "public_key_pem",
     "public_of",
     "seal",
+    "set_backend",
     "sha256",
     "shared_secret",
     "sign",

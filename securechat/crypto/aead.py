@@ -6,12 +6,19 @@ encrypt-then-MAC), the counter-to-nonce rule, and ``AUDIT_HOOKS`` for the nonce-
 Must not: choose nonces (the caller derives them from counters, so that they never repeat under one
 key), keep cipher objects between calls, do I/O, or reveal *why* an ``unseal`` failed: a short input,
 a bad tag and bad padding all raise the same ``IntegrityError`` (like Fernet's ``InvalidToken``).
+
+Backends (issue 6, section 6): AES-256-GCM runs on pycryptodome by default. ``set_backend("cryptography")``
+selects pyca/cryptography's AESGCM for the GCM suite instead (~1 µs per call against pycryptodome's ~45-90 µs of
+cipher setup). It is optional (``cryptography`` need not be installed), selected explicitly and process-wide,
+and produces byte-identical output (tests/test_aead_backend.py). CBC-HMAC always runs on pycryptodome.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad, unpad
@@ -100,6 +107,27 @@ def _gcm_unseal(key: bytes, sealed: bytes, aad: bytes, nonce: bytes) -> bytes:
         raise IntegrityError(_UNSEAL_FAILED, ErrorCode.BAD_RECORD) from None
 
 
+# pyca/cryptography's AESGCM, loaded only by set_backend("cryptography"); None while it is not selected.
+_PYCA: tuple[Any, type[Exception]] | None = None
+
+
+def _pyca_gcm_seal(key: bytes, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes:
+    assert _PYCA is not None
+    aesgcm, _ = _PYCA
+    return bytes(aesgcm(key).encrypt(nonce, plaintext, aad))  # a new object per message, as above
+
+
+def _pyca_gcm_unseal(key: bytes, sealed: bytes, aad: bytes, nonce: bytes) -> bytes:
+    assert _PYCA is not None
+    aesgcm, invalid_tag = _PYCA
+    if len(sealed) < TAG_BYTES:
+        raise IntegrityError(_UNSEAL_FAILED, ErrorCode.BAD_RECORD)
+    try:
+        return bytes(aesgcm(key).decrypt(nonce, sealed, aad))
+    except invalid_tag:
+        raise IntegrityError(_UNSEAL_FAILED, ErrorCode.BAD_RECORD) from None
+
+
 # --- AES-256-CBC + HMAC-SHA256, encrypt-then-MAC ---------------------------------------------------
 
 
@@ -171,6 +199,47 @@ _UNSEAL: dict[CipherSuite, Callable[[bytes, bytes, bytes, bytes], bytes]] = {
 }
 
 
+#: The AEAD backends ``set_backend`` accepts; the first is the default.
+BACKENDS = ("pycryptodome", "cryptography")
+_backend = BACKENDS[0]
+
+
+def backend() -> str:
+    """The name of the AES-256-GCM backend in use: ``"pycryptodome"`` (default) or ``"cryptography"``."""
+    return _backend
+
+
+def set_backend(name: str) -> None:
+    """Select the AES-256-GCM implementation for the whole process (issue 6: optional, explicit).
+
+    Both produce byte-identical output and raise the same ``IntegrityError``; only speed differs. Select it
+    before any connection exists (records sealed by one backend open with the other, but a switch while
+    threads seal is not a supported operation).
+
+    Raises:
+        ValueError: *name* is not one of ``BACKENDS``.
+        RuntimeError: ``"cryptography"`` was asked for but the package is not installed; nothing changes.
+    """
+    global _PYCA, _backend
+    if name not in BACKENDS:
+        raise ValueError(f"unknown AEAD backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "cryptography":
+        try:
+            aead_module = importlib.import_module("cryptography.hazmat.primitives.ciphers.aead")
+            exceptions = importlib.import_module("cryptography.exceptions")
+        except ImportError as exc:
+            raise RuntimeError(
+                "AEAD backend 'cryptography' needs the optional package: pip install cryptography"
+            ) from exc
+        _PYCA = (aead_module.AESGCM, exceptions.InvalidTag)
+        _SEAL[CipherSuite.AES_256_GCM] = _pyca_gcm_seal
+        _UNSEAL[CipherSuite.AES_256_GCM] = _pyca_gcm_unseal
+    else:
+        _SEAL[CipherSuite.AES_256_GCM] = _gcm_seal
+        _UNSEAL[CipherSuite.AES_256_GCM] = _gcm_unseal
+    _backend = name
+
+
 def seal(
     key: bytes, plaintext: bytes, *, aad: bytes, nonce: bytes, suite: CipherSuite = CipherSuite.AES_256_GCM
 ) -> bytes:
@@ -209,11 +278,14 @@ def unseal(
 
 __all__ = [
     "AUDIT_HOOKS",
+    "BACKENDS",
     "KEY_BYTES",
     "NONCE_BYTES",
     "TAG_BYTES",
     "CipherSuite",
+    "backend",
     "nonce_from_counter",
     "seal",
+    "set_backend",
     "unseal",
 ]

@@ -8,14 +8,16 @@ contents (it relays ciphertext it cannot open in every mode but server-key) or t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..crypto.encoding import b64e
 from ..errors import ErrorCode, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import server_modes
-from .codec import encode_frame
+from .codec import frame
 from .jobs import ChatKeyJob
 
 if TYPE_CHECKING:
@@ -85,6 +87,26 @@ def on_chat_leave(server: ServerProtocol, p: Peer, msg: m.ChatLeave) -> None:
         rekey(server, msg.chat_id, "leave", p.username)
 
 
+# The same compact UTF-8 JSON as codec.encode_message, with one encoder built once instead of per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def chat_message_frame(msg: m.ChatSend, sender: str) -> bytes:
+    """The relayed chat_message frame, byte-identical to ``encode_frame(m.ChatMessage(...))``.
+
+    The relay hot path (issue 6, section 6): every field of *msg* was validated when it was decoded, and
+    *sender* is the authenticated username, so the frame is built straight from them in ChatMessage's field
+    order, without a second dataclass -> per-field kinds -> dict round.
+    """
+    out = {"type": m.ChatMessage.TYPE, "chat_id": msg.chat_id, "epoch": msg.epoch, "sender": sender,
+           "seq": msg.seq, "ciphertext": b64e(msg.ciphertext), "signature": b64e(msg.signature)}
+    if msg.wrap_recipients is not None:
+        out["wrap_recipients"] = list(msg.wrap_recipients)
+    if msg.wraps is not None:
+        out["wraps"] = [b64e(w) for w in msg.wraps]
+    return frame(_JSON(out).encode("utf-8"))
+
+
 def on_chat_send(server: ServerProtocol, p: Peer, msg: m.ChatSend) -> None:
     """PROTOCOL.md 7.3: relay to every other current member, labelled with the authenticated sender."""
     assert p.username is not None
@@ -100,14 +122,13 @@ def on_chat_send(server: ServerProtocol, p: Peer, msg: m.ChatSend) -> None:
         # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
         server._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
         return
-    frame = encode_frame(m.ChatMessage(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username, seq=msg.seq,
-                                       ciphertext=msg.ciphertext, signature=msg.signature,
-                                       wrap_recipients=msg.wrap_recipients, wraps=msg.wraps))
+    relayed = chat_message_frame(msg, p.username)
     recipients = 0
+    online, peers, sender = server.online, server.peers, p.username
     for member in chat.members:
-        peer = server.online.get(member)
-        if member != p.username and peer is not None:
-            server._queue(server.peers[peer], frame, "chat_message")
+        peer = online.get(member)
+        if peer is not None and member != sender:
+            server._queue(peers[peer], relayed, "chat_message")
             recipients += 1
     if server._relay_events:
         server._events.append(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
