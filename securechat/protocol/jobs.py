@@ -9,14 +9,15 @@ calls ``job.run()`` wherever it likes (a worker thread, or inline in a simulatio
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal, sha256
-from ..crypto.keys import load_public_key
-from ..crypto.signatures import SignatureScheme, sign, verify
+from ..crypto.keys import generate_encryption_key, load_public_key, public_key_der
+from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
@@ -59,27 +60,71 @@ class LoginJob(Job):
     record: UserRecord | None = None
     encryption_key: object = None
 
+    decoys: dict[SignatureScheme, Decoy] = field(default_factory=dict)
+
     def run(self) -> None:
         record = self.registry.get_user(self.username)
         # THREATS.md 17: an unknown user costs one scrypt too, against a dummy record, and fails the same way.
         password_ok = kdf.verify_password(self.password, record.password_record if record else self.dummy_record)
-        proof_ok = False
-        if record is not None:
-            try:
-                cert = record.certificate
-                encryption_key, signing_key = verify_certificate(
-                    cert, ca_public_key=load_public_key(self.ca.public_der), ca_scheme=self.ca.scheme, now=self.now,
-                    username=self.username,
-                )
-                verify(cert.signature_scheme, signing_key, login_proof_bytes(self.transcript, self.username),
-                       self.signature)
-                proof_ok, self.encryption_key = True, encryption_key
-            except SecureChatError:
-                proof_ok = False
-        if password_ok and proof_ok:
+        proof_ok = self._check_proof(record)
+        if password_ok and proof_ok and record is not None:
             self.outcome, self.record = "logged_in", record
         else:
             self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+
+    def _check_proof(self, record: UserRecord | None) -> bool:
+        """Verify one certificate and one signature of EVERY scheme: the user's own for its scheme, decoys for
+        the others (all decoys for an unknown name). The work is then the same whether the name exists and
+        whichever scheme it uses, so timing tells an attacker nothing (THREATS.md 17, PROTOCOL.md 6.2)."""
+        ca_key = load_public_key(self.ca.public_der)
+        real_scheme = record.certificate.signature_scheme if record is not None else None
+        proof_ok = False
+        for scheme, decoy in self.decoys.items():
+            real = record is not None and scheme is real_scheme
+            cert = record.certificate if real and record is not None else decoy.certificate
+            signed = login_proof_bytes(self.transcript, self.username) if real else DECOY_SIGNED_BYTES
+            try:
+                encryption_key, signing_key = verify_certificate(
+                    cert, ca_public_key=ca_key, ca_scheme=self.ca.scheme, now=self.now, username=cert.username)
+                verify(cert.signature_scheme, signing_key, signed, self.signature if real else decoy.signature)
+                ok = True
+            except SecureChatError:
+                ok = False
+            if real:
+                proof_ok, self.encryption_key = ok, encryption_key if ok else None
+        return proof_ok
+
+
+DECOY_USERNAME = "~decoy"  # not a valid username (PROTOCOL.md 3.2), so nobody can register it
+DECOY_SIGNED_BYTES = b"securechat v1 decoy login"
+_DECOY_KEYS: dict[SignatureScheme, tuple[object, object]] = {}  # scheme -> (encryption key, signing key)
+
+
+@dataclass(frozen=True)
+class Decoy:
+    """A certificate and signature that cost what a real user's cost to verify; they authorise nothing."""
+
+    certificate: Certificate
+    signature: bytes
+
+
+def make_decoys(ca: ServerKey) -> dict[SignatureScheme, Decoy]:
+    """One decoy per signature scheme, certified by *ca*. The decoy keys are made once per process from a
+    fixed seed: they protect nothing (they only spend CPU), and a fixed seed keeps simulations replayable."""
+    if not _DECOY_KEYS:
+        seeded = random.Random(17).randbytes
+        encryption_key = generate_encryption_key(random_bytes=seeded)
+        for scheme in SignatureScheme:
+            _DECOY_KEYS[scheme] = (encryption_key, generate_signing_key(scheme, random_bytes=seeded))
+    decoys: dict[SignatureScheme, Decoy] = {}
+    for scheme, (encryption_key, signing_key) in _DECOY_KEYS.items():
+        cert = issue_certificate(
+            username=DECOY_USERNAME, signature_scheme=scheme, encryption_key=public_key_der(encryption_key),
+            signing_key=public_key_der(signing_key), serial=0, now=0, validity_seconds=2**62,
+            ca_private_key=ca.private_key, ca_scheme=ca.scheme, random_bytes=random.Random(0).randbytes)
+        signature = sign(scheme, signing_key, DECOY_SIGNED_BYTES, random_bytes=random.Random(1).randbytes)
+        decoys[scheme] = Decoy(certificate=cert, signature=signature)
+    return decoys
 
 
 @dataclass(eq=False)

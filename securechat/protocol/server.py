@@ -34,7 +34,7 @@ from .codec import (
     MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, message_from_dict,
     parse_json, split_frames,
 )
-from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey
+from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey, make_decoys
 from .limits import LoginThrottle, ServerConfig, TokenBucket
 from .registry import Registry
 from . import server_accounts, server_modes, server_relay
@@ -101,6 +101,7 @@ class ServerProtocol:
         self.chats = ChatDirectory(config.max_chats_per_user)
         self._throttle = LoginThrottle(config)
         self._dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
+        self._decoys = make_decoys(server_key)  # THREATS.md 17: equal proof-checking work for every login
         self._jobs: deque[Job] = deque()
         self.pending_password_jobs = 0
         self._events: deque[ev.ServerEvent] = deque()

@@ -98,7 +98,7 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     server._jobs.append(LoginJob(
         peer=p.id, registry=server.registry, username=msg.username, password=msg.password,
         signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
-        ca=server.server_key, now=server._now, rid=msg.rid,
+        ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
 
 
