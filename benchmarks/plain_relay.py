@@ -1,6 +1,7 @@
 """The ceiling: a plaintext relay of the same architecture as securechat's TcpServer (not project code).
 
-One reader thread per connection moves bytes into one queue; ONE engine thread parses every frame (JSON, as the
+One I/O thread reads every socket through a selector (``io="selectors"``, as TcpServer does; ``io="threads"``:
+one reader thread per connection, TcpServer's design before) and moves bytes into one queue; ONE engine thread parses every frame (JSON, as the
 real server does), fans out to the other members of the room, and writes everything queued for a connection in
 one send per round (non-blocking first, a writer thread only for a slow reader's backlog). No handshake, no
 records, no accounts: what is left is the cost of the architecture itself.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import queue
+import selectors
 import socket
 import struct
 import threading
@@ -37,7 +39,10 @@ class _Conn:
 
 
 class PlainRelay:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, io: str = "selectors") -> None:
+        if io not in ("selectors", "threads"):
+            raise ValueError("io must be 'selectors' or 'threads'")
+        self._io = io
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, port))
@@ -52,7 +57,7 @@ class PlainRelay:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> PlainRelay:
-        for target in (self._accept_loop, self._engine_loop):
+        for target in (self._io_loop if self._io == "selectors" else self._accept_loop, self._engine_loop):
             t = threading.Thread(target=target, daemon=True)
             t.start()
             self._threads.append(t)
@@ -83,6 +88,41 @@ class PlainRelay:
             self._inbound.put(("open", conn, None))
             threading.Thread(target=self._read_loop, args=(conn,), daemon=True).start()
 
+    def _io_loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        self._listener.setblocking(False)
+        sel.register(self._listener, selectors.EVENT_READ, None)
+        while not self._stopping.is_set():
+            reads = []
+            for key, _ in sel.select(0.2):
+                if key.data is None:
+                    try:
+                        while True:
+                            sock, _ = self._listener.accept()
+                            sock.setblocking(True)
+                            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                            conn = _Conn(next(self._ids), sock)
+                            self._inbound.put(("open", conn, None))
+                            sel.register(sock, selectors.EVENT_READ, conn)
+                    except OSError:  # BlockingIOError: no more waiting; other: listener closed
+                        continue
+                conn = key.data
+                try:
+                    data = conn.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                reads.append((conn, data))
+                if not data:
+                    try:
+                        sel.unregister(conn.sock)
+                    except (KeyError, ValueError):
+                        pass
+            if reads:
+                self._inbound.put(("reads", reads, None))
+        sel.close()
+
     def _read_loop(self, conn: _Conn) -> None:
         while True:
             try:
@@ -102,7 +142,13 @@ class PlainRelay:
                 except queue.Empty:
                     break
             out: dict[_Conn, list[bytes]] = defaultdict(list)
+            items = []
             for kind, conn, data in batch:
+                if kind == "reads":
+                    items.extend(("data", c, d) for c, d in conn)
+                else:
+                    items.append((kind, conn, data))
+            for kind, conn, data in items:
                 if kind == "stop":
                     return
                 if kind == "open":
