@@ -3,7 +3,8 @@
 Each notebook executes in a fresh python3 kernel (the ipykernel of the running interpreter) with
 SECURECHAT_FAST=1 (short repetitions) and MPLBACKEND=Agg, working directory notebooks/; any cell error fails the
 test, and so does a run over 60 s. (Jupyter's own kernel messaging uses loopback ports it picks itself; the notebooks
-open no sockets.) Cheap structural checks make sure the notebooks are committed without outputs and follow the course
+open no sockets of their own, except the last section of 00_tour, which replays its story over TCP on 127.0.0.1,
+port 0, and stops everything it started.) Cheap structural checks make sure the notebooks are committed without outputs and follow the course
 format.
 """
 
