@@ -22,8 +22,16 @@ def plot(results: dict, outdir: Path) -> list[Path]:
         labels = [f"{r['clients']}x{r['chat_size']}" for r in rows]
         x = range(len(rows))
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-        a.bar([i - 0.2 for i in x], [r["securechat"]["deliveries_per_s"] for r in rows], 0.4, label="securechat")
-        a.bar([i + 0.2 for i in x], [r["plaintext"]["deliveries_per_s"] for r in rows], 0.4, label="plaintext relay")
+        pyca = results.get("by_backend", {}).get("cryptography", {}).get("relay", {}).get("rows")
+        if pyca and len(pyca) == len(rows):
+            a.bar([i - 0.27 for i in x], [r["securechat"]["deliveries_per_s"] for r in rows], 0.27,
+                  label="securechat (pycryptodome)")
+            a.bar(list(x), [r["securechat"]["deliveries_per_s"] for r in pyca], 0.27, label="securechat (cryptography)")
+            a.bar([i + 0.27 for i in x], [r["plaintext"]["deliveries_per_s"] for r in rows], 0.27, label="plaintext relay")
+        else:
+            a.bar([i - 0.2 for i in x], [r["securechat"]["deliveries_per_s"] for r in rows], 0.4, label="securechat")
+            a.bar([i + 0.2 for i in x], [r["plaintext"]["deliveries_per_s"] for r in rows], 0.4,
+                  label="plaintext relay")
         a.axhline(15000, color="red", ls="--", lw=1, label="target 15k (50x5)")
         a.set_xticks(list(x), labels)
         a.set_xlabel("clients x chat size")

@@ -63,6 +63,35 @@ def tables(r: dict) -> str:
         out.append("|---|---|---|---|")
         for name, t in r["targets"].items():
             out.append(f"| {name} | {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
+    for name, other in r.get("by_backend", {}).items():
+        out.append(f"\n#### With the {name} AEAD backend (`--aead-backend both`, same run)\n")
+        if "relay" in other:
+            out.append("| clients x chat | securechat deliveries/s | p50 ms | p99 ms | lost | server CPU | generator CPU | "
+                       "plaintext deliveries/s | ratio |")
+            out.append("|---|---|---|---|---|---|---|---|---|")
+            for row in other["relay"]["rows"]:
+                s, p = row["securechat"], row["plaintext"]
+                out.append(f"| {row['clients']}x{row['chat_size']} | {s['deliveries_per_s']:,.0f} | {s['p50_ms']} | "
+                           f"{s['p99_ms']} | {s['lost']} | {s['server_cpu_s_per_s']} | "
+                           f"{s.get('generator_cpu_s_per_s', '-')} | {p['deliveries_per_s']:,.0f} | {row['ratio']} |")
+            e = other["relay"]["end_to_end_50x5"]
+            out.append(f"\nEnd to end 50x5 ({name}): {e['deliveries_per_s']:,.0f} deliveries/s, p50 {e['p50_ms']} ms, "
+                       f"p99 {e['p99_ms']} ms, lost {e['lost']}, server CPU {e['server_cpu_s_per_s']}, generator CPU "
+                       f"{e.get('generator_cpu_s_per_s', '-')}.\n")
+        if "class_session" in other:
+            c = other["class_session"]
+            out.append(f"Class session ({name}): {c['clients']} clients, {c['offered_messages_per_s']:.0f} msg/s for "
+                       f"{c['duration_s']:.0f} s: p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, max {c['max_ms']} ms, "
+                       f"lost {c['lost']}, RSS peak {c['rss_peak_mb']} MB, server CPU {c['server_cpu_s_per_s']}.\n")
+        if "signature_schemes" in other:
+            rec = ", ".join(f"{row['scheme']} {row['record_seal_plus_open_us']:.0f}"
+                            for row in other["signature_schemes"]["rows"])
+            out.append(f"Record seal+open µs ({name}): {rec}.\n")
+        if other.get("targets"):
+            out.append("| target | required | measured | met |")
+            out.append("|---|---|---|---|")
+            for tname, t in other["targets"].items():
+                out.append(f"| {tname} | {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
     return "\n".join(out)
 
 

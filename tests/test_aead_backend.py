@@ -280,3 +280,29 @@ def test_simulation_trace_bytes_are_identical_under_each_backend(keys: dict[str,
     assert len(reference[1][0]) == 5  # bob got alice's five messages in both runs
     if tamper:
         assert reference[1][1]  # the flipped record closed alice's connection, the same way in both
+
+
+# --- the relay's hand-built chat_message (same commit: the hot path the faster backend exposes) ------------------
+
+
+def test_relayed_chat_message_frame_is_byte_identical_to_the_codec() -> None:
+    """``server_relay.chat_message_frame`` skips the dataclass round; it must equal ``encode_frame`` exactly."""
+    from securechat.protocol import messages as m
+    from securechat.protocol.codec import decode_message, encode_frame
+    from securechat.protocol.server_relay import chat_message_frame
+
+    rng = random.Random(7)
+    for i in range(200):
+        hybrid = i % 3 == 0
+        names = tuple(f"user{j}" for j in range(rng.randrange(1, 5))) if hybrid else None
+        send = m.ChatSend(
+            rid=None if i % 2 else i, chat_id=rng.choice(["c" + "ab" * 16, "lobby", "salle-été-☃", 'q"\\\n']),
+            epoch=rng.randrange(1, 2**40), seq=rng.randrange(1, 2**32), ciphertext=rng.randbytes(rng.randrange(0, 3000)),
+            signature=rng.randbytes(rng.choice([64, 71, 256])), wrap_recipients=names,
+            wraps=tuple(rng.randbytes(256) for _ in names) if names else None)
+        sender = rng.choice(["alice", "bob", "u0001"])
+        expected = encode_frame(m.ChatMessage(
+            chat_id=send.chat_id, epoch=send.epoch, sender=sender, seq=send.seq, ciphertext=send.ciphertext,
+            signature=send.signature, wrap_recipients=send.wrap_recipients, wraps=send.wraps))
+        assert chat_message_frame(send, sender) == expected
+        assert isinstance(decode_message(expected[4:]), m.ChatMessage)
