@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
+from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .crypto.signatures import SignatureScheme
 from .emoji import render
@@ -304,7 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5050)
     parser.add_argument("--keys-dir", default=str(DEFAULT_ROOT), help="where user keys and pinned servers live")
     parser.add_argument("--server-key", metavar="FILE", help="server key file (from securechat-server --export-key)")
+    parser.add_argument("--post-quantum", action="store_true",
+                        help="use the X25519 + ML-KEM-768 hybrid handshake (PROTOCOL.md 4.4)")
+    parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
+                        help="AES-GCM implementation (byte-identical; cryptography must be installed)")
     args = parser.parse_args(argv)
+    try:
+        set_backend(args.aead_backend)
+    except RuntimeError as exc:
+        print(f"securechat-client: {exc}", file=sys.stderr)
+        return 2
     store = KeyStore(args.keys_dir)
     address = f"{args.host}:{args.port}"
     pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
@@ -313,10 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     def on_event(event: ev.Event) -> None:
         if shell is not None:
             shell.on_event(event)
-    client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event)
+    try:
+        client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event,
+                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519")
+    except (SecureChatError, OSError) as exc:
+        print(f"securechat-client: could not connect to {address}: {exc}", file=sys.stderr)
+        return 1
     shell = Shell(client, store)
     assert client.handshake is not None
-    shell.say(f"connected to {address}; server key {client.handshake.server_fingerprint}")
+    shell.say(f"connected to {address} ({client.handshake.key_exchange}); server key "
+              f"{client.handshake.server_fingerprint}")
     if client.handshake.first_use:
         shell.say("  first connection to this server: compare that fingerprint with the server's; pinned now")
         store.pin_server(address, client.handshake.server_key, client.handshake.server_scheme)

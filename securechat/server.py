@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
 from .keystore import write_server_key_file
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--password-workers", type=int, default=2, help="concurrent scrypt computations")
     parser.add_argument("--lobby", action=argparse.BooleanOptionalAction, default=True,
                         help="put every online user in the shared 'lobby' chat (hybrid mode; default: on)")
+    parser.add_argument("--require-post-quantum", action="store_true",
+                        help="refuse clients that do not use the X25519 + ML-KEM-768 hybrid handshake")
+    parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
+                        help="AES-GCM implementation for records (byte-identical; cryptography must be installed)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -45,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("server key protected by the default passphrase: set SECURECHAT_SERVER_PASSPHRASE")
     registry = SqliteRegistry(args.db)
     server_key = registry.load_or_create_server_key(passphrase)
-    config = ServerConfig(scrypt=ScryptParams(n=args.scrypt_n), lobby=args.lobby)
+    try:
+        set_backend(args.aead_backend)
+    except RuntimeError as exc:
+        print(f"securechat-server: {exc}", file=sys.stderr)
+        return 2
+    config = ServerConfig(scrypt=ScryptParams(n=args.scrypt_n), lobby=args.lobby,
+                          require_post_quantum=args.require_post_quantum)
     if args.export_key:
         write_server_key_file(args.export_key, server_key.public_der, server_key.scheme.value)
     server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,

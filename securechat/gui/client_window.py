@@ -246,7 +246,7 @@ class ClientWindow:
                 self.users.selection_set(i)
 
     def open_chat(self) -> None:
-        members = [self.users.get(i) for i in self.users.curselection()]
+        members = [self.users.get(i) for i in self.users.curselection()]  # type: ignore[no-untyped-call]
         client = self.client
         if not members or client is None:
             self._say("select one or more online users first", error=True)
@@ -260,7 +260,7 @@ class ClientWindow:
         mode, opened = result
         tab = self._tab(opened.chat_id)
         tab.set_mode(mode)
-        self.notebook.select(tab)
+        self.notebook.select(tab)  # type: ignore[no-untyped-call]
         for name in opened.offline:
             tab.system(f"{name} is offline: not added")
         for name in opened.unknown:

@@ -73,10 +73,12 @@ class TcpClient:
         trace: Callable[[ev.TraceEntry], None] | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         pins: dict[str, str] | None = None,
+        key_exchange: str = "x25519",
     ) -> None:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
-        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins)
+        # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
+        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange)
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self._on_event = on_event
         self._timeout = timeout

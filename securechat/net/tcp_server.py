@@ -131,9 +131,8 @@ class TcpServer:
             self._close_socket(conn)
         conns += late
         for conn in conns:
-            for thread in (conn.writer,):
-                if thread is not None:
-                    thread.join(timeout)
+            if conn.writer is not None:
+                conn.writer.join(timeout)
         self._password_pool.shutdown(wait=True, cancel_futures=True)
         self._key_pool.shutdown(wait=True, cancel_futures=True)
         if self._listener is not None:
