@@ -140,3 +140,48 @@ def test_stale_epoch_key_share_over_tcp(users) -> None:  # type: ignore[no-untyp
     got = bob.expect(ev.ChatReceived, lambda e: e.chat_id == cid)
     assert got.text == "still fine" and got.epoch == 2
     assert not [e for e in bob.seen if isinstance(e, (ev.ChatAborted, ev.MessageRejected))]
+
+
+@pytest.mark.parametrize("mode", ["server-key", "contributory", "hybrid"])
+def test_cbc_hmac_suite_over_tcp(users, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """Issue 4 s. 3: AES-256-CBC + HMAC-SHA256 (encrypt-then-MAC) is selectable per chat in every mode."""
+    alice, bob, carol = users
+    opened = alice.client.open_chat(["bob", "carol"], mode=mode, suite="aes-256-cbc-hmac-sha256")
+    for user in users:
+        keyed = user.expect(ev.ChatKeyed, lambda e: e.chat_id == opened.chat_id and e.epoch == 1)
+        assert keyed.suite == "aes-256-cbc-hmac-sha256"
+    alice.send(opened.chat_id, f"cbc in {mode}")
+    for user in (bob, carol):
+        got = user.expect(ev.ChatReceived, lambda e: e.chat_id == opened.chat_id)
+        assert got.text == f"cbc in {mode}"
+
+
+def test_lobby_over_tcp() -> None:
+    """Issue 4 s. 4: every online user is in the lobby; a message reaches everyone but the sender."""
+    from securechat.errors import ErrorCode
+    from securechat.net.tcp_client import RequestError
+
+    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
+                    config=ServerConfig(scrypt=FAST_SCRYPT, lobby=True)).start()
+    made: list[User] = []
+    try:
+        for name in NAMES:
+            made.append(User(srv, name).join())
+        alice, bob, carol = made
+        for user in made:
+            user.expect(ev.ChatKeyed, lambda e: e.chat_id == m.LOBBY_ID and e.members == NAMES)
+        alice.send(m.LOBBY_ID, "hello lobby")
+        for user in (bob, carol):
+            got = user.expect(ev.ChatReceived, lambda e: e.chat_id == m.LOBBY_ID)
+            assert (got.sender, got.text) == ("alice", "hello lobby")
+        with pytest.raises(RequestError) as refused:
+            bob.client.leave(m.LOBBY_ID)
+        assert refused.value.code is ErrorCode.UNEXPECTED_MESSAGE
+        carol.client.logout()
+        keyed = alice.expect(ev.ChatKeyed, lambda e: e.chat_id == m.LOBBY_ID and "carol" in e.left)
+        assert keyed.members == ("alice", "bob")
+        assert not [e for e in alice.seen + bob.seen if isinstance(e, ev.ChatReceived) and e.sender == "alice"]
+    finally:
+        for user in made:
+            user.client.close()
+        srv.stop()
