@@ -13,7 +13,9 @@ import queue
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from securechat.crypto.encoding import fingerprint
 from securechat.crypto.kdf import ScryptParams
@@ -29,6 +31,7 @@ from securechat.store import SqliteRegistry
 # seconds; the server's default stays 2^17 (see README, "crypto choices").
 DEMO_SCRYPT = ScryptParams(n=2**14, r=8, p=1)
 WAIT_SECONDS = 15.0
+E = TypeVar("E", bound=ev.Event)
 
 
 def say(text: str = "") -> None:
@@ -40,25 +43,16 @@ class Person:
 
     def __init__(self, name: str, scheme: SignatureScheme, server: TcpServer, pinned: tuple[bytes, str]) -> None:
         self.name, self.scheme = name, scheme
-        self.inbox: queue.Queue[ev.Event] = queue.Queue()
         self.wire: list[ev.TraceEntry] = []
         say(f"  {name}: generating keys (RSA-2048 for key wrapping, {scheme.value} for signatures) ...")
         self.keys = generate_user_keys(scheme)
         enc, sig = self.keys.fingerprints
         say(f"    encryption key {enc}\n    signing key    {sig}")
         host, port = server.address
-        self.client = TcpClient(host, port, server_key=pinned, on_event=self.inbox.put, trace=self.wire.append)
+        self.client = TcpClient(host, port, server_key=pinned, trace=self.wire.append)
 
-    def expect(self, kind: type, predicate=lambda e: True):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                event = self.inbox.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if isinstance(event, kind) and predicate(event):
-                return event
-        raise TimeoutError(f"{self.name} never saw {kind.__name__}")
+    def expect(self, kind: type[E], predicate: Callable[[E], bool] | None = None) -> E:
+        return self.client.wait_for(kind, predicate, timeout=WAIT_SECONDS)
 
     def last_record(self, direction: str) -> ev.TraceEntry:
         return [t for t in self.wire if t.layer == "record" and t.direction == direction][-1]
@@ -165,7 +159,7 @@ def run_story(server: TcpServer, pinned: tuple[bytes, str], people: list[Person]
     alice.client.send(chat, "Just the two of us again.")
     got = bob.expect(ev.ChatReceived, lambda e: e.epoch == keyed.epoch)
     time.sleep(0.2)
-    leaked = [e for e in iter_nowait(carol.inbox) if isinstance(e, ev.ChatReceived) and e.epoch >= keyed.epoch]
+    leaked = [e for e in iter_nowait(carol.client.events) if isinstance(e, ev.ChatReceived) and e.epoch >= keyed.epoch]
     assert not leaked, "carol must not receive messages after leaving"
     say(f"  bob: {got.text!r} (epoch {got.epoch}); carol received nothing (checked)")
 

@@ -17,7 +17,9 @@ import queue
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from securechat.crypto.encoding import fingerprint
 from securechat.crypto.kdf import ScryptParams
@@ -36,6 +38,7 @@ from securechat.store import SqliteRegistry
 # moment; the server's default stays 2^17 (README, "crypto choices").
 DEMO_SCRYPT = ScryptParams(n=2**14, r=8, p=1)
 WAIT_SECONDS = 15.0
+E = TypeVar("E", bound=ev.Event)
 ROUND_TYPES = ("share_committed", "key_share_delivery", "key_confirmed")
 
 
@@ -59,11 +62,10 @@ class Person:
 
     def __init__(self, name: str, scheme: SignatureScheme, server: TcpServer, pinned: tuple[bytes, str]) -> None:
         self.name = name
-        self.inbox: queue.Queue[ev.Event] = queue.Queue()
         self.received: list[m.Message] = []   # inner frames from the server, decoded
         self.sent: list[m.Message] = []       # inner frames to the server, decoded
         self.keys = generate_user_keys(scheme)
-        self.client = TcpClient(*server.address, server_key=pinned, on_event=self.inbox.put, trace=self._trace)
+        self.client = TcpClient(*server.address, server_key=pinned, trace=self._trace)
 
     def _trace(self, entry: ev.TraceEntry) -> None:
         if entry.layer != "inner":
@@ -75,16 +77,8 @@ class Person:
             return
         (self.sent if entry.direction == "send" else self.received).append(message)
 
-    def expect(self, kind: type, predicate=lambda e: True):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                event = self.inbox.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if isinstance(event, kind) and predicate(event):
-                return event
-        raise TimeoutError(f"{self.name} never saw {kind.__name__}")
+    def expect(self, kind: type[E], predicate: Callable[[E], bool] | None = None) -> E:
+        return self.client.wait_for(kind, predicate, timeout=WAIT_SECONDS)
 
     def rounds(self, chat_id: str) -> list[m.Message]:
         return [f for f in list(self.received) if f.TYPE in ROUND_TYPES and getattr(f, "chat_id", "") == chat_id]
@@ -201,7 +195,8 @@ def story_hybrid(alice: Person, bob: Person, carol: Person) -> None:
     texts = ("First hybrid message.", "Second one, under another fresh key.")
     for text in texts:
         alice.client.send(chat, text)
-        bob.expect(ev.ChatReceived, lambda e, t=text: e.chat_id == chat and e.text == t)
+        got = bob.expect(ev.ChatReceived, lambda e: e.chat_id == chat)
+        assert got.text == text
     deliveries = [f for f in list(bob.received) if isinstance(f, m.ChatMessage) and f.chat_id == chat]
     for n, (msg, text) in enumerate(zip(deliveries, texts), 1):
         assert msg.wrap_recipients and msg.wraps

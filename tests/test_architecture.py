@@ -41,7 +41,7 @@ def test_package_passes_mypy_strict() -> None:
     import subprocess
     import sys
 
-    targets = ["securechat"]
+    targets = ["securechat", "run_demo.py", "run_modes_demo.py"]
     result = subprocess.run([sys.executable, "-m", "mypy", "--strict", *targets], cwd=PACKAGE.parent,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

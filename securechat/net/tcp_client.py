@@ -14,13 +14,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
 from ..protocol.identity import UserKeys
 
+E = TypeVar("E", bound=ev.Event)
 READ_SIZE_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0  # a login at the OWASP scrypt cost behind a queue can take a few seconds
 
@@ -186,6 +187,22 @@ class TcpClient:
         with self._lock:
             chat = self.protocol.chats.get(chat_id)
             return int(getattr(chat, "epoch", 0))
+
+    def wait_for(self, kind: type[E], predicate: Callable[[E], bool] | None = None,
+                 timeout: float | None = None) -> E:
+        """Take events from ``events`` until one of type *kind* matching *predicate* arrives; return it.
+
+        Events taken on the way are discarded (they were also passed to ``on_event``). Raises TimeoutError.
+        """
+        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                continue
+            if isinstance(event, kind) and (predicate is None or predicate(event)):
+                return event
+        raise TimeoutError(f"no {kind.__name__} within the timeout")
 
     def wait_for_key(self, chat_id: str, epoch: int) -> None:
         """Wait until *chat_id* is usable at *epoch* or later: a ChatKeyed for it arrived (server-key: key
