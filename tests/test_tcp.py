@@ -271,3 +271,16 @@ def test_modes_over_tcp_wait_for_the_agreed_key_and_detect_a_changed_pin(server,
     finally:
         for user in (alice, bob, carol):
             user.client.close()
+
+
+def test_wait_for_returns_the_matching_event_and_times_out(server, keys):
+    alice = User(server, "alice", keys["alice"]).join()
+    bob = User(server, "bob", keys["bob"]).join()
+    try:
+        online = alice.client.wait_for(ev.PresenceChanged, lambda e: e.username == "bob")
+        assert online.online is True
+        with pytest.raises(TimeoutError):
+            alice.client.wait_for(ev.ChatReceived, timeout=0.3)
+    finally:
+        alice.client.close()
+        bob.client.close()
