@@ -7,6 +7,8 @@ bounded; the server, the Tk root and Xvfb are stopped in the fixture's teardown.
 
 from __future__ import annotations
 
+import gc
+
 import os
 import shutil
 import subprocess
@@ -141,3 +143,7 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
         assert ARTIFACT.stat().st_size > 10_000
     finally:
         app.close()
+        # Tk variables must be freed on the thread that made them: collect them here, on the main thread,
+        # not later in some other test's thread (which Tk reports as "main thread is not in main loop").
+        del app
+        gc.collect()
