@@ -29,7 +29,10 @@ from .channel import (
     transcript_hash,
 )
 from .chats import ChatBook
-from .codec import MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, split_frames
+from .codec import (
+    MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
+    record_payload, split_frames,
+)
 from .constructions import login_proof_bytes, register_proof_bytes
 from .identity import UserKeys
 from .fields import normalize_username as _normalize
@@ -262,7 +265,7 @@ class ClientProtocol:
         size = 0
         for data in self._inner + [b""]:
             if batch and (not data or size + len(data) > MAX_RECORD_PLAINTEXT_BYTES):
-                record = encode_frame(m.Record(data=self._records.seal(b"".join(batch))))
+                record = encode_record_frame(self._records.seal(b"".join(batch)))
                 self._tracing("send", "record", "record", record)
                 self._out += record
                 batch, size = [], 0
@@ -283,6 +286,10 @@ class ClientProtocol:
     # --- internals: receiving ---------------------------------------------------------------------------------
 
     def _receive_frame(self, body: bytes) -> None:
+        if self._records is not None and (data := record_payload(body)) is not None:
+            self._tracing("receive", "record", "record", body)  # the record hot path (codec.record_payload)
+            self._receive_record(data)
+            return
         message = decode_message(body)
         self._tracing("receive", "record" if message.TYPE == "record" else "clear", message.TYPE, body)
         if isinstance(message, m.Error) and self._records is None:
@@ -291,11 +298,17 @@ class ClientProtocol:
         elif isinstance(message, m.ServerHello):
             self._on_server_hello(message)
         elif isinstance(message, m.Record) and self._records is not None:
-            for inner in split_frames(self._records.open(message.data)):
-                self._tracing("receive", "inner", "", inner)
-                self._receive_inner(decode_message(inner))
+            self._receive_record(message.data)
         else:
             raise RemoteProtocolError(f"{message.TYPE} is not allowed here", ErrorCode.UNEXPECTED_MESSAGE)
+
+    def _receive_record(self, sealed: bytes) -> None:
+        assert self._records is not None
+        for inner in split_frames(self._records.open(sealed)):
+            self._tracing("receive", "inner", "", inner)
+            self._receive_inner(decode_message(inner))
+            if self.closed:
+                return
 
     def _on_server_hello(self, hello: m.ServerHello) -> None:
         self.state = next_client_state(self.state, RECEIVE, "server_hello")

@@ -7,6 +7,8 @@ allowed when (``states.py``), touch keys, sockets or clocks.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import struct
@@ -14,7 +16,7 @@ from typing import Any
 
 from ..errors import ErrorCode, RemoteProtocolError
 from .fields import Optional, bad
-from .messages import MESSAGE_TYPES, Message
+from .messages import MESSAGE_TYPES, Message, Record
 
 HEADER_BYTES = 4
 # PROTOCOL.md 3.1: before the channel is up only hellos and errors travel; 16 KiB is twenty times the largest.
@@ -89,19 +91,31 @@ def message_from_dict(value: dict[str, Any]) -> Message:
         RemoteProtocolError: BAD_FIELD for an unknown, missing or malformed field.
     """
     cls = MESSAGE_TYPES[value["type"]]
-    fields = {fld.name: fld for fld in dataclasses.fields(cls)}
-    extra = set(value) - set(fields) - {"type"}
-    if extra:
-        raise bad(sorted(extra)[0], "unknown field")
+    fields, names = _schema(cls)
+    if not names.issuperset(value):
+        raise bad(sorted(set(value) - names)[0], "unknown field")
     kwargs: dict[str, Any] = {}
-    for name, fld in fields.items():
+    for name, kind, optional in fields:
         if name not in value:
             # PROTOCOL.md 3.2: only fields marked optional may be absent; defaults are for senders only.
-            if not isinstance(fld.metadata["kind"], Optional):
+            if not optional:
                 raise bad(name, "missing")
             continue
-        kwargs[name] = fld.metadata["kind"].decode(name, value[name])
+        kwargs[name] = kind.decode(name, value[name])
     return cls(**kwargs)
+
+
+_SCHEMAS: dict[type[Message], tuple[tuple[tuple[str, Any, bool], ...], frozenset[str]]] = {}
+
+
+def _schema(cls: type[Message]) -> tuple[tuple[tuple[str, Any, bool], ...], frozenset[str]]:
+    """Each message class's (name, kind, optional) fields and allowed keys, computed once (the relay hot path)."""
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        fields = tuple((f.name, f.metadata["kind"], isinstance(f.metadata["kind"], Optional))
+                       for f in dataclasses.fields(cls))
+        schema = _SCHEMAS[cls] = (fields, frozenset(name for name, _, _ in fields) | {"type"})
+    return schema
 
 
 def decode_message(body: bytes) -> Message:
@@ -201,3 +215,47 @@ class FrameDecoder:
     def truncated(self) -> bool:
         """True if the stream ended inside a frame (THREATS.md 1, 2)."""
         return self.eof and bool(self._buffer)
+
+
+# --- the record hot path (PROTOCOL.md 5.1) -------------------------------------------------------------------
+# Every frame after the handshake is a record, so its two common directions skip the general machinery. Both
+# are pure optimisations: ``encode_record_frame`` is byte-identical to ``encode_frame(Record(data=...))`` and
+# ``record_payload`` accepts only what ``decode_message`` would accept as a Record (anything else returns None
+# and goes through the strict general path). tests/test_codec.py checks both claims.
+_RECORD_PREFIX = b'{"type":"record","data":"'
+_RECORD_SUFFIX = b'"}'
+_RECORD_MAX_BYTES = 1024 * 1024  # messages.Record.data's Blob limit
+
+
+def encode_record_frame(sealed: bytes) -> bytes:
+    body = _RECORD_PREFIX + base64.b64encode(sealed) + _RECORD_SUFFIX
+    return _LENGTH.pack(len(body)) + body
+
+
+def record_payload(body: bytes) -> bytes | None:
+    """The sealed bytes of a record frame in its canonical compact form, or None if the body is anything else."""
+    if not (body.startswith(_RECORD_PREFIX) and body.endswith(_RECORD_SUFFIX)):
+        return None
+    text = body[len(_RECORD_PREFIX):-len(_RECORD_SUFFIX)]
+    try:
+        data = binascii.a2b_base64(text, strict_mode=True)
+    except binascii.Error:
+        return None
+    if len(data) > _RECORD_MAX_BYTES or base64.b64encode(data) != text:
+        return None  # too long or non-canonical base64: let the general path give its precise error
+    return data
+
+
+def record_data(body: bytes) -> tuple[bytes, str]:
+    """The sealed bytes of a frame that must be a record, and its type (for tracing).
+
+    Raises:
+        RemoteProtocolError: as ``decode_message``, or UNEXPECTED_MESSAGE for a valid frame of another type.
+    """
+    data = record_payload(body)
+    if data is not None:
+        return data, Record.TYPE
+    message = decode_message(body)
+    if not isinstance(message, Record):
+        raise RemoteProtocolError(f"{message.TYPE} outside a record", ErrorCode.UNEXPECTED_MESSAGE)
+    return message.data, Record.TYPE

@@ -31,8 +31,8 @@ from .channel import (
     transcript_hash,
 )
 from .codec import (
-    MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, message_from_dict,
-    parse_json, split_frames,
+    MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
+    message_from_dict, parse_json, record_data, split_frames,
 )
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey, make_decoys
 from .limits import LoginThrottle, ServerConfig, TokenBucket
@@ -219,11 +219,9 @@ class ServerProtocol:
                 raise RemoteProtocolError(f"{message.TYPE} before the handshake", ErrorCode.UNEXPECTED_MESSAGE)
             self._on_client_hello(p, message)
             return
-        record = decode_message(body)
-        self._tracing(p, "receive", "record", record.TYPE, body)
-        if not isinstance(record, m.Record):
-            raise RemoteProtocolError(f"{record.TYPE} outside a record", ErrorCode.UNEXPECTED_MESSAGE)
-        frames = split_frames(p.records.open(record.data))
+        data, kind = record_data(body)
+        self._tracing(p, "receive", "record", kind, body)
+        frames = split_frames(p.records.open(data))
         if len(frames) > MAX_INNER_FRAMES_PER_RECORD:
             raise RemoteProtocolError("too many frames in one record", ErrorCode.BAD_FRAME)
         for inner in frames:
@@ -344,7 +342,7 @@ class ServerProtocol:
             while end < len(p.inner) and (end == start or size + len(p.inner[end]) <= MAX_RECORD_PLAINTEXT_BYTES):
                 size += len(p.inner[end])
                 end += 1
-            record = encode_frame(m.Record(data=p.records.seal(b"".join(p.inner[start:end]))))
+            record = encode_record_frame(p.records.seal(b"".join(p.inner[start:end])))
             if self._trace is not None:
                 self._tracing(p, "send", "record", "record", record)
             p.out += record
