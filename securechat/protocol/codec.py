@@ -73,7 +73,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         value = json.loads(
             body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
         )
-        _depth(value, MAX_JSON_DEPTH)
+        if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:  # fewer brackets cannot nest deeper (hot path)
+            _depth(value, MAX_JSON_DEPTH)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise RemoteProtocolError("frame body is not valid JSON", ErrorCode.BAD_JSON) from None
     if not isinstance(value, dict):
