@@ -11,25 +11,18 @@ from __future__ import annotations
 
 import queue
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from securechat.crypto.encoding import fingerprint
-from securechat.crypto.kdf import ScryptParams
 from securechat.crypto.signatures import SignatureScheme
 from securechat.net.tcp_client import RequestError, TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import SqliteRegistry
+from securechat.demo import DEMO_SCRYPT, demo_server
 
-# The demo lowers scrypt from OWASP's N=2^17 to 2^14 so three registrations and logins take a moment, not
-# seconds; the server's default stays 2^17 (see README, "crypto choices").
-DEMO_SCRYPT = ScryptParams(n=2**14, r=8, p=1)
 WAIT_SECONDS = 15.0
 E = TypeVar("E", bound=ev.Event)
 
@@ -73,12 +66,11 @@ def excerpt(entry: ev.TraceEntry) -> str:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        say("== 1. The server starts on a free loopback port, with its registry in SQLite")
-        registry = SqliteRegistry(Path(tmp) / "demo.db")
-        server_key = registry.load_or_create_server_key("demo-passphrase")
-        server = TcpServer(server_key=server_key, registry=registry, config=ServerConfig(scrypt=DEMO_SCRYPT)).start()
+    say("== 1. The server starts on a free loopback port, with its registry in SQLite")
+    with demo_server(lobby=False) as (server, server_key):
         pinned = (server_key.public_der, server_key.scheme.value)
+        say(f"  passwords: scrypt N=2^{DEMO_SCRYPT.n.bit_length() - 1} for the demo (the server's default is "
+            f"OWASP's 2^17)")
         say(f"  listening on {server.address[0]}:{server.address[1]}")
         say(f"  server signing key ({server_key.scheme.value}) fingerprint {fingerprint(server_key.public_der)}")
         people: list[Person] = []
@@ -87,8 +79,6 @@ def main() -> int:
         finally:
             for person in people:
                 person.client.close()
-            server.stop()
-            registry.close()
     say("\nEverything stopped. The demo is over.")
     return 0
 

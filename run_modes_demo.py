@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import queue
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from securechat.crypto.encoding import fingerprint
-from securechat.crypto.kdf import ScryptParams
 from securechat.crypto.signatures import SignatureScheme
 from securechat.crypto.wrap import unwrap_key
 from securechat.net.tcp_client import TcpClient
@@ -31,12 +28,8 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.codec import decode_message
 from securechat.protocol.identity import generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import SqliteRegistry
+from securechat.demo import DEMO_SCRYPT, demo_server
 
-# Like run_demo.py, the demo lowers scrypt from OWASP's N=2^17 to 2^14 so registrations and logins take a
-# moment; the server's default stays 2^17 (README, "crypto choices").
-DEMO_SCRYPT = ScryptParams(n=2**14, r=8, p=1)
 WAIT_SECONDS = 15.0
 E = TypeVar("E", bound=ev.Event)
 ROUND_TYPES = ("share_committed", "key_share_delivery", "key_confirmed")
@@ -94,13 +87,11 @@ class Person:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        say("== 0. A server on a free loopback port, with the lobby switched on (securechat-server --lobby)")
-        registry = SqliteRegistry(Path(tmp) / "modes.db")
-        server_key = registry.load_or_create_server_key("demo-passphrase")
-        server = TcpServer(server_key=server_key, registry=registry,
-                           config=ServerConfig(scrypt=DEMO_SCRYPT, lobby=True)).start()
+    say("== 0. A server on a free loopback port, with the lobby switched on (securechat-server --lobby)")
+    with demo_server(lobby=True) as (server, server_key):
         pinned = (server_key.public_der, server_key.scheme.value)
+        say(f"  passwords: scrypt N=2^{DEMO_SCRYPT.n.bit_length() - 1} for the demo (the server's default is "
+            f"OWASP's 2^17)")
         say(f"  listening on {server.address[0]}:{server.address[1]}; server key {fingerprint(server_key.public_der)}")
         people: list[Person] = []
         try:
@@ -108,8 +99,6 @@ def main() -> int:
         finally:
             for person in people:
                 person.client.close()
-            server.stop()
-            registry.close()
     say("\nEverything stopped. The demo is over.")
     return 0
 
