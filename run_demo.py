@@ -18,10 +18,9 @@ from typing import TypeVar
 from securechat.crypto.encoding import fingerprint
 from securechat.crypto.signatures import SignatureScheme
 from securechat.net.tcp_client import RequestError, TcpClient
-from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
-from securechat.demo import DEMO_SCRYPT, demo_server
+from securechat.demo import COST_LINE, Demo, demo_server
 
 WAIT_SECONDS = 15.0
 E = TypeVar("E", bound=ev.Event)
@@ -34,15 +33,15 @@ def say(text: str = "") -> None:
 class Person:
     """A TcpClient plus the events and wire frames it saw, for narration."""
 
-    def __init__(self, name: str, scheme: SignatureScheme, server: TcpServer, pinned: tuple[bytes, str]) -> None:
+    def __init__(self, name: str, scheme: SignatureScheme, demo: Demo) -> None:
         self.name, self.scheme = name, scheme
         self.wire: list[ev.TraceEntry] = []
         say(f"  {name}: generating keys (RSA-2048 for key wrapping, {scheme.value} for signatures) ...")
         self.keys = generate_user_keys(scheme)
         enc, sig = self.keys.fingerprints
         say(f"    encryption key {enc}\n    signing key    {sig}")
-        host, port = server.address
-        self.client = TcpClient(host, port, server_key=pinned, trace=self.wire.append)
+        self.client = TcpClient(*demo.server.address, server_key=demo.pinned, trace=self.wire.append)
+        demo.clients.append(self.client)  # closed when the demo ends
 
     def expect(self, kind: type[E], predicate: Callable[[E], bool] | None = None) -> E:
         return self.client.wait_for(kind, predicate, timeout=WAIT_SECONDS)
@@ -67,27 +66,22 @@ def excerpt(entry: ev.TraceEntry) -> str:
 
 def main() -> int:
     say("== 1. The server starts on a free loopback port, with its registry in SQLite")
-    with demo_server(lobby=False) as (server, server_key):
-        pinned = (server_key.public_der, server_key.scheme.value)
-        say(f"  passwords: scrypt N=2^{DEMO_SCRYPT.n.bit_length() - 1} for the demo (the server's default is "
-            f"OWASP's 2^17)")
+    with demo_server(lobby=False) as demo:
+        server, server_key = demo.server, demo.server_key
+        say(COST_LINE)
         say(f"  listening on {server.address[0]}:{server.address[1]}")
         say(f"  server signing key ({server_key.scheme.value}) fingerprint {fingerprint(server_key.public_der)}")
-        people: list[Person] = []
-        try:
-            run_story(server, pinned, people)
-        finally:
-            for person in people:
-                person.client.close()
+        run_story(demo)
     say("\nEverything stopped. The demo is over.")
     return 0
 
 
-def run_story(server: TcpServer, pinned: tuple[bytes, str], people: list[Person]) -> None:
+def run_story(demo: Demo) -> None:
+    people: list[Person] = []
     say("\n== 2. alice, bob and carol connect, register and log in")
     for name, scheme in (("alice", SignatureScheme.RSA_PSS_SHA256), ("bob", SignatureScheme.DSA_SHA256),
                          ("carol", SignatureScheme.RSA_PSS_SHA256)):
-        person = Person(name, scheme, server, pinned)
+        person = Person(name, scheme, demo)
         people.append(person)
         hs = person.client.handshake
         assert hs is not None

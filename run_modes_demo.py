@@ -23,12 +23,11 @@ from securechat.crypto.encoding import fingerprint
 from securechat.crypto.signatures import SignatureScheme
 from securechat.crypto.wrap import unwrap_key
 from securechat.net.tcp_client import TcpClient
-from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.codec import decode_message
 from securechat.protocol.identity import generate_user_keys
-from securechat.demo import DEMO_SCRYPT, demo_server
+from securechat.demo import COST_LINE, Demo, demo_server
 
 WAIT_SECONDS = 15.0
 E = TypeVar("E", bound=ev.Event)
@@ -53,12 +52,13 @@ def short(data: bytes) -> str:
 class Person:
     """A TcpClient, the events it saw and the inner frames it received (to narrate the rounds)."""
 
-    def __init__(self, name: str, scheme: SignatureScheme, server: TcpServer, pinned: tuple[bytes, str]) -> None:
+    def __init__(self, name: str, scheme: SignatureScheme, demo: Demo) -> None:
         self.name = name
         self.received: list[m.Message] = []   # inner frames from the server, decoded
         self.sent: list[m.Message] = []       # inner frames to the server, decoded
         self.keys = generate_user_keys(scheme)
-        self.client = TcpClient(*server.address, server_key=pinned, trace=self._trace)
+        self.client = TcpClient(*demo.server.address, server_key=demo.pinned, trace=self._trace)
+        demo.clients.append(self.client)  # closed when the demo ends
 
     def _trace(self, entry: ev.TraceEntry) -> None:
         if entry.layer != "inner":
@@ -88,25 +88,20 @@ class Person:
 
 def main() -> int:
     say("== 0. A server on a free loopback port, with the lobby switched on (securechat-server --lobby)")
-    with demo_server(lobby=True) as (server, server_key):
-        pinned = (server_key.public_der, server_key.scheme.value)
-        say(f"  passwords: scrypt N=2^{DEMO_SCRYPT.n.bit_length() - 1} for the demo (the server's default is "
-            f"OWASP's 2^17)")
+    with demo_server(lobby=True) as demo:
+        server, server_key = demo.server, demo.server_key
+        say(COST_LINE)
         say(f"  listening on {server.address[0]}:{server.address[1]}; server key {fingerprint(server_key.public_der)}")
-        people: list[Person] = []
-        try:
-            run_story(server, pinned, people)
-        finally:
-            for person in people:
-                person.client.close()
+        run_story(demo)
     say("\nEverything stopped. The demo is over.")
     return 0
 
 
-def run_story(server: TcpServer, pinned: tuple[bytes, str], people: list[Person]) -> None:
+def run_story(demo: Demo) -> None:
+    people: list[Person] = []
     for name, scheme in (("alice", SignatureScheme.ED25519), ("bob", SignatureScheme.ECDSA_P256_SHA256),
                          ("carol", SignatureScheme.RSA_PSS_SHA256)):
-        person = Person(name, scheme, server, pinned)
+        person = Person(name, scheme, demo)
         people.append(person)
         person.client.register(name, f"pw-{name}-modes", person.keys)
         person.client.login(name, f"pw-{name}-modes", person.keys)
