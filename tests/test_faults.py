@@ -48,7 +48,7 @@ class ServerProcess:
     def __init__(self, tmp: Path, *extra: str) -> None:
         self.db, self.key_file = tmp / "db.sqlite", tmp / "key.json"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "securechat.server", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db),
+            [sys.executable, "-m", "securechat.server", "--allow-default-passphrase", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db),
              "--export-key", str(self.key_file), "--scrypt-n", "1024", *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
