@@ -3,7 +3,7 @@
 Owns: the database schema, atomic registration writes, and loading or creating the server key. Must not:
 store private keys of users (it never receives them), passwords (only scrypt records) or any message.
 
-Durability (THREATS.md 51-53): WAL journal with ``synchronous=FULL``, so an acknowledged registration has
+Durability (docs/THREATS.md 51-53): WAL journal with ``synchronous=FULL``, so an acknowledged registration has
 reached the disk before ``registered`` is sent; every write is one transaction, so a server killed at any
 instant leaves each user fully registered or absent. A write that fails (disk full, read-only file) raises
 StorageFailed and changes nothing.
@@ -91,7 +91,7 @@ class SqliteRegistry:
     """The Registry contract in one SQLite file. Thread-safe: one connection behind a lock.
 
     The database and its WAL and shared-memory files are owner-only (0600): they hold password records and,
-    unless ``key_file`` keeps it apart, the server's encrypted CA key (THREATS.md 52, PROTOCOL.md 6.5)."""
+    unless ``key_file`` keeps it apart, the server's encrypted CA key (docs/THREATS.md 52, PROTOCOL.md 6.5)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -142,7 +142,7 @@ class SqliteRegistry:
 
     def load_or_create_server_key(self, passphrase: str, *, key_file: str | Path | None = None,
                                   random_bytes: RandomBytes = os.urandom) -> ServerKey:
-        """The server's signing key survives restarts, so pinned clients keep trusting it (THREATS.md 52).
+        """The server's signing key survives restarts, so pinned clients keep trusting it (docs/THREATS.md 52).
 
         With *key_file* the key lives in its own owner-only file (encrypted PKCS#8 in JSON), so deleting or
         resetting the database keeps the server's identity: the file is read if it exists; otherwise the key
