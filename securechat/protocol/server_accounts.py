@@ -17,7 +17,7 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import server_modes
-from .jobs import LoginJob, RegisterJob
+from .jobs import Job, LoginJob, RegisterJob
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -98,7 +98,7 @@ def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
     return True
 
 
-def release_password_job(server: ServerProtocol, job_or_address: LoginJob | RegisterJob | str) -> None:
+def release_password_job(server: ServerProtocol, job_or_address: Job | str) -> None:
     """A password job finished (or was refused after admission): its slot is free again."""
     address = job_or_address if isinstance(job_or_address, str) else job_or_address.address
     server.pending_password_jobs -= 1
