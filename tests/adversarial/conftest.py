@@ -45,6 +45,11 @@ def fresh_name(prefix: str = "u") -> str:
     return f"{prefix}{next(_names)}"
 
 
+# Every script registers fresh names from 127.0.0.1 on one module-wide server; the per-address registration
+# budget (PROTOCOL.md 6.1) is tested on its own in test_c_auth.py, so these servers raise it.
+LOOPBACK_REGISTRATIONS = 100_000.0
+
+
 @pytest.fixture(scope="session")
 def key_pool() -> list[UserKeys]:
     """Key generation (RSA-2048) is slow: a few key sets per session, reused under many usernames."""
@@ -57,10 +62,20 @@ def keys(key_pool: list[UserKeys]) -> UserKeys:
     return key_pool[0]
 
 
+@pytest.fixture
+def make_server(make_server: Callable[..., TcpServer]) -> Callable[..., TcpServer]:
+    """tests/conftest.py's ``make_server``, with loopback registrations unthrottled (the scripts register many)."""
+    def make(**config: Any) -> TcpServer:
+        config.setdefault("registration_burst_per_address", LOOPBACK_REGISTRATIONS)
+        return make_server(**config)
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[TcpServer]:
     """One default-config server per module (scripts that need other limits use ``make_server``)."""
-    srv = start_server()
+    srv = start_server(registration_burst_per_address=LOOPBACK_REGISTRATIONS)
     yield srv
     srv.stop()
 
