@@ -188,8 +188,9 @@ def course(labs: Sequence[str]) -> Iterator[Course]:
 
 
 def release(outdir: Path, labs: Sequence[str] | None = None) -> list[Path]:
-    """Write the student bundle into *outdir*: for every lab, ``LAB/README.md`` (the handout) and ``LAB/LAB.ipynb``
-    (the student notebook: stubs instead of solutions, no hidden tests, no outputs). Returns the notebooks."""
+    """Write the student bundle into *outdir*: for every lab, its handout (the lab's README, markdown) and
+    ``LAB/LAB.ipynb`` (the student notebook: stubs instead of solutions, no hidden tests, no outputs). Returns the
+    notebooks."""
     names = list(labs) if labs else lab_names()
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
