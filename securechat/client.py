@@ -23,7 +23,9 @@ from .errors import SecureChatError
 from .keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
+from .crypto.aead import CipherSuite
 from .protocol.messages import CHAT_MODES, LOBBY_ID
+from .protocol.names import CONTRIBUTORY_MODES, ChatMode, KeyExchange
 
 SCHEME_ALIASES = {"rsa": SignatureScheme.RSA_PSS_SHA256, "dsa": SignatureScheme.DSA_SHA256,
                   "ecdsa": SignatureScheme.ECDSA_P256_SHA256, "ed25519": SignatureScheme.ED25519}
@@ -48,7 +50,13 @@ HELP = """commands:
   anything else                 is sent, encrypted and signed, to the current chat"""
 
 
-SUITES = ("aes-256-gcm", "aes-256-cbc-hmac-sha256")
+SUITES = tuple(suite.value for suite in CipherSuite)
+KEY_NOTES: dict[str, str] = {
+    ChatMode.SERVER_KEY: "new key verified",
+    ChatMode.CONTRIBUTORY: "key agreed by every member and confirmed",
+    ChatMode.CONTRIBUTORY_XOR: "XOR key agreed (INSECURE variant)",
+    ChatMode.HYBRID: "membership verified (a fresh key per message)",
+}
 XOR_WARNING = ("!!! INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key. contributory-xor "
                "derives the key as the XOR of the shares; use --mode contributory for the real derivation")
 RULE = "!" * 78
@@ -79,9 +87,7 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatKeyed():
             change = f"; joined {', '.join(event.joined)}" if event.joined else ""
             change += f"; left {', '.join(event.left)}" if event.left else ""
-            what = {"server-key": "new key verified", "contributory": "key agreed by every member and confirmed",
-                    "contributory-xor": "XOR key agreed (INSECURE variant)",
-                    "hybrid": "membership verified (a fresh key per message)"}.get(event.mode, "new key verified")
+            what = KEY_NOTES.get(event.mode, "new key verified")
             name = "lobby" if event.chat_id == LOBBY_ID else f"chat {event.chat_id[:8]}"
             return (f"* {name} [{event.mode}, {event.suite}] epoch {event.epoch}: members {', '.join(event.members)}"
                     f" ({event.reason} by {event.actor}{change}); {what}")
@@ -119,7 +125,7 @@ class Shell:
         line = describe(event)
         if line:
             self.say(line)
-        if isinstance(event, ev.ChatKeyed) and event.mode == "contributory-xor" and event.epoch == 1 \
+        if isinstance(event, ev.ChatKeyed) and event.mode == ChatMode.CONTRIBUTORY_XOR and event.epoch == 1 \
                 and event.actor != self.client.protocol.username:
             self.say(XOR_WARNING)
         if isinstance(event, ev.PeerKeyPinned):
@@ -189,7 +195,7 @@ class Shell:
         self.say(f"{args[0]} is {'online' if self.client.status(args[0]) else 'offline'}")
 
     def cmd_chat(self, args: list[str]) -> None:
-        options = {"--mode": "server-key", "--suite": "aes-256-gcm"}
+        options: dict[str, str] = {"--mode": ChatMode.SERVER_KEY, "--suite": CipherSuite.AES_256_GCM}
         names: list[str] = []
         i = 0
         while i < len(args):
@@ -215,9 +221,9 @@ class Shell:
         if not names:
             self.say("! usage: /chat [--mode MODE] [--suite SUITE] NAME [NAME...]")
             return
-        if mode == "contributory-xor":
+        if mode == ChatMode.CONTRIBUTORY_XOR:
             self.say(XOR_WARNING)
-        if mode in ("contributory", "contributory-xor"):
+        if mode in CONTRIBUTORY_MODES:
             self.say(f"  {mode}: running the key agreement rounds with the members ...")
         opened = self.client.open_chat(names, mode=mode, suite=suite)
         self.current = opened.chat_id
@@ -325,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             shell.on_event(event)
     try:
         client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event,
-                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519")
+                           key_exchange=KeyExchange.X25519_MLKEM768 if args.post_quantum else KeyExchange.X25519)
     except (SecureChatError, OSError) as exc:
         print(f"securechat-client: could not connect to {address}: {exc}", file=sys.stderr)
         return 1

@@ -43,6 +43,7 @@ from typing import Any
 from .crypto.kdf import FAST_SCRYPT
 from .crypto.signatures import SignatureScheme
 from .errors import SecureChatError
+from .protocol.names import ChatMode
 from .protocol import events as ev
 from .protocol.identity import UserKeys, generate_user_keys
 from .protocol.limits import ServerConfig
@@ -65,7 +66,7 @@ class OpenChat:
 
     user: str
     members: tuple[str, ...]
-    mode: str = "server-key"
+    mode: str = ChatMode.SERVER_KEY
     suite: str = "aes-256-gcm"
     label: str = "c1"
 

@@ -17,6 +17,7 @@ from ..crypto.signatures import SignatureScheme
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
 from ..protocol.messages import CHAT_MODES, LOBBY_ID
+from ..protocol.names import CONTRIBUTORY_MODES
 from .chat_tab import ChatTab
 
 SCHEMES = (("RSA-PSS", SignatureScheme.RSA_PSS_SHA256), ("DSA", SignatureScheme.DSA_SHA256))
@@ -252,7 +253,7 @@ class ClientWindow:
             self._say("select one or more online users first", error=True)
             return
         mode = self.mode_var.get()
-        rounds = " (commit, reveal, confirm rounds)" if mode.startswith("contributory") else ""
+        rounds = " (commit, reveal, confirm rounds)" if mode in CONTRIBUTORY_MODES else ""
         self._call(f"opening a {mode} chat with {', '.join(members)}{rounds} ...",
                    lambda: (mode, client.open_chat(members, mode=mode)), self._opened)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
+from ..protocol.names import ChatMode, KeyExchange
 from ..protocol.identity import UserKeys
 
 E = TypeVar("E", bound=ev.Event)
@@ -74,11 +75,11 @@ class TcpClient:
         trace: Callable[[ev.TraceEntry], None] | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         pins: dict[str, str] | None = None,
-        key_exchange: str = "x25519",
+        key_exchange: str = KeyExchange.X25519,
     ) -> None:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
-        # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
+        # key_exchange: KeyExchange.X25519 (default) or X25519_MLKEM768, the post-quantum hybrid (PROTOCOL.md 4.4)
         self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange)
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self._on_event = on_event
@@ -115,7 +116,7 @@ class TcpClient:
     def status(self, username: str) -> bool:
         return self._call(lambda p: p.status(username)).online  # type: ignore[attr-defined, no-any-return]
 
-    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
                   suite: str = "aes-256-gcm") -> ev.ChatOpened:
         """Open a chat and wait until it is usable: for contributory modes only after the commit, reveal and
         confirmation rounds (a ChatKeyed for it); raises ChatAbortedError if the agreement aborts."""

@@ -327,4 +327,4 @@ class ChatBook:
 
 
 def _rejected(chat_id: str, sender: str, code: ErrorCode | str, reason: str) -> ev.MessageRejected:
-    return ev.MessageRejected(chat_id=chat_id, sender=sender, code=str(code), reason=reason)
+    return ev.MessageRejected(chat_id=chat_id, sender=sender, code=ErrorCode(code), reason=reason)

@@ -19,11 +19,12 @@ from ..crypto.exchange import generate_ephemeral, shared_secret
 from ..crypto.keys import load_public_key, public_key_der
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key
-from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SecureChatError
+from ..errors import FATAL_CODES, ErrorCode, error_code, LocalProtocolError, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import modes
 from ..crypto.kem import decapsulate, generate_kem_key
+from .names import ChatMode, KeyExchange
 from .channel import (
     HYBRID_KEM, KEM_CONTEXT, X25519, RecordLayer, derive_channel_keys, handshake_secret, server_signed_bytes,
     transcript_hash,
@@ -66,13 +67,13 @@ class ClientProtocol:
         random_bytes: RandomBytes = os.urandom,
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
-        key_exchange: str = "x25519",
+        key_exchange: str = KeyExchange.X25519,
     ) -> None:
         self.state = ClientState.IDLE
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
-        self.key_exchange = key_exchange  # PROTOCOL.md 4.4: "x25519+mlkem768" adds ML-KEM-768
+        self.key_exchange = key_exchange  # PROTOCOL.md 4.4: KeyExchange.X25519_MLKEM768 adds ML-KEM-768
         self._kem_private: object = None
         self._pinned = server_key
         self._random_bytes = random_bytes
@@ -171,7 +172,7 @@ class ClientProtocol:
     def status(self, username: str) -> int:
         return self._request(m.Status(rid=self._next_rid, username=username))
 
-    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
                   suite: str = "aes-256-gcm") -> int:
         names = tuple(dict.fromkeys(normalize_username(n) for n in members if n))
         return self._request(m.ChatOpen(rid=self._next_rid, members=names, mode=mode, suite=suite))
@@ -281,7 +282,7 @@ class ClientProtocol:
 
     def _close(self, code: ErrorCode | str | None, message: str) -> None:
         self.state = ClientState.CLOSED
-        self._events.append(ev.ConnectionClosed(code=None if code is None else str(code), message=message))
+        self._events.append(ev.ConnectionClosed(code=None if code is None else error_code(code), message=message))
 
     # --- internals: receiving ---------------------------------------------------------------------------------
 
@@ -371,7 +372,7 @@ class ClientProtocol:
         chat = self.book.chats.get(chat_id) if self.book and chat_id else None
         if chat is not None and chat.state is ChatState.LEAVING:
             chat.state = next_chat_state(chat.state, RECEIVE, "error")
-        self._events.append(ev.RequestFailed(rid=msg.rid, code=msg.code, message=msg.message, ref=msg.ref))
+        self._events.append(ev.RequestFailed(rid=msg.rid, code=error_code(msg.code), message=msg.message, ref=msg.ref))
 
     def _on_register_challenge(self, msg: m.RegisterChallenge) -> None:
         assert self._keys is not None
@@ -479,11 +480,9 @@ class ClientProtocol:
         self._close(None, "logged out")
 
 
-# PROTOCOL.md 9.1: inside the channel only these end the connection; server_busy there is a reply to retry
-# (a clear server_busy before the handshake is always fatal, see _receive_frame).
-_FATAL_CODES = frozenset({
-    ErrorCode.BAD_RECORD, ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.HANDSHAKE_FAILED,
-})
+# PROTOCOL.md 9.1 (errors.FATAL_CODES): inside the channel only these end the connection; server_busy there is a
+# reply to retry (a clear server_busy before the handshake is always fatal, see _receive_frame).
+_FATAL_CODES = FATAL_CODES
 
 # Each handler takes its own message class; the table is keyed by that class's TYPE, hence Any.
 _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {

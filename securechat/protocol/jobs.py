@@ -21,6 +21,7 @@ from ..crypto.keys import generate_encryption_key, load_public_key, public_key_d
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
+from .names import JobOutcome
 from . import messages as m
 from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes
 from .registry import Registry, UserRecord
@@ -40,7 +41,7 @@ class Job:
     peer: int
     rid: int | None = None         # the request this job answers
     address: str = ""              # the peer's address: password jobs are queued and counted per address
-    outcome: str = ""            # set by run(): a PEER_JOB_TRANSITIONS outcome or "done"
+    outcome: JobOutcome = JobOutcome.PENDING  # set by run(): a PEER_JOB_TRANSITIONS outcome or DONE
     code: ErrorCode | None = None  # set by run() on failure
 
     def run(self) -> None:
@@ -110,9 +111,9 @@ class LoginJob(Job):
         password_ok = kdf.verify_password(self.password, record.password_record if record else self.dummy_record)
         proof_ok = self._check_proof(record)
         if password_ok and proof_ok and record is not None:
-            self.outcome, self.record = "logged_in", record
+            self.outcome, self.record = JobOutcome.LOGGED_IN, record
         else:
-            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.AUTH_FAILED
 
     def _check_proof(self, record: UserRecord | None) -> bool:
         """Verify one certificate and one signature of EVERY scheme: the user's own for its scheme, decoys for
@@ -197,10 +198,10 @@ class RegisterJob(Job):
             verify(scheme, signing_key, signed, self.proof.signature)
         except SecureChatError:
             # docs/THREATS.md 25: copied public keys cannot produce either proof.
-            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.AUTH_FAILED
             return
         if self.registry.get_user(req.username) is not None:
-            self.outcome, self.code = "failed", ErrorCode.NAME_TAKEN
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.NAME_TAKEN
             return
         cert = issue_certificate(
             username=req.username, signature_scheme=scheme, encryption_key=req.encryption_key,
@@ -214,9 +215,9 @@ class RegisterJob(Job):
         try:
             self.registry.add_user(record)
         except SecureChatError as exc:  # NameTaken (a race with another registration) or StorageFailed
-            self.outcome, self.code = "failed", exc.code
+            self.outcome, self.code = JobOutcome.FAILED, exc.code
             return
-        self.outcome, self.certificate = "registered", cert
+        self.outcome, self.certificate = JobOutcome.REGISTERED, cert
 
 
 @dataclass(eq=False)
@@ -250,4 +251,4 @@ class ChatKeyJob(Job):
                               wrapped_key=wrap, signature=signature)
             for member, wrap in zip(self.members, wraps)
         }
-        self.outcome = "done"
+        self.outcome = JobOutcome.DONE

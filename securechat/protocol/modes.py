@@ -78,7 +78,7 @@ def on_round(book: ChatBook, msg: m.Message, now: float) -> list[ev.Event]:
     if not isinstance(agreement, Agreement) or agreement.epoch != epoch:
         # docs/THREATS.md 49: a share or commitment of another epoch (replayed by the server) is refused.
         return [ev.MessageRejected(chat_id=chat_id, sender=getattr(msg, "sender", "server"),
-                                   code=ErrorCode.STALE_EPOCH.value, reason=f"no agreement running at epoch {epoch}")]
+                                   code=ErrorCode.STALE_EPOCH, reason=f"no agreement running at epoch {epoch}")]
     agreement.inbox.append(msg)
     return advance(book, chat_id, now)
 
@@ -106,7 +106,7 @@ def advance(book: ChatBook, chat_id: str, now: float) -> list[ev.Event]:
         if chat.epoch == agreement.epoch:
             # An aborted epoch has no key: nothing is sent or read under the unconfirmed one.
             chat.key, chat.sender_keys = None, {}
-        return [ev.ChatAborted(chat_id=chat_id, epoch=agreement.epoch, code=exc.code.value, reason=str(exc.args[0]))]
+        return [ev.ChatAborted(chat_id=chat_id, epoch=agreement.epoch, code=exc.code, reason=str(exc.args[0]))]
     if agreement.key is not None and chat.key is None and chat.epoch == agreement.epoch:
         chat.key = agreement.key  # messages may be read from now; we send only once every member confirmed
     if agreement.state is AgreementState.DONE:
@@ -139,4 +139,4 @@ def _keyed(msg: m.ChatEpoch, before: tuple[str, ...]) -> ev.ChatKeyed:
 
 
 def _rejected(msg: m.ChatEpoch, code: ErrorCode, reason: str) -> ev.MessageRejected:
-    return ev.MessageRejected(chat_id=msg.chat_id, sender="server", code=code.value, reason=reason)
+    return ev.MessageRejected(chat_id=msg.chat_id, sender="server", code=code, reason=reason)

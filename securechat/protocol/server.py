@@ -22,7 +22,7 @@ from ..crypto.exchange import generate_ephemeral, shared_secret
 from ..crypto.keys import load_public_key
 from ..crypto.signatures import SCHEMES, SignatureScheme, sign
 from ..crypto.wrap import wrap_key
-from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
+from ..errors import CONNECTION_FATAL_CODES, ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from ..crypto.kem import encapsulate
@@ -44,10 +44,7 @@ from .states import PeerState, next_peer_state, next_peer_state_on_job
 Tracer = Callable[[ev.TraceEntry], None]
 
 # PROTOCOL.md 9.1: after these the channel cannot be trusted or the peer is not worth serving: close.
-FATAL_CODES = frozenset({
-    ErrorCode.FRAME_TOO_LARGE, ErrorCode.BAD_FRAME, ErrorCode.BAD_RECORD, ErrorCode.HANDSHAKE_FAILED,
-    ErrorCode.SERVER_BUSY, ErrorCode.LIMIT_EXCEEDED,
-})
+FATAL_CODES = CONNECTION_FATAL_CODES
 
 
 # PROTOCOL.md 10: a record plaintext of 256 KiB holds about 400 chat messages; 1024 frames is generous.
@@ -363,7 +360,7 @@ class ServerProtocol:
             self._send(p, error)
         else:
             self._send_clear(p, error)
-        self._events.append(ev.ErrorSent(peer=p.id, code=code.value, ref=kind, fatal=fatal))
+        self._events.append(ev.ErrorSent(peer=p.id, code=code, ref=kind, fatal=fatal))
 
     def _fail(self, p: Peer, exc: SecureChatError, rid: int | None, *, keep: bool = False,
               ref: str | None = None) -> None:

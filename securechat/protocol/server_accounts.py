@@ -19,6 +19,7 @@ from . import messages as m
 from . import server_modes
 from .jobs import Job, LoginJob, RegisterJob
 from .limits import TokenBucket
+from .names import JobOutcome
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def on_register_proof(server: ServerProtocol, p: Peer, msg: m.RegisterProof) -> 
 def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
     p.state = next_peer_state_on_job(p.state, job.outcome)
     request, p.register = p.register, None
-    if job.outcome == "registered" and job.certificate is not None:
+    if job.outcome is JobOutcome.REGISTERED and job.certificate is not None:
         server._send(p, m.Registered(rid=job.proof.rid, certificate=job.certificate))
         server._events.append(ev.UserRegistered(peer=p.id, username=job.certificate.username,
                                               signature_scheme=job.certificate.signature_scheme.value))
@@ -127,15 +128,15 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
 
 
 def login_done(server: ServerProtocol, p: Peer, job: LoginJob) -> None:
-    if job.outcome == "logged_in" and job.username in server.online:
-        job.outcome, job.code = "failed", ErrorCode.LIMIT_EXCEEDED
+    if job.outcome is JobOutcome.LOGGED_IN and job.username in server.online:
+        job.outcome, job.code = JobOutcome.FAILED, ErrorCode.LIMIT_EXCEEDED
         server._throttle.succeeded(job.username, p.address)
-        p.state = next_peer_state_on_job(p.state, "failed")
+        p.state = next_peer_state_on_job(p.state, JobOutcome.FAILED)
         server._reply_error(p, ErrorCode.LIMIT_EXCEEDED, "already logged in on another connection", job,
                           fatal=False, ref="login")
         return
     p.state = next_peer_state_on_job(p.state, job.outcome)
-    if job.outcome != "logged_in" or job.record is None:
+    if job.outcome is not JobOutcome.LOGGED_IN or job.record is None:
         server._throttle.failed(job.username, p.address, server._now)
         # docs/THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
         server._reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..crypto.aead import CipherSuite
 from ..crypto.signatures import sign
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
 from .codec import encode_frame
 from .constructions import chat_epoch_signed_bytes
+from .names import CONTRIBUTORY_MODES, ChatMode
 from .server_chats import ServerChat
 
 if TYPE_CHECKING:
     from .server import Peer, ServerProtocol
 
 MAX_MAILBOX_FRAMES = 512  # per offline member; older frames are dropped (that member's round then stalls)
-CONTRIBUTORY = ("contributory", "contributory-xor")
+CONTRIBUTORY = CONTRIBUTORY_MODES
 
 
 def announce_epoch(server: ServerProtocol, chat: ServerChat, reason: str, actor: str) -> None:
@@ -67,7 +69,7 @@ def join_lobby(server: ServerProtocol, username: str) -> None:
     chat = server.chats.get(m.LOBBY_ID)
     try:
         if chat is None:
-            chat = server.chats.open(username, [], mode="hybrid", suite="aes-256-gcm", chat_id=m.LOBBY_ID)
+            chat = server.chats.open(username, [], mode=ChatMode.HYBRID, suite=CipherSuite.AES_256_GCM, chat_id=m.LOBBY_ID)
         else:
             server.chats.add(m.LOBBY_ID, username)
     except SecureChatError:

@@ -19,15 +19,16 @@ from . import messages as m
 from . import server_modes
 from .codec import frame
 from .jobs import ChatKeyJob
+from .names import CONTRIBUTORY_MODES, Availability, ChatMode
 
 if TYPE_CHECKING:
     from .server import Peer, ServerProtocol
 
 
-def availability_of(server: ServerProtocol, name: str) -> str:
+def availability_of(server: ServerProtocol, name: str) -> Availability:
     if name in server.online:
-        return "online"
-    return "offline" if server.registry.get_user(name) is not None else "unknown"
+        return Availability.ONLINE
+    return Availability.OFFLINE if server.registry.get_user(name) is not None else Availability.UNKNOWN
 
 
 def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
@@ -35,7 +36,8 @@ def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
     wanted = [n for n in msg.members if n != p.username]
     status = {n: availability_of(server, n) for n in wanted}
     # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline.
-    joinable = ("online", "offline") if msg.mode in server_modes.CONTRIBUTORY else ("online",)
+    joinable = ((Availability.ONLINE, Availability.OFFLINE) if msg.mode in CONTRIBUTORY_MODES
+                else (Availability.ONLINE,))
     members = [n for n in wanted if status[n] in joinable]
     if not members:
         missing = ", ".join(wanted) or "nobody"
@@ -48,8 +50,8 @@ def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
         server._reply_error(p, exc.code, str(exc.args[0]), msg)
         return
     server._send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
-                               offline=tuple(n for n in wanted if status[n] == "offline" and n not in members),
-                               unknown=tuple(n for n in wanted if status[n] == "unknown")))
+                               offline=tuple(n for n in wanted if status[n] is Availability.OFFLINE and n not in members),
+                               unknown=tuple(n for n in wanted if status[n] is Availability.UNKNOWN)))
     rekey(server, chat.chat_id, "open", p.username)
 
 
@@ -61,8 +63,8 @@ def on_chat_invite(server: ServerProtocol, p: Peer, msg: m.ChatInvite) -> None:
     availability = availability_of(server, msg.username)
     try:
         server.chats.check_member(msg.chat_id, p.username)
-        if availability != "online":
-            code = ErrorCode.USER_OFFLINE if availability == "offline" else ErrorCode.UNKNOWN_USER
+        if availability is not Availability.ONLINE:
+            code = ErrorCode.USER_OFFLINE if availability is Availability.OFFLINE else ErrorCode.UNKNOWN_USER
             raise SecureChatError(f"{msg.username} is {availability}", code)
         server.chats.add(msg.chat_id, msg.username)
     except SecureChatError as exc:
@@ -118,7 +120,7 @@ def on_chat_send(server: ServerProtocol, p: Peer, msg: m.ChatSend) -> None:
     if msg.epoch != chat.epoch:
         server._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
         return
-    if (chat.mode == "hybrid") != (msg.wraps is not None and msg.wrap_recipients is not None):
+    if (chat.mode == ChatMode.HYBRID) != (msg.wraps is not None and msg.wrap_recipients is not None):
         # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
         server._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
         return
