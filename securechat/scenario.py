@@ -381,8 +381,8 @@ def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0) -> Outcome
             client = users[step.user].client
             try:
                 if isinstance(step, OpenChat):
-                    opened = client._call(  # noqa: SLF001 (wait for the key below, at every member)
-                        lambda p, s=step: p.open_chat(list(s.members), mode=s.mode, suite=s.suite))
+                    opened = client.open_chat(list(step.members), mode=step.mode, suite=step.suite,
+                                              wait_for_key=False)  # the key is awaited below, at every member
                     book.name_chat(step.label, opened.chat_id)
                     wait_rekey(step.label, list(dict.fromkeys((step.user, *opened.members))), 1)
                 elif isinstance(step, Invite):

@@ -117,11 +117,13 @@ class TcpClient:
         return self._call(lambda p: p.status(username)).online  # type: ignore[attr-defined, no-any-return]
 
     def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
-                  suite: str = "aes-256-gcm") -> ev.ChatOpened:
+                  suite: str = "aes-256-gcm", wait_for_key: bool = True) -> ev.ChatOpened:
         """Open a chat and wait until it is usable: for contributory modes only after the commit, reveal and
-        confirmation rounds (a ChatKeyed for it); raises ChatAbortedError if the agreement aborts."""
+        confirmation rounds (a ChatKeyed for it); raises ChatAbortedError if the agreement aborts. With
+        ``wait_for_key=False`` it returns on the server's ``chat_opened`` (the caller waits for the key)."""
         opened: ev.ChatOpened = self._call(lambda p: p.open_chat(members, mode=mode, suite=suite))  # type: ignore
-        self.wait_for_key(opened.chat_id, 1)
+        if wait_for_key:
+            self.wait_for_key(opened.chat_id, 1)
         return opened
 
     def accept_key_change(self, username: str) -> None:

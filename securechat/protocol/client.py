@@ -31,8 +31,8 @@ from .channel import (
 )
 from .chats import ChatBook
 from .codec import (
-    MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
-    record_payload, split_frames,
+    MAX_FRAME_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame, pack_records, record_payload,
+    split_frames,
 )
 from .constructions import login_proof_bytes, register_proof_bytes
 from .identity import UserKeys
@@ -262,17 +262,10 @@ class ClientProtocol:
 
     def _flush_records(self) -> None:
         assert self._records is not None
-        batch: list[bytes] = []
-        size = 0
-        for data in self._inner + [b""]:
-            if batch and (not data or size + len(data) > MAX_RECORD_PLAINTEXT_BYTES):
-                record = encode_record_frame(self._records.seal(b"".join(batch)))
-                self._tracing("send", "record", "record", record)
-                self._out += record
-                batch, size = [], 0
-            if data:
-                batch.append(data)
-                size += len(data)
+        for plaintext in pack_records(self._inner):
+            record = encode_record_frame(self._records.seal(plaintext))
+            self._tracing("send", "record", "record", record)
+            self._out += record
         self._inner = []
 
     def _tracing(self, direction: str, layer: str, kind: str, data: bytes) -> None:

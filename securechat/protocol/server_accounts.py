@@ -1,29 +1,33 @@
 """Accounts on the server: registration with proof of possession, login, logout (PROTOCOL.md 6).
 
 Owns: the handlers of ``register``, ``register_proof``, ``login`` and ``logout`` and the application of the
-slow jobs they hand out (``jobs.RegisterJob``, ``jobs.LoginJob``). These are parts of ``ServerProtocol`` split
-out for size: they use its internals on purpose and run on the thread that owns it. Must not: do slow crypto
-here (it belongs in the jobs) or touch sockets and clocks.
+slow jobs they hand out (``jobs.RegisterJob``, ``jobs.LoginJob``), with the admission rules in front of them:
+the login throttle, the registration budget per address and the bound on queued password jobs (PROTOCOL.md
+6.1, 6.2). ``ServerProtocol`` owns one ``Accounts`` and runs it on its own thread; its collaborators are narrow:
+the ``Outbox`` it sends through, ``Presence`` (who is online), the registry, a job queue, the current time, and
+two callbacks for what a login or logout means to the rest of the server. Must not: do slow crypto here (it
+belongs in the jobs) or touch sockets and clocks.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from ..crypto import kdf
+from ..crypto.encoding import RandomBytes
 from ..crypto.keys import load_public_key
 from ..crypto.signatures import SCHEMES, SignatureScheme
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
-from . import server_modes
-from .jobs import Job, LoginJob, RegisterJob
-from .limits import TokenBucket
+from .jobs import Job, LoginJob, RegisterJob, ServerKey, make_decoys
+from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .names import JobOutcome
+from .registry import Registry
+from .server_outbox import Outbox, Peer
+from .server_presence import Presence
 from .states import PeerState, next_peer_state, next_peer_state_on_job
-
-if TYPE_CHECKING:
-    from .server import Peer, ServerProtocol
 
 _REGISTER_FAILURES = {
     ErrorCode.AUTH_FAILED: "proof of possession failed",
@@ -33,126 +37,145 @@ _REGISTER_FAILURES = {
 }
 
 
-def on_register(server: ServerProtocol, p: Peer, msg: m.Register) -> None:
-    scheme = SignatureScheme(msg.signature_scheme)
-    try:
-        encryption_key = load_public_key(msg.encryption_key)
-        signing_key = load_public_key(msg.signing_key)
-    except SecureChatError:
-        raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
-    if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
-            encryption_key):
-        raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
-    if server.registry.get_user(msg.username) is not None:
-        server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
-        return
-    p.state = next_peer_state(p.state, "register")
-    p.register, p.register_nonce = msg, server._random_bytes(32)
-    # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
-    wrapped = wrap_key(encryption_key, p.register_nonce, random_bytes=server._random_bytes)
-    server._send(p, m.RegisterChallenge(rid=msg.rid, wrapped_nonce=wrapped))
+class Accounts:
+    """Registration, login and logout for every connection of one server."""
 
+    def __init__(self, *, outbox: Outbox, presence: Presence, registry: Registry, config: ServerConfig,
+                 server_key: ServerKey, random_bytes: RandomBytes, submit: Callable[[Job], None],
+                 now: Callable[[], float], on_online: Callable[[Peer, str], None],
+                 drop: Callable[[Peer, str], None]) -> None:
+        self._outbox = outbox
+        self._presence = presence
+        self.registry = registry
+        self.config = config
+        self.server_key = server_key
+        self._random_bytes = random_bytes
+        self._submit = submit
+        self._clock = now
+        self._on_online = on_online
+        self._drop = drop
+        self.throttle = LoginThrottle(config)
+        self.dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
+        self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
+        self.pending_password_jobs = 0
+        self.pending_by_address: dict[str, int] = {}  # PROTOCOL.md 6.2: admitted password jobs per address
+        self._registrations = AddressBuckets(config.registrations_per_address_per_hour / 3600.0,
+                                             config.registration_burst_per_address, config.tracked_keys)
 
-def on_register_proof(server: ServerProtocol, p: Peer, msg: m.RegisterProof) -> None:
-    assert p.register is not None
-    if not admit_password_job(server, p, msg):
-        p.state, p.register = PeerState.CONNECTED, None
-        return
-    if not server._registrations.take(p.address, server._now):
-        # PROTOCOL.md 6.1: registrations per address are counted when admitted (each costs an scrypt hash).
-        release_password_job(server, p.address)
-        p.state, p.register = PeerState.CONNECTED, None
-        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations from your address, retry later",
-                            msg)
-        return
-    p.state = next_peer_state(p.state, "register_proof")
-    server._jobs.append(RegisterJob(
-        peer=p.id, address=p.address, registry=server.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
-        transcript=p.transcript, params=server.config.scrypt, ca=server.server_key,
-        validity_seconds=server.config.certificate_validity_seconds,
-        serial=int.from_bytes(server._random_bytes(8), "big") >> 1, now=server._now, random_bytes=server._random_bytes,
-    ))
+    def on_register(self, p: Peer, msg: m.Register) -> None:
+        scheme = SignatureScheme(msg.signature_scheme)
+        try:
+            encryption_key = load_public_key(msg.encryption_key)
+            signing_key = load_public_key(msg.signing_key)
+        except SecureChatError:
+            raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
+        if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
+                encryption_key):
+            raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
+        if self.registry.get_user(msg.username) is not None:
+            self._outbox.reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
+            return
+        p.state = next_peer_state(p.state, "register")
+        p.register, p.register_nonce = msg, self._random_bytes(32)
+        # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
+        wrapped = wrap_key(encryption_key, p.register_nonce, random_bytes=self._random_bytes)
+        self._outbox.send(p, m.RegisterChallenge(rid=msg.rid, wrapped_nonce=wrapped))
 
+    def on_register_proof(self, p: Peer, msg: m.RegisterProof) -> None:
+        assert p.register is not None
+        if not self.admit_password_job(p, msg):
+            p.state, p.register = PeerState.CONNECTED, None
+            return
+        if not self._registrations.take(p.address, self._clock()):
+            # PROTOCOL.md 6.1: registrations per address are counted when admitted (each costs an scrypt hash).
+            self.release_password_job(p.address)
+            p.state, p.register = PeerState.CONNECTED, None
+            self._outbox.reply_error(p, ErrorCode.RATE_LIMITED,
+                                     "too many registrations from your address, retry later", msg)
+            return
+        p.state = next_peer_state(p.state, "register_proof")
+        self._submit(RegisterJob(
+            peer=p.id, address=p.address, registry=self.registry, request=p.register, proof=msg,
+            expected_nonce=p.register_nonce, transcript=p.transcript, params=self.config.scrypt, ca=self.server_key,
+            validity_seconds=self.config.certificate_validity_seconds,
+            serial=int.from_bytes(self._random_bytes(8), "big") >> 1, now=self._clock(),
+            random_bytes=self._random_bytes,
+        ))
 
-def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
-    p.state = next_peer_state_on_job(p.state, job.outcome)
-    request, p.register = p.register, None
-    if job.outcome is JobOutcome.REGISTERED and job.certificate is not None:
-        server._send(p, m.Registered(rid=job.proof.rid, certificate=job.certificate))
-        server._events.append(ev.UserRegistered(peer=p.id, username=job.certificate.username,
-                                              signature_scheme=job.certificate.signature_scheme.value))
-    else:
-        assert job.code is not None and request is not None
-        server._reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+    def register_done(self, p: Peer, job: RegisterJob) -> None:
+        p.state = next_peer_state_on_job(p.state, job.outcome)
+        request, p.register = p.register, None
+        if job.outcome is JobOutcome.REGISTERED and job.certificate is not None:
+            self._outbox.send(p, m.Registered(rid=job.proof.rid, certificate=job.certificate))
+            self._outbox.emit(ev.UserRegistered(peer=p.id, username=job.certificate.username,
+                                                signature_scheme=job.certificate.signature_scheme.value))
+        else:
+            assert job.code is not None and request is not None
+            self._outbox.reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
 
+    def admit_password_job(self, p: Peer, msg: m.Message) -> bool:
+        """docs/THREATS.md 14: bounded scrypt work, refused before any hashing, in total and per address
+        (PROTOCOL.md 6.2: one address cannot hold the whole queue)."""
+        mine = self.pending_by_address.get(p.address, 0)
+        if (self.pending_password_jobs >= self.config.max_pending_password_jobs
+                or mine >= self.config.max_pending_password_jobs_per_address):
+            self._outbox.reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg,
+                                     fatal=False)
+            return False
+        self.pending_password_jobs += 1
+        self.pending_by_address[p.address] = mine + 1
+        return True
 
-def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
-    """docs/THREATS.md 14: bounded scrypt work, refused before any hashing, in total and per address (PROTOCOL.md
-    6.2: one address cannot hold the whole queue)."""
-    mine = server.pending_by_address.get(p.address, 0)
-    if (server.pending_password_jobs >= server.config.max_pending_password_jobs
-            or mine >= server.config.max_pending_password_jobs_per_address):
-        server._reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg, fatal=False)
-        return False
-    server.pending_password_jobs += 1
-    server.pending_by_address[p.address] = mine + 1
-    return True
+    def release_password_job(self, job_or_address: Job | str) -> None:
+        """A password job finished (or was refused after admission): its slot is free again."""
+        address = job_or_address if isinstance(job_or_address, str) else job_or_address.address
+        self.pending_password_jobs -= 1
+        left = self.pending_by_address.get(address, 0) - 1
+        if left > 0:
+            self.pending_by_address[address] = left
+        else:
+            self.pending_by_address.pop(address, None)
 
+    def on_login(self, p: Peer, msg: m.Login) -> None:
+        # PROTOCOL.md 6.2 step 1: logins still in flight from this address count as failures until they end.
+        in_flight = self.pending_by_address.get(p.address, 0)
+        if not self.throttle.allowed(msg.username, p.address, self._clock(), in_flight):
+            self._outbox.reply_error(p, ErrorCode.RATE_LIMITED, "too many failed logins, wait and retry", msg)
+            return
+        if not self.admit_password_job(p, msg):
+            return
+        self.throttle.attempt(msg.username, p.address, self._clock())
+        p.state = next_peer_state(p.state, "login")
+        self._submit(LoginJob(
+            peer=p.id, address=p.address, registry=self.registry, username=msg.username, password=msg.password,
+            signature=msg.signature, transcript=p.transcript, dummy_record=self.dummy_record,
+            ca=self.server_key, now=self._clock(), rid=msg.rid, decoys=self._decoys,
+        ))
 
-def release_password_job(server: ServerProtocol, job_or_address: Job | str) -> None:
-    """A password job finished (or was refused after admission): its slot is free again."""
-    address = job_or_address if isinstance(job_or_address, str) else job_or_address.address
-    server.pending_password_jobs -= 1
-    left = server.pending_by_address.get(address, 0) - 1
-    if left > 0:
-        server.pending_by_address[address] = left
-    else:
-        server.pending_by_address.pop(address, None)
+    def login_done(self, p: Peer, job: LoginJob) -> None:
+        if job.outcome is JobOutcome.LOGGED_IN and job.username in self._presence:
+            job.outcome, job.code = JobOutcome.FAILED, ErrorCode.LIMIT_EXCEEDED
+            self.throttle.succeeded(job.username, p.address)
+            p.state = next_peer_state_on_job(p.state, JobOutcome.FAILED)
+            self._outbox.reply_error(p, ErrorCode.LIMIT_EXCEEDED, "already logged in on another connection", job,
+                                     fatal=False, ref="login")
+            return
+        p.state = next_peer_state_on_job(p.state, job.outcome)
+        if job.outcome is not JobOutcome.LOGGED_IN or job.record is None:
+            self.throttle.failed(job.username, p.address, self._clock())
+            # docs/THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
+            self._outbox.reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")
+            return
+        self.throttle.succeeded(job.username, p.address)
+        p.username = job.username
+        p.bucket = TokenBucket(self.config.messages_per_second, self.config.message_burst, self._clock())
+        self._presence.arrive(job.username, p.id, job.encryption_key)
+        self._outbox.send(p, m.LoginOk(rid=job.rid, username=job.username, certificate=job.record.certificate,
+                                       online=self._presence.names()))
+        self._presence.broadcast(job.username, True)
+        self._on_online(p, job.username)
+        self._outbox.emit(ev.UserLoggedIn(peer=p.id, username=job.username))
 
-
-def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
-    # PROTOCOL.md 6.2 step 1: logins still in flight from this address count as failures until they end.
-    in_flight = server.pending_by_address.get(p.address, 0)
-    if not server._throttle.allowed(msg.username, p.address, server._now, in_flight):
-        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many failed logins, wait and retry", msg)
-        return
-    if not admit_password_job(server, p, msg):
-        return
-    server._throttle.attempt(msg.username, p.address, server._now)
-    p.state = next_peer_state(p.state, "login")
-    server._jobs.append(LoginJob(
-        peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
-        signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
-        ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
-    ))
-
-
-def login_done(server: ServerProtocol, p: Peer, job: LoginJob) -> None:
-    if job.outcome is JobOutcome.LOGGED_IN and job.username in server.online:
-        job.outcome, job.code = JobOutcome.FAILED, ErrorCode.LIMIT_EXCEEDED
-        server._throttle.succeeded(job.username, p.address)
-        p.state = next_peer_state_on_job(p.state, JobOutcome.FAILED)
-        server._reply_error(p, ErrorCode.LIMIT_EXCEEDED, "already logged in on another connection", job,
-                          fatal=False, ref="login")
-        return
-    p.state = next_peer_state_on_job(p.state, job.outcome)
-    if job.outcome is not JobOutcome.LOGGED_IN or job.record is None:
-        server._throttle.failed(job.username, p.address, server._now)
-        # docs/THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
-        server._reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")
-        return
-    server._throttle.succeeded(job.username, p.address)
-    p.username = job.username
-    p.bucket = TokenBucket(server.config.messages_per_second, server.config.message_burst, server._now)
-    server.online[job.username] = p.id
-    server._encryption_keys[job.username] = job.encryption_key
-    server._send(p, m.LoginOk(rid=job.rid, username=job.username, certificate=job.record.certificate,
-                            online=tuple(sorted(server.online))))
-    server._broadcast_presence(job.username, True)
-    server_modes.on_login(server, p, job.username)
-    server._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
-
-
-def on_logout(server: ServerProtocol, p: Peer, msg: m.Logout) -> None:
-    server._send(p, m.Bye(rid=msg.rid))
-    server._drop(p, "logout", close=True)
+    def on_logout(self, p: Peer, msg: m.Logout) -> None:
+        self._outbox.send(p, m.Bye(rid=msg.rid))
+        self._drop(p, "logout")

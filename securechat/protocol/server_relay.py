@@ -1,172 +1,192 @@
 """Chats on the server: open, invite, leave, relay, and each epoch's keys or signed membership (PROTOCOL.md 7).
 
 Owns: the handlers of ``chat_open``, ``chat_invite``, ``chat_leave`` and ``chat_send``, starting a new epoch on
-every membership change, and releasing server-key distributions in epoch order. These are parts of
-``ServerProtocol`` split out for size: they use its internals on purpose. Must not: read a message's
-contents (it relays ciphertext it cannot open in every mode but server-key) or touch sockets and clocks.
+every membership change, releasing server-key distributions in epoch order, the lobby (PROTOCOL.md 7.8), and
+the chat directory and the keyless modes' state (``KeylessModes``: signed epochs, rounds, mailboxes). As h2
+splits a connection from its streams, ``ServerProtocol`` owns the connections and hands each chat request to
+this object, which sees only narrow collaborators: the ``Outbox`` it sends through, ``Presence`` (who is online
+and their keys), the registry (who exists) and a job queue. Must not: read a message's contents (it relays
+ciphertext it cannot open in every mode but server-key) or touch sockets and clocks.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from ..crypto.encoding import b64e
+from ..crypto.aead import CipherSuite
+from ..crypto.encoding import RandomBytes
 from ..errors import ErrorCode, SecureChatError
 from . import events as ev
 from . import messages as m
-from . import server_modes
-from .codec import frame
-from .jobs import ChatKeyJob
-from .names import CONTRIBUTORY_MODES, Availability, ChatMode
-
-if TYPE_CHECKING:
-    from .server import Peer, ServerProtocol
-
-
-def availability_of(server: ServerProtocol, name: str) -> Availability:
-    if name in server.online:
-        return Availability.ONLINE
-    return Availability.OFFLINE if server.registry.get_user(name) is not None else Availability.UNKNOWN
+from .codec import chat_message_frame  # noqa: F401  (re-exported: the relay fast path lives in the codec)
+from .jobs import ChatKeyJob, Job, ServerKey
+from .limits import ServerConfig
+from .names import CONTRIBUTORY_MODES, Availability, ChatMode, RekeyReason
+from .registry import Registry
+from .server_chats import ChatDirectory
+from .server_modes import KeylessModes
+from .server_outbox import Outbox, Peer
+from .server_presence import Presence
 
 
-def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
-    assert p.username is not None
-    wanted = [n for n in msg.members if n != p.username]
-    status = {n: availability_of(server, n) for n in wanted}
-    # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline.
-    joinable = ((Availability.ONLINE, Availability.OFFLINE) if msg.mode in CONTRIBUTORY_MODES
-                else (Availability.ONLINE,))
-    members = [n for n in wanted if status[n] in joinable]
-    if not members:
-        missing = ", ".join(wanted) or "nobody"
-        server._reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
-        return
-    try:
-        chat = server.chats.open(p.username, members, mode=msg.mode, suite=msg.suite,
-                               chat_id="c" + server._random_bytes(16).hex())
-    except SecureChatError as exc:
-        server._reply_error(p, exc.code, str(exc.args[0]), msg)
-        return
-    server._send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
-                               offline=tuple(n for n in wanted if status[n] is Availability.OFFLINE and n not in members),
-                               unknown=tuple(n for n in wanted if status[n] is Availability.UNKNOWN)))
-    rekey(server, chat.chat_id, "open", p.username)
+class ChatRelay:
+    """The chats of the server: membership, epochs, keys or signed membership, and the relay of messages."""
 
+    def __init__(self, *, outbox: Outbox, presence: Presence, registry: Registry, config: ServerConfig,
+                 server_key: ServerKey, random_bytes: RandomBytes, submit: Callable[[Job], None],
+                 relay_events: bool = True) -> None:
+        self._outbox = outbox
+        self._presence = presence
+        self._registry = registry
+        self._server_key = server_key
+        self._random_bytes = random_bytes
+        self._submit = submit
+        self._relay_events = relay_events
+        self.config = config
+        self.chats = ChatDirectory(config.max_chats_per_user)
+        self.modes = KeylessModes(outbox=outbox, presence=presence, chats=self.chats, server_key=server_key,
+                                  random_bytes=random_bytes)
 
-def on_chat_invite(server: ServerProtocol, p: Peer, msg: m.ChatInvite) -> None:
-    assert p.username is not None
-    if msg.chat_id == m.LOBBY_ID:
-        server._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "the lobby has every online user already", msg)
-        return
-    availability = availability_of(server, msg.username)
-    try:
-        server.chats.check_member(msg.chat_id, p.username)
-        if availability is not Availability.ONLINE:
-            code = ErrorCode.USER_OFFLINE if availability is Availability.OFFLINE else ErrorCode.UNKNOWN_USER
-            raise SecureChatError(f"{msg.username} is {availability}", code)
-        server.chats.add(msg.chat_id, msg.username)
-    except SecureChatError as exc:
-        server._reply_error(p, exc.code, str(exc.args[0]), msg)
-        return
-    server._send(p, m.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username))
-    rekey(server, msg.chat_id, "invite", p.username)
+    def member_online(self, p: Peer, username: str) -> None:
+        """A user logged in: bring its keyless chats up to date, and put it in the lobby if there is one."""
+        self.modes.on_login(p, username)
+        if self.config.lobby:
+            self.join_lobby(username)
 
+    def member_offline(self, username: str) -> None:
+        """A user went offline: it leaves every chat, and the others' chats start a new epoch."""
+        for chat_id in self.chats.leave_all(username):
+            self.rekey(chat_id, RekeyReason.DISCONNECT, username)
 
-def on_chat_leave(server: ServerProtocol, p: Peer, msg: m.ChatLeave) -> None:
-    assert p.username is not None
-    if msg.chat_id == m.LOBBY_ID:
-        server._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "one leaves the lobby by logging out", msg)
-        return
-    try:
-        remaining = server.chats.remove(msg.chat_id, p.username)
-    except SecureChatError as exc:
-        server._reply_error(p, exc.code, str(exc.args[0]), msg)
-        return
-    server._send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
-    if remaining:
-        rekey(server, msg.chat_id, "leave", p.username)
+    def join_lobby(self, username: str) -> None:
+        chat = self.chats.get(m.LOBBY_ID)
+        try:
+            if chat is None:
+                chat = self.chats.open(username, [], mode=ChatMode.HYBRID, suite=CipherSuite.AES_256_GCM,
+                                       chat_id=m.LOBBY_ID)
+            else:
+                self.chats.add(m.LOBBY_ID, username)
+        except SecureChatError:
+            return  # PROTOCOL.md 7.8: a full lobby (256 members) admits nobody more; chats still work
+        self.rekey(m.LOBBY_ID, RekeyReason.JOIN, username)
 
+    def availability_of(self, name: str) -> Availability:
+        if name in self._presence:
+            return Availability.ONLINE
+        return Availability.OFFLINE if self._registry.get_user(name) is not None else Availability.UNKNOWN
 
-# The same compact UTF-8 JSON as codec.encode_message, with one encoder built once instead of per call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    def on_chat_open(self, p: Peer, msg: m.ChatOpen) -> None:
+        assert p.username is not None
+        wanted = [n for n in msg.members if n != p.username]
+        status = {n: self.availability_of(n) for n in wanted}
+        # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline.
+        joinable = ((Availability.ONLINE, Availability.OFFLINE) if msg.mode in CONTRIBUTORY_MODES
+                    else (Availability.ONLINE,))
+        members = [n for n in wanted if status[n] in joinable]
+        if not members:
+            missing = ", ".join(wanted) or "nobody"
+            self._outbox.reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
+            return
+        try:
+            chat = self.chats.open(p.username, members, mode=msg.mode, suite=msg.suite,
+                                   chat_id="c" + self._random_bytes(16).hex())
+        except SecureChatError as exc:
+            self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        offline = tuple(n for n in wanted if status[n] is Availability.OFFLINE and n not in members)
+        self._outbox.send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
+                                          offline=offline,
+                                          unknown=tuple(n for n in wanted if status[n] is Availability.UNKNOWN)))
+        self.rekey(chat.chat_id, RekeyReason.OPEN, p.username)
 
+    def on_chat_invite(self, p: Peer, msg: m.ChatInvite) -> None:
+        assert p.username is not None
+        if msg.chat_id == m.LOBBY_ID:
+            self._outbox.reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "the lobby has every online user already",
+                                     msg)
+            return
+        availability = self.availability_of(msg.username)
+        try:
+            self.chats.check_member(msg.chat_id, p.username)
+            if availability is not Availability.ONLINE:
+                code = ErrorCode.USER_OFFLINE if availability is Availability.OFFLINE else ErrorCode.UNKNOWN_USER
+                raise SecureChatError(f"{msg.username} is {availability}", code)
+            self.chats.add(msg.chat_id, msg.username)
+        except SecureChatError as exc:
+            self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        self._outbox.send(p, m.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username))
+        self.rekey(msg.chat_id, RekeyReason.INVITE, p.username)
 
-def chat_message_frame(msg: m.ChatSend, sender: str) -> bytes:
-    """The relayed chat_message frame, byte-identical to ``encode_frame(m.ChatMessage(...))``.
+    def on_chat_leave(self, p: Peer, msg: m.ChatLeave) -> None:
+        assert p.username is not None
+        if msg.chat_id == m.LOBBY_ID:
+            self._outbox.reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "one leaves the lobby by logging out", msg)
+            return
+        try:
+            remaining = self.chats.remove(msg.chat_id, p.username)
+        except SecureChatError as exc:
+            self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        self._outbox.send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
+        if remaining:
+            self.rekey(msg.chat_id, RekeyReason.LEAVE, p.username)
 
-    The relay hot path: every field of *msg* was validated when it was decoded, and
-    *sender* is the authenticated username, so the frame is built straight from them in ChatMessage's field
-    order, without a second dataclass -> per-field kinds -> dict round.
-    """
-    out = {"type": m.ChatMessage.TYPE, "chat_id": msg.chat_id, "epoch": msg.epoch, "sender": sender,
-           "seq": msg.seq, "ciphertext": b64e(msg.ciphertext), "signature": b64e(msg.signature)}
-    if msg.wrap_recipients is not None:
-        out["wrap_recipients"] = list(msg.wrap_recipients)
-    if msg.wraps is not None:
-        out["wraps"] = [b64e(w) for w in msg.wraps]
-    return frame(_JSON(out).encode("utf-8"))
+    def on_chat_send(self, p: Peer, msg: m.ChatSend) -> None:
+        """PROTOCOL.md 7.3: relay to every other current member, labelled with the authenticated sender."""
+        assert p.username is not None
+        try:
+            chat = self.chats.check_member(msg.chat_id, p.username)
+        except SecureChatError as exc:
+            self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
+            return
+        if msg.epoch != chat.epoch:
+            self._outbox.reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
+            return
+        if (chat.mode == ChatMode.HYBRID) != (msg.wraps is not None and msg.wrap_recipients is not None):
+            # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
+            self._outbox.reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
+            return
+        relayed = chat_message_frame(msg, p.username)
+        recipients = 0
+        online, queue_to, sender = self._presence.online, self._outbox.queue_to, p.username
+        for member in chat.members:
+            peer = online.get(member)
+            if peer is not None and member != sender:
+                queue_to(peer, relayed, "chat_message")
+                recipients += 1
+        if self._relay_events:
+            self._outbox.emit(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
+                                                size=len(msg.ciphertext), recipients=recipients))
 
+    def on_round(self, p: Peer, msg: m.Message, handler: Callable[..., None]) -> None:
+        try:
+            handler(p, msg)
+        except SecureChatError as exc:
+            self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
 
-def on_chat_send(server: ServerProtocol, p: Peer, msg: m.ChatSend) -> None:
-    """PROTOCOL.md 7.3: relay to every other current member, labelled with the authenticated sender."""
-    assert p.username is not None
-    try:
-        chat = server.chats.check_member(msg.chat_id, p.username)
-    except SecureChatError as exc:
-        server._reply_error(p, exc.code, str(exc.args[0]), msg)
-        return
-    if msg.epoch != chat.epoch:
-        server._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
-        return
-    if (chat.mode == ChatMode.HYBRID) != (msg.wraps is not None and msg.wrap_recipients is not None):
-        # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
-        server._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
-        return
-    relayed = chat_message_frame(msg, p.username)
-    recipients = 0
-    online, peers, sender = server.online, server.peers, p.username
-    for member in chat.members:
-        peer = online.get(member)
-        if peer is not None and member != sender:
-            server._queue(peers[peer], relayed, "chat_message")
-            recipients += 1
-    if server._relay_events:
-        server._events.append(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
-                                              size=len(msg.ciphertext), recipients=recipients))
+    def rekey(self, chat_id: str, reason: str, actor: str) -> None:
+        """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40)."""
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            return
+        self._outbox.emit(ev.ChatRekeyed(peer=self._presence.online.get(actor, -1), chat_id=chat_id,
+                                         epoch=chat.epoch, members=tuple(chat.members), reason=reason))
+        if chat.mode in m.KEYLESS_MODES:
+            self.modes.announce_epoch(chat, reason, actor)  # no key: only signed membership
+            return
+        self._submit(ChatKeyJob(
+            peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
+            actor=actor, members=tuple(chat.members),
+            encryption_keys=tuple(self._presence.encryption_key(n) for n in chat.members), ca=self._server_key,
+            random_bytes=self._random_bytes,
+        ))
 
-
-def on_round(server: ServerProtocol, p: Peer, msg: m.Message, handler: Callable[..., None]) -> None:
-    try:
-        handler(server, p, msg)
-    except SecureChatError as exc:
-        server._reply_error(p, exc.code, str(exc.args[0]), msg)
-
-
-def rekey(server: ServerProtocol, chat_id: str, reason: str, actor: str) -> None:
-    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40)."""
-    chat = server.chats.get(chat_id)
-    if chat is None:
-        return
-    server._events.append(ev.ChatRekeyed(peer=server.online.get(actor, -1), chat_id=chat_id, epoch=chat.epoch,
-                                       members=tuple(chat.members), reason=reason))
-    if chat.mode in m.KEYLESS_MODES:
-        server_modes.announce_epoch(server, chat, reason, actor)  # no key: only signed membership
-        return
-    server._jobs.append(ChatKeyJob(
-        peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
-        actor=actor, members=tuple(chat.members),
-        encryption_keys=tuple(server._encryption_keys[n] for n in chat.members), ca=server.server_key,
-        random_bytes=server._random_bytes,
-    ))
-
-
-def distribute(server: ServerProtocol, job: ChatKeyJob) -> None:
-    """Send finished distributions strictly in epoch order, only to members still in the chat."""
-    for epoch_messages in server.chats.ready(job.chat_id, job.epoch, job.messages):
-        chat = server.chats.get(job.chat_id)
-        for member, message in epoch_messages.items():
-            peer = server.online.get(member)
-            if chat is not None and member in chat.members and peer is not None:
-                server._send(server.peers[peer], message)
+    def distribute(self, job: ChatKeyJob) -> None:
+        """Send finished distributions strictly in epoch order, only to members still in the chat."""
+        for epoch_messages in self.chats.ready(job.chat_id, job.epoch, job.messages):
+            chat = self.chats.get(job.chat_id)
+            for member, message in epoch_messages.items():
+                peer = self._presence.peer_of(member)
+                if chat is not None and member in chat.members and peer is not None:
+                    self._outbox.send_to(peer, message)
