@@ -25,7 +25,7 @@ from .net.tcp_client import TcpClient
 from .protocol import events as ev
 from .crypto.aead import CipherSuite
 from .protocol.messages import CHAT_MODES, LOBBY_ID
-from .protocol.names import CONTRIBUTORY_MODES, ChatMode, KeyExchange
+from .protocol.vocabulary import CONTRIBUTORY_MODES, ChatMode, KeyExchange
 
 SCHEME_ALIASES = {"rsa": SignatureScheme.RSA_PSS_SHA256, "dsa": SignatureScheme.DSA_SHA256,
                   "ecdsa": SignatureScheme.ECDSA_P256_SHA256, "ed25519": SignatureScheme.ED25519}

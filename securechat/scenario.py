@@ -43,7 +43,7 @@ from typing import Any
 from .crypto.kdf import FAST_SCRYPT
 from .crypto.signatures import SignatureScheme
 from .errors import SecureChatError
-from .protocol.names import ChatMode
+from .protocol.vocabulary import ChatMode
 from .protocol import events as ev
 from .protocol.identity import UserKeys, generate_user_keys
 from .protocol.limits import ServerConfig

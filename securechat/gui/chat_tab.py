@@ -14,7 +14,7 @@ from tkinter.scrolledtext import ScrolledText
 
 from ..emoji import render
 from ..protocol import events as ev
-from ..protocol.names import ChatMode
+from ..protocol.vocabulary import ChatMode
 
 VERIFIED = "\N{HEAVY CHECK MARK} signature verified"
 XOR_WARNING = "INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key"

@@ -17,7 +17,7 @@ from ..crypto.signatures import SignatureScheme
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
 from ..protocol.messages import CHAT_MODES, LOBBY_ID
-from ..protocol.names import CONTRIBUTORY_MODES
+from ..protocol.vocabulary import CONTRIBUTORY_MODES
 from .chat_tab import ChatTab
 
 SCHEMES = (("RSA-PSS", SignatureScheme.RSA_PSS_SHA256), ("DSA", SignatureScheme.DSA_SHA256))

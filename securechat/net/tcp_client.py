@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
-from ..protocol.names import ChatMode, KeyExchange
+from ..protocol.vocabulary import ChatMode, KeyExchange
 from ..protocol.identity import UserKeys
 
 E = TypeVar("E", bound=ev.Event)

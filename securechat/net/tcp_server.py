@@ -28,7 +28,7 @@ from ..errors import ErrorCode
 from ..protocol import events as ev
 from ..protocol.jobs import ChatKeyJob, FairQueue, Job, ServerKey
 from ..protocol.limits import ServerConfig
-from ..protocol.names import JobOutcome
+from ..protocol.vocabulary import JobOutcome
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
 

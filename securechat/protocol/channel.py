@@ -13,7 +13,7 @@ from ..crypto import aead
 from ..crypto.encoding import encode_fields, sha256
 from ..crypto.kdf import hkdf_sha256
 from ..errors import ErrorCode, IntegrityError, RemoteProtocolError
-from .names import KeyExchange
+from .vocabulary import KeyExchange
 
 HANDSHAKE_LABEL = "securechat v1 handshake"
 SERVER_SIGNATURE_LABEL = "securechat v1 server signature"

@@ -24,7 +24,7 @@ from . import events as ev
 from . import messages as m
 from . import modes
 from ..crypto.kem import decapsulate, generate_kem_key
-from .names import ChatMode, KeyExchange
+from .vocabulary import ChatMode, KeyExchange
 from .channel import (
     HYBRID_KEM, KEM_CONTEXT, X25519, RecordLayer, derive_channel_keys, handshake_secret, server_signed_bytes,
     transcript_hash,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..crypto.certificates import Certificate
 from ..errors import ErrorCode
-from .names import KeyExchange
+from .vocabulary import KeyExchange
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -84,7 +84,7 @@ class Choice(Kind):
 
     @classmethod
     def of(cls, names: type[StrEnum]) -> Choice:
-        """The choice of one of *names*' values (securechat.protocol.names), decoded to the enum member."""
+        """The choice of one of *names*' values (securechat.protocol.vocabulary), decoded to the enum member."""
         return cls(values=tuple(member.value for member in names), names=names)
 
     def decode(self, name: str, value: Any) -> str:

@@ -21,7 +21,7 @@ from ..crypto.keys import generate_encryption_key, load_public_key, public_key_d
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
-from .names import JobOutcome
+from .vocabulary import JobOutcome
 from . import messages as m
 from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes
 from .registry import Registry, UserRecord

@@ -15,7 +15,7 @@ from ..crypto.aead import CipherSuite
 from ..crypto.certificates import Certificate
 from ..crypto.signatures import SignatureScheme
 from .fields import Blob, Boolean, Choice, Integer, Kind, ListOf, Name, Object, Optional, Text
-from .names import ChatMode, KeyExchange, RekeyReason
+from .vocabulary import ChatMode, KeyExchange, RekeyReason
 
 PROTOCOL_VERSION = 1
 MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
@@ -32,7 +32,7 @@ SUITE_NAMES = tuple(s.value for s in CipherSuite)
 # PROTOCOL.md 7: how a chat's keys are made. "server-key": the server generates and wraps them;
 # "contributory": members agree on them through a blind relay; "contributory-xor" (the XOR
 # derivation, INSECURE, for the attack labs); "hybrid": a fresh key per message.
-# The names themselves are enums in names.py; these tuples keep the old spellings importable.
+# The names themselves are enums in vocabulary.py; these tuples keep the old spellings importable.
 CHAT_MODES = tuple(ChatMode)
 KEYLESS_MODES = tuple(mode for mode in ChatMode if mode.keyless)  # the server never holds a key for these
 LOBBY_ID = "lobby"  # PROTOCOL.md 7.8: the single room every online user is in (hybrid mode)

@@ -23,7 +23,7 @@ from . import events as ev
 from . import messages as m
 from .jobs import Job, LoginJob, RegisterJob, ServerKey, make_decoys
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
-from .names import JobOutcome
+from .vocabulary import JobOutcome
 from .registry import Registry
 from .server_outbox import Outbox, Peer
 from .server_presence import Presence

@@ -16,7 +16,7 @@ from . import messages as m
 from .codec import encode_frame
 from .constructions import chat_epoch_signed_bytes
 from .jobs import ServerKey
-from .names import CONTRIBUTORY_MODES
+from .vocabulary import CONTRIBUTORY_MODES
 from .server_chats import ChatDirectory, ServerChat
 from .server_outbox import Outbox, Peer
 from .server_presence import Presence

@@ -21,7 +21,7 @@ from . import messages as m
 from .codec import chat_message_frame  # noqa: F401  (re-exported: the relay fast path lives in the codec)
 from .jobs import ChatKeyJob, Job, ServerKey
 from .limits import ServerConfig
-from .names import CONTRIBUTORY_MODES, Availability, ChatMode, RekeyReason
+from .vocabulary import CONTRIBUTORY_MODES, Availability, ChatMode, RekeyReason
 from .registry import Registry
 from .server_chats import ChatDirectory
 from .server_modes import KeylessModes

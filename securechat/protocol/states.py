@@ -19,7 +19,7 @@ from __future__ import annotations
 from enum import Enum
 
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from .names import JobOutcome
+from .vocabulary import JobOutcome
 
 
 class Direction(Enum):

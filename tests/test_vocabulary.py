@@ -1,4 +1,4 @@
-"""The protocol's vocabularies are types (securechat/protocol/names.py): field choices are built from them, decoding
+"""The protocol's vocabularies are types (securechat/protocol/vocabulary.py): field choices are built from them, decoding
 yields their members, events carry ErrorCode, and one table says which codes are fatal (PROTOCOL.md 9.1)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.codec import decode_message, encode_message
 from securechat.protocol.fields import Choice
-from securechat.protocol.names import (
+from securechat.protocol.vocabulary import (
     CONTRIBUTORY_MODES, KEYLESS_MODES, Availability, ChatMode, JobOutcome, KeyExchange, RekeyReason,
 )
 from securechat.protocol.states import PEER_JOB_TRANSITIONS
@@ -90,7 +90,7 @@ def test_events_carry_error_codes(cls: type) -> None:
     assert field.type == "ErrorCode"
 
 
-# Only names.py spells these wire strings; everywhere else uses the enum (the coordinator's client chat modules
+# Only vocabulary.py spells these wire strings; everywhere else uses the enum (the coordinator's client chat modules
 # are being rewritten in parallel and switch over with that rewrite).
 _WIRE_NAMES = re.compile(r'^(server-key|contributory|contributory-xor|hybrid|x25519|x25519\+mlkem768)$')
 _NOT_YET = {"protocol/chats.py", "protocol/modes.py", "protocol/agreement.py"}
@@ -100,7 +100,7 @@ def test_no_module_spells_a_mode_or_key_exchange() -> None:
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         where = str(path.relative_to(PACKAGE))
-        if where == "protocol/names.py" or where in _NOT_YET:
+        if where == "protocol/vocabulary.py" or where in _NOT_YET:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _WIRE_NAMES.match(node.value):
