@@ -400,6 +400,9 @@ class ClientProtocol:
 
     def _on_login_ok(self, msg: m.LoginOk) -> None:
         assert self._keys is not None and self.server_scheme is not None
+        if msg.username != self._pending_name:
+            # PROTOCOL.md 6.2: the server cannot log us in as somebody else (the certificate is checked too).
+            raise RemoteProtocolError("login_ok names another user than the one logging in", ErrorCode.BAD_CERTIFICATE)
         self._check_own_certificate(msg.certificate)
         self.username, self.certificate = msg.username, msg.certificate
         self.book = ChatBook(username=msg.username, keys=self._keys, server_key=self.server_key,
@@ -409,6 +412,11 @@ class ClientProtocol:
 
     def _on_chat_message(self, msg: m.ChatMessage) -> None:
         assert self.book is not None
+        if msg.sender == self.username:
+            # our own message reflected back (we never receive our own): refused before any certificate fetch
+            self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
+                                                   reason="a message under our own name"))
+            return
         if self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
@@ -418,9 +426,14 @@ class ClientProtocol:
 
     def _on_certificates(self, msg: m.Certificates) -> None:
         assert self.book is not None
-        self._fetching.difference_update(self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ())
-        self._events.extend(self.book.add_certificates(msg.certificates, self._now))
-        for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
+        asked = self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ()
+        self._fetching.difference_update(asked)
+        # PROTOCOL.md 6.3: only an answer to our own request, and only for the names asked, is looked at; a
+        # server cannot push certificates nobody asked for into the pin store (which the driver persists).
+        certificates = tuple(c for c in msg.certificates if c.username in asked)
+        unknown = tuple(n for n in msg.unknown if n in asked)
+        self._events.extend(self.book.add_certificates(certificates, self._now))
+        for held, snapshot in self.book.release(unknown + tuple(c.username for c in certificates)):
             self._events.append(self.book.open(held, snapshot))
         self._events.extend(modes.advance_all(self.book, self._now))
         self._flush_outbox()
