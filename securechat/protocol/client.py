@@ -207,10 +207,11 @@ class ClientProtocol:
             self.book.refused.discard(username)
         self._fetch_certificates((username,))
 
-    def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> None:
-        """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints."""
+    def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> int | None:
+        """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints.
+        Returns the request's rid, or None if every name was already being fetched."""
         next_client_state(self.state, SEND, "get_certificates")
-        self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
+        return self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
 
     def safety_number(self, username: str) -> str:
         """The fingerprint both users read aloud to each other: ours and theirs, in a fixed order."""
@@ -465,17 +466,18 @@ class ClientProtocol:
         # PROTOCOL.md 7.4: fetch members' certificates now, so their first messages need not wait.
         self._fetch_certificates(missing)
 
-    def _fetch_certificates(self, names: tuple[str, ...]) -> None:
+    def _fetch_certificates(self, names: tuple[str, ...]) -> int | None:
         """Ask for the certificates of *names* not already asked for; a refused fetch is retried on the next
         message from that sender (its names are forgotten in _on_error)."""
         wanted = tuple(n for n in names if n not in self._fetching)
         if not wanted:
-            return
+            return None
         rid = self._next_rid
         self._next_rid += 1
         self._fetching.update(wanted)
         self._fetch_requests[rid] = wanted
         self._send_inner(m.GetCertificates(rid=rid, usernames=wanted))
+        return rid
 
     def _on_chat_left(self, msg: m.ChatLeft) -> None:
         assert self.book is not None
