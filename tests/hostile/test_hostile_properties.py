@@ -60,8 +60,6 @@ def test_honest_sequence_is_all_received(ca: ServerKey, people: dict[str, UserKe
     assert campaign.stats.accepted_honest == 5
 
 
-@pytest.mark.xfail(strict=True, reason="chat mode fixed at first sight (chats.py/modes.py, the coordinator's fix "
-                   "for the malicious-server mode switch): not on main yet")
 @pytest.mark.parametrize("mode", ["contributory", "hybrid"])
 def test_mode_switch_lies_leave_the_mode_unchanged(ca: ServerKey, people: dict[str, UserKeys], mode: str) -> None:
     """Signed distributions and epochs naming every other mode, interleaved with honest messages."""

@@ -23,8 +23,6 @@ from .test_hostile_wire import closed_with, snapshot
 from .world import NOW, Conn, HostileServer, resign
 
 MODES = ("server-key", "contributory", "hybrid")
-FINDING_1 = pytest.mark.xfail(strict=True, reason="chat mode fixed at first sight (chats.py/modes.py, the "
-                               "coordinator's fix for the malicious-server mode switch): not on main yet")
 
 
 def pair(world: HostileServer, people: dict[str, UserKeys]) -> tuple[Conn, Conn]:
@@ -306,7 +304,6 @@ def test_chat_key_replayed_or_older_epoch(world: HostileServer, people: dict, ep
     assert [e.code for e in events] == ["stale_epoch"] and snapshot(alice.client) == before  # type: ignore
 
 
-@FINDING_1
 @pytest.mark.parametrize("mode", ["contributory", "hybrid"])
 def test_chat_key_cannot_switch_a_keyless_chat_to_a_server_key(world: HostileServer, people: dict,
                                                                mode: str) -> None:
@@ -326,7 +323,6 @@ def test_chat_key_cannot_switch_a_keyless_chat_to_a_server_key(world: HostileSer
     assert received(alice)[-1] == "still ours"
 
 
-@FINDING_1
 @pytest.mark.parametrize("mode", ["contributory", "contributory-xor", "hybrid"])
 def test_chat_key_cannot_create_a_keyless_chat(world: HostileServer, people: dict, mode: str) -> None:
     """A server-made key can never be installed under a keyless mode's name: a new chat first seen through a
@@ -363,7 +359,6 @@ def test_chat_epoch_replayed_or_older(world: HostileServer, people: dict, epoch_
     assert [e.code for e in events] == ["stale_epoch"] and snapshot(alice.client) == before  # type: ignore
 
 
-@FINDING_1
 @pytest.mark.parametrize(("mode", "other"), [("contributory", "contributory-xor"), ("contributory", "hybrid"),
                                               ("hybrid", "contributory-xor"), ("server-key", "hybrid")])
 def test_chat_epoch_cannot_switch_mode(world: HostileServer, people: dict, mode: str, other: str) -> None:
@@ -377,7 +372,6 @@ def test_chat_epoch_cannot_switch_mode(world: HostileServer, people: dict, mode:
     assert snapshot(alice.client) == before and not alice.client.book.agreements  # type: ignore[union-attr]
 
 
-@FINDING_1
 def test_chat_epoch_cannot_announce_a_server_key_chat(world: HostileServer, people: dict) -> None:
     """chat_epoch belongs to keyless modes (PROTOCOL.md 7.6-7.8): one naming server-key creates nothing."""
     alice = world.login("alice", people["alice"])
