@@ -10,8 +10,9 @@ calls ``job.run()`` wherever it likes (a worker thread, or inline in a simulatio
 from __future__ import annotations
 
 import random
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
@@ -38,11 +39,52 @@ class ServerKey:
 class Job:
     peer: int
     rid: int | None = None         # the request this job answers
+    address: str = ""              # the peer's address: password jobs are queued and counted per address
     outcome: str = ""            # set by run(): a PEER_JOB_TRANSITIONS outcome or "done"
     code: ErrorCode | None = None  # set by run() on failure
 
     def run(self) -> None:
         raise NotImplementedError
+
+
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    """Password jobs served round robin across addresses (PROTOCOL.md 6.2, "fair admission").
+
+    One queue per address; ``pop`` takes the oldest job of the address served longest ago, so 40 jobs from one
+    address delay another address's login by at most one job per busy address, not by 40. Not thread-safe: the
+    driver holds its own lock around it."""
+
+    def __init__(self) -> None:
+        self._queues: OrderedDict[str, deque[T]] = OrderedDict()
+        self._size = 0
+
+    def push(self, address: str, item: T) -> None:
+        queue = self._queues.get(address)
+        if queue is None:
+            queue = self._queues[address] = deque()  # a new address joins the back of the round
+        queue.append(item)
+        self._size += 1
+
+    def pop(self) -> T | None:
+        if not self._queues:
+            return None
+        address, queue = next(iter(self._queues.items()))
+        item = queue.popleft()
+        del self._queues[address]
+        if queue:
+            self._queues[address] = queue  # served: to the back of the round
+        self._size -= 1
+        return item
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
 
 
 @dataclass(eq=False)
