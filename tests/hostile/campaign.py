@@ -19,7 +19,7 @@ from securechat.protocol import messages as m
 from securechat.protocol.chats import MAX_PENDING_MESSAGES
 from securechat.protocol.identity import UserKeys
 
-from .world import Conn, HostileServer
+from .world import Conn, HostileServer, as_relayed
 
 MODE_SWITCH = "mode-switch"  # a signed chat_key or chat_epoch naming another mode for the chat
 ACTIONS = ("honest", "replay", "reorder", "bitflip", "swap-sender", "wrong-epoch", "forged-signature",
@@ -79,9 +79,7 @@ class Campaign:
             if hook is not None:
                 self.world.hooks["chat_send"] = hook
         send = [s for s in self.bob.received if isinstance(s, m.ChatSend)][-1]
-        msg = m.ChatMessage(chat_id=send.chat_id, epoch=send.epoch, sender="bob", seq=send.seq,
-                            ciphertext=send.ciphertext, signature=send.signature,
-                            wrap_recipients=send.wrap_recipients, wraps=send.wraps)
+        msg = as_relayed(send, "bob")
         self.relayed.append(msg)
         del self.relayed[:-64]
         if deliver:

@@ -20,7 +20,7 @@ from securechat.protocol.identity import UserKeys
 from securechat.protocol.states import ClientState
 
 from .test_hostile_wire import closed_with, snapshot
-from .world import NOW, Conn, HostileServer, resign
+from .world import NOW, Conn, HostileServer, as_relayed, resign
 
 MODES = ("server-key", "contributory", "hybrid")
 
@@ -413,10 +413,8 @@ def test_reordered_messages_older_one_is_refused(world: HostileServer, people: d
         bob.client.send_chat(chat_id, text)
         world.pump()
     sends = [s for s in bob.received if isinstance(s, m.ChatSend)]
-    as_relayed = [m.ChatMessage(chat_id=s.chat_id, epoch=s.epoch, sender="bob", seq=s.seq, ciphertext=s.ciphertext,
-                                signature=s.signature, wrap_recipients=s.wrap_recipients, wraps=s.wraps)
-                  for s in sends]
-    events = alice.push(as_relayed[1]) + alice.push(as_relayed[0])
+    relayed = [as_relayed(s, "bob") for s in sends]
+    events = alice.push(relayed[1]) + alice.push(relayed[0])
     assert [type(e).__name__ for e in events] == ["ChatReceived", "MessageRejected"], events
     assert events[0].gap == 1 and events[1].code == "replay"  # type: ignore[attr-defined]
 
@@ -434,9 +432,7 @@ def test_tampered_message_is_never_received(world: HostileServer, people: dict, 
     bob.client.send_chat(chat_id, "secret")
     world.pump()
     send = [s for s in bob.received if isinstance(s, m.ChatSend)][-1]
-    msg = m.ChatMessage(chat_id=send.chat_id, epoch=send.epoch, sender="bob", seq=send.seq,
-                        ciphertext=send.ciphertext, signature=send.signature, wrap_recipients=send.wrap_recipients,
-                        wraps=send.wraps)
+    msg = as_relayed(send, "bob")
     ct = bytearray(msg.ciphertext)
     ct[0] ^= 1
     forged = {
@@ -468,9 +464,8 @@ def test_hybrid_message_wrapped_for_fewer_members_is_refused(world: HostileServe
     world.pump()
     send = [s for s in bob.received if isinstance(s, m.ChatSend)][-1]
     keep = [i for i, n in enumerate(send.wrap_recipients or ()) if n == "alice"]
-    msg = m.ChatMessage(chat_id=chat_id, epoch=send.epoch, sender="bob", seq=send.seq, ciphertext=send.ciphertext,
-                        signature=send.signature, wrap_recipients=tuple(send.wrap_recipients[i] for i in keep),  # type: ignore
-                        wraps=tuple(send.wraps[i] for i in keep))  # type: ignore[index]
+    msg = dataclasses.replace(as_relayed(send, "bob"), wrap_recipients=tuple(send.wrap_recipients[i] for i in keep),  # type: ignore
+                              wraps=tuple(send.wraps[i] for i in keep))  # type: ignore[index]
     events = alice.push(msg)
     assert [e.code for e in events] == ["bad_signature"], events  # type: ignore[attr-defined]
 
@@ -498,8 +493,7 @@ def test_message_after_we_left_is_refused(world: HostileServer, people: dict) ->
     send = [s for s in bob.received if isinstance(s, m.ChatSend)][-1]
     alice.client.leave(chat_id)
     world.pump()
-    events = alice.push(m.ChatMessage(chat_id=chat_id, epoch=send.epoch, sender="bob", seq=send.seq,
-                                      ciphertext=send.ciphertext, signature=send.signature))
+    events = alice.push(as_relayed(send, "bob"))
     assert [e.code for e in events] == ["unknown_chat"], events  # type: ignore[attr-defined]
 
 

@@ -24,7 +24,7 @@ from securechat.protocol.codec import MAX_FRAME_BYTES, FrameDecoder, decode_mess
 from securechat.protocol.identity import UserKeys
 from securechat.store import ServerKey
 
-from .world import Conn, HostileServer
+from .world import Conn, HostileServer, as_relayed
 
 IO_TIMEOUT = 5.0
 
@@ -148,8 +148,7 @@ def test_forged_message_over_tcp_is_rejected_and_the_reader_lives(loopback: Loop
         bob.client.send_chat(chat_id, "genuine")
         world.pump()
     send = [s for s in bob.received if isinstance(s, m.ChatSend)][-1]
-    genuine = m.ChatMessage(chat_id=chat_id, epoch=send.epoch, sender="bob", seq=send.seq,
-                            ciphertext=send.ciphertext, signature=send.signature)
+    genuine = as_relayed(send, "bob")
     loopback.push(dataclasses.replace(genuine, ciphertext=send.ciphertext[:-1] + b"\x00"))
     rejected = next_event(victim, ev.MessageRejected)
     assert (rejected.sender, rejected.code) == ("bob", "bad_signature")  # type: ignore[attr-defined]

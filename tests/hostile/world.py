@@ -15,6 +15,7 @@ every event the application would see. An exception escaping ``receive_data`` is
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -310,9 +311,7 @@ class HostileServer:
 
     def _on_chat_send(self, conn: Conn, msg: m.ChatSend) -> None:
         assert conn.username is not None
-        out = m.ChatMessage(chat_id=msg.chat_id, epoch=msg.epoch, sender=conn.username, seq=msg.seq,
-                            ciphertext=msg.ciphertext, signature=msg.signature, wrap_recipients=msg.wrap_recipients,
-                            wraps=msg.wraps)
+        out = as_relayed(msg, conn.username)
         self.relayed.append(out)
         chat = self.chats.get(msg.chat_id)
         for name in chat.members if chat else ():
@@ -400,6 +399,12 @@ class HostileServer:
         opened = [e for e in opener.events if isinstance(e, ev.ChatOpened) and e.rid == rid]
         assert opened, opener.events
         return opened[0].chat_id
+
+
+def as_relayed(send: m.ChatSend, sender: str) -> m.ChatMessage:
+    """The chat_message an honest server makes of *sender*'s chat_send: every field but rid, plus the sender."""
+    fields = {f.name: getattr(send, f.name) for f in dataclasses.fields(m.ChatMessage) if f.name != "sender"}
+    return m.ChatMessage(sender=sender, **fields)
 
 
 def resign(message: m.Message, ca: ServerKey, **changes: Any) -> m.Message:
