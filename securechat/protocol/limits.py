@@ -11,6 +11,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from ..crypto.kdf import OWASP_SCRYPT, ScryptParams
+from .lab import LabMode
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class ServerConfig:
     tracked_keys: int = 100_000                # bound on throttle memory
     require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
+    lab: LabMode | None = None                 # PROTOCOL.md appendix A: deliberately weakened, labs only
+
+    def __post_init__(self) -> None:
+        if self.lab is not None and (not isinstance(self.lab, LabMode) or self.lab.side != "server"):
+            raise ValueError("ServerConfig.lab must be a server LabMode (securechat.protocol.lab)")
 
 
 class LoginThrottle:

@@ -18,6 +18,7 @@ from . import events as ev
 from . import messages as m
 from . import server_modes
 from .jobs import LoginJob, RegisterJob
+from .lab import LabVariant, lab_has
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -97,7 +98,9 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     p.state = next_peer_state(p.state, "login")
     server._jobs.append(LoginJob(
         peer=p.id, registry=server.registry, username=msg.username, password=msg.password,
-        signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
+        signature=msg.signature, dummy_record=server._dummy_record,
+        # LAB ONLY (PROTOCOL.md A.1, unbound-login): check the proof against an empty transcript
+        transcript=b"" if lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN) else p.transcript,
         ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
 
