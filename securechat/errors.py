@@ -4,7 +4,7 @@ Owns: ``ErrorCode`` (the wire vocabulary of docs/PROTOCOL.md section 9) and the 
 layer raises. Must not: import anything else from securechat, or carry secrets in messages (an error text
 can reach a log or the peer).
 
-Hierarchy (STYLE.md section 6)::
+Hierarchy (docs/STYLE.md section 6)::
 
     SecureChatError
     +-- ProtocolError            abstract

@@ -142,7 +142,7 @@ class ChatBook:
         recipients: tuple[str, ...] | None = None
         wraps: tuple[bytes, ...] | None = None
         if chat.mode == "hybrid":
-            # PROTOCOL.md 7.7 (seeds 001/002): a fresh key per message, wrapped for every other member.
+            # PROTOCOL.md 7.7: a fresh key per message, wrapped for every other member.
             recipients = tuple(n for n in chat.members if n != self.username)
             missing = self.uncertified(recipients)
             if missing:
@@ -178,7 +178,7 @@ class ChatBook:
             seen = cert.identity_fingerprint()
             pinned = self.pins.get(cert.username)
             if pinned is not None and pinned != seen:
-                # THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
+                # docs/THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
                 # user compares fingerprints out of band and accepts it (ClientProtocol.accept_key_change).
                 out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
                 self.refused.add(cert.username)

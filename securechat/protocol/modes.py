@@ -68,7 +68,7 @@ def on_round(book: ChatBook, msg: m.Message, now: float) -> list[ev.Event]:
     chat_id, epoch = getattr(msg, "chat_id"), getattr(msg, "epoch")
     agreement = book.agreements.get(chat_id)
     if not isinstance(agreement, Agreement) or agreement.epoch != epoch:
-        # THREATS.md 49: a share or commitment of another epoch (replayed by the server) is refused.
+        # docs/THREATS.md 49: a share or commitment of another epoch (replayed by the server) is refused.
         return [ev.MessageRejected(chat_id=chat_id, sender=getattr(msg, "sender", "server"),
                                    code=ErrorCode.STALE_EPOCH.value, reason=f"no agreement running at epoch {epoch}")]
     agreement.inbox.append(msg)
@@ -89,7 +89,7 @@ def advance(book: ChatBook, chat_id: str, now: float) -> list[ev.Event]:
     try:
         blocked = [n for n in agreement.others if n in book.refused]
         if blocked:
-            # THREATS.md 46: no share goes to a key we have not accepted; end the epoch rather than wait forever.
+            # docs/THREATS.md 46: no share goes to a key we have not accepted; end the epoch rather than wait forever.
             agreement.state = AgreementState.ABORTED
             raise AgreementFailed(f"{', '.join(blocked)} presented a changed key", ErrorCode.KEY_CHANGED)
         book.outbox.extend(agreement.advance(peer, now))
