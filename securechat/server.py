@@ -17,6 +17,7 @@ from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
 from .keystore import write_server_key_file
+from .labs.variants import CTF, add_lab_arguments, announce, lab_mode
 from .net.tcp_server import TcpServer
 from .protocol.limits import ServerConfig
 from .store import DEFAULT_PASSPHRASE, SqliteRegistry
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation for records (byte-identical; cryptography must be installed)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_lab_arguments(parser, "server")  # PROTOCOL.md appendix A: --lab NAME, never on by default
     return parser
 
 
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = logging.getLogger("securechat.server")
+    if CTF in args.lab:  # the capture-the-flag server runs its own registry and bots (securechat.labs.ctf)
+        from .labs.ctf import run_ctf
+        return run_ctf(host=args.host, port=args.port, student=args.student, lobby=args.lobby)
     passphrase = os.environ.get("SECURECHAT_SERVER_PASSPHRASE", DEFAULT_PASSPHRASE)
     if passphrase == DEFAULT_PASSPHRASE:
         log.warning("server key protected by the default passphrase: set SECURECHAT_SERVER_PASSPHRASE")
@@ -56,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"securechat-server: {exc}", file=sys.stderr)
         return 2
     config = ServerConfig(scrypt=ScryptParams(n=args.scrypt_n), lobby=args.lobby,
-                          require_post_quantum=args.require_post_quantum)
+                          require_post_quantum=args.require_post_quantum, lab=lab_mode(args.lab, "server"))
+    announce(config.lab, log)
     if args.export_key:
         write_server_key_file(args.export_key, server_key.public_der, server_key.scheme.value)
     server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
