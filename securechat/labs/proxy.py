@@ -128,14 +128,14 @@ class InterceptionProxy:
         self.target = target
         self._host, self._port = host, port
         self.keylog = Path(keylog) if keylog else None
-        self.rules = rules
+        self.rules: list[Rule] = list(rules)
         self._show = show or (lambda line: print(line, flush=True))
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._count = 0
+        self._conns: list[_Connection] = []
         self.address: tuple[str, int] = (host, port)
 
     def start(self) -> InterceptionProxy:
@@ -169,6 +169,36 @@ class InterceptionProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def add_rule(self, rule: Rule) -> None:
+        """Add a tampering rule while running (the CLI's commands, a test's hook)."""
+        with self._lock:
+            self.rules.append(rule)
+
+    def records_seen(self, direction: str) -> int:
+        """How many records of *direction* the newest connection has relayed: the index of its next one."""
+        with self._lock:
+            conn = self._conns[-1] if self._conns else None
+            return conn.counts[direction] if conn is not None else 0
+
+    def command(self, line: str) -> str:
+        """Run one command, e.g. ``flip c2s next`` or ``delay s2c 4 2.5``; returns what to show.
+
+        ``next`` means the newest connection's next record of that direction.
+        """
+        words = line.split()
+        if not words:
+            return ""
+        if words[0] not in ACTIONS or len(words) < 3:
+            return f"commands: {' | '.join(ACTIONS)} c2s|s2c N|next [seconds]"
+        if words[1] in (C2S, S2C) and words[2] == "next":
+            words[2] = str(self.records_seen(words[1]))
+        try:
+            rule = Rule.parse(words[0], ":".join(words[1:]))
+        except ValueError as exc:
+            return str(exc)
+        self.add_rule(rule)
+        return f"armed: {rule.action} {rule.direction} record #{rule.index}"
+
     # --- relaying -----------------------------------------------------------------------------------------
 
     def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
@@ -195,8 +225,8 @@ class InterceptionProxy:
             client.settimeout(None)
             upstream.settimeout(None)
             with self._lock:
-                self._count += 1
-                conn = _Connection(number=self._count, client=client, upstream=upstream)
+                conn = _Connection(number=len(self._conns) + 1, client=client, upstream=upstream)
+                self._conns.append(conn)
                 self._sockets += [client, upstream]
             self._show(f"[conn {conn.number}] opened, relaying to {self.target[0]}:{self.target[1]}")
             self._spawn(self._pump, f"{conn.number}-c2s", conn, C2S, client, upstream)
@@ -244,7 +274,9 @@ class InterceptionProxy:
                    f"{sealed[:_SHOWN_BYTES].hex()}...")
         self._show_inner(conn, direction, sealed)
         out = [frame]
-        for rule in self.rules:
+        with self._lock:
+            rules = list(self.rules)
+        for rule in rules:
             if rule.direction != direction or rule.index != index:
                 continue
             self._show(f"[conn {conn.number}] {direction} record #{index}: TAMPER {rule.action}"
@@ -351,8 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"proxy on {proxy.address[0]}:{proxy.address[1]} -> {target[0]}:{target[1]}"
           f"{'  (key log ' + str(args.keylog) + ')' if args.keylog else ''}", flush=True)
+    print(f"commands on standard input: {' | '.join(ACTIONS)} c2s|s2c N|next [seconds]", flush=True)
     try:
-        while True:
+        for line in sys.stdin:
+            reply = proxy.command(line)
+            if reply:
+                print(reply, flush=True)
+        while True:  # standard input closed: keep relaying until Ctrl-C
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
