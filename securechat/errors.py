@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     COMMITMENT_MISMATCH = "commitment_mismatch"
     KEY_CONFIRMATION_FAILED = "key_confirmation_failed"
     KEY_UNWRAP_FAILED = "key_unwrap_failed"
+    MODE_CHANGED = "mode_changed"              # the server tried to change a chat's mode or suite (PROTOCOL.md 7.10)
+    MEMBERSHIP_INCONSISTENT = "membership_inconsistent"  # a signed membership contradicts its own reason
     DUPLICATE_SHARE = "duplicate_share"
     # the connection ended
     CONNECTION_LOST = "connection_lost"

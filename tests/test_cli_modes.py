@@ -95,7 +95,7 @@ def test_run_modes_demo_exits_zero():
 
 def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
     log = (tmp_path / "server.log").open("w")
-    server = _run(["-m", "securechat.server", "--port", "0", "--db", str(tmp_path / "s.db"),
+    server = _run(["-m", "securechat.server", "--allow-default-passphrase", "--port", "0", "--db", str(tmp_path / "s.db"),
                    "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024"], stderr=log)
     clients: list[Cli] = []
     try:

@@ -196,7 +196,7 @@ def test_run_demo_exits_zero():
 
 def test_server_and_cli_client_processes(tmp_path):
     """The console entry points: a server process, two scripted CLI clients, then Ctrl-C (SIGINT)."""
-    server = _run(["-m", "securechat.server", "--port", "0", "--db", str(tmp_path / "s.db"),
+    server = _run(["-m", "securechat.server", "--allow-default-passphrase", "--port", "0", "--db", str(tmp_path / "s.db"),
                    "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024"])
     try:
         line = server.stdout.readline()  # type: ignore[union-attr]

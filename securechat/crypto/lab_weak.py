@@ -23,7 +23,7 @@ class _RepeatedNonceDsaKey(DsaKey):
     _lab_k: int
 
     def _sign(self, m: Any, k: Any) -> Any:  # LAB ONLY: the weakening is this one line
-        return super()._sign(m, Integer(self._lab_k))
+        return super()._sign(m, Integer(self._lab_k))  # type: ignore[no-untyped-call]
 
 
 def repeated_nonce_dsa_key(key: DsaKey) -> DsaKey:

@@ -10,8 +10,9 @@ calls ``job.run()`` wherever it likes (a worker thread, or inline in a simulatio
 from __future__ import annotations
 
 import random
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
@@ -38,11 +39,52 @@ class ServerKey:
 class Job:
     peer: int
     rid: int | None = None         # the request this job answers
+    address: str = ""              # the peer's address: password jobs are queued and counted per address
     outcome: str = ""            # set by run(): a PEER_JOB_TRANSITIONS outcome or "done"
     code: ErrorCode | None = None  # set by run() on failure
 
     def run(self) -> None:
         raise NotImplementedError
+
+
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    """Password jobs served round robin across addresses (PROTOCOL.md 6.2, "fair admission").
+
+    One queue per address; ``pop`` takes the oldest job of the address served longest ago, so 40 jobs from one
+    address delay another address's login by at most one job per busy address, not by 40. Not thread-safe: the
+    driver holds its own lock around it."""
+
+    def __init__(self) -> None:
+        self._queues: OrderedDict[str, deque[T]] = OrderedDict()
+        self._size = 0
+
+    def push(self, address: str, item: T) -> None:
+        queue = self._queues.get(address)
+        if queue is None:
+            queue = self._queues[address] = deque()  # a new address joins the back of the round
+        queue.append(item)
+        self._size += 1
+
+    def pop(self) -> T | None:
+        if not self._queues:
+            return None
+        address, queue = next(iter(self._queues.items()))
+        item = queue.popleft()
+        del self._queues[address]
+        if queue:
+            self._queues[address] = queue  # served: to the back of the round
+        self._size -= 1
+        return item
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
 
 
 @dataclass(eq=False)
@@ -57,6 +99,7 @@ class LoginJob(Job):
     dummy_record: str = ""
     ca: ServerKey = field(default=None)  # type: ignore[assignment]
     now: float = 0.0
+    lab_unbound: bool = False  # LAB ONLY (PROTOCOL.md A.1, unbound-login): also accept a proof over no transcript
     record: UserRecord | None = None
     encryption_key: object = None
 
@@ -86,7 +129,13 @@ class LoginJob(Job):
             try:
                 encryption_key, signing_key = verify_certificate(
                     cert, ca_public_key=ca_key, ca_scheme=self.ca.scheme, now=self.now, username=cert.username)
-                verify(cert.signature_scheme, signing_key, signed, self.signature if real else decoy.signature)
+                try:
+                    verify(cert.signature_scheme, signing_key, signed, self.signature if real else decoy.signature)
+                except SecureChatError:
+                    if not (real and self.lab_unbound):
+                        raise
+                    # LAB ONLY (PROTOCOL.md A.1, unbound-login): a proof over no transcript is accepted too
+                    verify(cert.signature_scheme, signing_key, login_proof_bytes(b"", self.username), self.signature)
                 ok = True
             except SecureChatError:
                 ok = False

@@ -35,7 +35,7 @@ from .codec import (
     message_from_dict, parse_json, record_data, split_frames,
 )
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey, make_decoys
-from .limits import LoginThrottle, ServerConfig, TokenBucket
+from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .registry import Registry
 from . import server_accounts, server_modes, server_relay
 from .server_chats import ChatDirectory
@@ -104,6 +104,9 @@ class ServerProtocol:
         self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self._jobs: deque[Job] = deque()
         self.pending_password_jobs = 0
+        self.pending_by_address: dict[str, int] = {}  # PROTOCOL.md 6.2: admitted password jobs per address
+        self._registrations = AddressBuckets(config.registrations_per_address_per_hour / 3600.0,
+                                             config.registration_burst_per_address, config.tracked_keys)
         self._events: deque[ev.ServerEvent] = deque()
         self._dirty: set[int] = set()
         self.mailboxes: dict[str, list[tuple[str, int, bytes, str]]] = {}  # offline contributory members
@@ -163,7 +166,7 @@ class ServerProtocol:
         if isinstance(job, ChatKeyJob):
             server_relay.distribute(self, job)
             return
-        self.pending_password_jobs -= 1
+        server_accounts.release_password_job(self, job)
         p = self.peers.get(job.peer)
         if p is None or p.closing:
             return

@@ -17,8 +17,9 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import server_modes
-from .jobs import LoginJob, RegisterJob
-from .lab import LabVariant, lab_has
+        peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
+        signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
+        lab_unbound=lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md A.1)
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -58,9 +59,16 @@ def on_register_proof(server: ServerProtocol, p: Peer, msg: m.RegisterProof) -> 
     if not admit_password_job(server, p, msg):
         p.state, p.register = PeerState.CONNECTED, None
         return
+    if not server._registrations.take(p.address, server._now):
+        # PROTOCOL.md 6.1: registrations per address are counted when admitted (each costs an scrypt hash).
+        release_password_job(server, p.address)
+        p.state, p.register = PeerState.CONNECTED, None
+        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations from your address, retry later",
+                            msg)
+        return
     p.state = next_peer_state(p.state, "register_proof")
     server._jobs.append(RegisterJob(
-        peer=p.id, registry=server.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
+        peer=p.id, address=p.address, registry=server.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
         transcript=p.transcript, params=server.config.scrypt, ca=server.server_key,
         validity_seconds=server.config.certificate_validity_seconds,
         serial=int.from_bytes(server._random_bytes(8), "big") >> 1, now=server._now, random_bytes=server._random_bytes,
@@ -80,16 +88,33 @@ def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
 
 
 def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
-    """docs/THREATS.md 14: bounded scrypt work, refused before any hashing."""
-    if server.pending_password_jobs >= server.config.max_pending_password_jobs:
+    """docs/THREATS.md 14: bounded scrypt work, refused before any hashing, in total and per address (PROTOCOL.md
+    6.2: one address cannot hold the whole queue)."""
+    mine = server.pending_by_address.get(p.address, 0)
+    if (server.pending_password_jobs >= server.config.max_pending_password_jobs
+            or mine >= server.config.max_pending_password_jobs_per_address):
         server._reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg, fatal=False)
         return False
     server.pending_password_jobs += 1
+    server.pending_by_address[p.address] = mine + 1
     return True
 
 
+def release_password_job(server: ServerProtocol, job_or_address: Job | str) -> None:
+    """A password job finished (or was refused after admission): its slot is free again."""
+    address = job_or_address if isinstance(job_or_address, str) else job_or_address.address
+    server.pending_password_jobs -= 1
+    left = server.pending_by_address.get(address, 0) - 1
+    if left > 0:
+        server.pending_by_address[address] = left
+    else:
+        server.pending_by_address.pop(address, None)
+
+
 def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
-    if not server._throttle.allowed(msg.username, p.address, server._now):
+    # PROTOCOL.md 6.2 step 1: logins still in flight from this address count as failures until they end.
+    in_flight = server.pending_by_address.get(p.address, 0)
+    if not server._throttle.allowed(msg.username, p.address, server._now, in_flight):
         server._reply_error(p, ErrorCode.RATE_LIMITED, "too many failed logins, wait and retry", msg)
         return
     if not admit_password_job(server, p, msg):
@@ -97,10 +122,15 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     server._throttle.attempt(msg.username, p.address, server._now)
     p.state = next_peer_state(p.state, "login")
     server._jobs.append(LoginJob(
+<<<<<<< HEAD
         peer=p.id, registry=server.registry, username=msg.username, password=msg.password,
         signature=msg.signature, dummy_record=server._dummy_record,
         # LAB ONLY (PROTOCOL.md A.1, unbound-login): check the proof against an empty transcript
         transcript=b"" if lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN) else p.transcript,
+=======
+        peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
+        signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
+>>>>>>> main
         ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
 
