@@ -17,9 +17,8 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import server_modes
-        peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
-        signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
-        lab_unbound=lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md A.1)
+from .jobs import Job, LoginJob, RegisterJob
+from .lab import LabVariant, lab_has
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -122,15 +121,9 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     server._throttle.attempt(msg.username, p.address, server._now)
     p.state = next_peer_state(p.state, "login")
     server._jobs.append(LoginJob(
-<<<<<<< HEAD
-        peer=p.id, registry=server.registry, username=msg.username, password=msg.password,
-        signature=msg.signature, dummy_record=server._dummy_record,
-        # LAB ONLY (PROTOCOL.md A.1, unbound-login): check the proof against an empty transcript
-        transcript=b"" if lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN) else p.transcript,
-=======
         peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
         signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
->>>>>>> main
+        lab_unbound=lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md A.1)
         ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
 
