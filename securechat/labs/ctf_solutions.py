@@ -80,9 +80,12 @@ class CtfPlayer:
                 self.seen.append(event)
                 self.chats.setdefault(event.sender, event.chat_id)
 
-    def flag_from(self, bot: str, timeout: float = WAIT_SECONDS) -> str:
-        got = self.wait_text(lambda e: e.sender == bot and bool(find_flags(e.text)), f"flag from {bot}", timeout)
-        return find_flags(got.text)[0]
+    def flag_from(self, bot: str, challenge: str, timeout: float = WAIT_SECONDS) -> str:
+        """The *challenge* flag in a message from *bot*."""
+        got = self.wait_text(lambda e: e.sender == bot and any(f.startswith(f"flag{{{challenge}-")
+                                                               for f in find_flags(e.text)),
+                             f"{challenge} flag from {bot}", timeout)
+        return next(f for f in find_flags(got.text) if f.startswith(f"flag{{{challenge}-"))
 
 
 def solve_dsa_nonce(player: CtfPlayer) -> str:
@@ -100,7 +103,7 @@ def solve_dsa_nonce(player: CtfPlayer) -> str:
     x = attacks.recover_dsa_key(dan_public, signed[0], signed[1])
     order = attacks.forge_dsa_signature(dan_public, x, order_bytes(player.name))
     player.client.send(player.chats[VAULT], "!order " + b64e(order))
-    return player.flag_from(VAULT)
+    return player.flag_from(VAULT, "dsa-nonce")
 
 
 def solve_no_rekey(player: CtfPlayer) -> str:
@@ -137,7 +140,7 @@ def solve_login_replay(player: CtfPlayer, ctf_address: tuple[str, int], pinned: 
     if not captured:
         raise AttackFailed("carol's login never reached our server")
     attacks.replay_login(*ctf_address, captured[0], server_key=pinned)
-    return player.flag_from(VAULT)
+    return player.flag_from(VAULT, "login-replay")
 
 
 __all__ = ["CtfPlayer", "solve_dsa_nonce", "solve_login_replay", "solve_no_rekey"]
