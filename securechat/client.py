@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the X25519 + ML-KEM-768 hybrid handshake (PROTOCOL.md 4.4)")
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation (byte-identical; cryptography must be installed)")
-    add_lab_arguments(parser, "client")  # PROTOCOL.md appendix A: --lab NAME and --keylog FILE, lab tools
+    add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
     args = parser.parse_args(argv)
     try:
         set_backend(args.aead_backend)

@@ -2,7 +2,7 @@
 
 Owns: a real securechat server in lab mode (``unbound-login``, ``no-rekey-on-leave``) with scripted bot users
 who chat with every student who logs in and hand out that student's flags (``securechat.labs.flags``) only to
-an attack (PROTOCOL.md A.2):
+an attack (PROTOCOL.md 15.2):
 
 * ``dsa-nonce`` — bot ``dan`` signs with one repeated DSA nonce; bot ``vault`` gives the flag for an order
   signed by dan (``!order <base64 signature over "ctf order: flag for <you>">``).
@@ -154,8 +154,10 @@ class CtfServer:
     def _connect_bot(self, name: str) -> TcpClient:
         lab = self._client_lab(LabVariant.DSA_NONCE_REUSE) if name == DAN else None
         trace = self._archive_trace if name == ARCHIVIST else None
-        client = TcpClient(*self.address, server_key=self.pinned, lab=lab, trace=trace,
-                           on_event=lambda e, bot=name: self._events.put((bot, e)))
+        def on_event(event: ev.Event) -> None:
+            self._events.put((name, event))
+
+        client = TcpClient(*self.address, server_key=self.pinned, lab=lab, trace=trace, on_event=on_event)
         client.register(name, self._password(name), self._bot_keys[name])
         client.login(name, self._password(name), self._bot_keys[name])
         return client

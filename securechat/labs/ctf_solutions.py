@@ -1,4 +1,4 @@
-"""INSTRUCTOR SOLUTIONS to the capture-the-flag server (securechat.labs.ctf, PROTOCOL.md A.2).
+"""INSTRUCTOR SOLUTIONS to the capture-the-flag server (securechat.labs.ctf, PROTOCOL.md 15.2).
 
 Owns: ``CtfPlayer`` (a student's real client with a trace of the inner frames it received) and one solver per
 challenge, built from the attacks of ``securechat.labs.attacks``. Each returns the flag text or raises
@@ -52,9 +52,9 @@ class CtfPlayer:
 
     def wait_text(self, predicate: Callable[[ev.ChatReceived], bool], what: str,
                   timeout: float = WAIT_SECONDS) -> ev.ChatReceived:
-        for event in self.seen:
-            if predicate(event):
-                return event
+        for seen in self.seen:
+            if predicate(seen):
+                return seen
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

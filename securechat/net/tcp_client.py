@@ -82,7 +82,7 @@ class TcpClient:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
         # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
-        # lab: an explicit LabMode (PROTOCOL.md appendix A), never on by default; keylog: securechat.labs.keylog
+        # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
         self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange,
                                        lab=lab, keylog=keylog)
         self.events: queue.Queue[ev.Event] = queue.Queue()

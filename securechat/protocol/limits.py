@@ -37,7 +37,7 @@ class ServerConfig:
     tracked_keys: int = 100_000                # bound on throttle memory
     require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
-    lab: LabMode | None = None                 # PROTOCOL.md appendix A: deliberately weakened, labs only
+    lab: LabMode | None = None                 # PROTOCOL.md 15: deliberately weakened, labs only
 
     def __post_init__(self) -> None:
         if self.lab is not None and (not isinstance(self.lab, LabMode) or self.lab.side != "server"):

@@ -86,7 +86,7 @@ def on_chat_leave(server: ServerProtocol, p: Peer, msg: m.ChatLeave) -> None:
     server._send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
     chat = server.chats.get(msg.chat_id)
     if chat is not None and lab_has(server.config.lab, LabVariant.NO_REKEY_ON_LEAVE):
-        chat.epoch -= 1  # LAB ONLY (PROTOCOL.md A.1): undo the new epoch, so the leaver's key stays in use
+        chat.epoch -= 1  # LAB ONLY (PROTOCOL.md 15.1): undo the new epoch, so the leaver's key stays in use
     elif remaining:
         rekey(server, msg.chat_id, "leave", p.username)
 
