@@ -10,16 +10,14 @@ import uuid
 
 import pytest
 
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.crypto.signatures import SignatureScheme
 from securechat.errors import ErrorCode
 from securechat.net.tcp_client import RequestError, TcpClient
-from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import SqliteRegistry, new_server_key
+from securechat.store import SqliteRegistry
 
+from tests.live import start_server
 from test_faults import ServerProcess  # tests/ is on sys.path (rootdir-relative import)
 
 
@@ -75,8 +73,7 @@ def test_canary_not_in_logs_or_database(tmp_path, caplog, ckeys):
     canary = _canary()
     caplog.set_level(logging.DEBUG, logger="securechat")
     registry = SqliteRegistry(tmp_path / "canary.sqlite")
-    server = TcpServer(server_key=new_server_key(), registry=registry,
-                       config=ServerConfig(scrypt=FAST_SCRYPT)).start()
+    server = start_server(registry=registry)
     try:
         key = server.protocol.server_key
         _exercise(server.address, (key.public_der, key.scheme.value), ckeys, canary)
