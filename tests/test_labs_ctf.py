@@ -73,3 +73,21 @@ def test_ctf_attacks_fail_against_the_same_bots_on_a_default_server():
             solve.solve_login_replay(me, server.address, server.pinned)
         me.pump(0.5)
         assert not [f for e in me.seen for f in find_flags(e.text)]  # no bot ever handed out a flag
+
+
+def test_check_flag_command_accepts_only_this_students_flag(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SECURECHAT_COURSE_SECRET": "course secret for the cli test"}
+    monkeypatch.setenv("SECURECHAT_COURSE_SECRET", env["SECURECHAT_COURSE_SECRET"])
+    mine = flag(STUDENT, "no-rekey")
+
+    def check(student: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "securechat.labs", "check-flag", "--student", student, mine],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    accepted, refused = check(STUDENT), check("s7654321")
+    assert (accepted.returncode, accepted.stdout.strip()) == (0, "flag accepted")
+    assert (refused.returncode, refused.stdout.strip()) == (1, "not this student's flag")

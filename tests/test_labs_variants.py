@@ -244,3 +244,21 @@ def test_no_rekey_on_leave_lets_the_leaver_read_later_messages():
 def test_leaver_attack_fails_against_the_default_server():
     with pytest.raises(attacks.AttackFailed, match="rekeyed"):
         _leaver_attack(None)
+
+
+def test_cli_lab_options_are_explicit_and_loud(capsys):
+    import logging
+
+    from securechat.labs.variants import announce, lab_mode
+    from securechat.server import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--lab", "no-crypto"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--lab", "dsa-nonce-reuse"])  # a client variant is not a server option
+    assert build_parser().parse_args([]).lab == [] and lab_mode([], "server") is None
+    lab = lab_mode(["no-rekey-on-leave", "unbound-login"], "server")
+    assert lab is not None and lab.variants == {LabVariant.NO_REKEY_ON_LEAVE, LabVariant.UNBOUND_LOGIN}
+    announce(lab, logging.getLogger("test"))
+    out = capsys.readouterr().out
+    assert "LAB MODE (INSECURE): no-rekey-on-leave, unbound-login" in out and "Never use it for real chats" in out
