@@ -20,6 +20,7 @@ WHAT_EACH_DOES = {
     "dsa-nonce-reuse": "this client signs with ONE DSA nonce: two signatures reveal its private key",
     "no-rekey-on-leave": "a member who leaves keeps a working key: it can read what is said afterwards",
     "unpinned-client": "this client accepts ANY server key: a rogue server gets its password",
+    "no-key-commitment": "this client skips the key commitment: a sender can show members different texts",
     CTF: "capture-the-flag server with scripted bots and weakened variants",
 }
 

@@ -70,6 +70,7 @@ class ClientProtocol:
         key_exchange: str = "x25519",
         lab: LabMode | None = None,
         keylog: Callable[[bytes, bytes, bytes], None] | None = None,
+        verify_key_commitment: bool = True,
     ) -> None:
         if lab is not None and (not isinstance(lab, LabMode) or lab.side != "client"):
             raise LocalProtocolError("lab must be a client LabMode (securechat.protocol.lab)", ErrorCode.BAD_FIELD)
@@ -77,6 +78,12 @@ class ClientProtocol:
         # PROTOCOL.md 15.3: called once with (client_random, k_c2s, k_s2c) when the driver asked for a key log
         self._keylog = keylog
         self.state = ClientState.IDLE
+        # PROTOCOL.md 7.7: turned off only by the lab variant that demonstrates the attack it stops
+        if not verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT):
+            raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
+                                     "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
+        # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
+        self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -418,7 +425,8 @@ class ClientProtocol:
         self._check_own_certificate(msg.certificate)
         self.username, self.certificate = msg.username, msg.certificate
         self.book = ChatBook(username=msg.username, keys=self._keys, server_key=self.server_key,
-                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins)
+                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins,
+                             verify_key_commitment=self.verify_key_commitment)
         self._events.append(ev.LoggedIn(rid=msg.rid, username=msg.username, online=msg.online,
                                         certificate=msg.certificate))
 
@@ -429,14 +437,14 @@ class ClientProtocol:
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
-        self._events.append(self.book.open(msg))
+        self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
         assert self.book is not None
         self._fetching.difference_update(self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ())
         self._events.extend(self.book.add_certificates(msg.certificates, self._now))
         for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
-            self._events.append(self.book.open(held, snapshot))
+            self._events.extend(self.book.receive(held, snapshot))
         self._events.extend(modes.advance_all(self.book, self._now))
         self._flush_outbox()
 

@@ -26,10 +26,12 @@ class LabVariant(StrEnum):
     DSA_NONCE_REUSE = "dsa-nonce-reuse"        # client signs every message with the same DSA nonce k
     NO_REKEY_ON_LEAVE = "no-rekey-on-leave"    # server keeps the epoch and key when a member leaves (7.5)
     UNPINNED_CLIENT = "unpinned-client"        # client accepts any server key, even when one is pinned (4.2)
+    NO_KEY_COMMITMENT = "no-key-commitment"    # client skips the hybrid key commitment check (7.7)
 
 
 SERVER_VARIANTS = frozenset({LabVariant.UNBOUND_LOGIN, LabVariant.NO_REKEY_ON_LEAVE})
-CLIENT_VARIANTS = frozenset({LabVariant.UNBOUND_LOGIN, LabVariant.DSA_NONCE_REUSE, LabVariant.UNPINNED_CLIENT})
+CLIENT_VARIANTS = frozenset({LabVariant.UNBOUND_LOGIN, LabVariant.DSA_NONCE_REUSE, LabVariant.UNPINNED_CLIENT,
+                             LabVariant.NO_KEY_COMMITMENT})
 
 
 def parse_variants(names: Iterable[str]) -> frozenset[LabVariant]:
