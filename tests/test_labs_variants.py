@@ -262,3 +262,24 @@ def test_cli_lab_options_are_explicit_and_loud(capsys):
     announce(lab, logging.getLogger("test"))
     out = capsys.readouterr().out
     assert "LAB MODE (INSECURE): no-rekey-on-leave, unbound-login" in out and "Never use it for real chats" in out
+
+
+# --- no-key-commitment: the client's switch, wired to the chat book --------------------------------------
+
+
+def test_no_key_commitment_is_a_lab_variant_and_reaches_the_chat_book():
+    with pytest.raises(LocalProtocolError, match="no-key-commitment lab variant"):
+        ClientProtocol(verify_key_commitment=False)  # the weak option alone is refused
+    assert ClientProtocol().verify_key_commitment is True
+    with running_server() as srv:
+        weak = User(srv, "weak-bob", lab=client_lab("no-key-commitment")).join()
+        strict = User(srv, "strict-carol").join()
+        try:
+            assert weak.client.protocol.book is not None and strict.client.protocol.book is not None
+            # the salamander attack on this switch is tests/test_hybrid_commitment.py (a book without the check
+            # accepts one ciphertext read two ways; with it, the member is warned)
+            assert weak.client.protocol.book.verify_key_commitment is False
+            assert strict.client.protocol.book.verify_key_commitment is True
+        finally:
+            weak.client.close()
+            strict.client.close()
