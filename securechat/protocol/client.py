@@ -198,26 +198,48 @@ class ClientProtocol:
         message = self.book.seal(chat_id, text, self._next_rid)
         return self._request(message)
 
-    def accept_key_change(self, username: str) -> None:
-        """The user compared fingerprints out of band and accepts *username*'s new keys (PROTOCOL.md 7.9)."""
+    def accept_key_change(self, username: str, fingerprint: str) -> None:
+        """The user compared the OFFERED key's safety number out of band and accepts exactly the key whose
+        identity fingerprint is *fingerprint* (PROTOCOL.md 7.9). Raises LocalProtocolError, and pins nothing,
+        if no change of *username* is pending or the key the server presents has another fingerprint. The
+        certificate is then fetched again: if the server now presents yet another key, that is a new change."""
         next_client_state(self.state, SEND, "get_certificates")
-        self.pins.pop(username, None)
-        if self.book is not None:
-            self.book.certificates.pop(username, None)
-            self.book.refused.discard(username)
-        self._fetch_certificates((username,))
+        if self.book is None:
+            raise LocalProtocolError("log in first", ErrorCode.BAD_CERTIFICATE)
+        name = normalize_username(username)
+        self._events.append(self.book.accept_offered(name, fingerprint))
+        self._fetch_certificates((name,))
+
+    def pending_key_changes(self) -> dict[str, tuple[str, str]]:
+        """Peers whose changed keys wait for a decision: name -> (pinned fingerprint, offered fingerprint)."""
+        if self.book is None:
+            return {}
+        return {name: (self.pins.get(name, ""), entry[0].identity_fingerprint())
+                for name, entry in sorted(self.book.offered.items())}
 
     def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> None:
         """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints."""
         next_client_state(self.state, SEND, "get_certificates")
         self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
 
-    def safety_number(self, username: str) -> str:
-        """The fingerprint both users read aloud to each other: ours and theirs, in a fixed order."""
-        if self.certificate is None or username not in self.pins:
+    def safety_number(self, username: str, *, offered: bool = False) -> str:
+        """The fingerprints both users read aloud to each other: ours and theirs, in a fixed order.
+
+        With *offered*, *username*'s part is the key the server presents now but we have not accepted
+        (PROTOCOL.md 7.9): that is the number to compare before ``accept_key_change``; the pinned one
+        cannot match the peer's screen after a change, and it vouches for nothing new."""
+        if self.certificate is None:
             raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
-        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()),
-                       (username, self.pins[username])])
+        if offered:
+            entry = self.book.offered.get(username) if self.book is not None else None
+            if entry is None:
+                raise LocalProtocolError(f"no changed key of {username} is pending", ErrorCode.BAD_CERTIFICATE)
+            theirs = entry[0].identity_fingerprint()
+        elif username in self.pins:
+            theirs = self.pins[username]
+        else:
+            raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
+        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()), (username, theirs)])
         return " / ".join(f"{name} {fp}" for name, fp in pair)
 
     @property
