@@ -20,7 +20,7 @@ from .crypto.encoding import fingerprint
 from .crypto.signatures import SignatureScheme
 from .emoji import render
 from .errors import SecureChatError
-from .keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
+from .keystore import DEFAULT_ROOT, KeyStore, PinFileError, read_server_key_file
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
 from .protocol.messages import CHAT_MODES, LOBBY_ID
@@ -340,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store = KeyStore(args.keys_dir)
     address = f"{args.host}:{args.port}"
-    pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
+    try:
+        pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
+    except PinFileError as exc:  # fail closed: a damaged pin file never means "trust on first use"
+        print(f"securechat-client: {exc.args[0]}", file=sys.stderr)
+        return 1
     shell: Shell | None = None
 
     def on_event(event: ev.Event) -> None:
@@ -356,9 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     assert client.handshake is not None
     shell.say(f"connected to {address} ({client.handshake.key_exchange}); server key "
               f"{client.handshake.server_fingerprint}")
-    if client.handshake.first_use:
-        shell.say("  first connection to this server: compare that fingerprint with the server's; pinned now")
-        store.pin_server(address, client.handshake.server_key, client.handshake.server_scheme)
+    if client.handshake.first_use or args.server_key:
+        # PROTOCOL.md 4.2: a key given with --server-key is pinned too, so a later run without the flag is
+        # checked against it rather than trusting on first use again.
+        try:
+            store.pin_server(address, client.handshake.server_key, client.handshake.server_scheme)
+            shell.say(f"  server key from {args.server_key} pinned for {address}" if args.server_key else
+                      "  first connection to this server: compare that fingerprint with the server's; pinned now")
+        except PinFileError as exc:
+            shell.say(f"! server key NOT pinned: {exc.args[0]}")
     shell.say("type /help for commands")
     for line in sys.stdin:
         if not shell.handle(line):
