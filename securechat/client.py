@@ -36,7 +36,7 @@ HELP = """commands:
   /chat [--mode MODE] [--suite SUITE] NAME [NAME...]   open a chat (it becomes the current chat)
         MODE: server-key (default; the server makes and could read the key), contributory (members agree
         on the key: commit, reveal, HKDF, confirm; the server cannot read), contributory-xor (INSECURE
-        seed-004 XOR of shares, for teaching), hybrid (a fresh key per message, wrapped for each recipient)
+        XOR of shares, for teaching), hybrid (a fresh key per message, wrapped for each recipient)
         SUITE: aes-256-gcm (default) or aes-256-cbc-hmac-sha256 (encrypt-then-MAC)
   /lobby                        make the lobby (every online user, if the server runs one) the current chat
   /fingerprint NAME             the safety number of you and NAME: compare it with NAME out of band
@@ -51,7 +51,7 @@ HELP = """commands:
 
 
 SUITES = ("aes-256-gcm", "aes-256-cbc-hmac-sha256")
-XOR_WARNING = ("!!! INSECURE (seed 004 as written): the last member to reveal chooses the key. contributory-xor "
+XOR_WARNING = ("!!! INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key. contributory-xor "
                "derives the key as the XOR of the shares; use --mode contributory for the real derivation")
 RULE = "!" * 78
 

@@ -3,7 +3,7 @@
 Owns: the database schema, atomic registration writes, and loading or creating the server key. Must not:
 store private keys of users (it never receives them), passwords (only scrypt records) or any message.
 
-Durability (THREATS.md 51-53): WAL journal with ``synchronous=FULL``, so an acknowledged registration has
+Durability (docs/THREATS.md 51-53): WAL journal with ``synchronous=FULL``, so an acknowledged registration has
 reached the disk before ``registered`` is sent; every write is one transaction, so a server killed at any
 instant leaves each user fully registered or absent. A write that fails (disk full, read-only file) raises
 StorageFailed and changes nothing.
@@ -66,16 +66,44 @@ class MemoryRegistry:
             return len(self._users)
 
 
+PRIVATE_FILE_MODE = 0o600  # the registry holds password records and (unless kept apart) the CA key
+
+
+def _create_private(path: str) -> None:
+    """Create *path* owner-only if it is missing, and tighten it if it exists (PROTOCOL.md 6.5)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def _tighten_sidecars(path: str) -> None:
+    """SQLite creates ``-wal`` and ``-shm`` with the database file's mode; tighten any left by older versions."""
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            os.chmod(path + suffix, PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            pass
+
+
 class SqliteRegistry:
-    """The Registry contract in one SQLite file. Thread-safe: one connection behind a lock."""
+    """The Registry contract in one SQLite file. Thread-safe: one connection behind a lock.
+
+    The database and its WAL and shared-memory files are owner-only (0600): they hold password records and,
+    unless ``key_file`` keeps it apart, the server's encrypted CA key (docs/THREATS.md 52, PROTOCOL.md 6.5)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        if self.path != ":memory:":
+            _create_private(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if self.path != ":memory:":
+            _tighten_sidecars(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -112,8 +140,22 @@ class SqliteRegistry:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
 
-    def load_or_create_server_key(self, passphrase: str, *, random_bytes: RandomBytes = os.urandom) -> ServerKey:
-        """The server's signing key survives restarts, so pinned clients keep trusting it (THREATS.md 52)."""
+    def load_or_create_server_key(self, passphrase: str, *, key_file: str | Path | None = None,
+                                  random_bytes: RandomBytes = os.urandom) -> ServerKey:
+        """The server's signing key survives restarts, so pinned clients keep trusting it (docs/THREATS.md 52).
+
+        With *key_file* the key lives in its own owner-only file (encrypted PKCS#8 in JSON), so deleting or
+        resetting the database keeps the server's identity: the file is read if it exists; otherwise the key
+        already in the database (or a new one) is written to it. Raises ``AuthenticationError`` for a wrong
+        passphrase and ``StorageFailed`` for an unreadable key file."""
+        if key_file is not None and Path(key_file).exists():
+            return read_server_key_file(key_file, passphrase)
+        key = self._load_or_create_in_db(passphrase, random_bytes)
+        if key_file is not None:
+            write_private_server_key_file(key_file, key, passphrase, random_bytes=random_bytes)
+        return key
+
+    def _load_or_create_in_db(self, passphrase: str, random_bytes: RandomBytes) -> ServerKey:
         with self._lock:
             row = self._db.execute("SELECT scheme, private_pem FROM server_key WHERE id = 1").fetchone()
             if row is None:
@@ -126,6 +168,32 @@ class SqliteRegistry:
             else:
                 scheme, key = SignatureScheme(row[0]), load_private_key(bytes(row[1]), passphrase)
         return ServerKey(private_key=key, scheme=scheme, public_der=public_key_der(key))
+
+
+def write_private_server_key_file(path: str | Path, key: ServerKey, passphrase: str, *,
+                                  random_bytes: RandomBytes = os.urandom) -> None:
+    """Write the server's private key (encrypted PKCS#8 PEM inside JSON) owner-only and atomically."""
+    pem = private_key_pem(key.private_key, passphrase, random_bytes=random_bytes)
+    body = json.dumps({"scheme": key.scheme.value, "private_key_pem": pem.decode("ascii")}, indent=2)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w") as out:
+        out.write(body)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def read_server_key_file(path: str | Path, passphrase: str) -> ServerKey:
+    """Read a file written by ``write_private_server_key_file``."""
+    try:
+        value = json.loads(Path(path).read_text())
+        scheme, pem = SignatureScheme(value["scheme"]), value["private_key_pem"].encode("ascii")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise StorageFailed(f"server key file {path} is unreadable") from None
+    key = load_private_key(pem, passphrase)
+    return ServerKey(private_key=key, scheme=scheme, public_der=public_key_der(key))
 
 
 def new_server_key(*, random_bytes: RandomBytes = os.urandom) -> ServerKey:

@@ -1,7 +1,7 @@
-"""TcpServer: the threaded socket driver around one ServerProtocol (STYLE.md section 8, PERF-NOTES).
+"""TcpServer: the threaded socket driver around one ServerProtocol (docs/STYLE.md section 8, docs/PERF-NOTES.md).
 
 Owns: sockets and threads. ONE I/O thread accepts and reads every socket through a selector and moves the bytes
-of each round into the engine's queue as one item (PERF-NOTES: a selectors loop gave the lowest p99; 300 reader
+of each round into the engine's queue as one item (docs/PERF-NOTES.md: a selectors loop gave the lowest p99; 300 reader
 threads contending for the GIL gave the class session its tail); ONE engine thread owns the ServerProtocol (so
 it needs no lock), opens and seals every record and fans out; two
 worker pools run the slow jobs (scrypt logins and registrations; chat key wraps) so no lock is ever held
@@ -26,16 +26,16 @@ from typing import Any
 
 from ..errors import ErrorCode
 from ..protocol import events as ev
-from ..protocol.jobs import ChatKeyJob, Job, ServerKey
+from ..protocol.jobs import ChatKeyJob, FairQueue, Job, ServerKey
 from ..protocol.limits import ServerConfig
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
 
 log = logging.getLogger("securechat.server")
 
-LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (PERF-NOTES)
+LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (docs/PERF-NOTES.md)
 READ_SIZE_BYTES = 256 * 1024
-MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # THREATS.md 16: a reader this far behind is disconnected
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # docs/THREATS.md 16: a reader this far behind is disconnected
 INBOUND_QUEUE_ITEMS = 20_000   # readers block (TCP backpressure) rather than grow memory without bound
 TIMER_SECONDS = 0.5
 
@@ -78,7 +78,10 @@ class TcpServer:
         self._conns: dict[int, _Conn] = {}
         self._conns_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._password_pool = ThreadPoolExecutor(password_workers, thread_name_prefix="securechat-scrypt")
+        # PROTOCOL.md 6.2 "fair admission": password jobs wait in one queue per address, served round robin.
+        self._password_jobs: FairQueue[Job] = FairQueue()
+        self._password_ready = threading.Condition()
+        self._password_workers = password_workers
         self._key_pool = ThreadPoolExecutor(1, thread_name_prefix="securechat-wrap")
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
@@ -105,7 +108,8 @@ class TcpServer:
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake[0], selectors.EVENT_READ, None)
-        for target, name in ((self._io_loop, "io"), (self._engine_loop, "engine")):
+        workers = [(self._password_loop, f"scrypt-{i}") for i in range(self._password_workers)]
+        for target, name in ((self._io_loop, "io"), (self._engine_loop, "engine"), *workers):
             thread = threading.Thread(target=target, name=f"securechat-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -117,6 +121,9 @@ class TcpServer:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        with self._password_ready:
+            self._password_jobs.clear()  # queued password work is dropped, as cancel_futures did
+            self._password_ready.notify_all()
         self._wake_io()
         with self._conns_lock:
             conns = list(self._conns.values())
@@ -133,7 +140,6 @@ class TcpServer:
         for conn in conns:
             if conn.writer is not None:
                 conn.writer.join(timeout)
-        self._password_pool.shutdown(wait=True, cancel_futures=True)
         self._key_pool.shutdown(wait=True, cancel_futures=True)
         if self._listener is not None:
             self._listener.close()
@@ -294,9 +300,13 @@ class TcpServer:
     def _flush(self) -> None:
         protocol = self.protocol
         while (job := protocol.next_job()) is not None:
-            pool = self._key_pool if isinstance(job, ChatKeyJob) else self._password_pool
+            if not isinstance(job, ChatKeyJob):
+                with self._password_ready:
+                    self._password_jobs.push(job.address, job)
+                    self._password_ready.notify()
+                continue
             try:
-                pool.submit(self._run_job, job)
+                self._key_pool.submit(self._run_job, job)
             except RuntimeError:  # pool shut down: stopping
                 return
         for peer, data in protocol.data_to_send():
@@ -310,6 +320,18 @@ class TcpServer:
         while (event := protocol.next_event()) is not None:
             self._report(event)
 
+    def _password_loop(self) -> None:
+        """One password worker: the next job round robin across addresses (FairQueue), until stop()."""
+        while True:
+            with self._password_ready:
+                while not self._password_jobs and not self._stopping.is_set():
+                    self._password_ready.wait(TIMER_SECONDS)
+                if self._stopping.is_set():
+                    return
+                job = self._password_jobs.pop()
+            if job is not None:
+                self._run_job(job)
+
     def _run_job(self, job: Job) -> None:
         try:
             job.run()
@@ -321,7 +343,7 @@ class TcpServer:
     # --- writing --------------------------------------------------------------------------------------------
 
     def _send(self, conn: _Conn, data: bytes) -> None:
-        """Try a non-blocking send first (PERF-NOTES); leave the rest to the connection's writer thread."""
+        """Try a non-blocking send first (docs/PERF-NOTES.md); leave the rest to the connection's writer thread."""
         with conn.lock:
             if conn.closed:
                 return

@@ -1,4 +1,4 @@
-"""Fixtures and the raw-socket attacker for the scripted adversarial conversations (issue 6, THREATS.md).
+"""Fixtures and the raw-socket attacker for the scripted adversarial conversations (docs/THREATS.md).
 
 Every script drives a LIVE TcpServer on 127.0.0.1 port 0. ``RawConn`` performs the real handshake itself
 (with ClientProtocol), then seals ARBITRARY inner bytes with the connection's own RecordLayer, so a script can
@@ -47,6 +47,11 @@ def fresh_name(prefix: str = "u") -> str:
     return f"{prefix}{next(_names)}"
 
 
+# Every script registers fresh names from 127.0.0.1 on one module-wide server; the per-address registration
+# budget (PROTOCOL.md 6.1) is tested on its own in test_c_auth.py, so these servers raise it.
+LOOPBACK_REGISTRATIONS = 100_000.0
+
+
 @pytest.fixture(scope="session")
 def key_pool() -> list[UserKeys]:
     """Key generation (RSA-2048) is slow: a few key sets per session, reused under many usernames."""
@@ -65,6 +70,7 @@ def make_server() -> Iterator[Callable[..., TcpServer]]:
 
     def make(*, registry: Any = None, **config: Any) -> TcpServer:
         config.setdefault("scrypt", FAST_SCRYPT)
+        config.setdefault("registration_burst_per_address", LOOPBACK_REGISTRATIONS)
         cfg = ServerConfig(**config)
         server = TcpServer(server_key=new_server_key(), registry=registry or MemoryRegistry(), config=cfg)
         started.append(server)
@@ -78,7 +84,8 @@ def make_server() -> Iterator[Callable[..., TcpServer]]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[TcpServer]:
     """One default-config server per module (scripts that need other limits use ``make_server``)."""
-    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(), config=ServerConfig(scrypt=FAST_SCRYPT))
+    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
+                    config=ServerConfig(scrypt=FAST_SCRYPT, registration_burst_per_address=LOOPBACK_REGISTRATIONS))
     srv.start()
     yield srv
     srv.stop()
