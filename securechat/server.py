@@ -18,6 +18,7 @@ from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
 from .errors import SecureChatError
 from .keystore import write_server_key_file
+from .net.server_log import JsonFormatter
 from .net.tcp_server import TcpServer
 from .protocol.limits import ServerConfig
 from .store import DEFAULT_PASSPHRASE, SqliteRegistry
@@ -46,12 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation for records (byte-identical; cryptography must be installed)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text: one plain sentence per event; json: one JSON object per line, for tools")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if args.log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     log = logging.getLogger("securechat.server")
     passphrase = os.environ.get("SECURECHAT_SERVER_PASSPHRASE") or DEFAULT_PASSPHRASE
     if passphrase == DEFAULT_PASSPHRASE:

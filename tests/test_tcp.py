@@ -42,14 +42,8 @@ def keys():
 
 
 @pytest.fixture
-def server():
-    registry = MemoryRegistry()
-    key = new_server_key()
-    srv = TcpServer(server_key=key, registry=registry, config=ServerConfig(scrypt=FAST_SCRYPT)).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def server(make_server):
+    return make_server()
 
 
 class User:

@@ -185,6 +185,7 @@ class RegisterJob(Job):
     now: float = 0.0
     random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
     certificate: Certificate | None = None
+    lookalike: str = ""  # set by run(): the registered name this one looks like (PROTOCOL.md 3.2)
 
     def run(self) -> None:
         req, scheme = self.request, SignatureScheme(self.request.signature_scheme)
@@ -202,6 +203,10 @@ class RegisterJob(Job):
         if self.registry.get_user(req.username) is not None:
             self.outcome, self.code = "failed", ErrorCode.NAME_TAKEN
             return
+        lookalike = self.registry.find_lookalike(req.username)
+        if lookalike is not None:  # registered meanwhile; add_user checks again in its transaction
+            self.outcome, self.code, self.lookalike = "failed", ErrorCode.NAME_TAKEN, lookalike
+            return
         cert = issue_certificate(
             username=req.username, signature_scheme=scheme, encryption_key=req.encryption_key,
             signing_key=req.signing_key, serial=self.serial, now=int(self.now),
@@ -215,6 +220,8 @@ class RegisterJob(Job):
             self.registry.add_user(record)
         except SecureChatError as exc:  # NameTaken (a race with another registration) or StorageFailed
             self.outcome, self.code = "failed", exc.code
+            if exc.code is ErrorCode.NAME_TAKEN:
+                self.lookalike = self.registry.find_lookalike(req.username) or ""
             return
         self.outcome, self.certificate = "registered", cert
 

@@ -43,6 +43,11 @@ def on_register(server: ServerProtocol, p: Peer, msg: m.Register) -> None:
         server._preauth.name_taken(p.address, server._now)
         server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
         return
+    lookalike = server.registry.find_lookalike(msg.username)
+    if lookalike is not None:  # PROTOCOL.md 3.2: a name whose skeleton is taken is taken
+        server._preauth.name_taken(p.address, server._now)
+        server._reply_error(p, ErrorCode.NAME_TAKEN, lookalike_text(msg.username, lookalike), msg)
+        return
     scheme = SignatureScheme(msg.signature_scheme)
     try:
         # Before login only the reference DSA domain: another domain's primality proof costs tens of ms.
@@ -91,7 +96,13 @@ def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
                                               signature_scheme=job.certificate.signature_scheme.value))
     else:
         assert job.code is not None and request is not None
-        server._reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+        text = job.lookalike and lookalike_text(request.username, job.lookalike)
+        server._reply_error(p, job.code, text or _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+
+
+def lookalike_text(username: str, registered: str) -> str:
+    """PROTOCOL.md 3.2: the plain-words refusal of a look-alike name, naming the registered one."""
+    return f"{username} looks too much like the registered name {registered}; choose another name"
 
 
 def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
