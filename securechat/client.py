@@ -93,6 +93,9 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatAborted():
             return (f"! KEY AGREEMENT ABORTED in chat {event.chat_id[:8]} epoch {event.epoch}: {event.code} "
                     f"({event.reason}); this epoch has no key")
+        case ev.PeerMisbehaved():
+            return (f"! WARNING: {event.sender} MISBEHAVED in chat {event.chat_id[:8]} at message {event.seq}: "
+                    f"{event.code} ({event.reason})")
         case ev.MessageRejected():
             return f"! REJECTED message in {event.chat_id[:8]} from {event.sender}: {event.code} ({event.reason})"
         case ev.RequestFailed() if event.rid is None or event.ref == "chat_send":
