@@ -100,6 +100,10 @@ class ChatBook:
         # refused until the user accepts it. The driver persists this dict.
         self.pins: dict[str, str] = pins if pins is not None else {}
         self.refused: set[str] = set()            # names whose changed keys we have not accepted
+        # PROTOCOL.md 7.9: the CA-valid certificate the server now presents for each refused name. It is
+        # never trusted; it only lets the user compute the safety number of the OFFERED key and accept
+        # exactly that key (accept_offered), never "whatever comes next".
+        self.offered: dict[str, tuple[Certificate, object, object]] = {}
         # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
         # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
         self._seen: dict[str, tuple[str, str, int]] = {}
@@ -275,16 +279,39 @@ class ChatBook:
             pinned = self.pins.get(cert.username)
             if pinned is not None and pinned != seen:
                 # docs/THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
-                # user compares fingerprints out of band and accepts it (ClientProtocol.accept_key_change).
-                out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
+                # user compares the OFFERED key's safety number out of band and accepts exactly that key
+                # (ClientProtocol.accept_key_change). One warning per offered key, however often it is fetched.
+                previous = self.offered.get(cert.username)
+                self.offered[cert.username] = (cert, signing, encryption)
                 self.refused.add(cert.username)
+                if previous is None or previous[0].identity_fingerprint() != seen:
+                    out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
                 continue
             self.refused.discard(cert.username)
+            self.offered.pop(cert.username, None)
             if pinned is None:
                 self.pins[cert.username] = seen
                 out.append(ev.PeerKeyPinned(username=cert.username, fingerprint=seen))
             self.certificates[cert.username] = (cert, signing, encryption)
         return out
+
+    def accept_offered(self, username: str, fingerprint: str) -> ev.PeerKeyPinned:
+        """Pin *username*'s offered key, but only if its fingerprint is exactly *fingerprint*, the one the user
+        compared out of band (PROTOCOL.md 7.9). Raises LocalProtocolError and changes nothing otherwise."""
+        entry = self.offered.get(username)
+        if entry is None:
+            raise LocalProtocolError(f"no changed key of {username} is waiting for a decision",
+                                     ErrorCode.BAD_CERTIFICATE)
+        seen = entry[0].identity_fingerprint()
+        if not constant_time_equal(canonical_fingerprint(fingerprint).encode(), seen.encode()):
+            raise LocalProtocolError(
+                f"the key the server now presents for {username} has fingerprint {seen}, not the one you "
+                f"compared; nothing was pinned: compare safety numbers again", ErrorCode.KEY_CHANGED)
+        self.pins[username] = seen
+        self.certificates[username] = entry
+        self.refused.discard(username)
+        del self.offered[username]
+        return ev.PeerKeyPinned(username=username, fingerprint=seen)
 
     def missing_certificates(self, msg: ChatMessage) -> bool:
         return msg.sender not in self.certificates
@@ -419,6 +446,15 @@ class ChatBook:
             raise SecureChatError("no wrap for us", ErrorCode.KEY_UNWRAP_FAILED)
         wrap = wraps[recipients.index(self.username)]
         return unwrap_key(self.keys.encryption_key, wrap, expected_length=32)
+
+
+def canonical_fingerprint(text: str) -> str:
+    """A fingerprint as the user typed it (any case, with or without ':' or spaces) in the form
+    ``crypto.encoding.fingerprint`` prints; "" if it is not 32 hex digits."""
+    digits = "".join(ch for ch in text.lower() if ch not in ": ")
+    if len(digits) != 32 or any(ch not in "0123456789abcdef" for ch in digits):
+        return ""
+    return ":".join(digits[i:i + 4] for i in range(0, 32, 4))
 
 
 def _decrypt(key: bytes, msg: ChatMessage, header: bytes, suite: str) -> str | None:

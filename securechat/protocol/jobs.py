@@ -111,6 +111,7 @@ class LoginJob(Job):
         proof_ok = self._check_proof(record)
         if password_ok and proof_ok and record is not None:
             self.outcome, self.record = "logged_in", record
+            self.registry.record_login(self.username, self.now)  # the admin tool's "last login"
         else:
             self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
 
