@@ -456,6 +456,13 @@ class ClientProtocol:
         self._events.extend(modes.on_round(self.book, msg, self._now))
         self._flush_outbox()
 
+    def _on_round_timeout(self, msg: m.RoundTimeout) -> None:
+        """PROTOCOL.md 7.6: reported only for a chat we are in, at its current epoch (anything else is stale)."""
+        assert self.book is not None
+        chat = self.book.chats.get(msg.chat_id)
+        if chat is not None and chat.epoch == msg.epoch:
+            self._events.append(ev.RoundTimedOut(chat_id=msg.chat_id, epoch=msg.epoch, missing=msg.missing))
+
     def _flush_outbox(self) -> None:
         assert self.book is not None
         outbox, self.book.outbox = self.book.outbox, []
@@ -527,4 +534,5 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "share_committed": ClientProtocol._on_round,
     "key_share_delivery": ClientProtocol._on_round,
     "key_confirmed": ClientProtocol._on_round,
+    "round_timeout": ClientProtocol._on_round_timeout,
 }

@@ -35,6 +35,7 @@ class ServerConfig:
     registration_burst_per_address: float = 100.0      # a class behind one NAT registers at once
     tracked_keys: int = 100_000                # bound on throttle memory
     require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
+    round_timeout_seconds: float = 120.0       # PROTOCOL.md 7.6: a contributory round not finished by then is reported
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
 
 
