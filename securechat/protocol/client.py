@@ -187,8 +187,7 @@ class ClientProtocol:
         chat = self._chat_command(chat_id, "chat_leave")
         rid = self._request(m.ChatLeave(rid=self._next_rid, chat_id=chat_id))
         chat.state = next_chat_state(chat.state, SEND, "chat_leave")
-        if self.book is not None:
-            self.book.agreements.pop(chat_id, None)  # no more round messages for a chat we leave
+        chat.agreement = None  # no more round messages for a chat we leave
         self._leaving[rid] = chat_id  # an error names the request, not the chat: remember which one
         return rid
 
@@ -201,14 +200,24 @@ class ClientProtocol:
         message = self.book.seal(chat_id, text, self._next_rid)
         return self._request(message)
 
-    def accept_key_change(self, username: str) -> None:
-        """The user compared fingerprints out of band and accepts *username*'s new keys (PROTOCOL.md 7.9)."""
+    def accept_key_change(self, username: str, fingerprint: str) -> None:
+        """The user compared the OFFERED key's safety number out of band and accepts exactly the key whose
+        identity fingerprint is *fingerprint* (PROTOCOL.md 7.9). Raises LocalProtocolError, and pins nothing,
+        if no change of *username* is pending or the key the server presents has another fingerprint. The
+        certificate is then fetched again: if the server now presents yet another key, that is a new change."""
         next_client_state(self.state, SEND, "get_certificates")
-        self.pins.pop(username, None)
-        if self.book is not None:
-            self.book.certificates.pop(username, None)
-            self.book.refused.discard(username)
-        self._fetch_certificates((username,))
+        if self.book is None:
+            raise LocalProtocolError("log in first", ErrorCode.BAD_CERTIFICATE)
+        name = normalize_username(username)
+        self._events.append(self.book.accept_offered(name, fingerprint))
+        self._fetch_certificates((name,))
+
+    def pending_key_changes(self) -> dict[str, tuple[str, str]]:
+        """Peers whose changed keys wait for a decision: name -> (pinned fingerprint, offered fingerprint)."""
+        if self.book is None:
+            return {}
+        return {name: (self.pins.get(name, ""), entry[0].identity_fingerprint())
+                for name, entry in sorted(self.book.offered.items())}
 
     def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> int | None:
         """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints.
@@ -216,12 +225,24 @@ class ClientProtocol:
         next_client_state(self.state, SEND, "get_certificates")
         return self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
 
-    def safety_number(self, username: str) -> str:
-        """The fingerprint both users read aloud to each other: ours and theirs, in a fixed order."""
-        if self.certificate is None or username not in self.pins:
+    def safety_number(self, username: str, *, offered: bool = False) -> str:
+        """The fingerprints both users read aloud to each other: ours and theirs, in a fixed order.
+
+        With *offered*, *username*'s part is the key the server presents now but we have not accepted
+        (PROTOCOL.md 7.9): that is the number to compare before ``accept_key_change``; the pinned one
+        cannot match the peer's screen after a change, and it vouches for nothing new."""
+        if self.certificate is None:
             raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
-        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()),
-                       (username, self.pins[username])])
+        if offered:
+            entry = self.book.offered.get(username) if self.book is not None else None
+            if entry is None:
+                raise LocalProtocolError(f"no changed key of {username} is pending", ErrorCode.BAD_CERTIFICATE)
+            theirs = entry[0].identity_fingerprint()
+        elif username in self.pins:
+            theirs = self.pins[username]
+        else:
+            raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
+        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()), (username, theirs)])
         return " / ".join(f"{name} {fp}" for name, fp in pair)
 
     @property
@@ -440,21 +461,18 @@ class ClientProtocol:
         self._events.extend(self.book.add_certificates(certificates, self._now))
         for held, snapshot in self.book.release(unknown + tuple(c.username for c in certificates)):
             self._events.extend(self.book.receive(held, snapshot))
-        self._events.extend(modes.advance_all(self.book, self._now))
-        self._flush_outbox()
+        self._apply(modes.advance_all(self.book, self._now))
 
     def _on_chat_epoch(self, msg: m.ChatEpoch) -> None:
         assert self.book is not None
-        events = modes.install_epoch(self.book, msg, self._now)
+        step = modes.install_epoch(self.book, msg, self._now)
         if self.book.chats.get(msg.chat_id) is not None and msg.epoch == self.book.chats[msg.chat_id].epoch:
             self._fetch_certificates(self.book.uncertified(msg.members))
-        self._events.extend(events)
-        self._flush_outbox()
+        self._apply(step)
 
-    def _on_round(self, msg: m.Message) -> None:
+    def _on_round(self, msg: m.ShareCommitted | m.KeyShareDelivery | m.KeyConfirmed) -> None:
         assert self.book is not None
-        self._events.extend(modes.on_round(self.book, msg, self._now))
-        self._flush_outbox()
+        self._apply(modes.on_round(self.book, msg, self._now))
 
     def _on_round_timeout(self, msg: m.RoundTimeout) -> None:
         """PROTOCOL.md 7.6: reported only for a chat we are in, at its current epoch (anything else is stale)."""
@@ -463,11 +481,11 @@ class ClientProtocol:
         if chat is not None and chat.epoch == msg.epoch:
             self._events.append(ev.RoundTimedOut(chat_id=msg.chat_id, epoch=msg.epoch, missing=msg.missing))
 
-    def _flush_outbox(self) -> None:
-        assert self.book is not None
-        outbox, self.book.outbox = self.book.outbox, []
-        for message in outbox:
-            self._send_inner(message)  # type: ignore[arg-type]
+    def _apply(self, step: modes.Step) -> None:
+        """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
+        self._events.extend(step.events)
+        for message in step.send:
+            self._send_inner(message)
 
     def _on_chat_key(self, msg: m.ChatKey) -> None:
         assert self.book is not None

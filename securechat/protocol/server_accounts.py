@@ -33,22 +33,32 @@ _REGISTER_FAILURES = {
 
 
 def on_register(server: ServerProtocol, p: Peer, msg: m.Register) -> None:
-    scheme = SignatureScheme(msg.signature_scheme)
-    try:
-        encryption_key = load_public_key(msg.encryption_key)
-        signing_key = load_public_key(msg.signing_key)
-    except SecureChatError:
-        raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
-    if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
-            encryption_key):
-        raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
-    if server.registry.get_user(msg.username) is not None:
+    """PROTOCOL.md 6.1 step 2, cheapest check first: nothing expensive for a stranger (docs/THREATS.md 14)."""
+    if p.register_budget is None:
+        p.register_budget = server._preauth.connection_budget(server._now)
+    if not server._preauth.register_allowed(p.register_budget, p.address, server._now):
+        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations, wait and retry", msg)
+        return
+    if server.registry.get_user(msg.username) is not None:  # looked up before any key is imported
+        server._preauth.name_taken(p.address, server._now)
         server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
         return
     lookalike = server.registry.find_lookalike(msg.username)
     if lookalike is not None:  # PROTOCOL.md 3.2: a name whose skeleton is taken is taken
+        server._preauth.name_taken(p.address, server._now)
         server._reply_error(p, ErrorCode.NAME_TAKEN, lookalike_text(msg.username, lookalike), msg)
         return
+    scheme = SignatureScheme(msg.signature_scheme)
+    try:
+        # Before login only the reference DSA domain: another domain's primality proof costs tens of ms.
+        encryption_key = load_public_key(msg.encryption_key, reference_dsa_domain=True)
+        signing_key = load_public_key(msg.signing_key, reference_dsa_domain=True)
+    except SecureChatError as exc:
+        raise RemoteProtocolError(str(exc.args[0]) if "DSA" in str(exc.args[0]) else "public key unreadable",
+                                  ErrorCode.BAD_FIELD) from None
+    if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
+            encryption_key):
+        raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
     p.state = next_peer_state(p.state, "register")
     p.register, p.register_nonce = msg, server._random_bytes(32)
     # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
