@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import shlex
 import sys
 import threading
@@ -21,6 +22,8 @@ from .crypto.signatures import SignatureScheme
 from .emoji import render
 from .errors import SecureChatError
 from .keystore import DEFAULT_ROOT, KeyStore, PinFileError, read_server_key_file
+from .labs.keylog import KeyLogWriter
+from .labs.variants import add_lab_arguments, announce, lab_mode
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
 from .protocol.messages import CHAT_MODES, LOBBY_ID
@@ -339,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the X25519 + ML-KEM-768 hybrid handshake (PROTOCOL.md 4.4)")
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation (byte-identical; cryptography must be installed)")
+    add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
     args = parser.parse_args(argv)
     try:
         set_backend(args.aead_backend)
@@ -357,9 +361,19 @@ def main(argv: list[str] | None = None) -> int:
     def on_event(event: ev.Event) -> None:
         if shell is not None:
             shell.on_event(event)
+    lab = lab_mode(args.lab, "client")
+    announce(lab, logging.getLogger("securechat.client"))
+    try:
+        keylog = KeyLogWriter(args.keylog) if args.keylog else None
+    except ValueError as exc:
+        print(f"securechat-client: {exc}", file=sys.stderr)
+        return 2
+    if keylog is not None:
+        print(f"LAB TOOL: writing this connection's record keys to {keylog.path}", flush=True)
     try:
         client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event,
-                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519")
+                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519", lab=lab,
+                           keylog=keylog)
     except (SecureChatError, OSError) as exc:
         print(f"securechat-client: could not connect to {address}: {exc}", file=sys.stderr)
         return 1
