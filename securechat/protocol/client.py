@@ -499,6 +499,13 @@ class ClientProtocol:
         assert self.book is not None
         self._apply(modes.on_round(self.book, msg, self._now))
 
+    def _on_round_timeout(self, msg: m.RoundTimeout) -> None:
+        """PROTOCOL.md 7.6: reported only for a chat we are in, at its current epoch (anything else is stale)."""
+        assert self.book is not None
+        chat = self.book.chats.get(msg.chat_id)
+        if chat is not None and chat.epoch == msg.epoch:
+            self._events.append(ev.RoundTimedOut(chat_id=msg.chat_id, epoch=msg.epoch, missing=msg.missing))
+
     def _apply(self, step: modes.Step) -> None:
         """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
         self._events.extend(step.events)
@@ -585,4 +592,5 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "share_committed": ClientProtocol._on_round,
     "key_share_delivery": ClientProtocol._on_round,
     "key_confirmed": ClientProtocol._on_round,
+    "round_timeout": ClientProtocol._on_round_timeout,
 }
