@@ -586,6 +586,18 @@ def test_round_message_of_an_older_epoch_is_refused(world: HostileServer, people
     assert [(type(e), e.code) for e in events] == [(ev.MessageRejected, "stale_epoch")], events  # type: ignore
 
 
+def test_round_timeout_is_information_only(world: HostileServer, people: dict) -> None:
+    """round_timeout for a chat we are not in, or another epoch, is ignored; for the current epoch it is one
+    RoundTimedOut event and changes no key, agreement or membership (the server cannot end an epoch with it)."""
+    alice, bob, chat_id, held = _running_agreement(world, people)
+    before = snapshot(alice.client)
+    assert alice.push(m.RoundTimeout(chat_id="nothing", epoch=1, missing=("bob",))) == []
+    assert alice.push(m.RoundTimeout(chat_id=chat_id, epoch=7, missing=("bob",))) == []
+    events = alice.push(m.RoundTimeout(chat_id=chat_id, epoch=1, missing=("bob",)))
+    assert events == [ev.RoundTimedOut(chat_id=chat_id, epoch=1, missing=("bob",))]
+    assert snapshot(alice.client) == before and chat_id in alice.client.book.agreements  # type: ignore[union-attr]
+
+
 def test_xor_downgrade_at_first_sight_is_visible(world: HostileServer, people: dict) -> None:
     """A chat the server announces as contributory-xor from the start is shown with that mode (the UI warns);
     the client never calls it contributory."""
