@@ -3,6 +3,7 @@ server's logs, its database (and WAL), or the output of a server subprocess."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -92,15 +93,19 @@ def test_canary_not_in_logs_or_database(tmp_path, caplog, ckeys):
         assert all(form not in data for form in _forms(canary)), path
 
 
-def test_canary_not_in_subprocess_output(tmp_path, ckeys):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_canary_not_in_subprocess_output(tmp_path, ckeys, log_format):
     canary = _canary()
-    server = ServerProcess(tmp_path, "--log-level", "DEBUG")
+    server = ServerProcess(tmp_path, "--log-level", "DEBUG", "--log-format", log_format)
     try:
         _exercise(server.address, server.pinned, ckeys, canary)
     finally:
         server.terminate()
     output = b"".join(server.stdout) + b"".join(server.stderr)
-    assert b"shutting down" in output and b"Peer" in output  # we did capture the server's log
+    assert b"shutting down" in output and b"logged in from" in output  # we did capture the server's log
+    if log_format == "json":  # every log line is one JSON object (stdout holds the banner, stderr the log)
+        logged = b"".join(server.stderr).decode().splitlines()
+        assert logged and all(isinstance(json.loads(line), dict) for line in logged)
     for form in _forms(canary):
         assert form not in output
     for path in tmp_path.iterdir():

@@ -84,7 +84,7 @@ def test_received_codes_become_error_codes_and_unknown_ones_stay_strings() -> No
     assert errors.error_code("some_future_code") == "some_future_code"
 
 
-@pytest.mark.parametrize("cls", [ev.MessageRejected, ev.ChatAborted, ev.PeerKeyChanged, ev.ErrorSent])
+@pytest.mark.parametrize("cls", [ev.MessageRejected, ev.ChatAborted, ev.PeerKeyChanged, ev.ErrorSent, ev.PeerMisbehaved])
 def test_events_carry_error_codes(cls: type) -> None:
     field = next(f for f in dataclasses.fields(cls) if f.name == "code")
     assert field.type == "ErrorCode"

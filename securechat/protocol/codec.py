@@ -176,6 +176,10 @@ def chat_message_frame(msg: ChatSend, sender: str) -> bytes:
         out["wrap_recipients"] = list(msg.wrap_recipients)
     if msg.wraps is not None:
         out["wraps"] = [b64e(w) for w in msg.wraps]
+    if msg.key_commitment is not None:
+        out["key_commitment"] = b64e(msg.key_commitment)
+    if msg.prev_hash is not None:
+        out["prev_hash"] = b64e(msg.prev_hash)
     return frame(_JSON(out).encode("utf-8"))
 
 

@@ -78,11 +78,11 @@ class ServerProtocol:
         self._jobs: deque[Job] = deque()
         self._to_close: list[int] = []
         self._now = 0.0
-        self._outbox = outbox = Outbox(self.peers, trace)
+        self._outbox = outbox = Outbox(self.peers, trace, after_error=self._count_refusal)
         self.presence = presence = Presence(outbox)
         self.relay = ChatRelay(outbox=outbox, presence=presence, registry=registry, config=config,
                                server_key=server_key, random_bytes=random_bytes, submit=self._jobs.append,
-                               relay_events=relay_events)
+                               now=lambda: self._now, relay_events=relay_events)
         self.accounts = Accounts(outbox=outbox, presence=presence, registry=registry, config=config,
                                  server_key=server_key, random_bytes=random_bytes, submit=self._jobs.append,
                                  now=lambda: self._now, on_online=self.relay.member_online,
@@ -98,7 +98,7 @@ class ServerProtocol:
     @config.setter
     def config(self, config: ServerConfig) -> None:
         """New limits take effect at once, in every part (an operator's change, or a test's)."""
-        self._config = self.accounts.config = self.relay.config = config
+        self._config = self.accounts.config = self.relay.config = self.relay.modes.config = config
 
     @property
     def online(self) -> dict[str, int]:
@@ -112,6 +112,11 @@ class ServerProtocol:
     @property
     def mailboxes(self) -> dict[str, list[tuple[str, int, bytes, str]]]:
         return self.relay.modes.mailboxes
+
+    @property
+    def open_rounds(self) -> set[str]:
+        """Contributory chats whose current round has not finished (PROTOCOL.md 7.6)."""
+        return self.relay.modes.open_rounds
 
     @property
     def pending_password_jobs(self) -> int:
@@ -164,6 +169,7 @@ class ServerProtocol:
                 self._fail(p, RemoteProtocolError("login deadline passed", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.frame_started is not None and now - p.frame_started > cfg.frame_deadline_seconds:
                 self._fail(p, RemoteProtocolError("frame not completed in time", ErrorCode.BAD_FRAME), None)
+        self.relay.modes.check_rounds(now)
 
     def next_job(self) -> Job | None:
         return self._jobs.popleft() if self._jobs else None
@@ -250,12 +256,12 @@ class ServerProtocol:
                 # for out-of-state messages before login (entry 8).
                 keep = exc.code is not ErrorCode.UNEXPECTED_MESSAGE or p.state is PeerState.ONLINE
                 p.errors += 1
-                if p.errors > MAX_ERRORS_PER_CONNECTION:
+                if p.errors > self._error_cap(p):
                     # No amplification: a peer that keeps sending bad frames is closed, not answered forever.
                     exc = RemoteProtocolError("too many malformed frames", ErrorCode.BAD_FRAME)
                     keep = False
                 rid, ref = peek(inner)
-                self._fail(p, exc, rid, keep=keep, ref=ref)
+                self._fail(p, exc, rid, keep=keep, ref=ref, counted=True)
 
     def _on_client_hello(self, p: Peer, hello: m.ClientHello) -> None:
         """PROTOCOL.md 4.2: answer with our share and a signature over the transcript, then switch to records."""
@@ -324,10 +330,25 @@ class ServerProtocol:
 
     # --- failing and closing -------------------------------------------------------------------------------
 
+    def _count_refusal(self, p: Peer, fatal: bool, counted: bool) -> None:
+        if not fatal and not counted and not p.closing and p.state is not PeerState.ONLINE:
+            # PROTOCOL.md 10: before login EVERY refusal (name_taken, rate_limited, auth_failed, server_busy ...)
+            # counts toward the error cap, so no stranger is answered for ever (docs/THREATS.md 14).
+            p.errors += 1
+            if p.errors > self._error_cap(p):
+                self._fail(p, RemoteProtocolError("too many refused requests", ErrorCode.LIMIT_EXCEEDED), None,
+                           counted=True)
+
+    def _error_cap(self, p: Peer) -> int:
+        """PROTOCOL.md 10: answered errors a connection may cause before it is closed."""
+        if p.state is PeerState.ONLINE:
+            return MAX_ERRORS_PER_CONNECTION
+        return self.config.max_refusals_before_login
+
     def _fail(self, p: Peer, exc: SecureChatError, rid: int | None, *, keep: bool = False,
-              ref: str | None = None) -> None:
+              ref: str | None = None, counted: bool = False) -> None:
         fatal = not keep or exc.code in FATAL_CODES
-        self._outbox.reply_error(p, exc.code, str(exc.args[0]), _Rid(rid), fatal=fatal, ref=ref)
+        self._outbox.reply_error(p, exc.code, str(exc.args[0]), _Rid(rid), fatal=fatal, ref=ref, counted=counted)
         if fatal:
             self._drop(p, f"error {exc.code.value}", close=True)
 

@@ -22,8 +22,10 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from .jobs import Job, LoginJob, RegisterJob, ServerKey, make_decoys
+from .lab import LabVariant, lab_has
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .vocabulary import JobOutcome
+from .preauth import PreAuthLimits
 from .registry import Registry
 from .server_outbox import Outbox, Peer
 from .server_presence import Presence
@@ -55,6 +57,7 @@ class Accounts:
         self._on_online = on_online
         self._drop = drop
         self.throttle = LoginThrottle(config)
+        self._preauth = PreAuthLimits(config)  # PROTOCOL.md 6.1: register budgets before login
         self.dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
         self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self.pending_password_jobs = 0
@@ -63,18 +66,32 @@ class Accounts:
                                              config.registration_burst_per_address, config.tracked_keys)
 
     def on_register(self, p: Peer, msg: m.Register) -> None:
+        """PROTOCOL.md 6.1 step 2, cheapest check first: nothing expensive for a stranger (docs/THREATS.md 14)."""
+        if p.register_budget is None:
+            p.register_budget = self._preauth.connection_budget(self._clock())
+        if not self._preauth.register_allowed(p.register_budget, p.address, self._clock()):
+            self._outbox.reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations, wait and retry", msg)
+            return
+        if self.registry.get_user(msg.username) is not None:  # looked up before any key is imported
+            self._preauth.name_taken(p.address, self._clock())
+            self._outbox.reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
+            return
+        lookalike = self.registry.find_lookalike(msg.username)
+        if lookalike is not None:  # PROTOCOL.md 3.2: a name whose skeleton is taken is taken
+            self._preauth.name_taken(p.address, self._clock())
+            self._outbox.reply_error(p, ErrorCode.NAME_TAKEN, lookalike_text(msg.username, lookalike), msg)
+            return
         scheme = SignatureScheme(msg.signature_scheme)
         try:
-            encryption_key = load_public_key(msg.encryption_key)
-            signing_key = load_public_key(msg.signing_key)
-        except SecureChatError:
-            raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
+            # Before login only the reference DSA domain: another domain's primality proof costs tens of ms.
+            encryption_key = load_public_key(msg.encryption_key, reference_dsa_domain=True)
+            signing_key = load_public_key(msg.signing_key, reference_dsa_domain=True)
+        except SecureChatError as exc:
+            raise RemoteProtocolError(str(exc.args[0]) if "DSA" in str(exc.args[0]) else "public key unreadable",
+                                      ErrorCode.BAD_FIELD) from None
         if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
                 encryption_key):
             raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
-        if self.registry.get_user(msg.username) is not None:
-            self._outbox.reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
-            return
         p.state = next_peer_state(p.state, "register")
         p.register, p.register_nonce = msg, self._random_bytes(32)
         # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
@@ -111,7 +128,9 @@ class Accounts:
                                                 signature_scheme=job.certificate.signature_scheme.value))
         else:
             assert job.code is not None and request is not None
-            self._outbox.reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+            text = job.lookalike and lookalike_text(request.username, job.lookalike)
+            self._outbox.reply_error(p, job.code, text or _REGISTER_FAILURES.get(job.code, "registration failed"),
+                                     job.proof)
 
     def admit_password_job(self, p: Peer, msg: m.Message) -> bool:
         """docs/THREATS.md 14: bounded scrypt work, refused before any hashing, in total and per address
@@ -149,6 +168,7 @@ class Accounts:
         self._submit(LoginJob(
             peer=p.id, address=p.address, registry=self.registry, username=msg.username, password=msg.password,
             signature=msg.signature, transcript=p.transcript, dummy_record=self.dummy_record,
+            lab_unbound=lab_has(self.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md 15.1)
             ca=self.server_key, now=self._clock(), rid=msg.rid, decoys=self._decoys,
         ))
 
@@ -179,3 +199,8 @@ class Accounts:
     def on_logout(self, p: Peer, msg: m.Logout) -> None:
         self._outbox.send(p, m.Bye(rid=msg.rid))
         self._drop(p, "logout")
+
+
+def lookalike_text(username: str, registered: str) -> str:
+    """PROTOCOL.md 3.2: the plain-words refusal of a look-alike name, naming the registered one."""
+    return f"{username} looks too much like the registered name {registered}; choose another name"

@@ -9,13 +9,17 @@ and the ``ChatDirectory`` it reads. Must not: see a share or a key — it relays
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..crypto.encoding import RandomBytes
 from ..crypto.signatures import sign
 from ..errors import ErrorCode, SecureChatError
+from . import events as ev
 from . import messages as m
 from .codec import encode_frame
 from .constructions import chat_epoch_signed_bytes
 from .jobs import ServerKey
+from .limits import ServerConfig
 from .vocabulary import CONTRIBUTORY_MODES
 from .server_chats import ChatDirectory, ServerChat
 from .server_outbox import Outbox, Peer
@@ -28,13 +32,16 @@ CONTRIBUTORY = CONTRIBUTORY_MODES
 class KeylessModes:
     """Signed epochs, the blind relay of the contributory rounds, and the mailboxes of offline members."""
 
-    def __init__(self, *, outbox: Outbox, presence: Presence, chats: ChatDirectory, server_key: ServerKey,
-                 random_bytes: RandomBytes) -> None:
+    def __init__(self, *, outbox: Outbox, presence: Presence, chats: ChatDirectory, config: ServerConfig,
+                 server_key: ServerKey, random_bytes: RandomBytes, now: Callable[[], float]) -> None:
         self._outbox = outbox
         self._presence = presence
         self._chats = chats
         self._server_key = server_key
         self._random_bytes = random_bytes
+        self._clock = now
+        self.config = config
+        self.open_rounds: set[str] = set()  # contributory chats whose current round has not finished (7.6)
         self.mailboxes: dict[str, list[tuple[str, int, bytes, str]]] = {}  # offline contributory members
 
     def announce_epoch(self, chat: ServerChat, reason: str, actor: str) -> None:
@@ -46,6 +53,9 @@ class KeylessModes:
             members=tuple(chat.members)), random_bytes=self._random_bytes)
         announcement = encode_frame(m.ChatEpoch(**{**message.__dict__, "signature": signature}))
         chat.announcement = announcement
+        if chat.mode in CONTRIBUTORY:  # PROTOCOL.md 7.6: the round of this epoch starts now
+            chat.round_started, chat.committed, chat.confirmed = self._clock(), set(), set()
+            self.open_rounds.add(chat.chat_id)
         for member in chat.members:
             self.deliver(chat, member, announcement, "chat_epoch", mailbox=False)
 
@@ -82,6 +92,7 @@ class KeylessModes:
 
     def on_share_commit(self, p: Peer, msg: m.ShareCommit) -> None:
         chat = self.check_round(p, msg)
+        chat.committed.add(p.username or "")
         frame = encode_frame(m.ShareCommitted(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username or "",
                                               commitment=msg.commitment, signature=msg.signature))
         for member in chat.members:
@@ -100,8 +111,36 @@ class KeylessModes:
 
     def on_key_confirm(self, p: Peer, msg: m.KeyConfirm) -> None:
         chat = self.check_round(p, msg)
+        chat.confirmed.add(p.username or "")
+        if set(chat.members) <= chat.confirmed:
+            self.open_rounds.discard(chat.chat_id)  # everyone confirmed: the round is over
         frame = encode_frame(m.KeyConfirmed(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username or "",
                                             mac=msg.mac))
         for member in chat.members:
             if member != p.username:
                 self.deliver(chat, member, frame, "key_confirmed")
+
+    def check_rounds(self, now: float) -> None:
+        """PROTOCOL.md 7.6: a round not finished ``round_timeout_seconds`` after its epoch began is reported once
+        to the online members (``round_timeout``) with the members it waits for; the chat stays as it is
+        (a late member can still finish the round), but nobody waits in silence."""
+        timeout = self.config.round_timeout_seconds
+        for chat_id in list(self.open_rounds):
+            chat = self._chats.get(chat_id)
+            if chat is None or chat.mode not in CONTRIBUTORY or chat.round_started is None:
+                self.open_rounds.discard(chat_id)
+                continue
+            if now - chat.round_started < timeout:
+                continue
+            self.open_rounds.discard(chat_id)
+            # The members the round waits for: those that never committed, or, once all have, never confirmed.
+            missing = tuple(name for name in chat.members if name not in chat.committed)
+            missing = missing or tuple(name for name in chat.members if name not in chat.confirmed)
+            if not missing:
+                continue
+            frame = encode_frame(m.RoundTimeout(chat_id=chat_id, epoch=chat.epoch, missing=missing))
+            for member in chat.members:
+                peer = self._presence.peer_of(member)
+                if peer is not None:
+                    self._outbox.queue_to(peer, frame, "round_timeout")
+            self._outbox.emit(ev.RoundTimeoutSent(peer=-1, chat_id=chat_id, epoch=chat.epoch, missing=missing))

@@ -41,15 +41,18 @@ class Peer:
     register: m.Register | None = None
     register_nonce: bytes = b""
     bucket: TokenBucket | None = None
-    errors: int = 0  # malformed inner frames answered so far (server.MAX_ERRORS_PER_CONNECTION)
+    errors: int = 0  # malformed inner frames, and refusals before login, answered so far (server.py's error cap)
+    register_budget: TokenBucket | None = None  # PROTOCOL.md 6.1: this connection's register requests
 
 
 class Outbox:
     """Queues frames per peer and seals them into records when the driver asks for bytes."""
 
-    def __init__(self, peers: dict[int, Peer], trace: Tracer | None = None) -> None:
+    def __init__(self, peers: dict[int, Peer], trace: Tracer | None = None,
+                 after_error: Callable[[Peer, bool, bool], None] | None = None) -> None:
         self._peers = peers
         self._trace = trace
+        self._after_error = after_error  # (peer, fatal, counted): the connection's policy on answered errors
         self._events: deque[ev.ServerEvent] = deque()
         self._dirty: set[int] = set()
 
@@ -98,8 +101,12 @@ class Outbox:
     def send_to(self, peer: int, message: m.Message) -> None:
         self.queue_to(peer, encode_frame(message), message.TYPE)
 
+    def peer(self, peer: int) -> Peer:
+        return self._peers[peer]
+
     def reply_error(self, p: Peer, code: ErrorCode, text: str, request: object, *, fatal: bool = False,
-                    ref: str | None = None) -> None:
+                    ref: str | None = None, counted: bool = False) -> None:
+        """Answer *request* with an ``error`` (PROTOCOL.md 9); *counted*: already counted against the peer."""
         rid = getattr(request, "rid", None)
         kind = ref or getattr(request, "TYPE", None)
         # PROTOCOL.md 9: the message field holds at most 512 characters; long texts (name lists) are cut.
@@ -110,6 +117,8 @@ class Outbox:
         else:
             self.send_clear(p, error)
         self.emit(ev.ErrorSent(peer=p.id, code=code, ref=kind, fatal=fatal))
+        if self._after_error is not None:
+            self._after_error(p, fatal, counted)
 
     def mark(self, p: Peer) -> None:
         """Have *p* looked at in the next round even with nothing queued (a closing peer)."""

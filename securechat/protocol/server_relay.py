@@ -18,8 +18,10 @@ from ..crypto.encoding import RandomBytes
 from ..errors import ErrorCode, SecureChatError
 from . import events as ev
 from . import messages as m
+from .messages import MAX_CHAT_MEMBERS
 from .codec import chat_message_frame  # noqa: F401  (re-exported: the relay fast path lives in the codec)
 from .jobs import ChatKeyJob, Job, ServerKey
+from .lab import LabVariant, lab_has
 from .limits import ServerConfig
 from .vocabulary import CONTRIBUTORY_MODES, Availability, ChatMode, RekeyReason
 from .registry import Registry
@@ -34,7 +36,7 @@ class ChatRelay:
 
     def __init__(self, *, outbox: Outbox, presence: Presence, registry: Registry, config: ServerConfig,
                  server_key: ServerKey, random_bytes: RandomBytes, submit: Callable[[Job], None],
-                 relay_events: bool = True) -> None:
+                 now: Callable[[], float], relay_events: bool = True) -> None:
         self._outbox = outbox
         self._presence = presence
         self._registry = registry
@@ -44,8 +46,8 @@ class ChatRelay:
         self._relay_events = relay_events
         self.config = config
         self.chats = ChatDirectory(config.max_chats_per_user)
-        self.modes = KeylessModes(outbox=outbox, presence=presence, chats=self.chats, server_key=server_key,
-                                  random_bytes=random_bytes)
+        self.modes = KeylessModes(outbox=outbox, presence=presence, chats=self.chats, config=config,
+                                  server_key=server_key, random_bytes=random_bytes, now=now)
 
     def member_online(self, p: Peer, username: str) -> None:
         """A user logged in: bring its keyless chats up to date, and put it in the lobby if there is one."""
@@ -67,7 +69,13 @@ class ChatRelay:
             else:
                 self.chats.add(m.LOBBY_ID, username)
         except SecureChatError:
-            return  # PROTOCOL.md 7.8: a full lobby (256 members) admits nobody more; chats still work
+            # PROTOCOL.md 7.8: a full lobby (256 members) admits nobody more; chats still work. Said, not silent.
+            peer = self._presence.peer_of(username)
+            if peer is not None:
+                self._outbox.reply_error(self._outbox.peer(peer), ErrorCode.LIMIT_EXCEEDED,
+                                         f"the lobby is full ({MAX_CHAT_MEMBERS} members): you are not in it; "
+                                         "chats work", None, ref="lobby")
+            return
         self.rekey(m.LOBBY_ID, RekeyReason.JOIN, username)
 
     def availability_of(self, name: str) -> Availability:
@@ -129,7 +137,10 @@ class ChatRelay:
             self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
             return
         self._outbox.send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
-        if remaining:
+        chat = self.chats.get(msg.chat_id)
+        if chat is not None and lab_has(self.config.lab, LabVariant.NO_REKEY_ON_LEAVE):
+            chat.epoch -= 1  # LAB ONLY (PROTOCOL.md 15.1): undo the new epoch, so the leaver's key stays in use
+        elif remaining:
             self.rekey(msg.chat_id, RekeyReason.LEAVE, p.username)
 
     def on_chat_send(self, p: Peer, msg: m.ChatSend) -> None:
@@ -143,8 +154,10 @@ class ChatRelay:
         if msg.epoch != chat.epoch:
             self._outbox.reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
             return
-        if (chat.mode == ChatMode.HYBRID) != (msg.wraps is not None and msg.wrap_recipients is not None):
-            # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
+        hybrid_fields = (msg.wraps, msg.wrap_recipients, msg.key_commitment, msg.prev_hash)
+        if (chat.mode == ChatMode.HYBRID) != all(x is not None for x in hybrid_fields) or (
+                chat.mode != ChatMode.HYBRID and any(x is not None for x in hybrid_fields)):
+            # PROTOCOL.md 7.7: per-message wraps, commitment and chain hash in hybrid chats, and only there
             self._outbox.reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
             return
         relayed = chat_message_frame(msg, p.username)
