@@ -54,7 +54,7 @@ def xvfb() -> Iterator[str]:
     assert binary is not None
     n = _free_display()
     display = f":{n}"
-    proc = subprocess.Popen([binary, display, "-screen", "0", "1880x560x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen([binary, display, "-screen", "0", "1366x768x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     old = os.environ.get("DISPLAY")
     try:
@@ -91,18 +91,41 @@ def screenshot(display: str, path: Path) -> None:
     ImageGrab.grab(xdisplay=display).save(path)
 
 
+def assert_tiled_on_screen(app: object, width: int, height: int) -> None:
+    """Every window lies inside the screen and no two overlap (the windows are tiled, PROTOCOL-free check)."""
+    boxes = []
+    for win in [app.root] + [c.win for c in app.clients]:  # type: ignore[attr-defined]
+        win.update_idletasks()
+        x, y, w, h = win.winfo_x(), win.winfo_y(), win.winfo_width(), win.winfo_height()
+        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height, (win.title(), x, y, w, h)
+        boxes.append((x, y, x + w, y + h))
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
 def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
     from securechat.emoji import render
     from securechat.gui.app import launch
+    from securechat.crypto.signatures import SCHEMES as SCHEME_TABLE
+    from securechat.crypto.signatures import SignatureScheme
     from securechat.gui.chat_tab import VERIFIED
+    from securechat.gui.client_window import SCHEMES
 
     app = launch(clients=2, scrypt_n=2**10)
     try:
         alice, bob = app.clients
         app.pump_until(lambda: alice.client is not None and bob.client is not None, WAIT, "connections")
-        for window, password, scheme in ((alice, "pw-alice-gui", "RSA-PSS"), (bob, "pw-bob-gui", "DSA")):
+        assert_tiled_on_screen(app, 1366, 768)
+        # every scheme of the signature table is offered at registration
+        offered = {scheme for _label, scheme in SCHEMES}
+        assert offered == {s for s, p in SCHEME_TABLE.items() if p.user_selectable} and len(offered) == 4
+        assert list(alice.scheme_choice.cget("values")) == [label for label, _ in SCHEMES]
+        labels = {scheme: label for label, scheme in SCHEMES}
+        for window, password, scheme in ((alice, "pw-alice-gui", SignatureScheme.RSA_PSS_SHA256),
+                                         (bob, "pw-bob-gui", SignatureScheme.DSA_SHA256)):
             window.password_entry.insert(0, password)
-            window.scheme_var.set(scheme)
+            window.scheme_var.set(labels[scheme])
             window.register_button.invoke()
         app.pump_until(lambda: all("registered" in w.status.cget("text") for w in (alice, bob)), WAIT,
                        "registrations")
