@@ -150,8 +150,9 @@ class App:
 
 def launch(clients: int = 3, *, host: str | None = None, port: int | None = None, db: str | None = None,
            scrypt_n: int = DEMO_SCRYPT_N, keys_dir: str | None = None, server_key_file: str | None = None,
-           names: tuple[str, ...] = DEFAULT_NAMES) -> App:
-    """Build the root, start a local server (unless *host*), open the server window and *clients* windows."""
+           names: tuple[str, ...] = DEFAULT_NAMES, lobby: bool = False) -> App:
+    """Build the root, start a local server (unless *host*), open the server window and *clients* windows.
+    *lobby*: the local server puts every online user in the lobby chat (PROTOCOL.md 7.8)."""
     from .client_window import ClientWindow
     from .server_window import ServerWindow
 
@@ -165,7 +166,7 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
             server_key = app.registry.load_or_create_server_key("securechat-gui-demo")
             app.server_window = ServerWindow(app, root)
             app.server = TcpServer(server_key=server_key, registry=app.registry,
-                                   config=ServerConfig(scrypt=ScryptParams(n=scrypt_n)),
+                                   config=ServerConfig(scrypt=ScryptParams(n=scrypt_n), lobby=lobby),
                                    on_event=lambda e: app.post(app.server_window.on_event, e)).start()
             app.address = (app.server.address[0], int(app.server.address[1]))
             app.pinned = (server_key.public_der, server_key.scheme.value)

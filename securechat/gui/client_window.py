@@ -109,14 +109,13 @@ class ClientWindow:
         ttk.Label(row, text="key").pack(side="left")
         self.scheme_var = tk.StringVar(value=SCHEMES[0][0])
         self.scheme_choice = ttk.Combobox(row, textvariable=self.scheme_var, values=[label for label, _ in SCHEMES],
-                                          state="readonly", width=19)
+                                          state="readonly", width=20)
         self.scheme_choice.pack(side="left", padx=2)
         self.register_button = ttk.Button(row, text="Register", command=self.register, width=8)
         self.register_button.pack(side="left")
         self.login_button = ttk.Button(row, text="Log in", command=self.login, width=6)
         self.login_button.pack(side="left", padx=2)
-        self.trust_button = ttk.Button(row, text="Safety numbers", command=self.open_trust, state="disabled",
-                                       width=14)
+        self.trust_button = ttk.Button(row, text="Safety numbers", command=self.open_trust, state="disabled")
         self.trust_button.pack(side="left")
         # errors are wrapped to the window's width, never cut (the <Configure> binding follows resizes)
         self.status = ttk.Label(self.win, text="", padding=(4, 0), foreground="#1f5fa8", wraplength=600,
@@ -212,6 +211,7 @@ class ClientWindow:
             self._say(f"! connection closed: {reason}", error=True)
             return
         self._recovering = {cid for cid, tab in self.tabs.items() if tab.active and tab.epoch > 0}
+        self._survived = set()  # filled by the new connection's ChatKeyed events, which may beat its login reply
         self._reconnect_later(reason)
 
     def _reconnect_later(self, reason: str) -> None:
@@ -254,7 +254,6 @@ class ClientWindow:
         self.online = set(logged.online)
         self._show_users()
         self._set_state("online")
-        self._survived = set()
         self._say("reconnected and logged in again; checking which chats are still open ...")
         self.win.after(SURVIVAL_WAIT_MS, self._report_survivors)
 

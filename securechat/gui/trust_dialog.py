@@ -29,23 +29,29 @@ class TrustDialog:
         self._accept = accept
         self.win = tk.Toplevel(parent)
         self.win.title("securechat — safety numbers")
-        self.win.geometry("460x330")
+        # over the client window it belongs to, kept on the screen
+        width, height = 460, 330
+        parent.update_idletasks()
+        x = max(0, min(parent.winfo_rootx(), parent.winfo_screenwidth() - width))
+        y = max(0, min(parent.winfo_rooty() + 60, parent.winfo_screenheight() - height))
+        self.win.geometry(f"{width}x{height}+{x}+{y}")
         self.win.protocol("WM_DELETE_WINDOW", close)
         ttk.Label(self.win, text="Compare these numbers with your contact in person or by phone. "
                                  "If they match, nobody is in the middle.", wraplength=WRAP,
                   padding=6).pack(anchor="w")
         self.peers = tk.Listbox(self.win, height=5, exportselection=False)
         self.peers.pack(fill="x", padx=6)
-        self.peers.bind("<<ListboxSelect>>", lambda _e: self._show())
+        self.peers.bind("<<ListboxSelect>>", lambda _e: (self.message.configure(text=""), self._show()))
         self.detail = ttk.Label(self.win, text="", wraplength=WRAP, padding=6, justify="left")
         self.detail.pack(fill="x")
+        ttk.Label(self.win, text="fingerprint your contact reads to you (of the new key):",
+                  padding=(6, 0)).pack(anchor="w")
         row = ttk.Frame(self.win, padding=(6, 0))
         row.pack(fill="x")
-        ttk.Label(row, text="fingerprint they read to you:").pack(side="left")
-        self.fingerprint = ttk.Entry(row)
-        self.fingerprint.pack(side="left", fill="x", expand=True, padx=4)
         self.trust_button = ttk.Button(row, text="Trust new key", command=self._trust, state="disabled")
-        self.trust_button.pack(side="left")
+        self.trust_button.pack(side="right")
+        self.fingerprint = ttk.Entry(row)
+        self.fingerprint.pack(side="left", fill="x", expand=True, padx=(0, 4))
         self.message = ttk.Label(self.win, text="", wraplength=WRAP, padding=6, foreground="#b00020")
         self.message.pack(fill="x")
         self.names: list[str] = []
@@ -89,7 +95,6 @@ class TrustDialog:
 
     def _show(self) -> None:
         name = self.selected()
-        self.message.configure(text="")
         if name is None:
             self.detail.configure(text="Select a contact to see your safety number with them.")
             self.trust_button.configure(state="disabled")
