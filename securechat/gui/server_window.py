@@ -19,6 +19,11 @@ from ..protocol import events as ev
 MAX_LOG_LINES = 2000
 
 
+def _rewrap(event: tk.Event[tk.Misc]) -> None:
+    """Keep a label's text wrapped to its current width (so nothing is cut when the window is narrow)."""
+    event.widget.configure(wraplength=max(200, event.width - 4))  # type: ignore[call-arg]
+
+
 def describe_server_event(event: ev.ServerEvent) -> str:
     """One line of metadata for a server event."""
     who = f"#{event.peer}"
@@ -61,7 +66,7 @@ class ServerWindow:
         self.stats = ttk.Label(top, text="", wraplength=320, justify="left")
         self.stats.pack(anchor="w", fill="x", pady=(4, 0))
         for label in (self.info, self.stats):  # wrapped to the window's width, never cut
-            label.bind("<Configure>", lambda e, w=label: w.configure(wraplength=max(200, e.width - 4)))
+            label.bind("<Configure>", _rewrap)
         ttk.Label(root, text="metadata log (names, sizes, codes — never contents)", padding=(6, 0),
                   wraplength=320).pack(anchor="w")
         self.log = ScrolledText(root, height=20, wrap="word", font=("TkFixedFont", 9))

@@ -41,7 +41,7 @@ class TrustDialog:
                   padding=6).pack(anchor="w")
         self.peers = tk.Listbox(self.win, height=5, exportselection=False)
         self.peers.pack(fill="x", padx=6)
-        self.peers.bind("<<ListboxSelect>>", lambda _e: (self.message.configure(text=""), self._show()))
+        self.peers.bind("<<ListboxSelect>>", self._selected_changed)
         self.detail = ttk.Label(self.win, text="", wraplength=WRAP, padding=6, justify="left")
         self.detail.pack(fill="x")
         ttk.Label(self.win, text="fingerprint your contact reads to you (of the new key):",
@@ -68,6 +68,10 @@ class TrustDialog:
             self.peers.insert("end", f"{printable(name)}  ({mark})")
         if selected in names:
             self.select(selected)
+        self._show()
+
+    def _selected_changed(self, _event: object) -> None:
+        self.message.configure(text="")
         self._show()
 
     def select(self, name: str) -> None:
