@@ -49,7 +49,8 @@ def main() -> int:
         return 0
     keys = load_keys(Path(args.keyfile))
     params = kdf.OWASP_SCRYPT if args.scrypt == "owasp" else kdf.FAST_SCRYPT
-    config = ServerConfig(scrypt=params)
+    # Every benchmark client connects from 127.0.0.1: one address may use every slot here (PROTOCOL.md 10.1).
+    config = ServerConfig(scrypt=params, max_connections_per_address=ServerConfig().max_connections)
     if args.unlimited_rate:
         config = dataclasses.replace(config, messages_per_second=1e9, message_burst=1e9)
     server_key = new_server_key()
