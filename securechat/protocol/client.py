@@ -187,8 +187,7 @@ class ClientProtocol:
         chat = self._chat_command(chat_id, "chat_leave")
         rid = self._request(m.ChatLeave(rid=self._next_rid, chat_id=chat_id))
         chat.state = next_chat_state(chat.state, SEND, "chat_leave")
-        if self.book is not None:
-            self.book.agreements.pop(chat_id, None)  # no more round messages for a chat we leave
+        chat.agreement = None  # no more round messages for a chat we leave
         self._leaving[rid] = chat_id  # an error names the request, not the chat: remember which one
         return rid
 
@@ -462,27 +461,24 @@ class ClientProtocol:
         self._events.extend(self.book.add_certificates(certificates, self._now))
         for held, snapshot in self.book.release(unknown + tuple(c.username for c in certificates)):
             self._events.extend(self.book.receive(held, snapshot))
-        self._events.extend(modes.advance_all(self.book, self._now))
-        self._flush_outbox()
+        self._apply(modes.advance_all(self.book, self._now))
 
     def _on_chat_epoch(self, msg: m.ChatEpoch) -> None:
         assert self.book is not None
-        events = modes.install_epoch(self.book, msg, self._now)
+        step = modes.install_epoch(self.book, msg, self._now)
         if self.book.chats.get(msg.chat_id) is not None and msg.epoch == self.book.chats[msg.chat_id].epoch:
             self._fetch_certificates(self.book.uncertified(msg.members))
-        self._events.extend(events)
-        self._flush_outbox()
+        self._apply(step)
 
-    def _on_round(self, msg: m.Message) -> None:
+    def _on_round(self, msg: m.ShareCommitted | m.KeyShareDelivery | m.KeyConfirmed) -> None:
         assert self.book is not None
-        self._events.extend(modes.on_round(self.book, msg, self._now))
-        self._flush_outbox()
+        self._apply(modes.on_round(self.book, msg, self._now))
 
-    def _flush_outbox(self) -> None:
-        assert self.book is not None
-        outbox, self.book.outbox = self.book.outbox, []
-        for message in outbox:
-            self._send_inner(message)  # type: ignore[arg-type]
+    def _apply(self, step: modes.Step) -> None:
+        """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
+        self._events.extend(step.events)
+        for message in step.send:
+            self._send_inner(message)
 
     def _on_chat_key(self, msg: m.ChatKey) -> None:
         assert self.book is not None
