@@ -26,6 +26,9 @@ class ServerConfig:
     max_pending_password_jobs: int = 512       # docs/THREATS.md 14: queued scrypt work beyond this gets server_busy
     max_pending_password_jobs_per_address: int = 8  # PROTOCOL.md 6.2: one address cannot fill the queue
     max_chats_per_user: int = 64               # docs/THREATS.md 15
+    max_key_jobs: int = 16                     # PROTOCOL.md 7.2: chat key jobs at once; other chats wait their turn
+    invites_per_chat_per_second: float = 1.0   # PROTOCOL.md 7.5: each invitation rekeys every member
+    invite_burst_per_chat: float = 20.0
     messages_per_second: float = 200.0         # docs/THREATS.md 15: per user, sustained
     message_burst: float = 2000.0              # per user, burst
     failures_before_backoff: int = 3           # docs/THREATS.md 18: per (account, address)

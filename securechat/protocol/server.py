@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 from dataclasses import dataclass, field
@@ -107,6 +107,8 @@ class ServerProtocol:
         self._dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
         self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self._jobs: deque[Job] = deque()
+        self.key_jobs = 0                                       # ChatKeyJobs handed out and not back yet
+        self.key_waiting: OrderedDict[str, None] = OrderedDict()  # chats waiting for a key job slot (7.2)
         self.pending_password_jobs = 0
         self.pending_by_address: dict[str, int] = {}  # PROTOCOL.md 6.2: admitted password jobs per address
         self._registrations = AddressBuckets(config.registrations_per_address_per_hour / 3600.0,
