@@ -48,6 +48,9 @@ def normalize_username(raw: str) -> str:
 from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
+# Certificate requests a server may leave unanswered; beyond this the oldest is forgotten (bounded memory against
+# a malicious server, docs/SECURITY.md).
+MAX_FETCHES_IN_FLIGHT = 64
 
 
 class ClientProtocol:
@@ -479,11 +482,14 @@ class ClientProtocol:
             self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
                                                    reason="a message under our own name"))
             return
-        if self.book.missing_certificates(msg):
+        chat = self.book.chats.get(msg.chat_id)
+        member = chat is not None and msg.sender in chat.members
+        if member and self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
+        # not a member of the chat's current epoch (or no such chat): judged now, nothing fetched or held
         self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
@@ -537,6 +543,10 @@ class ClientProtocol:
         wanted = tuple(n for n in names if n not in self._fetching)
         if not wanted:
             return None
+        while len(self._fetch_requests) >= MAX_FETCHES_IN_FLIGHT:
+            # bounded memory: a server that never answers forgets our oldest request (its answer would now be
+            # ignored, and the next message from one of its names asks again)
+            self._fetching.difference_update(self._fetch_requests.pop(next(iter(self._fetch_requests))))
         rid = self._next_rid
         self._next_rid += 1
         self._fetching.update(wanted)
