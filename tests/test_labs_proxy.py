@@ -231,6 +231,16 @@ def test_proxy_cli_refuses_bad_rules(capsys):
     assert "--flip takes DIR:N" in capsys.readouterr().err
 
 
+def test_describe_fields_shortens_unless_full_and_always_redacts_and_escapes():
+    from securechat.labs.proxy import describe_fields
+
+    frame = {"type": "login", "username": "bob\x1b[2J", "password": "hunter2", "signature": "A" * 100}
+    short, full = describe_fields(frame), describe_fields(frame, full=True)
+    assert "signature=" + "A" * 48 + "...(100 chars)" in short and "signature=" + "A" * 100 in full
+    assert "hunter2" not in short + full and "password=<redacted, 7 chars>" in full
+    assert "\x1b" not in short and "bob\\x1b[2J" in short  # the escape is shown, not acted on
+
+
 def test_proxy_commands_arm_rules_for_the_next_record():
     proxy = InterceptionProxy(("127.0.0.1", 1))
     assert proxy.command("flip c2s next") == "armed: flip c2s record #0"
