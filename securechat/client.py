@@ -99,6 +99,10 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatAborted():
             return (f"! KEY AGREEMENT ABORTED in chat {event.chat_id[:8]} epoch {event.epoch}: {event.code} "
                     f"({event.reason}); this epoch has no key")
+        case ev.RoundTimedOut():
+            return (f"! key agreement in chat {event.chat_id[:8]} epoch {event.epoch} timed out waiting for "
+                    f"{', '.join(event.missing)}: no key until they take part (/leave, then open the chat again "
+                    "without them)")
         case ev.PeerMisbehaved():
             return (f"! WARNING: {event.sender} MISBEHAVED in chat {event.chat_id[:8]} at message {event.seq}: "
                     f"{event.code} ({event.reason})")
