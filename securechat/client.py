@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -21,6 +23,8 @@ from .crypto.signatures import SignatureScheme
 from .emoji import render
 from .errors import SecureChatError
 from .keystore import DEFAULT_ROOT, KeyStore, PinFileError, read_server_key_file
+from .labs.keylog import KeyLogWriter
+from .labs.variants import add_lab_arguments, announce, lab_mode
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
 from .protocol.messages import CHAT_MODES, LOBBY_ID
@@ -32,6 +36,8 @@ HELP = """commands:
   /register NAME [rsa|dsa|ecdsa|ed25519] [PASSWORD]   create keys and an account (default rsa)
   /login NAME [PASSWORD]        log in (keys are read from the key directory)
   /who                          who is online
+  /renew                        renew your certificate (same keys) in its last 30 days; an expired one is
+                                renewed by the server's operator (securechat-admin renew NAME)
   /status NAME                  is NAME online?
   /chat [--mode MODE] [--suite SUITE] NAME [NAME...]   open a chat (it becomes the current chat)
         MODE: server-key (default; the server makes and could read the key), contributory (members agree
@@ -96,6 +102,10 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatAborted():
             return (f"! KEY AGREEMENT ABORTED in chat {event.chat_id[:8]} epoch {event.epoch}: {event.code} "
                     f"({event.reason}); this epoch has no key")
+        case ev.RoundTimedOut():
+            return (f"! key agreement in chat {event.chat_id[:8]} epoch {event.epoch} timed out waiting for "
+                    f"{', '.join(event.missing)}: no key until they take part (/leave, then open the chat again "
+                    "without them)")
         case ev.PeerMisbehaved():
             return (f"! WARNING: {event.sender} MISBEHAVED in chat {event.chat_id[:8]} at message {event.seq}: "
                     f"{event.code} ({event.reason})")
@@ -190,6 +200,12 @@ class Shell:
 
     def cmd_who(self, args: list[str]) -> None:
         self.say("online: " + ", ".join(self.client.who()))
+
+    def cmd_renew(self, args: list[str]) -> None:
+        """PROTOCOL.md 6.6: a new certificate for the same keys, in the last 30 days of the current one."""
+        cert = self.client.renew_certificate().certificate
+        until = time.strftime("%Y-%m-%d", time.gmtime(cert.not_after))
+        self.say(f"certificate renewed for the same keys: valid until {until} UTC")
 
     def cmd_status(self, args: list[str]) -> None:
         self.say(f"{args[0]} is {'online' if self.client.status(args[0]) else 'offline'}")
@@ -335,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the X25519 + ML-KEM-768 hybrid handshake (PROTOCOL.md 4.4)")
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation (byte-identical; cryptography must be installed)")
+    add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
     args = parser.parse_args(argv)
     try:
         set_backend(args.aead_backend)
@@ -353,9 +370,19 @@ def main(argv: list[str] | None = None) -> int:
     def on_event(event: ev.Event) -> None:
         if shell is not None:
             shell.on_event(event)
+    lab = lab_mode(args.lab, "client")
+    announce(lab, logging.getLogger("securechat.client"))
+    try:
+        keylog = KeyLogWriter(args.keylog) if args.keylog else None
+    except ValueError as exc:
+        print(f"securechat-client: {exc}", file=sys.stderr)
+        return 2
+    if keylog is not None:
+        print(f"LAB TOOL: writing this connection's record keys to {keylog.path}", flush=True)
     try:
         client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event,
-                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519")
+                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519", lab=lab,
+                           keylog=keylog)
     except (SecureChatError, OSError) as exc:
         print(f"securechat-client: could not connect to {address}: {exc}", file=sys.stderr)
         return 1

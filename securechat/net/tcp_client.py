@@ -20,6 +20,7 @@ from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
 from ..protocol.identity import UserKeys
+from ..protocol.lab import LabMode
 
 E = TypeVar("E", bound=ev.Event)
 READ_SIZE_BYTES = 256 * 1024
@@ -75,11 +76,15 @@ class TcpClient:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        lab: LabMode | None = None,
+        keylog: Callable[[bytes, bytes, bytes], None] | None = None,
     ) -> None:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
         # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
-        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange)
+        # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
+        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange,
+                                       lab=lab, keylog=keylog)
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self._on_event = on_event
         self._timeout = timeout
@@ -108,6 +113,10 @@ class TcpClient:
 
     def login(self, username: str, password: str, keys: UserKeys) -> ev.LoggedIn:
         return self._call(lambda p: p.login(username, password, keys))  # type: ignore[return-value]
+
+    def renew_certificate(self) -> ev.CertificateRenewed:
+        """PROTOCOL.md 6.6: a new certificate for the same keys (in its last 30 days); raises RequestError."""
+        return self._call(lambda p: p.renew_certificate())  # type: ignore[return-value]
 
     def who(self) -> tuple[str, ...]:
         return self._call(lambda p: p.who()).online  # type: ignore[attr-defined, no-any-return]

@@ -33,8 +33,9 @@ from .codec import (
     MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
     record_payload, split_frames,
 )
-from .constructions import login_proof_bytes, register_proof_bytes
+from .constructions import login_proof_bytes, register_proof_bytes, renew_proof_bytes
 from .identity import UserKeys
+from .lab import LabMode, LabVariant, lab_has
 from .fields import normalize_username as _normalize
 
 
@@ -47,6 +48,9 @@ def normalize_username(raw: str) -> str:
 from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
+# Certificate requests a server may leave unanswered; beyond this the oldest is forgotten (bounded memory against
+# a malicious server, docs/SECURITY.md).
+MAX_FETCHES_IN_FLIGHT = 64
 
 
 class ClientProtocol:
@@ -67,11 +71,22 @@ class ClientProtocol:
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        lab: LabMode | None = None,
+        keylog: Callable[[bytes, bytes, bytes], None] | None = None,
         verify_key_commitment: bool = True,
     ) -> None:
+        if lab is not None and (not isinstance(lab, LabMode) or lab.side != "client"):
+            raise LocalProtocolError("lab must be a client LabMode (securechat.protocol.lab)", ErrorCode.BAD_FIELD)
+        self.lab = lab  # PROTOCOL.md 15: None (the default) means no weakening at all
+        # PROTOCOL.md 15.3: called once with (client_random, k_c2s, k_s2c) when the driver asked for a key log
+        self._keylog = keylog
         self.state = ClientState.IDLE
         # PROTOCOL.md 7.7: turned off only by the lab variant that demonstrates the attack it stops
-        self.verify_key_commitment = verify_key_commitment
+        if not verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT):
+            raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
+                                     "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
+        # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
+        self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -159,7 +174,11 @@ class ClientProtocol:
         """Log in with the password and a signature over this channel's transcript (PROTOCOL.md 6.2)."""
         name = normalize_username(username)
         next_client_state(self.state, SEND, "login")  # check before doing anything else
-        signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(self.transcript, name),
+        if lab_has(self.lab, LabVariant.DSA_NONCE_REUSE):  # LAB ONLY (PROTOCOL.md 15.1): one nonce for all
+            keys = lab_weak_keys(keys)
+        # LAB ONLY (PROTOCOL.md 15.1, unbound-login): the proof signs an empty transcript instead of this channel's
+        transcript = b"" if lab_has(self.lab, LabVariant.UNBOUND_LOGIN) else self.transcript
+        signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(transcript, name),
                          random_bytes=self._random_bytes)
         rid = self._request(m.Login(rid=self._next_rid, username=name, password=password, signature=signature))
         self._keys, self._pending_name = keys, name
@@ -167,6 +186,15 @@ class ClientProtocol:
 
     def logout(self) -> int:
         return self._request(m.Logout(rid=self._next_rid))
+
+    def renew_certificate(self) -> int:
+        """Ask for a new certificate for the same keys (PROTOCOL.md 6.6), signed with our certified key on this
+        channel; answered by CertificateRenewed or RequestFailed. Allowed in the certificate's last 30 days."""
+        next_client_state(self.state, SEND, "cert_renew")  # ONLINE only; check before signing
+        assert self._keys is not None and self.certificate is not None and self.username is not None
+        signed = renew_proof_bytes(self.transcript, self.username, self.certificate.serial)
+        signature = sign(self._keys.scheme, self._keys.signing_key, signed, random_bytes=self._random_bytes)
+        return self._request(m.CertRenew(rid=self._next_rid, signature=signature))
 
     def who(self) -> int:
         return self._request(m.Who(rid=self._next_rid))
@@ -338,11 +366,12 @@ class ClientProtocol:
     def _on_server_hello(self, hello: m.ServerHello) -> None:
         self.state = next_client_state(self.state, RECEIVE, "server_hello")
         assert self._hello is not None
-        if self._pinned is not None and not (
-            constant_time_equal(self._pinned[0], hello.server_key) and self._pinned[1] == hello.server_scheme
+        pinned = None if lab_has(self.lab, LabVariant.UNPINNED_CLIENT) else self._pinned  # LAB ONLY (PROTOCOL.md 15.1)
+        if pinned is not None and not (
+            constant_time_equal(pinned[0], hello.server_key) and pinned[1] == hello.server_scheme
         ):
             raise RemoteProtocolError("server key differs from the pinned key", ErrorCode.HANDSHAKE_FAILED)
-        scheme = SignatureScheme(self._pinned[1] if self._pinned else hello.server_scheme)
+        scheme = SignatureScheme(pinned[1] if pinned else hello.server_scheme)
         try:
             server_key = load_public_key(hello.server_key)
         except SecureChatError:
@@ -367,13 +396,15 @@ class ClientProtocol:
                                                           context=KEM_CONTEXT))
             self._kem_private = None
         keys = derive_channel_keys(secret, self.transcript)
+        if self._keylog is not None:  # PROTOCOL.md 15.3: only when the user asked for a key log
+            self._keylog(self._hello.random, keys.client_to_server, keys.server_to_client)
         self._records = RecordLayer(send_key=keys.client_to_server, receive_key=keys.server_to_client)
         self._ephemeral = None  # forward secrecy: the ephemeral private key is no longer needed
         self._decoder.max_frame_bytes = MAX_FRAME_BYTES
         self.server_key, self.server_scheme = server_key, scheme
         self._events.append(ev.HandshakeCompleted(
             server_fingerprint=fingerprint(hello.server_key), server_key=hello.server_key,
-            server_scheme=scheme.value, first_use=self._pinned is None, key_exchange=self._hello.key_exchange,
+            server_scheme=scheme.value, first_use=pinned is None, key_exchange=self._hello.key_exchange,
         ))
 
     def _receive_inner(self, message: m.Message) -> None:
@@ -411,6 +442,14 @@ class ClientProtocol:
         self.state = next_client_state(self.state, SEND, "register_proof")
         self._send_inner(m.RegisterProof(rid=msg.rid, nonce=nonce, signature=signature))
 
+    def _on_cert_renewed(self, msg: m.CertRenewed) -> None:
+        """PROTOCOL.md 6.6: the same keys, our name, the CA's signature, and no earlier expiry than before."""
+        self._check_own_certificate(msg.certificate)
+        if self.certificate is not None and msg.certificate.not_after < self.certificate.not_after:
+            raise RemoteProtocolError("the renewed certificate expires earlier", ErrorCode.BAD_CERTIFICATE)
+        self.certificate = msg.certificate
+        self._events.append(ev.CertificateRenewed(rid=msg.rid, certificate=msg.certificate))
+
     def _check_own_certificate(self, cert: Certificate) -> None:
         assert self._keys is not None and self.server_scheme is not None
         verify_certificate(cert, ca_public_key=self.server_key, ca_scheme=self.server_scheme, now=self._now,
@@ -443,11 +482,14 @@ class ClientProtocol:
             self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
                                                    reason="a message under our own name"))
             return
-        if self.book.missing_certificates(msg):
+        chat = self.book.chats.get(msg.chat_id)
+        member = chat is not None and msg.sender in chat.members
+        if member and self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
+        # not a member of the chat's current epoch (or no such chat): judged now, nothing fetched or held
         self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
@@ -474,6 +516,13 @@ class ClientProtocol:
         assert self.book is not None
         self._apply(modes.on_round(self.book, msg, self._now))
 
+    def _on_round_timeout(self, msg: m.RoundTimeout) -> None:
+        """PROTOCOL.md 7.6: reported only for a chat we are in, at its current epoch (anything else is stale)."""
+        assert self.book is not None
+        chat = self.book.chats.get(msg.chat_id)
+        if chat is not None and chat.epoch == msg.epoch:
+            self._events.append(ev.RoundTimedOut(chat_id=msg.chat_id, epoch=msg.epoch, missing=msg.missing))
+
     def _apply(self, step: modes.Step) -> None:
         """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
         self._events.extend(step.events)
@@ -494,6 +543,10 @@ class ClientProtocol:
         wanted = tuple(n for n in names if n not in self._fetching)
         if not wanted:
             return None
+        while len(self._fetch_requests) >= MAX_FETCHES_IN_FLIGHT:
+            # bounded memory: a server that never answers forgets our oldest request (its answer would now be
+            # ignored, and the next message from one of its names asks again)
+            self._fetching.difference_update(self._fetch_requests.pop(next(iter(self._fetch_requests))))
         rid = self._next_rid
         self._next_rid += 1
         self._fetching.update(wanted)
@@ -514,6 +567,17 @@ class ClientProtocol:
     def _on_bye(self, msg: m.Bye) -> None:
         self._events.append(ev.LoggedOut(rid=msg.rid))
         self._close(None, "logged out")
+
+
+def lab_weak_keys(keys: UserKeys) -> UserKeys:
+    """LAB ONLY (PROTOCOL.md 15.1, dsa-nonce-reuse): the same keys, signing with one repeated DSA nonce."""
+    from dataclasses import replace
+
+    from ..crypto.lab_weak import repeated_nonce_dsa_key
+    if keys.scheme is not SignatureScheme.DSA_SHA256:
+        raise LocalProtocolError("lab variant dsa-nonce-reuse needs a dsa-2048-sha256 signing key",
+                                 ErrorCode.BAD_FIELD)
+    return replace(keys, signing_key=repeated_nonce_dsa_key(keys.signing_key))  # type: ignore[arg-type]
 
 
 # PROTOCOL.md 9.1: inside the channel only these end the connection; server_busy there is a reply to retry
@@ -545,4 +609,6 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "share_committed": ClientProtocol._on_round,
     "key_share_delivery": ClientProtocol._on_round,
     "key_confirmed": ClientProtocol._on_round,
+    "round_timeout": ClientProtocol._on_round_timeout,
+    "cert_renewed": ClientProtocol._on_cert_renewed,
 }

@@ -6,7 +6,7 @@ epoch, docs/THREATS.md 50) and enforces per-user chat limits. Must not: do crypt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, SecureChatError
 from .limits import TokenBucket
@@ -21,6 +21,9 @@ class ServerChat:
     members: list[str]
     epoch: int = 1
     announcement: bytes = b""                # keyless modes: the signed chat_epoch frame of the current epoch
+    round_started: float | None = None       # contributory modes: when the current epoch's round began
+    committed: set[str] = field(default_factory=set)  # members whose share_commit for this epoch arrived
+    confirmed: set[str] = field(default_factory=set)  # members whose key_confirm for this epoch arrived
     # PROTOCOL.md 7.2 bounded rekey (server-key mode): one key job at a time; changes meanwhile are merged.
     key_job: bool = False                    # a ChatKeyJob for this chat is running
     rekey: tuple[str, str] | None = None     # (reason, actor) of the newest change not yet in a key job
