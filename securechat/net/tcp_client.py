@@ -10,7 +10,7 @@ Must not: make protocol decisions; it only moves bytes and waits.
 from __future__ import annotations
 
 import queue
-import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +20,7 @@ from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
 from ..protocol.identity import UserKeys
+from .transport import Transport, parse_url, tcp_url
 
 E = TypeVar("E", bound=ev.Event)
 READ_SIZE_BYTES = 256 * 1024
@@ -62,13 +63,17 @@ class TcpClient:
         server_key: pinned (SPKI DER, scheme) of the server, or None to trust on first use.
         on_event: called from the reader thread with every event (keep it quick; hand off to a queue).
         trace: called with every frame at every layer (the GUI's wire pane, the demo's excerpts).
+        url: where to connect instead of *host*/*port*: ``tcp://HOST:PORT``, ``ws://HOST:PORT/securechat`` or
+            ``wss://...`` (PROTOCOL.md 12); *tls* is the context for ``wss://`` (default: the system's CAs).
     """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 5050,
         *,
+        url: str | None = None,
+        tls: ssl.SSLContext | None = None,
         server_key: tuple[bytes, str] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
         trace: Callable[[ev.TraceEntry], None] | None = None,
@@ -91,13 +96,12 @@ class TcpClient:
         self.closed: ev.ConnectionClosed | None = None
         self._keyed: dict[str, int] = {}  # chat id -> highest epoch a ChatKeyed reported (the key is usable)
         self._aborted: dict[str, ev.ChatAborted] = {}  # chat id -> the last ChatAborted for it
-        self._sock = socket.create_connection((host, port), timeout=timeout)
-        self._sock.settimeout(None)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.endpoint = parse_url(url if url is not None else tcp_url(host, port))
+        self._transport = Transport(self.endpoint, timeout=timeout, tls=tls)
         self._reader = threading.Thread(target=self._read_loop, name="securechat-client-read", daemon=True)
         with self._lock:
             self.protocol.connect()
-            self._sock.sendall(self.protocol.data_to_send())
+            self._transport.send(self.protocol.data_to_send())
         self._reader.start()
         self._wait(lambda: self.handshake is not None, "handshake")
 
@@ -169,11 +173,7 @@ class TcpClient:
 
     def close(self) -> None:
         """Close the socket and join the reader thread."""
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
+        self._transport.close()
         if self._reader.is_alive() and threading.current_thread() is not self._reader:
             self._reader.join(5.0)
 
@@ -230,7 +230,7 @@ class TcpClient:
                     self._waiting.add(rid)
             data = self.protocol.data_to_send()
             if data:
-                self._sock.sendall(data)
+                self._transport.send(data)
         return rid
 
     def _call(self, command: Callable[[ClientProtocol], int]) -> ev.Event:
@@ -260,17 +260,14 @@ class TcpClient:
 
     def _read_loop(self) -> None:
         while True:
-            try:
-                data = self._sock.recv(READ_SIZE_BYTES)
-            except OSError:
-                data = b""
+            data = self._transport.recv()
             with self._lock:
                 self.protocol.receive_data(data, time.time())
                 events = list(iter(self.protocol.next_event, None))
                 outgoing = self.protocol.data_to_send()
                 if outgoing:
                     try:
-                        self._sock.sendall(outgoing)
+                        self._transport.send(outgoing)
                     except OSError:
                         pass
             for event in events:
