@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import shlex
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from .emoji import render
 from .errors import SecureChatError
 from .keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
 from .net.tcp_client import TcpClient
+from .net.transport import Scheme, parse_url, tcp_url
 from .protocol import events as ev
 from .protocol.messages import CHAT_MODES, LOBBY_ID
 
@@ -303,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="securechat-client", description="Interactive securechat client.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5050)
+    parser.add_argument("--url", help="server URL instead of --host/--port: tcp://HOST:PORT, "
+                        "ws://HOST:PORT/securechat or wss://HOST:PORT/securechat (WebSocket, PROTOCOL.md 12)")
+    parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate(s) to trust for wss:// (default: the "
+                        "system's CAs)")
     parser.add_argument("--keys-dir", default=str(DEFAULT_ROOT), help="where user keys and pinned servers live")
     parser.add_argument("--server-key", metavar="FILE", help="server key file (from securechat-server --export-key)")
     parser.add_argument("--post-quantum", action="store_true",
@@ -316,7 +322,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"securechat-client: {exc}", file=sys.stderr)
         return 2
     store = KeyStore(args.keys_dir)
-    address = f"{args.host}:{args.port}"
+    try:
+        endpoint = parse_url(args.url or tcp_url(args.host, args.port))
+        tls = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else None
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        print(f"securechat-client: {exc}", file=sys.stderr)
+        return 2
+    address = f"{endpoint.host}:{endpoint.port}"  # the server key is pinned per host:port, whatever the scheme
     pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
     shell: Shell | None = None
 
@@ -324,14 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         if shell is not None:
             shell.on_event(event)
     try:
-        client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event,
+        client = TcpClient(url=str(endpoint), tls=tls, server_key=pinned, on_event=on_event,
                            key_exchange="x25519+mlkem768" if args.post_quantum else "x25519")
     except (SecureChatError, OSError) as exc:
         print(f"securechat-client: could not connect to {address}: {exc}", file=sys.stderr)
         return 1
     shell = Shell(client, store)
     assert client.handshake is not None
-    shell.say(f"connected to {address} ({client.handshake.key_exchange}); server key "
+    shell.say(f"connected to {address}{'' if endpoint.scheme is Scheme.TCP else f' ({endpoint})'} ({client.handshake.key_exchange}); server key "
               f"{client.handshake.server_fingerprint}")
     if client.handshake.first_use:
         shell.say("  first connection to this server: compare that fingerprint with the server's; pinned now")

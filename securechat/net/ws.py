@@ -259,7 +259,7 @@ class _Endpoint:
             pass  # it already counted as received data
         elif isinstance(event, CloseConnection):
             if self.state is WsState.OPEN:
-                self.closed = Closed(event.code, event.reason, by_peer=True)
+                self.closed = Closed(event.code, event.reason or "", by_peer=True)
                 try:
                     self._out += self._ws.send(event.response())
                 except LocalProtocolError:
@@ -405,7 +405,7 @@ class WsClientEndpoint(_Endpoint):
 
     def __init__(self, host: str, now: float, *, path: str = PATH, origin: str | None = None) -> None:
         super().__init__(ConnectionType.CLIENT, now)
-        headers = [("Origin", origin)] if origin else []
+        headers = [(b"Origin", origin.encode("ascii"))] if origin else []
         self._out += self._ws.send(Request(host=host, target=path, subprotocols=[SUBPROTOCOL],
                                            extra_headers=headers))
         self.refused: str | None = None  # why the server refused the handshake, if it did
