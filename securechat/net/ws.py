@@ -389,6 +389,10 @@ class WsServerEndpoint(_Endpoint):
         return None
 
     def _handshake_failed(self, exc: RemoteProtocolError) -> None:
+        hint = exc.event_hint
+        if isinstance(hint, RejectConnection) and hint.status_code == 426:  # a WebSocket version we do not speak
+            self._refuse(426, "WebSocket version 13 required", (("Sec-WebSocket-Version", "13"),))
+            return
         self._refuse(400, "bad WebSocket opening handshake")
 
     def _other(self, event: object) -> None:
