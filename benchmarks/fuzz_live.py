@@ -101,7 +101,8 @@ class ServerProcess:
             raise RuntimeError("server process did not start: " + self.stderr_text())
         info = json.loads(line)
         self.address = ("127.0.0.1", int(info["port"]))
-        self.ws_address = ("127.0.0.1", int(info["ws_port"]))
+        # the fuzz server has a WebSocket port; other servers started through this class may not
+        self.ws_address = ("127.0.0.1", int(info["ws_port"])) if "ws_port" in info else None
         self.server_key = (bytes.fromhex(info["server_key"]), info["scheme"])
 
     def alive(self) -> bool:
@@ -399,8 +400,9 @@ def sanity(srv: ServerProcess, keys: Any, n: int) -> bool:
     """An honest user over TCP and another over WebSocket register, log in and list themselves."""
     from securechat.net.tcp_client import TcpClient
 
-    urls = {"t": f"tcp://{srv.address[0]}:{srv.address[1]}",
-            "w": f"ws://{srv.ws_address[0]}:{srv.ws_address[1]}/securechat"}
+    urls = {"t": f"tcp://{srv.address[0]}:{srv.address[1]}"}
+    if srv.ws_address is not None:
+        urls["w"] = f"ws://{srv.ws_address[0]}:{srv.ws_address[1]}/securechat"
     for tag, url in urls.items():
         name = f"sane{os.getpid() % 1000}x{n}{tag}"
         try:
@@ -600,6 +602,7 @@ def _ws_mutant(rng: random.Random, clear: list[bytes]) -> tuple[str, bytes, bool
 
 def _ws_shot(srv: ServerProcess, data: bytes, upgrade: bool) -> str:
     """A fresh WebSocket connection (upgraded first if asked), *data*, half-close, then wait for the close."""
+    assert srv.ws_address is not None
     try:
         sock = socket.create_connection(srv.ws_address, timeout=DEADLINE_SECONDS)
     except OSError:
