@@ -10,6 +10,10 @@ endpoint kinds sharing one runner:
 * ``FullEndpoint`` (securechat, end to end): ``ClientProtocol.send_chat`` (encrypt + sign) and
   ``receive_data`` (record, strict parsing, signature verify, decrypt) for every message.
 * ``PlainEndpoint``: the plaintext relay of ``plain_relay.py``.
+
+A securechat ``Client`` may connect to the server's WebSocket port instead (``ws=True``, docs/PROTOCOL.md 12):
+its ``sock`` is then a ``WsSocket``, which frames what is sent and unframes what is received with the same
+sans-I/O ``WsClientEndpoint`` the client library uses, so every endpoint kind runs unchanged over WebSocket.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.client import ClientProtocol
 from securechat.protocol.codec import encode_frame, split_frames
+from securechat.net.ws import WsClientEndpoint, WsState
 from securechat.protocol.identity import UserKeys
 
 from .server_proc import PASSWORD, user_name
@@ -58,6 +63,7 @@ class ServerHandle:
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
         self.port: int = info["port"]
+        self.ws_port: int | None = info.get("ws_port")
         self.pid = self.proc.pid
         self.server_key = (bytes.fromhex(info["server_key"]), info["scheme"]) if "server_key" in info else None
 
@@ -90,11 +96,76 @@ class ServerHandle:
 # --- securechat clients through ClientProtocol ----------------------------------------------------------------------
 
 
+class WsSocket:
+    """The parts of a socket the generator uses, over a WebSocket connection (one frame per binary message).
+
+    ``send`` frames all it is given and writes it with ``sendall`` (the server always reads, so this never
+    deadlocks); ``recv`` returns the securechat bytes of whole messages, and raises BlockingIOError when the
+    bytes read completed none on a non-blocking socket (``b""`` stays end of stream).
+    """
+
+    def __init__(self, port: int) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._ws = WsClientEndpoint(f"127.0.0.1:{port}", time.time())
+        self._sock.sendall(self._ws.data_to_send())
+        while self._ws.state is WsState.HANDSHAKE:
+            data = self._sock.recv(READ)
+            if not data:
+                raise ConnectionError("WebSocket handshake: connection closed")
+            self._ws.receive_data(data, time.time())
+        if self._ws.state is not WsState.OPEN:
+            raise ConnectionError(f"WebSocket handshake refused: {self._ws.refused}")
+        self._early = self._ws.app_data()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def sendall(self, data: bytes) -> None:
+        self._ws.send(data)
+        self._sock.sendall(self._ws.data_to_send())
+
+    def send(self, data: bytes | bytearray) -> int:
+        blocking = self._sock.gettimeout()
+        self._sock.setblocking(True)
+        try:
+            self.sendall(bytes(data))
+        finally:
+            self._sock.settimeout(blocking)
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        if self._early:
+            early, self._early = self._early, b""
+            return early
+        while True:
+            raw = self._sock.recv(size)
+            self._ws.receive_data(raw, time.time())
+            out = self._ws.data_to_send()  # pongs, a close reply
+            if out:
+                self._sock.sendall(out)
+            data = self._ws.app_data()
+            if data or not raw or self._ws.state is not WsState.OPEN:
+                return data
+            if self._sock.gettimeout() == 0.0:
+                raise BlockingIOError("a partial WebSocket message")
+
+
 class Client:
-    def __init__(self, idx: int, port: int, server_key: tuple[bytes, str] | None) -> None:
+    def __init__(self, idx: int, port: int, server_key: tuple[bytes, str] | None, *, ws: bool = False) -> None:
         self.idx, self.name = idx, user_name(idx)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock: socket.socket | WsSocket
+        if ws:
+            self.sock = WsSocket(port)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.proto = ClientProtocol(server_key=server_key)
         self.events: list[ev.Event] = []
         self.closed = False
@@ -146,8 +217,9 @@ def pump(clients: list[Client], done: Callable[[], bool], timeout: float, what: 
 
 
 def connect_and_login(port: int, server_key: tuple[bytes, str] | None, keys: UserKeys, indices: range,
-                      timeout: float = 120.0) -> list[Client]:
-    clients = [Client(i, port, server_key) for i in indices]
+                      timeout: float = 120.0, *, ws: bool = False) -> list[Client]:
+    """*ws*: *port* is the server's WebSocket port (docs/PROTOCOL.md 12)."""
+    clients = [Client(i, port, server_key, ws=ws) for i in indices]
     for c in clients:
         c.proto.connect()
     pump(clients, lambda: all(any(isinstance(e, ev.HandshakeCompleted) for e in c.events) for c in clients),

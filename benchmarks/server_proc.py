@@ -63,8 +63,9 @@ def main() -> int:
             ca_private_key=server_key.private_key, ca_scheme=server_key.scheme)
         registry.add_user(UserRecord(username=user_name(i), password_record=record, certificate=cert))
     server = TcpServer_start(server_key, registry, config)
+    assert server.ws_address is not None
     print(json.dumps({"port": server.address[1], "server_key": server_key.public_der.hex(),
-                      "scheme": server_key.scheme.value}), flush=True)
+                      "scheme": server_key.scheme.value, "ws_port": server.ws_address[1]}), flush=True)
     sys.stdin.read()
     server.stop()
     return 0
@@ -73,7 +74,8 @@ def main() -> int:
 def TcpServer_start(server_key, registry, config):  # type: ignore[no-untyped-def]
     from securechat.net.tcp_server import TcpServer
 
-    return TcpServer(server_key=server_key, registry=registry, config=config, relay_events=False).start()
+    # the WebSocket port (docs/PROTOCOL.md 12) is always open beside TCP: bench.py's ws part compares the two
+    return TcpServer(server_key=server_key, registry=registry, config=config, relay_events=False, ws_port=0).start()
 
 
 if __name__ == "__main__":
