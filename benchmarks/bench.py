@@ -1,8 +1,8 @@
-"""securechat benchmark (issue 6, section 6). Run: ``python -m benchmarks.bench [--quick] [--out FILE]
+"""securechat benchmark. Run: ``python -m benchmarks.bench [--quick] [--out FILE]
 [--aead-backend pycryptodome|cryptography|both] [--only relay class burst setup schemes ws]``.
 
 ``ws`` runs the relay flood at 50x5 over the server's WebSocket port and over its TCP port, interleaved, in one
-run (docs/PROTOCOL.md 12; target: WebSocket >= 0.8x TCP).
+run (docs/PROTOCOL.md 15; target: WebSocket >= 0.8x TCP).
 
 ``--aead-backend both`` runs every part with pycryptodome (the top-level figures), then the relay, the class
 session and the per-message costs again with the optional ``cryptography`` backend in server and generator
@@ -146,7 +146,7 @@ def bench_relay(keyfile: Path, keys, quick: bool) -> dict:
 
 
 def bench_ws(keyfile: Path, keys, quick: bool) -> dict:
-    """The relay over the WebSocket port against the TCP port (docs/PROTOCOL.md 12), interleaved in one run."""
+    """The relay over the WebSocket port against the TCP port (docs/PROTOCOL.md 15), interleaved in one run."""
     clients, size = (10, 5) if quick else (50, 5)
     duration, reps, window = (1.5, 1, 4) if quick else (4.0, 5, 4)
     log(f"relay flood {clients}x{size}: WebSocket against TCP, {reps} runs each, interleaved")

@@ -1,4 +1,4 @@
-"""Mutation fuzzing of a LIVE securechat server (issue 6, section 2; THREATS.md "Mutation fuzzing").
+"""Mutation fuzzing of a LIVE securechat server (docs/THREATS.md "Mutation fuzzing").
 
 ``python -m benchmarks.fuzz_live [--frames N] [--seconds S] [--seed K] [--json FILE] [--ws-share F]``
 
@@ -18,7 +18,7 @@
    logged in, some not), in batches; after each batch a ``who`` (or a pre-login probe) is sent: the server
    must answer it or close the connection within the deadline, else it is a hang. A few outer records are
    mutated after sealing (the AEAD must refuse them).
-   WebSocket mutants (docs/PROTOCOL.md 12) go to the server's WebSocket port on fresh connections, half-closed
+   WebSocket mutants (docs/PROTOCOL.md 15) go to the server's WebSocket port on fresh connections, half-closed
    like the clear ones: byte mutants of the opening request, and, after a real upgrade, hand-built frames that
    break RFC 6455 or the binding (unmasked, text, reserved bits, bad opcodes, long control frames, broken
    fragmentation, announced oversize, not-one-frame payloads) or byte mutants of a valid binary frame.
@@ -73,7 +73,7 @@ def serve() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The frame deadline is cut from 30 s to FRAME_DEADLINE_SECONDS so that a mutant announcing more bytes than
-    # it sends (a truncated or lengthened outer frame: THREATS.md 1) is closed well within the hang deadline.
+    # it sends (a truncated or lengthened outer frame: docs/THREATS.md 1) is closed well within the hang deadline.
     config = dataclasses.replace(ServerConfig(scrypt=FAST_SCRYPT), messages_per_second=1e9, message_burst=1e9,
                                  frame_deadline_seconds=FRAME_DEADLINE_SECONDS,
                                  handshake_deadline_seconds=FRAME_DEADLINE_SECONDS)
@@ -461,7 +461,7 @@ def run(frames: int, seconds: float, seed: int, quiet: bool = False, ws_share: f
                 if outcomes["hang"] > len(hangs):
                     hangs.append("clear:" + kind)
             elif roll < 0.12 + ws_share:
-                # WebSocket mutants on a fresh connection to the WebSocket port, half-closed (PROTOCOL.md 12)
+                # WebSocket mutants on a fresh connection to the WebSocket port, half-closed (PROTOCOL.md 15)
                 kind, data, upgrade = _ws_mutant(rng, clear)
                 kinds[kind] += 1
                 tried += 1

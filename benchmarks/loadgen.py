@@ -11,7 +11,7 @@ endpoint kinds sharing one runner:
   ``receive_data`` (record, strict parsing, signature verify, decrypt) for every message.
 * ``PlainEndpoint``: the plaintext relay of ``plain_relay.py``.
 
-A securechat ``Client`` may connect to the server's WebSocket port instead (``ws=True``, docs/PROTOCOL.md 12):
+A securechat ``Client`` may connect to the server's WebSocket port instead (``ws=True``, docs/PROTOCOL.md 15):
 its ``sock`` is then a ``WsSocket``, which frames what is sent and unframes what is received with the same
 sans-I/O ``WsClientEndpoint`` the client library uses, so every endpoint kind runs unchanged over WebSocket.
 """
@@ -218,7 +218,7 @@ def pump(clients: list[Client], done: Callable[[], bool], timeout: float, what: 
 
 def connect_and_login(port: int, server_key: tuple[bytes, str] | None, keys: UserKeys, indices: range,
                       timeout: float = 120.0, *, ws: bool = False) -> list[Client]:
-    """*ws*: *port* is the server's WebSocket port (docs/PROTOCOL.md 12)."""
+    """*ws*: *port* is the server's WebSocket port (docs/PROTOCOL.md 15)."""
     clients = [Client(i, port, server_key, ws=ws) for i in indices]
     for c in clients:
         c.proto.connect()

@@ -74,7 +74,7 @@ def main() -> int:
 def TcpServer_start(server_key, registry, config):  # type: ignore[no-untyped-def]
     from securechat.net.tcp_server import TcpServer
 
-    # the WebSocket port (docs/PROTOCOL.md 12) is always open beside TCP: bench.py's ws part compares the two
+    # the WebSocket port (docs/PROTOCOL.md 15) is always open beside TCP: bench.py's ws part compares the two
     return TcpServer(server_key=server_key, registry=registry, config=config, relay_events=False, ws_port=0).start()
 
 

@@ -38,7 +38,7 @@ HELP = """commands:
   /chat [--mode MODE] [--suite SUITE] NAME [NAME...]   open a chat (it becomes the current chat)
         MODE: server-key (default; the server makes and could read the key), contributory (members agree
         on the key: commit, reveal, HKDF, confirm; the server cannot read), contributory-xor (INSECURE
-        seed-004 XOR of shares, for teaching), hybrid (a fresh key per message, wrapped for each recipient)
+        XOR of shares, for teaching), hybrid (a fresh key per message, wrapped for each recipient)
         SUITE: aes-256-gcm (default) or aes-256-cbc-hmac-sha256 (encrypt-then-MAC)
   /lobby                        make the lobby (every online user, if the server runs one) the current chat
   /fingerprint NAME             the safety number of you and NAME: compare it with NAME out of band
@@ -51,7 +51,7 @@ HELP = """commands:
 
 
 SUITES = ("aes-256-gcm", "aes-256-cbc-hmac-sha256")
-XOR_WARNING = ("!!! INSECURE (seed 004 as written): the last member to reveal chooses the key. contributory-xor "
+XOR_WARNING = ("!!! INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key. contributory-xor "
                "derives the key as the XOR of the shares; use --mode contributory for the real derivation")
 RULE = "!" * 78
 
@@ -95,6 +95,9 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatAborted():
             return (f"! KEY AGREEMENT ABORTED in chat {event.chat_id[:8]} epoch {event.epoch}: {event.code} "
                     f"({event.reason}); this epoch has no key")
+        case ev.PeerMisbehaved():
+            return (f"! WARNING: {event.sender} MISBEHAVED in chat {event.chat_id[:8]} at message {event.seq}: "
+                    f"{event.code} ({event.reason})")
         case ev.MessageRejected():
             return f"! REJECTED message in {event.chat_id[:8]} from {event.sender}: {event.code} ({event.reason})"
         case ev.RequestFailed() if event.rid is None or event.ref == "chat_send":
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5050)
     parser.add_argument("--url", help="server URL instead of --host/--port: tcp://HOST:PORT, "
-                        "ws://HOST:PORT/securechat or wss://HOST:PORT/securechat (WebSocket, PROTOCOL.md 12)")
+                        "ws://HOST:PORT/securechat or wss://HOST:PORT/securechat (WebSocket, PROTOCOL.md 15)")
     parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate(s) to trust for wss:// (default: the "
                         "system's CAs)")
     parser.add_argument("--keys-dir", default=str(DEFAULT_ROOT), help="where user keys and pinned servers live")

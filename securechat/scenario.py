@@ -1,4 +1,4 @@
-"""A tiny scenario language, run either in the in-memory Simulation or over real sockets (issue 3).
+"""A tiny scenario language, run either in the in-memory Simulation or over real sockets.
 
 Owns: the steps (frozen dataclasses: ``Join``, ``OpenChat``, ``Invite``, ``Leave``, ``Send``, ``Logout``,
 ``Who``), the two runners ``run_in_simulation`` and ``run_over_sockets``, and ``Outcome``: per user, the ordered
@@ -308,7 +308,7 @@ TRANSPORTS = ("tcp", "ws", "mixed")
 def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0, transport: str = "tcp") -> Outcome:
     """Run *steps* against a real ``TcpServer`` on 127.0.0.1 (port 0), one ``TcpClient`` per user.
 
-    *transport*: ``"tcp"`` (every user on the TCP port), ``"ws"`` (every user over WebSocket, PROTOCOL.md 12)
+    *transport*: ``"tcp"`` (every user on the TCP port), ``"ws"`` (every user over WebSocket, PROTOCOL.md 15)
     or ``"mixed"`` (users alternate, first TCP, in order of joining; all in the same chats).
 
     Uses a ``MemoryRegistry``, a fresh server key and ``ServerConfig(scrypt=FAST_SCRYPT)``. Every wait is bounded

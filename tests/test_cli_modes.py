@@ -1,4 +1,4 @@
-"""The chat modes from the user's side (issue 4): run_modes_demo.py, and scripted CLI processes over real sockets.
+"""The chat modes from the user's side: run_modes_demo.py, and scripted CLI processes over real sockets.
 
 A server process and two ``securechat.client`` processes on 127.0.0.1 (port 0, low scrypt cost): bob waits,
 alice opens a contributory chat with him, they exchange a message, and ``/fingerprint`` shows the same safety
@@ -17,6 +17,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.tcp  # other processes and real sockets (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 20.0
@@ -79,14 +83,12 @@ class Cli:
 
 
 def test_run_modes_demo_exits_zero():
-    started = time.monotonic()
     proc = _run(["run_modes_demo.py"])
     try:
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=300)  # stops a hang; how fast it ran is not asserted
     finally:
         proc.kill()
     assert proc.returncode == 0, out
-    assert time.monotonic() - started < 30
     for line in ("commit", "reveal", "HKDF", "confirm", "envelopes it cannot open", "INSECURE",
                  "last member to reveal", "XOR of the shares", "fresh key", "lobby", "safety number",
                  "what the server can see", "demo is over"):
@@ -95,7 +97,7 @@ def test_run_modes_demo_exits_zero():
 
 def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
     log = (tmp_path / "server.log").open("w")
-    server = _run(["-m", "securechat.server", "--port", "0", "--db", str(tmp_path / "s.db"),
+    server = _run(["-m", "securechat.server", "--allow-default-passphrase", "--port", "0", "--db", str(tmp_path / "s.db"),
                    "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024"], stderr=log)
     clients: list[Cli] = []
     try:
@@ -125,8 +127,8 @@ def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
         alice.wait_for(r"\[contributory\] epoch 1")
         alice.wait_for(r"current chat: the lobby")
         alice.type("/chat --mode contributory-xor bob")
-        alice.wait_for(r"INSECURE \(seed 004 as written\): the last member to reveal chooses the key")
-        bob.wait_for(r"INSECURE \(seed 004 as written\)")
+        alice.wait_for(r"INSECURE \(XOR of shares, no commitments\): the last member to reveal chooses the key")
+        bob.wait_for(r"INSECURE \(XOR of shares, no commitments\)")
         alice.wait_for(r"first sight of bob: fingerprint")
         pins = json.loads((tmp_path / "keys" / "alice" / "known_peers.json").read_text())
         assert pins["bob"] in ours

@@ -1,4 +1,4 @@
-"""Smoke run of benchmarks/fuzz_live.py (issue 6, section 2): a few hundred mutated frames against a live server
+"""Smoke run of benchmarks/fuzz_live.py: a few hundred mutated frames against a live server
 subprocess, 0 crashes, 0 hangs, the sanity client still served. The long run (>= 100k frames) is not in CI;
 its figures are in docs/SECURITY.md."""
 
@@ -35,7 +35,7 @@ def test_security_figures_login_timing_smoke() -> None:
 
 
 def test_fuzz_live_smoke_reaches_the_websocket_port() -> None:
-    """The live fuzzer's WebSocket share (PROTOCOL.md 12): mutants of the upgrade and of frames, every one closed
+    """The live fuzzer's WebSocket share (PROTOCOL.md 15): mutants of the upgrade and of frames, every one closed
     cleanly (no hang, no crash) and the sanity users (TCP and WebSocket) still served."""
     report = fuzz_live.run(frames=150, seconds=20, seed=12, quiet=True, ws_share=0.8)
     ws_kinds = {k: v for k, v in report["mutations"].items() if k.startswith("ws-")}

@@ -1,4 +1,4 @@
-"""One scenario, two runners (issue 3): the in-memory Simulation and real sockets on 127.0.0.1 give EQUAL outcomes.
+"""One scenario, two runners: the in-memory Simulation and real sockets on 127.0.0.1 give EQUAL outcomes.
 
 Keys are generated once per process (``securechat.scenario.user_keys``); every socket run stops its server and
 clients in a finally, which the thread-count test checks.
@@ -102,7 +102,7 @@ def test_socket_runs_stop_every_thread_and_socket() -> None:
 
 @pytest.mark.parametrize("transport", ["ws", "mixed"])
 def test_demo_story_over_websocket_equals_tcp_and_the_simulation(transport: str) -> None:
-    """PROTOCOL.md 12: the same story over WebSocket (every user, or TCP and WebSocket users in one chat)."""
+    """PROTOCOL.md 15: the same story over WebSocket (every user, or TCP and WebSocket users in one chat)."""
     steps = demo_story("contributory")
     simulated = run_in_simulation(steps, seed=7)  # type: ignore[arg-type]
     over_tcp = run_over_sockets(steps, timeout=10)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The WebSocket binding (docs/PROTOCOL.md section 12): the layer alone (sans-I/O, time passed in), the server's
+"""The WebSocket binding (docs/PROTOCOL.md section 15): the layer alone (sans-I/O, time passed in), the server's
 WebSocket port beside TCP, interop with the independent ``websockets`` library in both directions, wss:// with
 a throwaway certificate, and the terminal client registering, logging in and chatting over ws://.
 
@@ -308,7 +308,8 @@ def test_wss_with_a_certificate_and_a_refused_unknown_ca(tmp_path: Path) -> None
 def test_terminal_client_registers_logs_in_and_chats_over_ws(tmp_path: Path) -> None:
     log = (tmp_path / "server.log").open("w")
     server = _run(["-m", "securechat.server", "--port", "0", "--ws-port", "0", "--db", str(tmp_path / "s.db"),
-                   "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024"], stderr=log)
+                   "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024", "--allow-default-passphrase"],
+                  stderr=log)
     clients: list[Cli] = []
     try:
         lines = [server.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]

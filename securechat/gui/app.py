@@ -39,7 +39,7 @@ class App:
         self.server: TcpServer | None = None
         self.registry: SqliteRegistry | None = None
         self.address: tuple[str, int] = ("127.0.0.1", 0)
-        self.url: str | None = None  # a remote server's URL (tcp://, ws://, wss://; PROTOCOL.md 12)
+        self.url: str | None = None  # a remote server's URL (tcp://, ws://, wss://; PROTOCOL.md 15)
         self.pinned: tuple[bytes, str] | None = None
         self.keystore: KeyStore = KeyStore(DEFAULT_ROOT)
         self.server_window: Any = None

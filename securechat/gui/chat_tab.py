@@ -16,7 +16,7 @@ from ..emoji import render
 from ..protocol import events as ev
 
 VERIFIED = "\N{HEAVY CHECK MARK} signature verified"
-XOR_WARNING = "INSECURE (seed 004 as written): the last member to reveal chooses the key"
+XOR_WARNING = "INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key"
 KEY_NOTES = {
     "server-key": "new key verified",
     "contributory": "key agreed by every member and confirmed (the server cannot read)",
@@ -114,6 +114,10 @@ class ChatTab(ttk.Frame):
     def rejected(self, event: ev.MessageRejected) -> None:
         self._line((f"\N{WARNING SIGN} REJECTED message from {event.sender}: {event.code} ({event.reason}) "
                     f"— not shown", "warning"))
+
+    def misbehaved(self, event: ev.PeerMisbehaved) -> None:
+        self._line((f"\N{WARNING SIGN} WARNING: {event.sender} MISBEHAVED at message {event.seq}: {event.code} "
+                    f"({event.reason})", "warning"))
 
     def aborted(self, event: ev.ChatAborted) -> None:
         self._line((f"\N{WARNING SIGN} KEY AGREEMENT ABORTED (epoch {event.epoch}): {event.code} ({event.reason}) "

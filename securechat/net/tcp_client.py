@@ -1,4 +1,4 @@
-"""TcpClient: a blocking client library over one ClientProtocol, with a reader thread (STYLE.md section 8).
+"""TcpClient: a blocking client library over one ClientProtocol, with a reader thread (docs/STYLE.md section 8).
 
 Owns: the socket, the reader thread, and matching replies to requests by ``rid``. Commands either return at
 once (``send``) or wait for the server's answer with a timeout (``login``, ``who``...), raising
@@ -64,7 +64,7 @@ class TcpClient:
         on_event: called from the reader thread with every event (keep it quick; hand off to a queue).
         trace: called with every frame at every layer (the GUI's wire pane, the demo's excerpts).
         url: where to connect instead of *host*/*port*: ``tcp://HOST:PORT``, ``ws://HOST:PORT/securechat`` or
-            ``wss://...`` (PROTOCOL.md 12); *tls* is the context for ``wss://`` (default: the system's CAs).
+            ``wss://...`` (PROTOCOL.md 15); *tls* is the context for ``wss://`` (default: the system's CAs).
     """
 
     def __init__(

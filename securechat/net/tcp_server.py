@@ -1,7 +1,7 @@
-"""TcpServer: the threaded socket driver around one ServerProtocol (STYLE.md section 8, PERF-NOTES).
+"""TcpServer: the threaded socket driver around one ServerProtocol (docs/STYLE.md section 8, docs/PERF-NOTES.md).
 
 Owns: sockets and threads. ONE I/O thread accepts and reads every socket through a selector and moves the bytes
-of each round into the engine's queue as one item (PERF-NOTES: a selectors loop gave the lowest p99; 300 reader
+of each round into the engine's queue as one item (docs/PERF-NOTES.md: a selectors loop gave the lowest p99; 300 reader
 threads contending for the GIL gave the class session its tail); ONE engine thread owns the ServerProtocol (so
 it needs no lock), opens and seals every record and fans out; two
 worker pools run the slow jobs (scrypt logins and registrations; chat key wraps) so no lock is ever held
@@ -27,17 +27,18 @@ from typing import Any
 
 from ..errors import ErrorCode
 from ..protocol import events as ev
-from ..protocol.jobs import ChatKeyJob, Job, ServerKey
+from ..protocol.jobs import ChatKeyJob, FairQueue, Job, ServerKey
 from ..protocol.limits import ServerConfig
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
+from .server_log import EventDescriber
 from .ws import ServerStack, close_code_for
 
 log = logging.getLogger("securechat.server")
 
-LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (PERF-NOTES)
+LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (docs/PERF-NOTES.md)
 READ_SIZE_BYTES = 256 * 1024
-MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # THREATS.md 16: a reader this far behind is disconnected
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # docs/THREATS.md 16: a reader this far behind is disconnected
 INBOUND_QUEUE_ITEMS = 20_000   # readers block (TCP backpressure) rather than grow memory without bound
 TIMER_SECONDS = 0.5
 
@@ -54,7 +55,7 @@ class _Conn:
     closing: bool = False
     closed: bool = False
     eof_sent: bool = False  # the engine was told the stream ended (only the I/O thread reads or sets it)
-    ws: ServerStack | None = None  # a WebSocket connection (PROTOCOL.md 12): the layer between socket and engine
+    ws: ServerStack | None = None  # a WebSocket connection (PROTOCOL.md 15): the layer between socket and engine
     announced: bool = True  # the engine heard "open" (a WebSocket connection: once its handshake completed)
     ws_ended: bool = False  # the engine was told the WebSocket session ended
 
@@ -81,18 +82,22 @@ class TcpServer:
         tls: ssl.SSLContext | None = None,
         ws_origins: frozenset[str] = frozenset(),
     ) -> None:
-        # ws_port: also accept WebSocket clients there (PROTOCOL.md 12; 0 picks a free port), fed to the SAME
+        # ws_port: also accept WebSocket clients there (PROTOCOL.md 15; 0 picks a free port), fed to the SAME
         # ServerProtocol; tls: serve that port as wss:// (TLS in memory, ws.TlsLayer); ws_origins: browser Origins
-        # allowed (requests without Origin are always allowed, PROTOCOL.md 12.2).
+        # allowed (requests without Origin are always allowed, PROTOCOL.md 15.2).
         self.protocol = ServerProtocol(server_key=server_key, registry=registry, config=config, trace=trace,
                                        relay_events=relay_events)
         self._host, self._port = host, port
         self._on_event = on_event
+        self._describer = EventDescriber()  # only the engine thread reports
         self._inbound: queue.Queue[tuple[str, Any, Any]] = queue.Queue(INBOUND_QUEUE_ITEMS)
         self._conns: dict[int, _Conn] = {}
         self._conns_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._password_pool = ThreadPoolExecutor(password_workers, thread_name_prefix="securechat-scrypt")
+        # PROTOCOL.md 6.2 "fair admission": password jobs wait in one queue per address, served round robin.
+        self._password_jobs: FairQueue[Job] = FairQueue()
+        self._password_ready = threading.Condition()
+        self._password_workers = password_workers
         self._key_pool = ThreadPoolExecutor(1, thread_name_prefix="securechat-wrap")
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
@@ -130,7 +135,8 @@ class TcpServer:
         self._selector.register(self._wake[0], selectors.EVENT_READ, None)
         if self._ws_listener is not None:
             self._selector.register(self._ws_listener, selectors.EVENT_READ, _WS_LISTENER)
-        for target, name in ((self._io_loop, "io"), (self._engine_loop, "engine")):
+        workers = [(self._password_loop, f"scrypt-{i}") for i in range(self._password_workers)]
+        for target, name in ((self._io_loop, "io"), (self._engine_loop, "engine"), *workers):
             thread = threading.Thread(target=target, name=f"securechat-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -144,6 +150,9 @@ class TcpServer:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        with self._password_ready:
+            self._password_jobs.clear()  # queued password work is dropped, as cancel_futures did
+            self._password_ready.notify_all()
         self._wake_io()
         with self._conns_lock:
             conns = list(self._conns.values())
@@ -160,7 +169,6 @@ class TcpServer:
         for conn in conns:
             if conn.writer is not None:
                 conn.writer.join(timeout)
-        self._password_pool.shutdown(wait=True, cancel_futures=True)
         self._key_pool.shutdown(wait=True, cancel_futures=True)
         if self._listener is not None:
             self._listener.close()
@@ -267,7 +275,7 @@ class TcpServer:
             reads.clear()
         self._inbound.put(("open", conn.peer, conn.address))
 
-    # --- WebSocket connections (PROTOCOL.md 12; the layer itself is ws.py) ----------------------------------
+    # --- WebSocket connections (PROTOCOL.md 15; the layer itself is ws.py) ----------------------------------
 
     def _ws_received(self, conn: _Conn, data: bytes, reads: list[tuple[int, bytes]]) -> None:
         """I/O thread: bytes (b"" at end of stream) through the WebSocket layer; the securechat stream to *reads*."""
@@ -388,9 +396,13 @@ class TcpServer:
     def _flush(self) -> None:
         protocol = self.protocol
         while (job := protocol.next_job()) is not None:
-            pool = self._key_pool if isinstance(job, ChatKeyJob) else self._password_pool
+            if not isinstance(job, ChatKeyJob):
+                with self._password_ready:
+                    self._password_jobs.push(job.address, job)
+                    self._password_ready.notify()
+                continue
             try:
-                pool.submit(self._run_job, job)
+                self._key_pool.submit(self._run_job, job)
             except RuntimeError:  # pool shut down: stopping
                 return
         for peer, data in protocol.data_to_send():
@@ -406,6 +418,18 @@ class TcpServer:
         for event in events:
             self._report(event)
 
+    def _password_loop(self) -> None:
+        """One password worker: the next job round robin across addresses (FairQueue), until stop()."""
+        while True:
+            with self._password_ready:
+                while not self._password_jobs and not self._stopping.is_set():
+                    self._password_ready.wait(TIMER_SECONDS)
+                if self._stopping.is_set():
+                    return
+                job = self._password_jobs.pop()
+            if job is not None:
+                self._run_job(job)
+
     def _run_job(self, job: Job) -> None:
         try:
             job.run()
@@ -417,11 +441,11 @@ class TcpServer:
     # --- writing --------------------------------------------------------------------------------------------
 
     def _send(self, conn: _Conn, data: bytes) -> None:
-        """Try a non-blocking send first (PERF-NOTES); leave the rest to the connection's writer thread."""
+        """Try a non-blocking send first (docs/PERF-NOTES.md); leave the rest to the connection's writer thread."""
         with conn.lock:
             if conn.closed:
                 return
-            if conn.ws is not None:  # PROTOCOL.md 12.3: each frame as one binary message
+            if conn.ws is not None:  # PROTOCOL.md 15.3: each frame as one binary message
                 conn.ws.send(data)
                 data = conn.ws.data_to_send()
                 if not data:
@@ -479,7 +503,7 @@ class TcpServer:
     def _finish(self, conn: _Conn, events: list[ev.ServerEvent] | None = None) -> None:
         """Close after the bytes already queued (a final error frame, or bye) are written."""
         with conn.lock:
-            if conn.ws is not None and not conn.closed:  # PROTOCOL.md 12.6: a close frame naming the error
+            if conn.ws is not None and not conn.closed:  # PROTOCOL.md 15.6: a close frame naming the error
                 error = _closing_error(conn.peer, events or [])
                 conn.ws.close(close_code_for(error), error.value if error is not None else "")
                 out = conn.ws.data_to_send()
@@ -518,11 +542,11 @@ class TcpServer:
 
     def _report(self, event: ev.ServerEvent) -> None:
         # PROTOCOL.md 11: metadata only — names, sizes, codes; never contents, passwords or keys.
-        if isinstance(event, ev.MessageRelayed):
-            log.debug("relay chat=%s from=%s bytes=%d recipients=%d", event.chat_id, event.sender, event.size,
-                      event.recipients)
-        else:
-            log.info("%s", _describe(event))
+        # The relay's hot path pays for a line only at DEBUG; every other event keeps the describer's peer map.
+        relayed = isinstance(event, ev.MessageRelayed)
+        if not relayed or log.isEnabledFor(logging.DEBUG):
+            text, fields = self._describer.describe(event)
+            log.log(logging.DEBUG if relayed else logging.INFO, "%s", text, extra={"securechat": fields})
         if self._on_event is not None:
             self._on_event(event)
 
@@ -538,8 +562,3 @@ def _closing_error(peer: int, events: list[ev.ServerEvent]) -> ErrorCode | None:
                 except ValueError:
                     return None
     return None
-
-
-def _describe(event: ev.ServerEvent) -> str:
-    fields = ", ".join(f"{k}={v}" for k, v in vars(event).items())
-    return f"{type(event).__name__}({fields})"

@@ -1,7 +1,7 @@
 """Client transports: where a client's bytes go, named by a URL (``tcp://``, ``ws://``, ``wss://``).
 
 Owns: ``parse_url`` (URL -> ``Endpoint``) and ``Transport``, a blocking connection that carries the securechat
-byte stream either on raw TCP or inside WebSocket binary messages (PROTOCOL.md 12), optionally over TLS. The
+byte stream either on raw TCP or inside WebSocket binary messages (PROTOCOL.md 15), optionally over TLS. The
 WebSocket and TLS work is done by the sans-I/O layers of ``ws.py``; this module only moves their bytes on a
 standard-library socket. ``send`` may be called from one thread while another blocks in ``recv`` (TcpClient's
 reader): the layers are touched under one lock. Must not: make protocol decisions or log contents.

@@ -1,11 +1,11 @@
-"""The WebSocket binding of securechat (docs/PROTOCOL.md section 12) as sans-I/O layers over wsproto.
+"""The WebSocket binding of securechat (docs/PROTOCOL.md section 15) as sans-I/O layers over wsproto.
 
 Owns: ``WsServerEndpoint`` and ``WsClientEndpoint``, which turn the bytes of one TCP connection into the
 securechat byte stream and back, with the binding's policy: the opening handshake (path ``/securechat``,
 subprotocol ``securechat.v1``, the Origin rule, a size and line cap, a deadline), one securechat frame per
 binary message (the 4-byte length stays and must match the message), text messages refused, a message size
 cap tied to ``codec.MAX_FRAME_BYTES``, ping/pong keepalive and an idle timeout, and close codes mapped from
-the securechat error codes (PROTOCOL.md 12.6). ``TlsLayer`` is the standard library's TLS as a sans-I/O layer
+the securechat error codes (PROTOCOL.md 15.6). ``TlsLayer`` is the standard library's TLS as a sans-I/O layer
 (``ssl.MemoryBIO``), for ``wss://`` without a proxy.
 
 Like the protocol core, nothing here touches a socket, a thread or a clock: bytes in, bytes out, ``now`` passed
@@ -39,14 +39,14 @@ from ..protocol.codec import HEADER_BYTES, MAX_FRAME_BYTES
 
 PATH = "/securechat"
 SUBPROTOCOL = "securechat.v1"
-# PROTOCOL.md 12.2: the request head (request line and headers) is capped in bytes and in lines, and must be
+# PROTOCOL.md 15.2: the request head (request line and headers) is capped in bytes and in lines, and must be
 # complete within the deadline; a stalled or flooding handshake is answered 431/408 and closed.
 MAX_REQUEST_HEAD_BYTES = 8 * 1024
 MAX_HEADER_LINES = 48
 HANDSHAKE_DEADLINE_SECONDS = 10.0
-# PROTOCOL.md 12.3: one message is one securechat frame, its 4-byte length included.
+# PROTOCOL.md 15.3: one message is one securechat frame, its 4-byte length included.
 MAX_MESSAGE_BYTES = HEADER_BYTES + MAX_FRAME_BYTES
-# PROTOCOL.md 12.5: a ping after this much silence keeps proxies (nginx's default read timeout is 60 s) and NATs
+# PROTOCOL.md 15.5: a ping after this much silence keeps proxies (nginx's default read timeout is 60 s) and NATs
 # from dropping the connection; nothing at all received for IDLE_TIMEOUT_SECONDS closes it.
 PING_INTERVAL_SECONDS = 20.0
 IDLE_TIMEOUT_SECONDS = 60.0
@@ -55,7 +55,7 @@ _LENGTH_OF = int.from_bytes
 
 
 class CloseCode(IntEnum):
-    """RFC 6455 section 7.4.1 codes the binding uses (PROTOCOL.md 12.6)."""
+    """RFC 6455 section 7.4.1 codes the binding uses (PROTOCOL.md 15.6)."""
 
     NORMAL = 1000
     GOING_AWAY = 1001
@@ -68,7 +68,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
 
 
-# PROTOCOL.md 12.6: the close code for a connection the server ends after an ``error`` frame; the close reason
+# PROTOCOL.md 15.6: the close code for a connection the server ends after an ``error`` frame; the close reason
 # is the error code's value, so a client sees the same code whichever layer it reads.
 _CLOSE_FOR_ERROR = {
     ErrorCode.FRAME_TOO_LARGE: CloseCode.MESSAGE_TOO_BIG,
@@ -166,7 +166,7 @@ class _Endpoint:
         return data
 
     def send(self, stream: bytes) -> None:
-        """Send securechat bytes: each whole frame in *stream* travels as one binary message (PROTOCOL.md 12.3)."""
+        """Send securechat bytes: each whole frame in *stream* travels as one binary message (PROTOCOL.md 15.3)."""
         if self.state is not WsState.OPEN:
             return
         ws = self._ws
@@ -208,7 +208,7 @@ class _Endpoint:
         self._pump()
 
     def handle_timer(self, now: float) -> None:
-        """Deadlines and keepalive (PROTOCOL.md 12.2, 12.5): call about once a second."""
+        """Deadlines and keepalive (PROTOCOL.md 15.2, 15.5): call about once a second."""
         if self.state is WsState.HANDSHAKE:
             self._handshake_timer(now)
         elif self.state is WsState.OPEN:
@@ -297,7 +297,7 @@ class _Endpoint:
         self.close(CloseCode.MESSAGE_TOO_BIG, f"message over {MAX_MESSAGE_BYTES} bytes")
 
     def _frame(self, message: bytes) -> None:
-        # PROTOCOL.md 12.3: exactly one securechat frame per message, its length prefix equal to the rest.
+        # PROTOCOL.md 15.3: exactly one securechat frame per message, its length prefix equal to the rest.
         if len(message) < HEADER_BYTES or _LENGTH_OF(message[:HEADER_BYTES], "big") != len(message) - HEADER_BYTES:
             self.close(CloseCode.PROTOCOL_ERROR, "a message must hold exactly one securechat frame")
             return
@@ -310,7 +310,7 @@ class WsServerEndpoint(_Endpoint):
     Args:
         now: when the TCP connection was accepted (the handshake deadline runs from here).
         allowed_origins: browser origins allowed to connect (``https://chat.example.org``); requests without an
-            Origin header (non-browser clients) are always allowed (PROTOCOL.md 12.2).
+            Origin header (non-browser clients) are always allowed (PROTOCOL.md 15.2).
     """
 
     def __init__(self, now: float, *, allowed_origins: frozenset[str] = frozenset()) -> None:
@@ -359,7 +359,7 @@ class WsServerEndpoint(_Endpoint):
         self._ws.receive_data(whole)
 
     def _check_head(self, head: bytes) -> tuple[int, str] | tuple[int, str, tuple[tuple[str, str], ...]] | None:
-        """The binding's checks before wsproto's own (PROTOCOL.md 12.2, in this order)."""
+        """The binding's checks before wsproto's own (PROTOCOL.md 15.2, in this order)."""
         try:
             text = head.decode("ascii")
         except UnicodeDecodeError:

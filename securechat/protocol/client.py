@@ -1,4 +1,4 @@
-"""ClientProtocol: the client side of securechat as a sans-I/O object (STYLE.md section 1).
+"""ClientProtocol: the client side of securechat as a sans-I/O object (docs/STYLE.md section 1).
 
 Owns: the client's connection state machine, the handshake and record layer, registration and login proofs,
 and the dispatch of everything received to events. Commands are method calls, received bytes go in through
@@ -67,8 +67,11 @@ class ClientProtocol:
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        verify_key_commitment: bool = True,
     ) -> None:
         self.state = ClientState.IDLE
+        # PROTOCOL.md 7.7: turned off only by the lab variant that demonstrates the attack it stops
+        self.verify_key_commitment = verify_key_commitment
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -334,7 +337,7 @@ class ClientProtocol:
         try:
             verify(scheme, server_key, server_signed_bytes(self.transcript), hello.signature)
         except SecureChatError:
-            # THREATS.md 27-28: a substituted or replayed server_hello fails here; no credential was sent.
+            # docs/THREATS.md 27-28: a substituted or replayed server_hello fails here; no credential was sent.
             raise RemoteProtocolError("server signature over the handshake failed", ErrorCode.HANDSHAKE_FAILED) from None
         secret = shared_secret(self._ephemeral, hello.key_share)
         if hello.kem_ciphertext is not None:
@@ -403,7 +406,8 @@ class ClientProtocol:
         self._check_own_certificate(msg.certificate)
         self.username, self.certificate = msg.username, msg.certificate
         self.book = ChatBook(username=msg.username, keys=self._keys, server_key=self.server_key,
-                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins)
+                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins,
+                             verify_key_commitment=self.verify_key_commitment)
         self._events.append(ev.LoggedIn(rid=msg.rid, username=msg.username, online=msg.online,
                                         certificate=msg.certificate))
 
@@ -414,14 +418,14 @@ class ClientProtocol:
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
-        self._events.append(self.book.open(msg))
+        self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
         assert self.book is not None
         self._fetching.difference_update(self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ())
         self._events.extend(self.book.add_certificates(msg.certificates, self._now))
         for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
-            self._events.append(self.book.open(held, snapshot))
+            self._events.extend(self.book.receive(held, snapshot))
         self._events.extend(modes.advance_all(self.book, self._now))
         self._flush_outbox()
 

@@ -1,8 +1,10 @@
 """The exact bytes securechat signs, authenticates and derives keys from (PROTOCOL.md 6 and 7).
 
-Owns: every label, the AAD layout of chat messages, per-sender key derivation, and what login proofs,
+Owns: the labels of login and registration proofs, chat keys and chat messages, the AAD layout of chat messages, per-sender key derivation, and what login proofs,
 registration proofs and key distributions sign. Client and server both build these bytes from here, so they
-cannot drift apart. Must not: hold state, choose algorithms (the certificate does), or do I/O.
+cannot drift apart. The other labels sit beside the code that uses them: the channel's in ``channel.py``, the
+contributory agreement's in ``agreement.py``, the decoy login's in ``jobs.py``, the certificate's and CBC-HMAC's in
+``crypto/certificates.py`` and ``crypto/aead.py``. Must not: hold state, choose algorithms (the certificate does), or do I/O.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def chat_key_signed_bytes(
     wrap_digests: tuple[bytes, ...],
 ) -> bytes:
     """PROTOCOL.md 7.2: one server signature covers the whole distribution, so every member sees the same
-    member list and can tell if its wrap was swapped (THREATS.md 44)."""
+    member list and can tell if its wrap was swapped (docs/THREATS.md 44)."""
     return encode_fields(
         CHAT_KEY_LABEL, chat_id, epoch, mode, suite, reason, actor,
         encode_fields("members", *members), encode_fields("wraps", *wrap_digests),
@@ -56,7 +58,7 @@ def chat_key_signed_bytes(
 
 def sender_key(chat_key: bytes, *, chat_id: str, epoch: int, sender: str) -> bytes:
     """PROTOCOL.md 7.3: each member encrypts under its own key, so two members never share (key, nonce)
-    even though both count from 1 (THREATS.md 34b)."""
+    even though both count from 1 (docs/THREATS.md 34b)."""
     return hkdf_sha256(
         chat_key,
         salt=encode_fields(CHAT_SALT_LABEL, chat_id, epoch),
@@ -75,7 +77,12 @@ def chat_signed_bytes(header: bytes, ciphertext: bytes) -> bytes:
 
 
 CHAT_EPOCH_LABEL = "securechat v1 chat epoch"
-HYBRID_SIGNATURE_LABEL = "securechat v1 hybrid signature"
+# PROTOCOL.md 7.7, hybrid messages version 2: key commitment and the per-sender hash chain.
+HYBRID_SIGNATURE_LABEL = "securechat v2 hybrid signature"
+HYBRID_ENCRYPTION_KEY_LABEL = "securechat v2 hybrid encryption key"
+HYBRID_COMMITMENT_LABEL = "securechat v2 hybrid key commitment"
+HYBRID_CHAIN_LABEL = "securechat v2 hybrid chain"
+HYBRID_CHAIN_START = bytes(32)  # prev_hash of a sender's first message in an epoch
 
 
 def chat_epoch_signed_bytes(*, chat_id: str, epoch: int, mode: str, suite: str, reason: str, actor: str,
@@ -85,8 +92,29 @@ def chat_epoch_signed_bytes(*, chat_id: str, epoch: int, mode: str, suite: str, 
                          encode_fields("members", *members))
 
 
-def hybrid_signed_bytes(header: bytes, ciphertext: bytes, recipients: tuple[str, ...],
-                        wraps: tuple[bytes, ...]) -> bytes:
-    """PROTOCOL.md 7.7: a per-message-key message is signed over header, ciphertext and every wrap."""
+def hybrid_message_keys(message_key: bytes, header: bytes) -> tuple[bytes, bytes]:
+    """PROTOCOL.md 7.7: the AEAD key and the key commitment, both derived from the wrapped message key.
+
+    AES-GCM is not key-committing: one ciphertext can be made to open under two keys (the "invisible
+    salamanders" attack). Every recipient recomputes the commitment from the key it unwrapped and compares it
+    with the signed one before decrypting, so all who accept hold the same key and read the same plaintext.
+    Both outputs are bound to the header (chat, epoch, sender, seq, suite).
+    """
+    encryption_key = hkdf_sha256(message_key, salt=b"", info=encode_fields(HYBRID_ENCRYPTION_KEY_LABEL, header))
+    commitment = hkdf_sha256(message_key, salt=b"", info=encode_fields(HYBRID_COMMITMENT_LABEL, header))
+    return encryption_key, commitment
+
+
+def hybrid_signed_bytes(header: bytes, ciphertext: bytes, recipients: tuple[str, ...], wraps: tuple[bytes, ...],
+                        commitment: bytes, prev_hash: bytes) -> bytes:
+    """PROTOCOL.md 7.7: a per-message-key message is signed over header, ciphertext, every wrap, the key
+    commitment and the hash of the sender's previous message in this epoch (the hash chain)."""
     pairs = [x for name, wrap in zip(recipients, wraps) for x in (name, wrap)]
-    return encode_fields(HYBRID_SIGNATURE_LABEL, header, ciphertext, encode_fields("wraps", *pairs))
+    return encode_fields(HYBRID_SIGNATURE_LABEL, header, ciphertext, encode_fields("wraps", *pairs), commitment,
+                         prev_hash)
+
+
+def hybrid_chain_hash(signed: bytes) -> bytes:
+    """PROTOCOL.md 7.7: what the sender's next message carries as ``prev_hash``: a hash of this message's
+    signed bytes, i.e. of the message exactly as sent (its wraps included)."""
+    return sha256(encode_fields(HYBRID_CHAIN_LABEL, signed))

@@ -3,15 +3,16 @@
 Owns: one class per kind of slow work. ``ServerProtocol`` creates a job with everything it needs, the driver
 calls ``job.run()`` wherever it likes (a worker thread, or inline in a simulation) and hands it back with
 ``ServerProtocol.job_done(job, now)``. ``run()`` reads no protocol state, so no lock is held while it works
-(STYLE.md section 1.3; PERF-NOTES: slow one-off work stays off the relay). Must not: touch sockets or clocks
+(docs/STYLE.md section 1.3; docs/PERF-NOTES.md: slow one-off work stays off the relay). Must not: touch sockets or clocks
 (``now`` is captured when the job is made).
 """
 
 from __future__ import annotations
 
 import random
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
@@ -38,11 +39,52 @@ class ServerKey:
 class Job:
     peer: int
     rid: int | None = None         # the request this job answers
+    address: str = ""              # the peer's address: password jobs are queued and counted per address
     outcome: str = ""            # set by run(): a PEER_JOB_TRANSITIONS outcome or "done"
     code: ErrorCode | None = None  # set by run() on failure
 
     def run(self) -> None:
         raise NotImplementedError
+
+
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    """Password jobs served round robin across addresses (PROTOCOL.md 6.2, "fair admission").
+
+    One queue per address; ``pop`` takes the oldest job of the address served longest ago, so 40 jobs from one
+    address delay another address's login by at most one job per busy address, not by 40. Not thread-safe: the
+    driver holds its own lock around it."""
+
+    def __init__(self) -> None:
+        self._queues: OrderedDict[str, deque[T]] = OrderedDict()
+        self._size = 0
+
+    def push(self, address: str, item: T) -> None:
+        queue = self._queues.get(address)
+        if queue is None:
+            queue = self._queues[address] = deque()  # a new address joins the back of the round
+        queue.append(item)
+        self._size += 1
+
+    def pop(self) -> T | None:
+        if not self._queues:
+            return None
+        address, queue = next(iter(self._queues.items()))
+        item = queue.popleft()
+        del self._queues[address]
+        if queue:
+            self._queues[address] = queue  # served: to the back of the round
+        self._size -= 1
+        return item
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
 
 
 @dataclass(eq=False)
@@ -64,7 +106,7 @@ class LoginJob(Job):
 
     def run(self) -> None:
         record = self.registry.get_user(self.username)
-        # THREATS.md 17: an unknown user costs one scrypt too, against a dummy record, and fails the same way.
+        # docs/THREATS.md 17: an unknown user costs one scrypt too, against a dummy record, and fails the same way.
         password_ok = kdf.verify_password(self.password, record.password_record if record else self.dummy_record)
         proof_ok = self._check_proof(record)
         if password_ok and proof_ok and record is not None:
@@ -75,7 +117,7 @@ class LoginJob(Job):
     def _check_proof(self, record: UserRecord | None) -> bool:
         """Verify one certificate and one signature of EVERY scheme: the user's own for its scheme, decoys for
         the others (all decoys for an unknown name). The work is then the same whether the name exists and
-        whichever scheme it uses, so timing tells an attacker nothing (THREATS.md 17, PROTOCOL.md 6.2)."""
+        whichever scheme it uses, so timing tells an attacker nothing (docs/THREATS.md 17, PROTOCOL.md 6.2)."""
         ca_key = load_public_key(self.ca.public_der)
         real_scheme = record.certificate.signature_scheme if record is not None else None
         proof_ok = False
@@ -143,6 +185,7 @@ class RegisterJob(Job):
     now: float = 0.0
     random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
     certificate: Certificate | None = None
+    lookalike: str = ""  # set by run(): the registered name this one looks like (PROTOCOL.md 3.2)
 
     def run(self) -> None:
         req, scheme = self.request, SignatureScheme(self.request.signature_scheme)
@@ -154,11 +197,15 @@ class RegisterJob(Job):
                 raise SecureChatError("nonce mismatch", ErrorCode.AUTH_FAILED)
             verify(scheme, signing_key, signed, self.proof.signature)
         except SecureChatError:
-            # THREATS.md 25: copied public keys cannot produce either proof.
+            # docs/THREATS.md 25: copied public keys cannot produce either proof.
             self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
             return
         if self.registry.get_user(req.username) is not None:
             self.outcome, self.code = "failed", ErrorCode.NAME_TAKEN
+            return
+        lookalike = self.registry.find_lookalike(req.username)
+        if lookalike is not None:  # registered meanwhile; add_user checks again in its transaction
+            self.outcome, self.code, self.lookalike = "failed", ErrorCode.NAME_TAKEN, lookalike
             return
         cert = issue_certificate(
             username=req.username, signature_scheme=scheme, encryption_key=req.encryption_key,
@@ -173,6 +220,8 @@ class RegisterJob(Job):
             self.registry.add_user(record)
         except SecureChatError as exc:  # NameTaken (a race with another registration) or StorageFailed
             self.outcome, self.code = "failed", exc.code
+            if exc.code is ErrorCode.NAME_TAKEN:
+                self.lookalike = self.registry.find_lookalike(req.username) or ""
             return
         self.outcome, self.certificate = "registered", cert
 

@@ -1,4 +1,4 @@
-"""The registry interface the server protocol reads and writes, and an in-memory implementation.
+"""The registry interface the server protocol reads and writes (its implementations live in ``securechat.store``).
 
 Owns: ``UserRecord`` (what the server stores per user: never a private key, never a password, only its
 scrypt record) and the ``Registry`` protocol. Must not: do file I/O; ``securechat.store.SqliteRegistry`` is the
@@ -34,8 +34,13 @@ class Registry(Protocol):
 
     def get_user(self, username: str) -> UserRecord | None: ...
 
+    def find_lookalike(self, username: str) -> str | None:
+        """A registered name other than *username* with the same skeleton (``names.skeleton``), or None."""
+        ...
+
     def add_user(self, record: UserRecord) -> None:
-        """Raises NameTaken if the name exists, StorageFailed if the write failed (nothing is stored)."""
+        """Raises NameTaken if the name or a look-alike exists (PROTOCOL.md 3.2), StorageFailed if the write
+        failed (nothing is stored)."""
         ...
 
     def count_users(self) -> int: ...

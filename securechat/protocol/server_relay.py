@@ -34,7 +34,7 @@ def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
     assert p.username is not None
     wanted = [n for n in msg.members if n != p.username]
     status = {n: availability_of(server, n) for n in wanted}
-    # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline (seed 004).
+    # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline.
     joinable = ("online", "offline") if msg.mode in server_modes.CONTRIBUTORY else ("online",)
     members = [n for n in wanted if status[n] in joinable]
     if not members:
@@ -94,7 +94,7 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 def chat_message_frame(msg: m.ChatSend, sender: str) -> bytes:
     """The relayed chat_message frame, byte-identical to ``encode_frame(m.ChatMessage(...))``.
 
-    The relay hot path (issue 6, section 6): every field of *msg* was validated when it was decoded, and
+    The relay hot path: every field of *msg* was validated when it was decoded, and
     *sender* is the authenticated username, so the frame is built straight from them in ChatMessage's field
     order, without a second dataclass -> per-field kinds -> dict round.
     """
@@ -104,6 +104,10 @@ def chat_message_frame(msg: m.ChatSend, sender: str) -> bytes:
         out["wrap_recipients"] = list(msg.wrap_recipients)
     if msg.wraps is not None:
         out["wraps"] = [b64e(w) for w in msg.wraps]
+    if msg.key_commitment is not None:
+        out["key_commitment"] = b64e(msg.key_commitment)
+    if msg.prev_hash is not None:
+        out["prev_hash"] = b64e(msg.prev_hash)
     return frame(_JSON(out).encode("utf-8"))
 
 
@@ -118,8 +122,10 @@ def on_chat_send(server: ServerProtocol, p: Peer, msg: m.ChatSend) -> None:
     if msg.epoch != chat.epoch:
         server._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
         return
-    if (chat.mode == "hybrid") != (msg.wraps is not None and msg.wrap_recipients is not None):
-        # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
+    hybrid_fields = (msg.wraps, msg.wrap_recipients, msg.key_commitment, msg.prev_hash)
+    if (chat.mode == "hybrid") != all(x is not None for x in hybrid_fields) or (
+            chat.mode != "hybrid" and any(x is not None for x in hybrid_fields)):
+        # PROTOCOL.md 7.7: per-message wraps, commitment and chain hash in hybrid chats, and only there
         server._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
         return
     relayed = chat_message_frame(msg, p.username)
@@ -143,7 +149,7 @@ def on_round(server: ServerProtocol, p: Peer, msg: m.Message, handler: Callable[
 
 
 def rekey(server: ServerProtocol, chat_id: str, reason: str, actor: str) -> None:
-    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, THREATS.md 38-40)."""
+    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40)."""
     chat = server.chats.get(chat_id)
     if chat is None:
         return

@@ -1,8 +1,8 @@
-"""SECURITY.md W1-W9: bad input on the WebSocket port (docs/PROTOCOL.md section 12), from a raw socket.
+"""SECURITY.md W1-W9: bad input on the WebSocket port (docs/PROTOCOL.md section 15), from a raw socket.
 
 Each script sends what a hostile or broken WebSocket peer would (unmasked frames, text, oversize and fragmented
 messages, a stalled handshake, header floods, plain HTTP), checks the exact answer (an HTTP status before the
-upgrade, a close frame with the code of PROTOCOL.md 12.6 after it) and the close, and then that the server still
+upgrade, a close frame with the code of PROTOCOL.md 15.6 after it) and the close, and then that the server still
 serves everyone else: an honest WebSocket user and an honest TCP user register, log in and list each other.
 """
 
