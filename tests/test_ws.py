@@ -118,6 +118,20 @@ def test_the_layer_pings_when_quiet_and_closes_an_idle_peer() -> None:
     assert server.state is ws.WsState.CLOSED
 
 
+def test_a_trickled_message_is_closed_at_the_message_deadline() -> None:
+    from wsproto.frame_protocol import FrameProtocol
+    server, _ = _handshaken()
+    wire = FrameProtocol(client=True, extensions=[]).send_data(frame(b"x" * 1000), fin=True)
+    for i in range(40):  # a byte every half second: never idle, never finished
+        server.receive_data(wire[i:i + 1], i / 2)
+        server.handle_timer(i / 2)
+    assert server.state is ws.WsState.OPEN
+    server.receive_data(wire[40:41], ws.MESSAGE_DEADLINE_SECONDS + 5)
+    server.handle_timer(ws.MESSAGE_DEADLINE_SECONDS + 5)
+    assert server.state is ws.WsState.CLOSING and server.closed is not None
+    assert server.closed.code == ws.CloseCode.POLICY_VIOLATION and server.app_data() == b""
+
+
 def test_the_handshake_deadline_answers_408() -> None:
     server = ws.WsServerEndpoint(0.0)
     server.receive_data(b"GET /securechat HTTP/1.1\r\nHost: x\r\n", 1.0)  # and then nothing

@@ -32,7 +32,8 @@ from ..protocol.limits import ServerConfig
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
 from .server_log import EventDescriber
-from .ws import ServerStack, close_code_for
+from . import ws as websocket
+from .ws import ServerStack, close_code_for, http_error
 
 log = logging.getLogger("securechat.server")
 
@@ -257,6 +258,14 @@ class TcpServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Conn(peer=next(self._ids), sock=sock, address=str(addr[0]))
             if ws:  # the engine hears "open" once the opening handshake completed (_ws_received)
+                if not self._ws_may_start(conn.address):
+                    log.warning("WebSocket handshakes: too many under way (from %s): refused", conn.address)
+                    try:
+                        sock.send(http_error(503, "too many WebSocket handshakes under way"), socket.MSG_DONTWAIT)
+                    except OSError:
+                        pass
+                    sock.close()
+                    continue
                 conn.ws = ServerStack(time.time(), tls=self._tls, allowed_origins=self._ws_origins)
                 conn.announced = False
             self._reap_closed(reads)  # a closed socket's fd may be this one's: forget the old registration first
@@ -276,6 +285,16 @@ class TcpServer:
         self._inbound.put(("open", conn.peer, conn.address))
 
     # --- WebSocket connections (PROTOCOL.md 15; the layer itself is ws.py) ----------------------------------
+
+    def _ws_may_start(self, address: str) -> bool:
+        """PROTOCOL.md 15.2: cap the opening handshakes under way (the engine's connection caps start at the
+        upgrade); over the cap the connection gets a 503 at once and is closed."""
+        with self._conns_lock:
+            pending = [c.address for c in self._conns.values() if c.ws is not None and not c.announced]
+        if len(pending) < websocket.MAX_PENDING_HANDSHAKES and \
+                pending.count(address) < websocket.MAX_PENDING_HANDSHAKES_PER_ADDRESS:
+            return True
+        return False
 
     def _ws_received(self, conn: _Conn, data: bytes, reads: list[tuple[int, bytes]]) -> None:
         """I/O thread: bytes (b"" at end of stream) through the WebSocket layer; the securechat stream to *reads*."""

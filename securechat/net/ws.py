@@ -44,12 +44,18 @@ SUBPROTOCOL = "securechat.v1"
 MAX_REQUEST_HEAD_BYTES = 8 * 1024
 MAX_HEADER_LINES = 48
 HANDSHAKE_DEADLINE_SECONDS = 10.0
+# PROTOCOL.md 15.2: opening handshakes under way at once (the server's connection caps apply from the upgrade on).
+MAX_PENDING_HANDSHAKES = 256
+MAX_PENDING_HANDSHAKES_PER_ADDRESS = 64
 # PROTOCOL.md 15.3: one message is one securechat frame, its 4-byte length included.
 MAX_MESSAGE_BYTES = HEADER_BYTES + MAX_FRAME_BYTES
 # PROTOCOL.md 15.5: a ping after this much silence keeps proxies (nginx's default read timeout is 60 s) and NATs
 # from dropping the connection; nothing at all received for IDLE_TIMEOUT_SECONDS closes it.
 PING_INTERVAL_SECONDS = 20.0
 IDLE_TIMEOUT_SECONDS = 60.0
+# PROTOCOL.md 15.3: a message (all its fragments) must complete within this of its first byte, as a frame must on
+# TCP (ServerConfig.frame_deadline_seconds): a trickled message cannot pin its buffer for ever.
+MESSAGE_DEADLINE_SECONDS = 30.0
 CLOSE_GRACE_SECONDS = 5.0  # after our close frame, the peer has this long to answer before the TCP close
 _LENGTH_OF = int.from_bytes
 
@@ -101,7 +107,7 @@ class Closed:
 
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-            426: "Upgrade Required", 431: "Request Header Fields Too Large"}
+            426: "Upgrade Required", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 def http_error(status: int, text: str, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
@@ -150,6 +156,7 @@ class _Endpoint:
         self._last_received = now
         self._last_ping = now
         self._close_sent_at: float | None = None
+        self._message_started: float | None = None  # when the message being received began (PROTOCOL.md 15.3)
 
     # --- driver API -----------------------------------------------------------------------------------------
 
@@ -212,7 +219,10 @@ class _Endpoint:
         if self.state is WsState.HANDSHAKE:
             self._handshake_timer(now)
         elif self.state is WsState.OPEN:
-            if now - self._last_received > IDLE_TIMEOUT_SECONDS:
+            if self._message_started is not None and now - self._message_started > MESSAGE_DEADLINE_SECONDS:
+                self._message.clear()
+                self.close(CloseCode.POLICY_VIOLATION, "message not completed in time")
+            elif now - self._last_received > IDLE_TIMEOUT_SECONDS:
                 self.close(CloseCode.POLICY_VIOLATION, "idle timeout")
             elif now - max(self._last_received, self._last_ping) > PING_INTERVAL_SECONDS:
                 self._last_ping = now
@@ -283,6 +293,8 @@ class _Endpoint:
                 return
             self._frame(bytes(data))
             return
+        if not message:
+            self._message_started = self._last_received
         message += data
         if len(message) > MAX_MESSAGE_BYTES:
             message.clear()
@@ -291,6 +303,7 @@ class _Endpoint:
         if event.message_finished:
             whole = bytes(message)
             message.clear()
+            self._message_started = None
             self._frame(whole)
 
     def _too_big(self) -> None:
@@ -552,6 +565,7 @@ class ServerStack:
 
 __all__ = [
     "CLOSE_GRACE_SECONDS", "HANDSHAKE_DEADLINE_SECONDS", "IDLE_TIMEOUT_SECONDS", "MAX_HEADER_LINES",
+    "MAX_PENDING_HANDSHAKES", "MAX_PENDING_HANDSHAKES_PER_ADDRESS", "MESSAGE_DEADLINE_SECONDS",
     "MAX_MESSAGE_BYTES", "MAX_REQUEST_HEAD_BYTES", "PATH", "PING_INTERVAL_SECONDS", "SUBPROTOCOL", "CloseCode",
     "ServerStack",
     "Closed", "TlsLayer", "WsClientEndpoint", "WsServerEndpoint", "WsState", "close_code_for", "http_error",

@@ -317,3 +317,21 @@ def test_w9_a_securechat_error_closes_with_the_mapped_code(wserver, conn, keys) 
     assert int.from_bytes(frames[-1][1][:2], "big") == ws.CloseCode.POLICY_VIOLATION
     assert frames[-1][1][2:] == b"bad_json"  # the close reason is the error code
     ws_sanity(wserver, keys)
+
+
+def test_w3_too_many_handshakes_under_way_get_503_at_once(wserver, keys, monkeypatch) -> None:
+    monkeypatch.setattr(ws, "MAX_PENDING_HANDSHAKES_PER_ADDRESS", 4)
+    assert wait_until(lambda: wserver.connection_count == 0)  # earlier scripts' connections are gone
+    stalled = [WsConn(wserver) for _ in range(4)]
+    extra = WsConn(wserver)
+    try:
+        for c in stalled:
+            c.send(b"GET /securechat HTTP/1.1\r\n")
+        assert wait_until(lambda: wserver.connection_count >= 4)
+        count("W", 5)
+        assert extra.http_status(timeout=3)[0] == 503  # at once, not at the deadline
+    finally:
+        for c in (*stalled, extra):
+            c.close()
+    assert wait_until(lambda: wserver.connection_count == 0)
+    ws_sanity(wserver, keys)  # once they are gone, new handshakes are taken again
