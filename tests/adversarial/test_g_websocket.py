@@ -1,4 +1,4 @@
-"""SECURITY.md W1-W9: bad input on the WebSocket port (docs/PROTOCOL.md section 15), from a raw socket.
+"""SECURITY.md W1-W10: bad input on the WebSocket port (docs/PROTOCOL.md section 15), from a raw socket.
 
 Each script sends what a hostile or broken WebSocket peer would (unmasked frames, text, oversize and fragmented
 messages, a stalled handshake, header floods, plain HTTP), checks the exact answer (an HTTP status before the
