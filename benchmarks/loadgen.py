@@ -12,8 +12,10 @@ endpoint kinds sharing one runner:
 * ``PlainEndpoint``: the plaintext relay of ``plain_relay.py``.
 
 A securechat ``Client`` may connect to the server's WebSocket port instead (``ws=True``, docs/PROTOCOL.md 15):
-its ``sock`` is then a ``WsSocket``, which frames what is sent and unframes what is received with the same
-sans-I/O ``WsClientEndpoint`` the client library uses, so every endpoint kind runs unchanged over WebSocket.
+its ``sock`` is then a ``WsSocket``: the opening handshake is the client library's ``WsClientEndpoint``; after it,
+the generator masks and unframes with a minimal codec of its own (RFC 6455 5.2-5.3: masked binary frames out,
+unmasked binary, ping and close frames in), so that the ONE generator thread measures the server rather than
+wsproto's per-frame cost in the generator. Every endpoint kind runs unchanged over WebSocket.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class WsSocket:
         if self._ws.state is not WsState.OPEN:
             raise ConnectionError(f"WebSocket handshake refused: {self._ws.refused}")
         self._early = self._ws.app_data()
+        self._buffer = bytearray()
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -128,8 +131,13 @@ class WsSocket:
         self._sock.close()
 
     def sendall(self, data: bytes) -> None:
-        self._ws.send(data)
-        self._sock.sendall(self._ws.data_to_send())
+        out = bytearray()
+        offset = 0
+        while offset < len(data):  # one masked binary message per securechat frame (PROTOCOL.md 15.3)
+            end = offset + 4 + _LEN.unpack_from(data, offset)[0]
+            out += _masked(0x82, data[offset:end])
+            offset = end
+        self._sock.sendall(out)
 
     def send(self, data: bytes | bytearray) -> int:
         blocking = self._sock.gettimeout()
@@ -146,15 +154,55 @@ class WsSocket:
             return early
         while True:
             raw = self._sock.recv(size)
-            self._ws.receive_data(raw, time.time())
-            out = self._ws.data_to_send()  # pongs, a close reply
-            if out:
-                self._sock.sendall(out)
-            data = self._ws.app_data()
-            if data or not raw or self._ws.state is not WsState.OPEN:
+            if not raw:
+                return b""
+            self._buffer += raw
+            data, closed = self._unframe()
+            if data or closed:
                 return data
             if self._sock.gettimeout() == 0.0:
                 raise BlockingIOError("a partial WebSocket message")
+
+    def _unframe(self) -> tuple[bytes, bool]:
+        """Whole server frames out of the buffer: (binary payloads, closed?); pings are answered."""
+        buf, app, offset = self._buffer, bytearray(), 0
+        while len(buf) - offset >= 2:
+            opcode, n, head = buf[offset] & 0x0F, buf[offset + 1] & 0x7F, 2
+            if n == 126:
+                if len(buf) - offset < 4:
+                    break
+                n, head = int.from_bytes(buf[offset + 2:offset + 4], "big"), 4
+            elif n == 127:
+                if len(buf) - offset < 10:
+                    break
+                n, head = int.from_bytes(buf[offset + 2:offset + 10], "big"), 10
+            if len(buf) - offset < head + n:
+                break
+            payload = bytes(buf[offset + head:offset + head + n])
+            offset += head + n
+            if opcode == 0x2:
+                app += payload
+            elif opcode == 0x9:
+                self._sock.sendall(_masked(0x8A, payload))
+            elif opcode == 0x8:
+                del buf[:offset]
+                return bytes(app), True
+        del buf[:offset]
+        return bytes(app), False
+
+
+def _masked(first: int, payload: bytes) -> bytes:
+    """A client frame: FIN + opcode, masked with a random key (RFC 6455 5.3)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((first, 0x80 | n))
+    elif n < 1 << 16:
+        head = bytes((first, 0xFE)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0xFF)) + n.to_bytes(8, "big")
+    key = os.urandom(4)
+    stream = (key * (n // 4 + 1))[:n]
+    return head + key + (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
 class Client:

@@ -88,6 +88,13 @@ def test_the_layer_carries_one_frame_per_binary_message_both_ways() -> None:
     assert split_frames(client.app_data()) == [b"x" * 70_000]
 
 
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70_000])
+def test_the_servers_own_binary_frame_encoder_matches_wsproto(size: int) -> None:
+    from wsproto.frame_protocol import FrameProtocol
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert ws.server_binary_frame(payload) == FrameProtocol(client=False, extensions=[]).send_data(payload, fin=True)
+
+
 def test_the_layer_refuses_a_message_that_is_not_exactly_one_frame() -> None:
     from wsproto.frame_protocol import FrameProtocol
     server, _ = _handshaken()

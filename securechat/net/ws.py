@@ -176,10 +176,13 @@ class _Endpoint:
         """Send securechat bytes: each whole frame in *stream* travels as one binary message (PROTOCOL.md 15.3)."""
         if self.state is not WsState.OPEN:
             return
-        ws = self._ws
         out = self._out
+        encode = self._encode
         for frame in self._splitter.split(stream):
-            out += ws.send(Message(data=frame))
+            out += encode(frame)
+
+    def _encode(self, frame: bytes) -> bytes:
+        return self._ws.send(Message(data=frame))
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake (or give up on the handshake); the driver closes TCP once CLOSED."""
@@ -317,6 +320,20 @@ class _Endpoint:
         self._app += message
 
 
+def server_binary_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked binary frame (RFC 6455 5.2), byte for byte what wsproto's server writes.
+
+    The relay's hot path: the engine thread frames every record it sends, and wsproto's general encoder costs
+    several times this (docs/PERFORMANCE.md, WebSocket). Control frames, masking and parsing stay wsproto's.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x82, n)) + payload
+    if n < 1 << 16:
+        return b"\x82\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x82\x7f" + n.to_bytes(8, "big") + payload
+
+
 class WsServerEndpoint(_Endpoint):
     """The server end of one WebSocket connection.
 
@@ -333,6 +350,9 @@ class WsServerEndpoint(_Endpoint):
         self._head = bytearray()
         self.status: int | None = None  # the HTTP status answered (101, or why it was refused)
         self.just_opened = False  # True once, after the handshake completed: the driver tells the core
+
+    def _encode(self, frame: bytes) -> bytes:
+        return server_binary_frame(frame)  # only while OPEN (send checks), as wsproto would
 
     def take_opened(self) -> bool:
         """True exactly once, when the opening handshake has just completed."""
@@ -567,6 +587,6 @@ __all__ = [
     "CLOSE_GRACE_SECONDS", "HANDSHAKE_DEADLINE_SECONDS", "IDLE_TIMEOUT_SECONDS", "MAX_HEADER_LINES",
     "MAX_PENDING_HANDSHAKES", "MAX_PENDING_HANDSHAKES_PER_ADDRESS", "MESSAGE_DEADLINE_SECONDS",
     "MAX_MESSAGE_BYTES", "MAX_REQUEST_HEAD_BYTES", "PATH", "PING_INTERVAL_SECONDS", "SUBPROTOCOL", "CloseCode",
-    "ServerStack",
+    "ServerStack", "server_binary_frame",
     "Closed", "TlsLayer", "WsClientEndpoint", "WsServerEndpoint", "WsState", "close_code_for", "http_error",
 ]
