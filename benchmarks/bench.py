@@ -470,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                 other["class_session"] = bench_class(keyfile, keys, args.quick)
             if "schemes" in parts:
                 other["signature_schemes"] = bench_schemes(args.quick)
+            if "ws" in parts:
+                other["ws_relay"] = bench_ws(keyfile, keys, args.quick)
             other["targets"] = evaluate(other)  # relay and class targets; burst and setup are not AEAD-bound
             results.setdefault("by_backend", {})[name] = other
         aead.set_backend("pycryptodome")
