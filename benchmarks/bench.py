@@ -162,10 +162,16 @@ def bench_ws(keyfile: Path, keys, quick: bool) -> dict:
 
     tcp, over_ws = median(tcp_runs), median(ws_runs)
     ratio = round(over_ws["deliveries_per_s"] / tcp["deliveries_per_s"], 3) if tcp["deliveries_per_s"] else 0.0
-    log(f"  tcp {tcp['deliveries_per_s']}/s p50 {tcp['p50_ms']} p99 {tcp['p99_ms']}; websocket "
-        f"{over_ws['deliveries_per_s']}/s p50 {over_ws['p50_ms']} p99 {over_ws['p99_ms']}; ratio {ratio}")
+    for side in (tcp, over_ws):  # server CPU per delivery: what the transport costs, whatever the machine's load
+        side["server_cpu_us_per_delivery"] = round(side["server_cpu_s_per_s"] / side["deliveries_per_s"] * 1e6, 1) \
+            if side["deliveries_per_s"] else 0.0
+    log(f"  tcp {tcp['deliveries_per_s']}/s p50 {tcp['p50_ms']} p99 {tcp['p99_ms']} "
+        f"({tcp['server_cpu_us_per_delivery']} us server CPU per delivery); websocket {over_ws['deliveries_per_s']}/s "
+        f"p50 {over_ws['p50_ms']} p99 {over_ws['p99_ms']} ({over_ws['server_cpu_us_per_delivery']} us); ratio {ratio}")
     return {"clients": clients, "chat_size": size, "window_per_sender": window, "seconds_per_run": duration,
-            "runs_per_transport": reps, "tcp": tcp, "websocket": over_ws, "ratio_ws_to_tcp": ratio}
+            "runs_per_transport": reps, "tcp": tcp, "websocket": over_ws, "ratio_ws_to_tcp": ratio,
+            "pair_ratios": [round(w["deliveries_per_s"] / t["deliveries_per_s"], 3) if t["deliveries_per_s"] else 0.0
+                            for t, w in zip(tcp_runs, ws_runs)]}
 
 
 # --- class session ---------------------------------------------------------------------------------------------------
