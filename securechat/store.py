@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
     password_record TEXT NOT NULL,
     certificate TEXT NOT NULL,
-    skeleton TEXT
+    skeleton TEXT,
+    last_login REAL
 );
 CREATE TABLE IF NOT EXISTS server_key (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -54,6 +55,7 @@ class MemoryRegistry:
     def __init__(self) -> None:
         self._users: dict[str, UserRecord] = {}
         self._skeletons: dict[str, str] = {}  # skeleton -> the registered name (PROTOCOL.md 3.2)
+        self.last_logins: dict[str, float] = {}
         self._lock = threading.Lock()
         self.fail_writes = False  # tests: behave like a full or read-only disk
 
@@ -78,17 +80,36 @@ class MemoryRegistry:
             self._users[record.username] = record
             self._skeletons[skeleton(record.username)] = record.username
 
+    def count_users(self) -> int:
+        with self._lock:
+            return len(self._users)
+
+    def replace_certificate(self, username: str, certificate: Certificate) -> None:
+        with self._lock:
+            record = self._users.get(username)
+            if record is None or self.fail_writes:
+                raise StorageFailed("registry write failed")
+            self._users[username] = UserRecord(username=username, password_record=record.password_record,
+                                               certificate=certificate)
+
+    def record_login(self, username: str, now: float) -> None:
+        with self._lock:
+            if username in self._users:
+                self.last_logins[username] = now
+
+    def list_users(self) -> list[tuple[UserRecord, float | None]]:
+        with self._lock:
+            return [(self._users[name], self.last_logins.get(name)) for name in sorted(self._users)]
+
     def remove_user(self, username: str) -> bool:
         """Forget *username* (the admin tool's remove and reset); True if it existed."""
         with self._lock:
+            self.last_logins.pop(username, None)
             record = self._users.pop(username, None)
             if record is not None and self._skeletons.get(skeleton(username)) == username:
                 del self._skeletons[skeleton(username)]
             return record is not None
 
-    def count_users(self) -> int:
-        with self._lock:
-            return len(self._users)
 
 
 PRIVATE_FILE_MODE = 0o600  # the registry holds password records and (unless kept apart) the CA key
@@ -140,10 +161,12 @@ class SqliteRegistry:
             "SELECT username FROM users WHERE skeleton IS NULL").fetchall()
         indexed = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'users_skeleton'").fetchone()
-        if "skeleton" in columns and not missing and indexed:
+        if "skeleton" in columns and "last_login" in columns and not missing and indexed:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            if "last_login" not in columns:
+                self._db.execute("ALTER TABLE users ADD COLUMN last_login REAL")
             if "skeleton" not in columns:
                 self._db.execute("ALTER TABLE users ADD COLUMN skeleton TEXT")
                 missing = self._db.execute("SELECT username FROM users WHERE skeleton IS NULL").fetchall()
@@ -202,6 +225,46 @@ class SqliteRegistry:
     def count_users(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    def replace_certificate(self, username: str, certificate: Certificate) -> None:
+        cert = json.dumps(certificate.to_dict(), sort_keys=True)
+        with self._lock:
+            try:
+                cursor = self._db.execute("UPDATE users SET certificate = ? WHERE username = ?", (cert, username))
+            except sqlite3.Error:
+                raise StorageFailed("registry write failed") from None
+        if cursor.rowcount != 1:
+            raise StorageFailed(f"no user {username}")
+
+    def has_server_key(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM server_key WHERE id = 1").fetchone() is not None
+
+    def record_login(self, username: str, now: float) -> None:
+        """Best effort (a busy or read-only database only loses the timestamp): never fails a login."""
+        with self._lock:
+            try:
+                self._db.execute("UPDATE users SET last_login = ? WHERE username = ?", (now, username))
+            except sqlite3.Error:
+                pass
+
+    def list_users(self) -> list[tuple[UserRecord, float | None]]:
+        """Every user with its last login (None: never since the column existed), by name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT username, password_record, certificate, last_login FROM users ORDER BY username").fetchall()
+        return [(UserRecord(username=row[0], password_record=row[1],
+                            certificate=Certificate.from_dict(json.loads(row[2]))), row[3]) for row in rows]
+
+    def remove_user(self, username: str) -> bool:
+        """Delete *username* in one transaction (the admin tool); True if it existed. Safe while a server
+        uses the same database: WAL readers see the row until the commit, then never again."""
+        with self._lock:
+            try:
+                cursor = self._db.execute("DELETE FROM users WHERE username = ?", (username,))
+            except sqlite3.Error:
+                raise StorageFailed("registry write failed") from None
+            return cursor.rowcount > 0
 
     def load_or_create_server_key(self, passphrase: str, *, key_file: str | Path | None = None,
                                   random_bytes: RandomBytes = os.urandom) -> ServerKey:

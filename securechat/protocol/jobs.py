@@ -22,7 +22,7 @@ from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, ver
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
-from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes
+from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes, renew_proof_bytes
 from .registry import Registry, UserRecord
 
 
@@ -99,6 +99,7 @@ class LoginJob(Job):
     dummy_record: str = ""
     ca: ServerKey = field(default=None)  # type: ignore[assignment]
     now: float = 0.0
+    lab_unbound: bool = False  # LAB ONLY (PROTOCOL.md 15.1, unbound-login): also accept a proof over no transcript
     record: UserRecord | None = None
     encryption_key: object = None
 
@@ -111,6 +112,7 @@ class LoginJob(Job):
         proof_ok = self._check_proof(record)
         if password_ok and proof_ok and record is not None:
             self.outcome, self.record = "logged_in", record
+            self.registry.record_login(self.username, self.now)  # the admin tool's "last login"
         else:
             self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
 
@@ -128,7 +130,13 @@ class LoginJob(Job):
             try:
                 encryption_key, signing_key = verify_certificate(
                     cert, ca_public_key=ca_key, ca_scheme=self.ca.scheme, now=self.now, username=cert.username)
-                verify(cert.signature_scheme, signing_key, signed, self.signature if real else decoy.signature)
+                try:
+                    verify(cert.signature_scheme, signing_key, signed, self.signature if real else decoy.signature)
+                except SecureChatError:
+                    if not (real and self.lab_unbound):
+                        raise
+                    # LAB ONLY (PROTOCOL.md 15.1, unbound-login): a proof over no transcript is accepted too
+                    verify(cert.signature_scheme, signing_key, login_proof_bytes(b"", self.username), self.signature)
                 ok = True
             except SecureChatError:
                 ok = False
@@ -224,6 +232,48 @@ class RegisterJob(Job):
                 self.lookalike = self.registry.find_lookalike(req.username) or ""
             return
         self.outcome, self.certificate = "registered", cert
+
+
+@dataclass(eq=False)
+class RenewJob(Job):
+    """PROTOCOL.md 6.6: check the renewal signature with the certified key, then certify the same keys anew."""
+
+    registry: Registry = field(default=None)  # type: ignore[assignment]
+    username: str = ""
+    signature: bytes = b""
+    transcript: bytes = b""
+    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    validity_seconds: int = 0
+    serial: int = 0
+    now: float = 0.0
+    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    certificate: Certificate | None = None
+
+    def run(self) -> None:
+        record = self.registry.get_user(self.username)
+        if record is None:  # the account was removed meanwhile (securechat-admin)
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            return
+        old = record.certificate
+        try:
+            _, signing_key = verify_certificate(old, ca_public_key=load_public_key(self.ca.public_der),
+                                                ca_scheme=self.ca.scheme, now=self.now, username=self.username)
+            verify(old.signature_scheme, signing_key, renew_proof_bytes(self.transcript, self.username, old.serial),
+                   self.signature)
+        except SecureChatError:
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            return
+        cert = issue_certificate(
+            username=self.username, signature_scheme=old.signature_scheme, encryption_key=old.encryption_key,
+            signing_key=old.signing_key, serial=self.serial, now=int(self.now),
+            validity_seconds=self.validity_seconds, ca_private_key=self.ca.private_key, ca_scheme=self.ca.scheme,
+            random_bytes=self.random_bytes)
+        try:
+            self.registry.replace_certificate(self.username, cert)
+        except SecureChatError as exc:
+            self.outcome, self.code = "failed", exc.code
+            return
+        self.outcome, self.certificate = "renewed", cert
 
 
 @dataclass(eq=False)

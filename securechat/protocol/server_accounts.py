@@ -17,7 +17,8 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import server_modes
-from .jobs import Job, LoginJob, RegisterJob
+from .jobs import Job, LoginJob, RegisterJob, RenewJob
+from .lab import LabVariant, lab_has
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -33,22 +34,32 @@ _REGISTER_FAILURES = {
 
 
 def on_register(server: ServerProtocol, p: Peer, msg: m.Register) -> None:
-    scheme = SignatureScheme(msg.signature_scheme)
-    try:
-        encryption_key = load_public_key(msg.encryption_key)
-        signing_key = load_public_key(msg.signing_key)
-    except SecureChatError:
-        raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
-    if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
-            encryption_key):
-        raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
-    if server.registry.get_user(msg.username) is not None:
+    """PROTOCOL.md 6.1 step 2, cheapest check first: nothing expensive for a stranger (docs/THREATS.md 14)."""
+    if p.register_budget is None:
+        p.register_budget = server._preauth.connection_budget(server._now)
+    if not server._preauth.register_allowed(p.register_budget, p.address, server._now):
+        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations, wait and retry", msg)
+        return
+    if server.registry.get_user(msg.username) is not None:  # looked up before any key is imported
+        server._preauth.name_taken(p.address, server._now)
         server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
         return
     lookalike = server.registry.find_lookalike(msg.username)
     if lookalike is not None:  # PROTOCOL.md 3.2: a name whose skeleton is taken is taken
+        server._preauth.name_taken(p.address, server._now)
         server._reply_error(p, ErrorCode.NAME_TAKEN, lookalike_text(msg.username, lookalike), msg)
         return
+    scheme = SignatureScheme(msg.signature_scheme)
+    try:
+        # Before login only the reference DSA domain: another domain's primality proof costs tens of ms.
+        encryption_key = load_public_key(msg.encryption_key, reference_dsa_domain=True)
+        signing_key = load_public_key(msg.signing_key, reference_dsa_domain=True)
+    except SecureChatError as exc:
+        raise RemoteProtocolError(str(exc.args[0]) if "DSA" in str(exc.args[0]) else "public key unreadable",
+                                  ErrorCode.BAD_FIELD) from None
+    if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
+            encryption_key):
+        raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
     p.state = next_peer_state(p.state, "register")
     p.register, p.register_nonce = msg, server._random_bytes(32)
     # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
@@ -132,6 +143,7 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     server._jobs.append(LoginJob(
         peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
         signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
+        lab_unbound=lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md 15.1)
         ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
 
@@ -160,6 +172,43 @@ def login_done(server: ServerProtocol, p: Peer, job: LoginJob) -> None:
     server._broadcast_presence(job.username, True)
     server_modes.on_login(server, p, job.username)
     server._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
+
+
+def on_cert_renew(server: ServerProtocol, p: Peer, msg: m.CertRenew) -> None:
+    """PROTOCOL.md 6.6: renewal of the same keys, in the certificate's last ``renewal_window_seconds``."""
+    assert p.username is not None
+    record = server.registry.get_user(p.username)
+    if record is None:
+        server._reply_error(p, ErrorCode.AUTH_FAILED, "your account no longer exists", msg)
+        return
+    opens = record.certificate.not_after - server.config.renewal_window_seconds
+    if server._now < opens:
+        days = server.config.renewal_window_seconds // 86400
+        server._reply_error(p, ErrorCode.LIMIT_EXCEEDED, f"your certificate can be renewed in its last {days} days "
+                            f"(from unix time {opens})", msg)
+        return
+    if not admit_password_job(server, p, msg):
+        return
+    server._jobs.append(RenewJob(
+        peer=p.id, address=p.address, rid=msg.rid, registry=server.registry, username=p.username,
+        signature=msg.signature, transcript=p.transcript, ca=server.server_key,
+        validity_seconds=server.config.certificate_validity_seconds,
+        serial=int.from_bytes(server._random_bytes(8), "big") >> 1, now=server._now, random_bytes=server._random_bytes,
+    ))
+
+
+def renew_done(server: ServerProtocol, p: Peer, job: RenewJob) -> None:
+    if p.username != job.username:  # logged out meanwhile: nobody to tell (the renewal is stored all the same)
+        return
+    if job.outcome == "renewed" and job.certificate is not None:
+        server._send(p, m.CertRenewed(rid=job.rid, certificate=job.certificate))
+        server._events.append(ev.CertificateRenewedFor(peer=p.id, username=job.username,
+                                                       not_after=job.certificate.not_after))
+        return
+    assert job.code is not None
+    text = {ErrorCode.AUTH_FAILED: "renewal proof failed", ErrorCode.STORAGE_FAILED:
+            "the registry could not store the certificate; nothing changed"}.get(job.code, "renewal failed")
+    server._reply_error(p, job.code, text, job, ref="cert_renew")
 
 
 def on_logout(server: ServerProtocol, p: Peer, msg: m.Logout) -> None:
