@@ -125,8 +125,8 @@ def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
         alice.wait_for(r"\[contributory\] epoch 1")
         alice.wait_for(r"current chat: the lobby")
         alice.type("/chat --mode contributory-xor bob")
-        alice.wait_for(r"INSECURE \(seed 004 as written\): the last member to reveal chooses the key")
-        bob.wait_for(r"INSECURE \(seed 004 as written\)")
+        alice.wait_for(r"INSECURE \(contributory-xor, as first written\): the last member to reveal chooses the key")
+        bob.wait_for(r"INSECURE \(contributory-xor, as first written\)")
         alice.wait_for(r"first sight of bob: fingerprint")
         pins = json.loads((tmp_path / "keys" / "alice" / "known_peers.json").read_text())
         assert pins["bob"] in ours
