@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The chat modes side by side (issue 4), in a few seconds over real TCP on 127.0.0.1.
+"""The chat modes side by side, in a few seconds over real TCP on 127.0.0.1.
 
 The same three users — alice, bob and carol — talk in each mode a chat can be opened in:
   1. contributory      the members make the key (commit -> reveal -> HKDF -> confirm); the server only relays
-  2. contributory-xor  the seed-004 derivation (XOR of the shares), INSECURE: the last member to reveal
+  2. contributory-xor  the XOR derivation (no commitments), INSECURE: the last member to reveal
                        chooses the key; shown by computing, not by a malicious client
-  3. hybrid            a fresh key per message, RSA-OAEP-wrapped for each recipient (seeds 001/002)
-  4. the lobby         one room every online user is in (seed 002, hybrid mode)
+  3. hybrid            a fresh key per message, RSA-OAEP-wrapped for each recipient
+  4. the lobby         one room every online user is in (hybrid mode)
 then a table of what the server can see in each mode, and the fingerprints / safety numbers users compare out
 of band. Everything runs on port 0 and is stopped at the end. Run: python run_modes_demo.py
 """
@@ -116,7 +116,7 @@ def run_story(demo: Demo) -> None:
 
 
 def story_contributory(alice: Person, bob: Person, carol: Person) -> None:
-    say("\n== 1. contributory: the members make the key; the server only relays (seed 004, done right)")
+    say("\n== 1. contributory: the members make the key; the server only relays")
     opened = alice.client.open_chat(["bob", "carol"], mode="contributory")
     chat = opened.chat_id
     for person in (bob, carol):
@@ -145,7 +145,7 @@ def story_contributory(alice: Person, bob: Person, carol: Person) -> None:
 
 
 def story_xor(alice: Person, bob: Person, carol: Person) -> None:
-    say("\n== 2. contributory-xor: the seed's derivation — INSECURE (seed 004 as written): the last member "
+    say("\n== 2. contributory-xor: the XOR derivation — INSECURE (XOR of shares, no commitments): the last member "
         "to reveal chooses the key")
     opened = alice.client.open_chat(["bob", "carol"], mode="contributory-xor")
     chat = opened.chat_id
@@ -170,7 +170,7 @@ def story_xor(alice: Person, bob: Person, carol: Person) -> None:
 
 
 def story_hybrid(alice: Person, bob: Person, carol: Person) -> None:
-    say("\n== 3. hybrid: a fresh key per message, wrapped for each recipient (seeds 001/002, PGP-style)")
+    say("\n== 3. hybrid: a fresh key per message, wrapped for each recipient (PGP-style)")
     opened = alice.client.open_chat(["bob", "carol"], mode="hybrid")
     chat = opened.chat_id
     for person in (bob, carol):

@@ -1,1 +1,1 @@
-"""securechat benchmarks (issue 6, section 6): ``python -m benchmarks.bench [--quick]``."""
+"""securechat benchmarks: ``python -m benchmarks.bench [--quick]``."""

@@ -1,4 +1,4 @@
-"""securechat benchmark (issue 6, section 6). Run: ``python -m benchmarks.bench [--quick] [--out FILE]
+"""securechat benchmark. Run: ``python -m benchmarks.bench [--quick] [--out FILE]
 [--aead-backend pycryptodome|cryptography|both]``.
 
 ``--aead-backend both`` runs every part with pycryptodome (the top-level figures), then the relay, the class

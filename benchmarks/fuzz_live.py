@@ -1,4 +1,4 @@
-"""Mutation fuzzing of a LIVE securechat server (issue 6, section 2; THREATS.md "Mutation fuzzing").
+"""Mutation fuzzing of a LIVE securechat server (docs/THREATS.md "Mutation fuzzing").
 
 ``python -m benchmarks.fuzz_live [--frames N] [--seconds S] [--seed K] [--json FILE]``
 
@@ -67,7 +67,7 @@ def serve() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The frame deadline is cut from 30 s to FRAME_DEADLINE_SECONDS so that a mutant announcing more bytes than
-    # it sends (a truncated or lengthened outer frame: THREATS.md 1) is closed well within the hang deadline.
+    # it sends (a truncated or lengthened outer frame: docs/THREATS.md 1) is closed well within the hang deadline.
     config = dataclasses.replace(ServerConfig(scrypt=FAST_SCRYPT), messages_per_second=1e9, message_burst=1e9,
                                  frame_deadline_seconds=FRAME_DEADLINE_SECONDS,
                                  handshake_deadline_seconds=FRAME_DEADLINE_SECONDS)

@@ -1,4 +1,4 @@
-"""The THREATS.md "Figures to report" that the test suite does not measure (issue 6; not part of CI).
+"""The docs/THREATS.md "Figures to report" that the test suite does not measure (not part of CI).
 
 ``python -m benchmarks.security_figures [--pairs 1000] [--owasp-pairs 30] [--phase-seconds 15] [--json FILE]``
 

@@ -1,4 +1,4 @@
-"""Emoji shortcodes (seed 001): ``:smile:`` -> 😄, for the GUI and the terminal client.
+"""Emoji shortcodes: ``:smile:`` -> 😄, for the GUI and the terminal client.
 
 Owns: nothing but the call into the maintained ``emoji`` package (its GitHub/Slack-style alias table, so
 ``:smile:``, ``:+1:``, ``:thumbsup:``, ``:heart:`` all work). Must not: touch what is encrypted and signed: the

@@ -4,7 +4,7 @@ Owns: ``ErrorCode`` (the wire vocabulary of docs/PROTOCOL.md section 9) and the 
 layer raises. Must not: import anything else from securechat, or carry secrets in messages (an error text
 can reach a log or the peer).
 
-Hierarchy (STYLE.md section 6)::
+Hierarchy (docs/STYLE.md section 6)::
 
     SecureChatError
     +-- ProtocolError            abstract
@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     COMMITMENT_MISMATCH = "commitment_mismatch"
     KEY_CONFIRMATION_FAILED = "key_confirmation_failed"
     KEY_UNWRAP_FAILED = "key_unwrap_failed"
+    MODE_CHANGED = "mode_changed"              # the server tried to change a chat's mode or suite (PROTOCOL.md 7.10)
+    MEMBERSHIP_INCONSISTENT = "membership_inconsistent"  # a signed membership contradicts its own reason
     DUPLICATE_SHARE = "duplicate_share"
     # the connection ended
     CONNECTION_LOST = "connection_lost"

@@ -1,4 +1,4 @@
-"""A tiny scenario language, run either in the in-memory Simulation or over real sockets (issue 3).
+"""A tiny scenario language, run either in the in-memory Simulation or over real sockets.
 
 Owns: the steps (frozen dataclasses: ``Join``, ``OpenChat``, ``Invite``, ``Leave``, ``Send``, ``Logout``,
 ``Who``), the two runners ``run_in_simulation`` and ``run_over_sockets``, and ``Outcome``: per user, the ordered

@@ -64,7 +64,7 @@ USAGE = {
     "trust": "/trust NAME FINGERPRINT",
 }
 
-XOR_WARNING = ("!!! INSECURE (contributory-xor, as first written): the last member to reveal chooses the key. "
+XOR_WARNING = ("!!! INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key. "
                "contributory-xor derives the key as the XOR of the shares; use --mode contributory for the real "
                "derivation")
 RULE = "!" * 78

@@ -1,4 +1,4 @@
-"""An in-memory network that drives the real protocol objects step by step (STYLE.md section 8).
+"""An in-memory network that drives the real protocol objects step by step (docs/STYLE.md section 8).
 
 Owns: ``Simulation``, which wires one ``ServerProtocol`` and any number of ``ClientProtocol`` objects together
 through a queue of frames in flight, with a seeded random source and a virtual clock so a run can be replayed
@@ -467,7 +467,7 @@ def tamper(offset: int = -1, *, bit: int = 0, **match: Any) -> Interceptor:
     """Mallory flips one bit of the ciphertext (the tag, for a negative *offset*) of the chunk's first record.
 
     She parses the clear framing and base64 herself, so the receiver's record layer, not its JSON parser, is
-    what meets the change (THREATS.md 32). Chunks without a record pass unchanged.
+    what meets the change (docs/THREATS.md 32). Chunks without a record pass unchanged.
     """
 
     def change(data: bytes) -> bytes:
@@ -534,7 +534,7 @@ class _Reorder(_Attack):
 
 
 def reorder(**match: Any) -> Interceptor:
-    """Mallory swaps the matching chunk with the next one on the same path (frames k and k+1, THREATS.md 31)."""
+    """Mallory swaps the matching chunk with the next one on the same path (frames k and k+1, docs/THREATS.md 31)."""
     return _Reorder(**match)
 
 

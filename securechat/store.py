@@ -3,7 +3,7 @@
 Owns: the database schema, atomic registration writes, and loading or creating the server key. Must not:
 store private keys of users (it never receives them), passwords (only scrypt records) or any message.
 
-Durability (THREATS.md 51-53): WAL journal with ``synchronous=FULL``, so an acknowledged registration has
+Durability (docs/THREATS.md 51-53): WAL journal with ``synchronous=FULL``, so an acknowledged registration has
 reached the disk before ``registered`` is sent; every write is one transaction, so a server killed at any
 instant leaves each user fully registered or absent. A write that fails (disk full, read-only file) raises
 StorageFailed and changes nothing.
@@ -113,7 +113,7 @@ class SqliteRegistry:
             return int(self._db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
 
     def load_or_create_server_key(self, passphrase: str, *, random_bytes: RandomBytes = os.urandom) -> ServerKey:
-        """The server's signing key survives restarts, so pinned clients keep trusting it (THREATS.md 52)."""
+        """The server's signing key survives restarts, so pinned clients keep trusting it (docs/THREATS.md 52)."""
         with self._lock:
             row = self._db.execute("SELECT scheme, private_pem FROM server_key WHERE id = 1").fetchone()
             if row is None:

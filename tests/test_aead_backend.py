@@ -1,4 +1,4 @@
-"""The optional AES-256-GCM backend (issue 6, section 6): ``aead.set_backend("cryptography")``.
+"""The optional AES-256-GCM backend: ``aead.set_backend("cryptography")``.
 
 The issue accepts an accelerated backend only if it is optional, selected explicitly, and produces
 byte-identical records to the pycryptodome path. These tests hold it to that: identical ``seal`` output over

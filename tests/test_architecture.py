@@ -1,4 +1,4 @@
-"""The sans-I/O rule (STYLE.md section 1, issue 2): protocol/ and crypto/ import no socket, thread or clock,
+"""The sans-I/O rule (docs/STYLE.md section 1): protocol/ and crypto/ import no socket, thread or clock,
 and only crypto/ imports pycryptodome."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_only_crypto_imports_pycryptodome() -> None:
 
 
 def test_package_passes_mypy_strict() -> None:
-    """STYLE.md 7: the whole package is annotated and passes ``mypy --strict``."""
+    """docs/STYLE.md 7: the whole package is annotated and passes ``mypy --strict``."""
     import subprocess
     import sys
 

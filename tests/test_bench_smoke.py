@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark (issue 6, section 6): ``--quick`` runs every part at tiny sizes in seconds."""
+"""Smoke test of the benchmark: ``--quick`` runs every part at tiny sizes in seconds."""
 
 from __future__ import annotations
 

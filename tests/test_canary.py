@@ -1,4 +1,4 @@
-"""Nothing leaked (THREATS.md 54): a unique canary used as a password and in messages never appears in the
+"""Nothing leaked (docs/THREATS.md 54): a unique canary used as a password and in messages never appears in the
 server's logs, its database (and WAL), or the output of a server subprocess."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The secure channel (protocol/channel.py): transcript, key schedule and the AEAD record layer.
 
-THREATS.md 30-33 and 36: replayed, reordered, reflected, tampered and truncated records fail with
+docs/THREATS.md 30-33 and 36: replayed, reordered, reflected, tampered and truncated records fail with
 IntegrityError(BAD_RECORD); an exhausted counter fails before any cryptography is attempted.
 """
 
@@ -154,7 +154,7 @@ def test_empty_and_extended_records_fail() -> None:
     bad_record(server, client.seal(b"abc") + b"\x00")
 
 
-# --- counter exhaustion (THREATS.md 36) ----------------------------------------------------------------------------
+# --- counter exhaustion (docs/THREATS.md 36) ----------------------------------------------------------------------------
 
 
 def _no_crypto(monkeypatch: pytest.MonkeyPatch) -> list[str]:

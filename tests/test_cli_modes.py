@@ -1,4 +1,4 @@
-"""The chat modes from the user's side (issue 4): run_modes_demo.py, and scripted CLI processes over real sockets.
+"""The chat modes from the user's side: run_modes_demo.py, and scripted CLI processes over real sockets.
 
 A server process and two ``securechat.client`` processes on 127.0.0.1 (port 0, low scrypt cost): bob waits,
 alice opens a contributory chat with him, they exchange a message, and ``/fingerprint`` shows the same safety
@@ -125,8 +125,8 @@ def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
         alice.wait_for(r"\[contributory\] epoch 1")
         alice.wait_for(r"current chat: the lobby")
         alice.type("/chat --mode contributory-xor bob")
-        alice.wait_for(r"INSECURE \(contributory-xor, as first written\): the last member to reveal chooses the key")
-        bob.wait_for(r"INSECURE \(contributory-xor, as first written\)")
+        alice.wait_for(r"INSECURE \(XOR of shares, no commitments\): the last member to reveal chooses the key")
+        bob.wait_for(r"INSECURE \(XOR of shares, no commitments\)")
         alice.wait_for(r"first sight of bob: fingerprint")
         pins = json.loads((tmp_path / "keys" / "alice" / "known_peers.json").read_text())
         assert pins["bob"] in ours

@@ -1,4 +1,4 @@
-"""Command-line switches for the post-quantum handshake and the AEAD backend (PROTOCOL.md 4.4; issue 6 s. 6)."""
+"""Command-line switches for the post-quantum handshake and the AEAD backend (PROTOCOL.md 4.4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Framing and (de)serialisation (protocol/codec.py): round trips, size limits and strict parsing.
 
 Round trips follow h11's SIMPLE_CASES: every message is fed whole, one byte at a time and followed by
-trailing bytes. Malformed input follows THREATS.md entries 2-9: each case expects one exact error code and
+trailing bytes. Malformed input follows docs/THREATS.md entries 2-9: each case expects one exact error code and
 never any other exception.
 """
 
@@ -106,7 +106,7 @@ def test_non_ascii_text_travels_as_utf8() -> None:
     assert decode_message(body).message == "\u00e9\u4e2d"  # type: ignore[attr-defined]
 
 
-# --- framing limits (THREATS.md 1-3) ---------------------------------------------------------------------------
+# --- framing limits (docs/THREATS.md 1-3) ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("announced", [MAX_HANDSHAKE_FRAME_BYTES + 1, 0xFFFFFFFF])
@@ -179,7 +179,7 @@ def test_split_frames_bad(plaintext: bytes) -> None:
     assert info.value.code is ErrorCode.BAD_FRAME
 
 
-# --- JSON edge cases (THREATS.md 4-5) ----------------------------------------------------------------------------------
+# --- JSON edge cases (docs/THREATS.md 4-5) ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("body", [
@@ -225,7 +225,7 @@ def test_unknown_or_missing_type_is_unknown_type(body: bytes) -> None:
     expect(ErrorCode.UNKNOWN_TYPE, body)
 
 
-# --- schema (THREATS.md 6, 9) --------------------------------------------------------------------------------------------
+# --- schema (docs/THREATS.md 6, 9) --------------------------------------------------------------------------------------------
 
 SEND = {"type": "chat_send", "rid": 1, "chat_id": "c1", "epoch": 1, "seq": 7, "ciphertext": "AAAA", "signature": "AAAA"}
 

@@ -115,7 +115,7 @@ def other_signing_keys() -> dict[SignatureScheme, object]:
     return {scheme: generate_signing_key(scheme) for scheme in ALL_SCHEMES}
 
 
-# --- layering rules of STYLE.md 1 and 5 --------------------------------------------------------------------
+# --- layering rules of docs/STYLE.md 1 and 5 --------------------------------------------------------------------
 
 
 def _imports(path: Path) -> set[str]:

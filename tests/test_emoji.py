@@ -1,4 +1,4 @@
-"""securechat.emoji.render: shortcodes become emoji through the ``emoji`` package (seed 001)."""
+"""securechat.emoji.render: shortcodes become emoji through the ``emoji`` package."""
 
 import emoji
 

@@ -1,4 +1,4 @@
-"""Every ErrorCode is documented and exercised (issue 2: "every error code in PROTOCOL.md has a test")."""
+"""Every ErrorCode is documented and exercised ("every error code in PROTOCOL.md has a test")."""
 
 from __future__ import annotations
 

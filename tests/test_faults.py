@@ -1,4 +1,4 @@
-"""Faults and durability (issue 6 section 4; THREATS.md F51-F53 and the disconnect half of D35).
+"""Faults and durability (docs/THREATS.md F51-F53 and the disconnect half of D35).
 
 (a) SIGKILL of a real server subprocess during a burst of registrations, then a restart on the same database;
 (b) a failing or read-only store; (c) clients killed mid-handshake, mid-login and mid-message.

@@ -45,7 +45,7 @@ def test_name_errors_name_the_offending_field() -> None:
     assert "'members'" in str(bad_field(ListOf(Name()), ["\u0430lice"], "members"))
 
 
-# --- usernames (PROTOCOL.md 3.2, THREATS.md 24) ---------------------------------------------------------------
+# --- usernames (PROTOCOL.md 3.2, docs/THREATS.md 24) ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("raw", ["alice", "Alice", "ALICE", "aLiCe", "\uff41\uff4c\uff49\uff43\uff45"])
@@ -143,7 +143,7 @@ def test_blob_refuses_one_byte_over_its_limit() -> None:
 
 
 def test_blob_length_is_checked_before_decoding() -> None:
-    # 2 MB of text is refused on its length, without decoding (THREATS.md 9).
+    # 2 MB of text is refused on its length, without decoding (docs/THREATS.md 9).
     bad_field(Blob(max_bytes=16), "A" * 2_000_000)
 
 
@@ -156,7 +156,7 @@ def test_list_of_names_normalises_each_item_and_returns_a_tuple() -> None:
 
 
 def test_list_refuses_scalars_too_many_items_and_duplicates() -> None:
-    bad_field(ListOf(Name()), "alice")  # THREATS.md 6: "members":"alice"
+    bad_field(ListOf(Name()), "alice")  # docs/THREATS.md 6: "members":"alice"
     bad_field(ListOf(Name(), max_items=2), ["a", "b", "c"])
     bad_field(ListOf(Name(), unique=True), ["alice", "Alice"])  # duplicates after normalisation
     bad_field(ListOf(Name()), ["alice", None])

@@ -1,4 +1,4 @@
-"""Smoke run of benchmarks/fuzz_live.py (issue 6, section 2): a few hundred mutated frames against a live server
+"""Smoke run of benchmarks/fuzz_live.py: a few hundred mutated frames against a live server
 subprocess, 0 crashes, 0 hangs, the sanity client still served. The long run (>= 100k frames) is not in CI;
 its figures are in docs/SECURITY.md."""
 

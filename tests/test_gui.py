@@ -1,4 +1,4 @@
-"""The tkinter GUI, headless under Xvfb (issue 5): two windows register, log in, chat and leave.
+"""The tkinter GUI, headless under Xvfb: two windows register, log in, chat and leave.
 
 Starts its own Xvfb on a free display (:90..:99), builds the app in-process with ``launch``, drives it by
 invoking buttons, asserts on widget contents, and saves a screenshot to artifacts/gui-session.png. Every wait is
@@ -123,7 +123,7 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
         alice_tab.entry.insert(0, "Still here, just the two of us")
         alice_tab.send_button.invoke()
 
-        # issue 4: a contributory chat chosen in the mode combobox; the tab header shows the mode
+        # a contributory chat chosen in the mode combobox; the tab header shows the mode
         alice.select_users(["bob"])
         alice.mode_var.set("contributory")
         alice.open_button.invoke()

@@ -1,5 +1,5 @@
-"""Nothing lost (issue 6 section 5): K clients, several chats, M messages each, exactly once and in order;
-and the AES-GCM nonce audit over a full TCP scenario (THREATS.md 34)."""
+"""Nothing lost: K clients, several chats, M messages each, exactly once and in order;
+and the AES-GCM nonce audit over a full TCP scenario (docs/THREATS.md 34)."""
 
 from __future__ import annotations
 

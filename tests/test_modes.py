@@ -1,4 +1,4 @@
-"""The chat modes of issue 4 in the simulator: contributory (commit/reveal/HKDF/confirm), its insecure XOR
+"""The chat modes (PROTOCOL.md 7) in the simulator: contributory (commit/reveal/HKDF/confirm), its insecure XOR
 variant, per-message hybrid encryption, CBC-HMAC, pinned fingerprints, mailboxes for offline members, the lobby.
 
 Keys come from the session cache of tests.helpers. A malicious member is built by swapping the Agreement class
@@ -369,7 +369,7 @@ def test_all_members_derive_the_same_key(mode: str, mallory) -> None:  # type: i
         assert keys["alice"] == xor(*shares)
 
 
-# --- 3. the XOR last mover (THREATS.md 47) -----------------------------------------------------------------
+# --- 3. the XOR last mover (docs/THREATS.md 47) -----------------------------------------------------------------
 
 
 def test_xor_last_mover_forces_the_key(mallory) -> None:  # type: ignore[no-untyped-def]
@@ -422,7 +422,7 @@ def test_stale_epoch_share_replayed_by_the_server() -> None:
     old = [d for d in sim.messages_of("alice", "receive", "key_share_delivery")]
     assert old and all(d.epoch == 1 for d in old)
     sim.clients["carol"].leave(cid)
-    # stop while alice's epoch-2 agreement is running, and replay an epoch-1 envelope into it (THREATS.md 49)
+    # stop while alice's epoch-2 agreement is running, and replay an epoch-1 envelope into it (docs/THREATS.md 49)
     step_until(sim, lambda: running_agreement(sim, "alice", cid, 2) is not None)
     sim.server_push("alice", old[0])
     sim.run_until_idle()
@@ -653,7 +653,7 @@ def test_server_cannot_read_contributory(mallory) -> None:  # type: ignore[no-un
             unwrap_key(sim.server_key.private_key, msg.wrapped_share, expected_length=32)
 
 
-# --- 6. fingerprints (THREATS.md 46) ----------------------------------------------------------------------
+# --- 6. fingerprints (docs/THREATS.md 46) ----------------------------------------------------------------------
 
 
 def test_fingerprints_pinned_and_substitution_detected() -> None:
@@ -726,7 +726,7 @@ def test_safety_number_is_symmetric_for_every_pair() -> None:
         sim.clients["alice"].safety_number("zed")
 
 
-# --- 7. an offline member (seed 004 mailboxes) -------------------------------------------------------------
+# --- 7. an offline member (PROTOCOL.md 7.6 mailboxes) -------------------------------------------------------------
 
 
 def test_offline_member_gets_epoch_and_envelopes_at_login() -> None:

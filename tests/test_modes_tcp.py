@@ -1,4 +1,4 @@
-"""The chat modes of issue 4 over real sockets on 127.0.0.1 (port 0): TcpServer and three TcpClients.
+"""The chat modes (PROTOCOL.md 7) over real sockets on 127.0.0.1 (port 0): TcpServer and three TcpClients.
 
 Keys come from the session cache of tests.helpers. Every server and client is closed in a finally/fixture.
 Note: ``TcpClient.open_chat`` returns once the epoch-1 membership is installed; in contributory chats the key
@@ -144,7 +144,7 @@ def test_stale_epoch_key_share_over_tcp(users) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.parametrize("mode", ["server-key", "contributory", "hybrid"])
 def test_cbc_hmac_suite_over_tcp(users, mode: str) -> None:  # type: ignore[no-untyped-def]
-    """Issue 4 s. 3: AES-256-CBC + HMAC-SHA256 (encrypt-then-MAC) is selectable per chat in every mode."""
+    """AES-256-CBC + HMAC-SHA256 (encrypt-then-MAC) is selectable per chat in every mode."""
     alice, bob, carol = users
     opened = alice.client.open_chat(["bob", "carol"], mode=mode, suite="aes-256-cbc-hmac-sha256")
     for user in users:
@@ -157,7 +157,7 @@ def test_cbc_hmac_suite_over_tcp(users, mode: str) -> None:  # type: ignore[no-u
 
 
 def test_lobby_over_tcp() -> None:
-    """Issue 4 s. 4: every online user is in the lobby; a message reaches everyone but the sender."""
+    """every online user is in the lobby; a message reaches everyone but the sender."""
     from securechat.errors import ErrorCode
     from securechat.net.tcp_client import RequestError
 

@@ -1,4 +1,4 @@
-"""Run every notebook in notebooks/ top to bottom, headless, as CI does (issue 3).
+"""Run every notebook in notebooks/ top to bottom, headless, as CI does.
 
 Each notebook executes in a fresh python3 kernel (the ipykernel of the running interpreter) with
 SECURECHAT_FAST=1 (short repetitions) and MPLBACKEND=Agg, working directory notebooks/; any cell error fails the
@@ -25,7 +25,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPECTED = ["00_tour", "01_keys", "02_signatures_rsa_vs_dsa", "03_channel", "04_register_login",
             "05_chat_keys_and_messages", "06_membership", "07_attacks", "08_key_designs"]
-BUDGET_SECONDS = 60.0  # per notebook in FAST mode (issue 3)
+BUDGET_SECONDS = 60.0  # per notebook in FAST mode
 FORBIDDEN = re.compile(r"\binput\(|\bgetpass\b|\bimport socket\b|\bsocket\.|\bbind\(")
 
 

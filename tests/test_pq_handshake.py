@@ -1,4 +1,4 @@
-"""The post-quantum hybrid handshake (issue 4 section 5; PROTOCOL.md 4.4): X25519 + ML-KEM-768 through HKDF."""
+"""The post-quantum hybrid handshake (PROTOCOL.md 4.4): X25519 + ML-KEM-768 through HKDF."""
 
 from __future__ import annotations
 

@@ -168,7 +168,7 @@ def test_message_too_long_and_seq_exhaustion_are_limit_exceeded() -> None:
 
 
 # =============================================================================================================
-# Handshake (THREATS.md 27-29)
+# Handshake (docs/THREATS.md 27-29)
 # =============================================================================================================
 
 
@@ -244,7 +244,7 @@ def test_mallory_signing_her_own_hello_is_refused_by_the_pin() -> None:
 
 
 def test_replayed_server_hello_is_handshake_failed() -> None:
-    """THREATS.md 28: the signature covers the client's fresh random and share."""
+    """docs/THREATS.md 28: the signature covers the client's fresh random and share."""
     sim = make_simulation()
     connect(sim, "first")
     old = next(r for r in sim.trace if r.source == SERVER and r.target == "first" and r.types == ("server_hello",))
@@ -255,7 +255,7 @@ def test_replayed_server_hello_is_handshake_failed() -> None:
 
 
 def test_low_order_server_share_is_handshake_failed_even_when_signed() -> None:
-    """THREATS.md 29: a (malicious) server signs an all-zero share; the client refuses the unkeyed channel."""
+    """docs/THREATS.md 29: a (malicious) server signs an all-zero share; the client refuses the unkeyed channel."""
     sim = make_simulation()
 
     def zero_share(hello: m.ServerHello) -> m.ServerHello:
@@ -351,7 +351,7 @@ def test_login_ok_with_another_users_certificate_is_bad_certificate() -> None:
 
 
 def test_registered_certificate_for_other_keys_is_bad_certificate() -> None:
-    """A server that certifies keys other than ours (THREATS.md 44 style) is caught at registration."""
+    """A server that certifies keys other than ours (docs/THREATS.md 44 style) is caught at registration."""
     sim = make_simulation()
     dave = connect(sim, "dave")
     keys = user_keys("dave")
@@ -394,7 +394,7 @@ def test_pushes_after_logout_are_ignored() -> None:
 
 
 def test_tampered_record_from_the_server_is_bad_record() -> None:
-    """THREATS.md 32: Mallory flips a bit of the record relaying a chat message; bob closes, releases nothing."""
+    """docs/THREATS.md 32: Mallory flips a bit of the record relaying a chat message; bob closes, releases nothing."""
     sim = make_simulation("alice", "bob")
     cid = open_chat(sim, "alice", "bob")
     sim.intercept = flip_bit(-5, source=SERVER, target="bob", when=lambda f: "chat_message" in f.inner)
@@ -405,7 +405,7 @@ def test_tampered_record_from_the_server_is_bad_record() -> None:
 
 
 def test_reflected_record_is_bad_record() -> None:
-    """THREATS.md 33: bob's own record echoed back to him does not open under the s2c key."""
+    """docs/THREATS.md 33: bob's own record echoed back to him does not open under the s2c key."""
     sim = make_simulation("alice", "bob")
     bob = sim.clients["bob"]
     bob.who()
@@ -419,7 +419,7 @@ def test_reflected_record_is_bad_record() -> None:
 
 
 # =============================================================================================================
-# Chat key distributions (PROTOCOL.md 7.2, THREATS.md 44-45)
+# Chat key distributions (PROTOCOL.md 7.2, docs/THREATS.md 44-45)
 # =============================================================================================================
 
 
@@ -499,12 +499,12 @@ def test_distribution_for_a_new_chat_with_a_bad_signature_creates_nothing() -> N
 
 
 # =============================================================================================================
-# Chat messages (PROTOCOL.md 7.4, THREATS.md 38-43)
+# Chat messages (PROTOCOL.md 7.4, docs/THREATS.md 38-43)
 # =============================================================================================================
 
 
 def test_spoofed_sender_is_bad_signature() -> None:
-    """THREATS.md 41: carol holds the group key and writes as alice, signing with her own key."""
+    """docs/THREATS.md 41: carol holds the group key and writes as alice, signing with her own key."""
     sim = make_simulation("alice", "bob", "carol")
     cid = open_chat(sim, "alice", "bob", "carol")
     chat = book_chat(sim, "carol", cid)
@@ -539,7 +539,7 @@ def test_unsigned_or_truncated_signature_is_bad_signature() -> None:
 
 
 def test_replayed_message_is_replay() -> None:
-    """THREATS.md 42: a malicious server re-sends a valid signed message."""
+    """docs/THREATS.md 42: a malicious server re-sends a valid signed message."""
     sim = make_simulation("alice", "bob")
     cid = open_chat(sim, "alice", "bob")
     sim.clients["alice"].send_chat(cid, "pay bob 5")
@@ -579,7 +579,7 @@ def test_message_from_a_previous_epoch_is_stale_epoch() -> None:
 
 
 def test_newcomer_cannot_decrypt_earlier_epochs() -> None:
-    """THREATS.md 40: carol joins at epoch 2; ciphertexts of epoch 1 do not open under anything she holds."""
+    """docs/THREATS.md 40: carol joins at epoch 2; ciphertexts of epoch 1 do not open under anything she holds."""
     sim = make_simulation("alice", "bob", "carol")
     cid = open_chat(sim, "alice", "bob")
     sim.clients["alice"].send_chat(cid, "before carol")
@@ -598,7 +598,7 @@ def test_newcomer_cannot_decrypt_earlier_epochs() -> None:
 
 
 def test_ex_member_cannot_read_later_epochs_and_is_not_routed_to() -> None:
-    """THREATS.md 38: carol keeps her epoch-2 key after leaving; epoch-3 messages fail AEAD for her."""
+    """docs/THREATS.md 38: carol keeps her epoch-2 key after leaving; epoch-3 messages fail AEAD for her."""
     sim = make_simulation("alice", "bob", "carol")
     cid = open_chat(sim, "alice", "bob", "carol")
     kept_key = book_chat(sim, "carol", cid).key
@@ -623,7 +623,7 @@ def test_ex_member_cannot_read_later_epochs_and_is_not_routed_to() -> None:
 
 
 def test_ex_member_sending_with_its_old_key_is_rejected() -> None:
-    """THREATS.md 39: a valid signature does not make an ex-member's message acceptable."""
+    """docs/THREATS.md 39: a valid signature does not make an ex-member's message acceptable."""
     sim = make_simulation("alice", "bob", "carol")
     cid = open_chat(sim, "alice", "bob", "carol")
     old_chat = replace(book_chat(sim, "carol", cid))
@@ -694,7 +694,7 @@ def test_message_from_a_member_without_certificate_is_held_then_verified() -> No
 
 
 def test_signature_downgrade_to_pss_with_a_dsa_users_rsa_key_is_bad_signature() -> None:
-    """THREATS.md 26: bob is certified for DSA; a PSS signature by his RSA (encryption) key is refused."""
+    """docs/THREATS.md 26: bob is certified for DSA; a PSS signature by his RSA (encryption) key is refused."""
     sim = make_simulation("alice", "bob", dsa=("bob",))
     cid = open_chat(sim, "alice", "bob")
     bob = user_keys("bob", DSA)
@@ -810,12 +810,12 @@ def test_secure_chat_error_codes_are_strings_on_events() -> None:
 
 
 # =============================================================================================================
-# Commands with bad local input (STYLE.md 6: commands raise LocalProtocolError, nothing else)
+# Commands with bad local input (docs/STYLE.md 6: commands raise LocalProtocolError, nothing else)
 # =============================================================================================================
 
 
 def test_invalid_usernames_in_commands_are_local_protocol_errors() -> None:
-    """STYLE.md 6: command methods raise only LocalProtocolError. They used to let the RemoteProtocolError of
+    """docs/STYLE.md 6: command methods raise only LocalProtocolError. They used to let the RemoteProtocolError of
     fields.normalize_username escape (fixed in 14a2bf4)."""
     sim = make_simulation("alice")
     alice = sim.clients["alice"]

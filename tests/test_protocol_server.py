@@ -1,4 +1,4 @@
-"""ServerProtocol, one test per rule and per error code the server sends (THREATS.md sections A-E).
+"""ServerProtocol, one test per rule and per error code the server sends (docs/THREATS.md sections A-E).
 
 tlsfuzzer pattern: every malformed or forbidden conversation expects one exact ErrorCode (the client's
 RequestFailed, the server's ErrorSent, or the client's ConnectionClosed for fatal ones), then checks that no
@@ -77,7 +77,7 @@ def test_wrong_password_and_unknown_user_get_the_same_auth_failed() -> None:
     sim.run_until_idle()
     unknown = last_failure(sim, "s1")
     assert wrong.code == unknown.code == A.AUTH_FAILED
-    assert wrong.message == unknown.message and wrong.ref == unknown.ref == "login"  # THREATS.md 17
+    assert wrong.message == unknown.message and wrong.ref == unknown.ref == "login"  # docs/THREATS.md 17
     assert bob.state is stranger.state is ClientState.CONNECTED  # the connections stay open
     assert online(sim) == {"alice"} and presence_of(sim, "alice", "bob") == []
     assert_serves(sim, "alice")
@@ -90,7 +90,7 @@ def test_stolen_password_without_the_private_key_is_auth_failed() -> None:
     thief.login("bob", password_of("bob"), user_keys("mallory"))  # right password, wrong key
     sim.run_until_idle()
     assert last_failure(sim, "thief").code == A.AUTH_FAILED
-    assert "bob" not in online(sim) and presence_of(sim, "alice", "bob") == []  # THREATS.md 19
+    assert "bob" not in online(sim) and presence_of(sim, "alice", "bob") == []  # docs/THREATS.md 19
     assert not sim.events_of("thief", ev.LoggedIn)
     assert_serves(sim, "alice")
 
@@ -105,7 +105,7 @@ def test_private_key_with_wrong_password_is_auth_failed() -> None:
 
 
 def test_login_proof_for_another_channel_is_auth_failed() -> None:
-    """THREATS.md 22: a phishing server relays the real challenge; the proof binds the victim's transcript."""
+    """docs/THREATS.md 22: a phishing server relays the real challenge; the proof binds the victim's transcript."""
     sim = make_simulation("alice")
     register_only(sim, "b1", "bob")
     victim_side = connect(sim, "victim")      # the channel the victim's proof was made for
@@ -126,7 +126,7 @@ def test_login_proof_for_another_channel_is_auth_failed() -> None:
 
 
 def test_replayed_login_proof_on_a_new_connection_is_auth_failed() -> None:
-    """THREATS.md 21: a captured login (password and proof) replayed inside a fresh channel."""
+    """docs/THREATS.md 21: a captured login (password and proof) replayed inside a fresh channel."""
     sim = make_simulation("alice")
     register_only(sim, "b1", "bob")
     first = relogin(sim, "first", "bob")
@@ -142,7 +142,7 @@ def test_replayed_login_proof_on_a_new_connection_is_auth_failed() -> None:
 
 
 def test_repeated_failures_back_off_per_account_and_address() -> None:
-    """THREATS.md 18: throttling, not lockout: the same account from another address still gets in."""
+    """docs/THREATS.md 18: throttling, not lockout: the same account from another address still gets in."""
     sim = make_simulation("alice")
     register_only(sim, "b1", "bob")
     guesser = connect(sim, "guesser")
@@ -216,7 +216,7 @@ def test_register_then_login_on_the_same_connection() -> None:
 
 
 def test_registration_with_copied_public_keys_issues_no_certificate() -> None:
-    """THREATS.md 25: mallory announces alice's public keys; she cannot open the OAEP nonce."""
+    """docs/THREATS.md 25: mallory announces alice's public keys; she cannot open the OAEP nonce."""
     sim = make_simulation("alice")
     forged = substituted_keys(user_keys("alice"), user_keys("mallory"), encryption=True, signing=True)
     mallory = connect(sim, "mallory")
@@ -295,7 +295,7 @@ def with_config(sim, **changes):  # type: ignore[no-untyped-def]
 
 
 def test_password_job_queue_full_is_server_busy() -> None:
-    """THREATS.md 14: refused before any hashing; PROTOCOL.md 9.2: a reply, the connection stays."""
+    """docs/THREATS.md 14: refused before any hashing; PROTOCOL.md 9.2: a reply, the connection stays."""
     sim = make_simulation("alice")
     register_only(sim, "b1", "bob")  # registered while the queue had room
     with_config(sim, max_pending_password_jobs=0)
@@ -353,7 +353,7 @@ def test_connection_over_the_per_address_cap_gets_server_busy() -> None:
 
 
 def test_handshake_deadline_closes_a_silent_connection() -> None:
-    """THREATS.md 10: a connection that never sends client_hello is closed after about 10 s."""
+    """docs/THREATS.md 10: a connection that never sends client_hello is closed after about 10 s."""
     sim = make_simulation("alice")
     silent = sim.add_client("silent")
     sim.in_flight.clear()  # its client_hello never reaches the server
@@ -398,7 +398,7 @@ def test_login_deadline_closes_a_connection_that_never_logs_in() -> None:
 
 
 def test_unfinished_frame_deadline_is_bad_frame() -> None:
-    """THREATS.md 1: a prefix announcing 100 bytes followed by 40 is never processed and times out."""
+    """docs/THREATS.md 1: a prefix announcing 100 bytes followed by 40 is never processed and times out."""
     sim = make_simulation("alice")
     slow = connect(sim, "slow")
     sim.inject("slow", SERVER, struct.pack(">I", 100) + b"x" * 40)
@@ -411,7 +411,7 @@ def test_unfinished_frame_deadline_is_bad_frame() -> None:
 
 
 def test_chat_messages_beyond_the_rate_are_rate_limited() -> None:
-    """THREATS.md 15: per-user token bucket (1/s, burst 2): the third message of a burst is refused."""
+    """docs/THREATS.md 15: per-user token bucket (1/s, burst 2): the third message of a burst is refused."""
     sim = make_simulation("alice", "bob", messages_per_second=1, message_burst=2)
     cid = open_chat(sim, "alice", "bob")
     sim.advance(5)  # the bucket refills to its burst
@@ -506,7 +506,7 @@ def test_messages_other_than_client_hello_before_the_handshake_are_fatal() -> No
 
 
 def test_low_order_key_share_is_handshake_failed() -> None:
-    """THREATS.md 29 (Wycheproof LowOrderPublic): the all-zero X25519 share."""
+    """docs/THREATS.md 29 (Wycheproof LowOrderPublic): the all-zero X25519 share."""
     sim = make_simulation("alice")
     sim.add_client("weak")
     sim.in_flight.clear()
@@ -536,7 +536,7 @@ def test_clear_frame_after_the_handshake_is_fatal() -> None:
 
 
 def test_tampered_record_is_bad_record_and_closes() -> None:
-    """THREATS.md 32: one flipped bit in a client's record."""
+    """docs/THREATS.md 32: one flipped bit in a client's record."""
     from securechat.simulation import flip_bit
 
     sim = make_simulation("alice", "bob")
@@ -551,7 +551,7 @@ def test_tampered_record_is_bad_record_and_closes() -> None:
 
 
 def test_replayed_record_is_bad_record() -> None:
-    """THREATS.md 30: a duplicated client record is processed at most once."""
+    """docs/THREATS.md 30: a duplicated client record is processed at most once."""
     sim = make_simulation("alice", "bob")
     seen: list[bytes] = []
 
@@ -621,7 +621,7 @@ def test_badly_framed_record_plaintext_is_bad_frame(plaintext: bytes) -> None:
     (b'{"type":"register_proof","rid":4,"nonce":"' + b"A" * 43 + b'=","signature":"AAAA"}', A.UNEXPECTED_MESSAGE),
 ])
 def test_bad_inner_frame_after_login_is_answered_and_the_connection_kept(body: bytes, code: ErrorCode) -> None:
-    """THREATS.md 4-9: inside a valid record, a malformed frame gets error{code, rid} and changes nothing."""
+    """docs/THREATS.md 4-9: inside a valid record, a malformed frame gets error{code, rid} and changes nothing."""
     sim = make_simulation("alice", "bob")
     send_inner_bodies(sim, "bob", [body])
     failure = last_failure(sim, "bob")
@@ -644,7 +644,7 @@ def test_several_frames_in_one_record_are_each_answered() -> None:
 
 
 # =============================================================================================================
-# Out-of-state messages (THREATS.md 8)
+# Out-of-state messages (docs/THREATS.md 8)
 # =============================================================================================================
 
 
@@ -740,7 +740,7 @@ def test_get_certificates_returns_known_and_lists_unknown() -> None:
 
 
 # =============================================================================================================
-# Chats (THREATS.md section E)
+# Chats (docs/THREATS.md section E)
 # =============================================================================================================
 
 
@@ -875,7 +875,7 @@ def test_chat_send_with_a_stale_epoch_is_stale_epoch() -> None:
 
 
 def test_relay_uses_the_authenticated_sender() -> None:
-    """THREATS.md 23: the server labels relayed messages with the connection's user, whatever was sent."""
+    """docs/THREATS.md 23: the server labels relayed messages with the connection's user, whatever was sent."""
     sim = make_simulation("alice", "bob", "carol")
     cid = open_chat(sim, "alice", "bob", "carol")
     sim.clients["carol"].send_chat(cid, "from carol")
@@ -927,7 +927,7 @@ def test_logout_is_never_rate_limited() -> None:
 
 
 def test_connection_lost_mid_frame_takes_the_user_offline() -> None:
-    """THREATS.md 35: the user goes offline and the others are told, as after a logout."""
+    """docs/THREATS.md 35: the user goes offline and the others are told, as after a logout."""
     sim = make_simulation("alice", "bob")
     cid = open_chat(sim, "alice", "bob")
     sim.inject("bob", SERVER, struct.pack(">I", 50) + b"partial")
@@ -988,7 +988,7 @@ def test_job_finishing_after_its_peer_left_releases_the_slot() -> None:
 
 
 def test_server_send_counter_exhaustion_closes_only_that_peer() -> None:
-    """THREATS.md 36 / PROTOCOL.md 5.2: an exhausted send counter closes that peer only. RecordLayer.seal used to
+    """docs/THREATS.md 36 / PROTOCOL.md 5.2: an exhausted send counter closes that peer only. RecordLayer.seal used to
     raise out of ServerProtocol.data_to_send (the driver's round and every other peer's bytes were lost); the
     first fix then raised "Set changed size during iteration" (fixed in 88ce980 and 617a669)."""
     from securechat.protocol.channel import MAX_RECORDS_PER_DIRECTION
@@ -1023,7 +1023,7 @@ def test_concurrent_registrations_of_one_name_give_one_account() -> None:
 
 
 def test_parallel_login_guesses_are_throttled_like_sequential_ones() -> None:
-    """BUG (THREATS.md 14/18): the throttle counts a failure only when its scrypt job has finished, so logins
+    """BUG (docs/THREATS.md 14/18): the throttle counts a failure only when its scrypt job has finished, so logins
     sent on several connections from one address before any job completes are all admitted: 8 parallel guesses
     for bob are all checked although backoff starts after 3 failures (with the threaded driver an attacker
     keeps up to max_pending_password_jobs guesses in flight and bypasses both the per-pair backoff and the
@@ -1062,7 +1062,7 @@ def test_a_long_guessing_campaign_never_breaks_receive_data() -> None:
 
 
 def test_unknown_user_and_wrong_password_cost_the_same() -> None:
-    """BUG (THREATS.md 17: "indistinguishable timing"): LoginJob runs scrypt for an unknown user too, but only a
+    """BUG (docs/THREATS.md 17: "indistinguishable timing"): LoginJob runs scrypt for an unknown user too, but only a
     known user's job also loads and verifies the stored certificate and the proof. For a DSA user that adds
     ~45 ms (pycryptodome re-tests the DSA domain primes on every key import), so a wrong-password answer for
     an existing DSA user is measurably slower than for a name that does not exist: user enumeration by timing.
@@ -1184,7 +1184,7 @@ def test_login_throttle_backoff_window_and_memory_bound() -> None:
 
 
 def test_a_record_full_of_tiny_bad_frames_is_not_amplified() -> None:
-    """BUG (THREATS.md 12/15, availability): every malformed inner frame gets its own error reply, with no bound
+    """BUG (docs/THREATS.md 12/15, availability): every malformed inner frame gets its own error reply, with no bound
     and before login (bad_json keeps even an unauthenticated connection). One record of 5-byte frames
     b"\\x00\\x00\\x00\\x01{" makes the single-threaded engine parse and answer each: a ~1 MB record costs ~2.4 s
     of engine time (every user stalls) and queues ~16 MB of errors plus 150,000 ErrorSent log events.

@@ -1,4 +1,4 @@
-"""One scenario, two runners (issue 3): the in-memory Simulation and real sockets on 127.0.0.1 give EQUAL outcomes.
+"""One scenario, two runners: the in-memory Simulation and real sockets on 127.0.0.1 give EQUAL outcomes.
 
 Keys are generated once per process (``securechat.scenario.user_keys``); every socket run stops its server and
 clients in a finally, which the thread-count test checks.

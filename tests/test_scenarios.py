@@ -117,7 +117,7 @@ def three_user_story(seed: int = 1) -> tuple[Simulation, str]:
     epoch3 = [msg for msg in all_chat_messages(sim) if msg.epoch == 3]
     assert len(epoch3) == 2
     assert [msg.epoch for msg in chat_messages_to(sim, "carol")] == [2, 2]  # the server routed her nothing after
-    for msg in epoch3:  # THREATS.md 38: the key she kept opens none of them, under any epoch's derivation
+    for msg in epoch3:  # docs/THREATS.md 38: the key she kept opens none of them, under any epoch's derivation
         header = chat_header(chat_id=cid, epoch=3, sender=msg.sender, seq=msg.seq, suite="aes-256-gcm")
         for epoch in (2, 3):
             with pytest.raises(IntegrityError):
@@ -196,7 +196,7 @@ def test_chat_with_the_cbc_hmac_suite() -> None:
 
 
 def test_nonce_audit_finds_no_reused_key_nonce_pair() -> None:
-    """THREATS.md 34: every AEAD encryption of a whole story is recorded; no (key, nonce) pair repeats."""
+    """docs/THREATS.md 34: every AEAD encryption of a whole story is recorded; no (key, nonce) pair repeats."""
     seen: list[tuple[bytes, bytes]] = []
 
     def record(key_hash: bytes, nonce: bytes) -> None:
@@ -231,7 +231,7 @@ def test_runs_are_reproducible_from_the_seed() -> None:
 
 
 def test_wire_and_server_events_carry_no_contents_or_passwords() -> None:
-    """THREATS.md 54 and PROTOCOL.md 11: canaries in messages and passwords never appear on the wire or in
+    """docs/THREATS.md 54 and PROTOCOL.md 11: canaries in messages and passwords never appear on the wire or in
     the server's events; after the handshake Eve only sees records."""
     sim = make_simulation("alice", "bob")
     register_only(sim, "c1", "carol")

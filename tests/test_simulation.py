@@ -2,7 +2,7 @@
 
 Each attack test builds a fresh two-user chat (alice and bob) from keys generated once per module, then
 checks the documented effect: a record that is not the next one, intact, closes the connection with
-``bad_record`` (THREATS.md 30-33), and end-to-end checks turn a replayed chat message into ``replay``.
+``bad_record`` (docs/THREATS.md 30-33), and end-to-end checks turn a replayed chat message into ``replay``.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def test_captured_login_replayed_on_a_new_connection_fails(keys: dict[str, UserK
     assert len(seen) == 1
     sim.add_client("mallory")
     sim.run_until_idle()
-    sim.inject("mallory", SERVER, seen[0].data)  # THREATS.md 21: different channel keys
+    sim.inject("mallory", SERVER, seen[0].data)  # docs/THREATS.md 21: different channel keys
     sim.run_until_idle()
     assert closed_code(sim, "mallory") == "bad_record"
     assert "mallory" not in sim.server.online and sim.server.online.get("alice") == sim.peer_id("alice")
@@ -290,7 +290,7 @@ def test_server_push_replayed_chat_message_is_rejected_end_to_end(keys: dict[str
     sim.client("alice").send_chat(chat_id, "hi")
     sim.run_until_idle()
     (relayed,) = sim.messages_of("bob", "receive", "chat_message")
-    sim.server_push("bob", relayed)  # a malicious server replays a valid signed message (THREATS.md 42)
+    sim.server_push("bob", relayed)  # a malicious server replays a valid signed message (docs/THREATS.md 42)
     sim.run_until_idle()
     rejected = sim.last_event("bob", ev.MessageRejected)
     assert rejected.code == "replay"

@@ -114,7 +114,7 @@ def test_peer_job_outcomes_outside_the_table_raise_local(state: PeerState) -> No
 
 
 def test_pending_states_accept_no_message() -> None:
-    # THREATS.md 8: nothing may arrive while scrypt runs; only the job outcome moves these states.
+    # docs/THREATS.md 8: nothing may arrive while scrypt runs; only the job outcome moves these states.
     for state in (PeerState.REGISTER_PENDING, PeerState.LOGIN_PENDING, PeerState.CLOSED):
         assert not [k for k in PEER_TRANSITIONS if k[0] is state]
 

@@ -1,6 +1,6 @@
 """The Registry contract (protocol/registry.py), run on both MemoryRegistry and SqliteRegistry, plus what only the
 SQLite store promises: durability across reopen, the persistent server key and StorageFailed on a failing disk
-(THREATS.md 51-53).
+(docs/THREATS.md 51-53).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def test_failed_write_is_storage_failed_and_stores_nothing(registry: MemoryRegis
         registry.add_user(big)
     assert info.value.code is ErrorCode.STORAGE_FAILED and isinstance(info.value, SecureChatError)
     assert registry.get_user("bob") is None and registry.count_users() == 1
-    assert registry.get_user("alice") == record("alice")  # existing users are unaffected (THREATS.md 53)
+    assert registry.get_user("alice") == record("alice")  # existing users are unaffected (docs/THREATS.md 53)
     make_writes_work(registry)
     registry.add_user(big)  # the store recovers: no transaction was left open
     assert registry.get_user("bob") == big and registry.count_users() == 2
@@ -127,7 +127,7 @@ def test_concurrent_registrations_of_one_name_store_exactly_one(registry: Memory
 
 
 def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
-    """THREATS.md 52: users and the server key survive a restart; the key is stored encrypted only."""
+    """docs/THREATS.md 52: users and the server key survive a restart; the key is stored encrypted only."""
     path = tmp_path / "server.db"
     store = SqliteRegistry(path)
     store.add_user(record("alice"))

@@ -236,7 +236,7 @@ def test_server_and_cli_client_processes(tmp_path):
 
 
 def test_modes_over_tcp_wait_for_the_agreed_key_and_detect_a_changed_pin(server, keys, tmp_path):
-    """Issue 4 over sockets: open_chat returns only once a contributory key is agreed; a pin that does not
+    """Over sockets: open_chat returns only once a contributory key is agreed; a pin that does not
     match the certified key raises PeerKeyChanged, /trust (accept_key_change) re-pins it; pins persist."""
     store = KeyStore(tmp_path / "keys")
     store.save_pins("alice", {"bob": "0000:0000:0000:0000:0000:0000:0000:0000"})

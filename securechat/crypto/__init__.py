@@ -1,4 +1,4 @@
-"""securechat.crypto: the recipe layer over pycryptodome (STYLE.md section 5).
+"""securechat.crypto: the recipe layer over pycryptodome (docs/STYLE.md section 5).
 
 Owns: every cryptographic operation securechat performs, in securechat's own terms: byte encodings
 (``encoding``), AEAD (``aead``), key derivation and password hashing (``kdf``), signatures through

@@ -7,7 +7,7 @@ Must not: choose nonces (the caller derives them from counters, so that they nev
 key), keep cipher objects between calls, do I/O, or reveal *why* an ``unseal`` failed: a short input,
 a bad tag and bad padding all raise the same ``IntegrityError`` (like Fernet's ``InvalidToken``).
 
-Backends (issue 6, section 6): AES-256-GCM runs on pycryptodome by default. ``set_backend("cryptography")``
+Backends: AES-256-GCM runs on pycryptodome by default. ``set_backend("cryptography")``
 selects pyca/cryptography's AESGCM for the GCM suite instead (~1 µs per call against pycryptodome's ~45-90 µs of
 cipher setup). It is optional (``cryptography`` need not be installed), selected explicitly and process-wide,
 and produces byte-identical output (tests/test_aead_backend.py). CBC-HMAC always runs on pycryptodome.
@@ -210,7 +210,7 @@ def backend() -> str:
 
 
 def set_backend(name: str) -> None:
-    """Select the AES-256-GCM implementation for the whole process (issue 6: optional, explicit).
+    """Select the AES-256-GCM implementation for the whole process (optional, explicit).
 
     Both produce byte-identical output and raise the same ``IntegrityError``; only speed differs. Select it
     before any connection exists (records sealed by one backend open with the other, but a switch while

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from securechat.errors import ErrorCode, RemoteProtocolError
 
-#: Every randomness source is injected with this shape (STYLE.md 1.1); ``os.urandom`` fits it.
+#: Every randomness source is injected with this shape (docs/STYLE.md 1.1); ``os.urandom`` fits it.
 RandomBytes = Callable[[int], bytes]
 
 # A field's length is written in 4 bytes, so no field may reach 4 GiB.

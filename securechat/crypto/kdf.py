@@ -4,7 +4,7 @@ Owns: ``hkdf_sha256``, the scrypt parameter sets (``ScryptParams``, ``OWASP_SCRY
 and the self-describing password records of ``hash_password``/``verify_password``.
 
 Must not: do I/O, read a clock, or draw randomness except through the injected ``random_bytes``.
-A wrong password is a normal outcome (STYLE.md 6): ``verify_password`` returns False, never raises.
+A wrong password is a normal outcome (docs/STYLE.md 6): ``verify_password`` returns False, never raises.
 """
 
 from __future__ import annotations

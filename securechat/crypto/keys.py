@@ -41,7 +41,7 @@ def _import_dsa(der: bytes) -> Any:
 
     pycryptodome's importer re-tests p and q for primality on every import (about 20 ms for L=2048). For the
     domain securechat ships (``DSA_2048_256_DOMAIN``, already verified) that work is wasted, and it made a login
-    for an existing DSA user measurably slower than one for an unknown name (THREATS.md 17). Any other domain
+    for an existing DSA user measurably slower than one for an unknown name (docs/THREATS.md 17). Any other domain
     goes through the full importer. The subgroup check on y still runs for every key (``_acceptable_key``).
     """
     spki = DerSequence().decode(der, nr_elements=2)

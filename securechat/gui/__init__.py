@@ -1,4 +1,4 @@
-"""``python -m securechat.gui``: a tkinter desktop launcher (issue 5): a server window and N client windows.
+"""``python -m securechat.gui``: a tkinter desktop launcher: a server window and N client windows.
 
 Owns: widgets only. Every window is a thin driver over ``TcpServer``/``TcpClient``/``KeyStore``: no protocol
 logic here. Tk is not thread-safe, so network callbacks and worker-thread results reach the widgets only

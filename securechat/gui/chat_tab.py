@@ -16,7 +16,7 @@ from ..emoji import render
 from ..protocol import events as ev
 
 VERIFIED = "\N{HEAVY CHECK MARK} signature verified"
-XOR_WARNING = "INSECURE (seed 004 as written): the last member to reveal chooses the key"
+XOR_WARNING = "INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key"
 KEY_NOTES = {
     "server-key": "new key verified",
     "contributory": "key agreed by every member and confirmed (the server cannot read)",

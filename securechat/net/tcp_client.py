@@ -1,4 +1,4 @@
-"""TcpClient: a blocking client library over one ClientProtocol, with a reader thread (STYLE.md section 8).
+"""TcpClient: a blocking client library over one ClientProtocol, with a reader thread (docs/STYLE.md section 8).
 
 Owns: the socket, the reader thread, and matching replies to requests by ``rid``. Commands either return at
 once (``send``) or wait for the server's answer with a timeout (``login``, ``who``...), raising

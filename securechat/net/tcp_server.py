@@ -1,7 +1,7 @@
-"""TcpServer: the threaded socket driver around one ServerProtocol (STYLE.md section 8, PERF-NOTES).
+"""TcpServer: the threaded socket driver around one ServerProtocol (docs/STYLE.md section 8, docs/PERF-NOTES.md).
 
 Owns: sockets and threads. ONE I/O thread accepts and reads every socket through a selector and moves the bytes
-of each round into the engine's queue as one item (PERF-NOTES: a selectors loop gave the lowest p99; 300 reader
+of each round into the engine's queue as one item (docs/PERF-NOTES.md: a selectors loop gave the lowest p99; 300 reader
 threads contending for the GIL gave the class session its tail); ONE engine thread owns the ServerProtocol (so
 it needs no lock), opens and seals every record and fans out; two
 worker pools run the slow jobs (scrypt logins and registrations; chat key wraps) so no lock is ever held
@@ -33,9 +33,9 @@ from ..protocol.server import ServerProtocol
 
 log = logging.getLogger("securechat.server")
 
-LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (PERF-NOTES)
+LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (docs/PERF-NOTES.md)
 READ_SIZE_BYTES = 256 * 1024
-MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # THREATS.md 16: a reader this far behind is disconnected
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # docs/THREATS.md 16: a reader this far behind is disconnected
 INBOUND_QUEUE_ITEMS = 20_000   # readers block (TCP backpressure) rather than grow memory without bound
 TIMER_SECONDS = 0.5
 
@@ -321,7 +321,7 @@ class TcpServer:
     # --- writing --------------------------------------------------------------------------------------------
 
     def _send(self, conn: _Conn, data: bytes) -> None:
-        """Try a non-blocking send first (PERF-NOTES); leave the rest to the connection's writer thread."""
+        """Try a non-blocking send first (docs/PERF-NOTES.md); leave the rest to the connection's writer thread."""
         with conn.lock:
             if conn.closed:
                 return

@@ -1,4 +1,4 @@
-"""Member-contributed chat keys through a blind relay (seed 004; PROTOCOL.md 7.6): one ``Agreement`` per epoch.
+"""Member-contributed chat keys through a blind relay (PROTOCOL.md 7.6): one ``Agreement`` per epoch.
 
 Owns: the rounds a member runs so that the members, and never the server, derive the chat key:
 
@@ -7,8 +7,8 @@ Owns: the rounds a member runs so that the members, and never the server, derive
   recipient signed over (chat, epoch, sender, recipient, nonce, timestamp); the key is HKDF over every
   (member, share) pair and the transcript of commitments; a key-confirmation round (HMAC of the transcript
   under the new key) makes any split group abort instead of chatting on different keys.
-* ``contributory-xor`` (the seed's derivation, **insecure**, kept to be attacked): no commitments; the key is
-  the XOR of the shares, so the last member to reveal can force any key it likes (THREATS.md 47).
+* ``contributory-xor`` (the XOR derivation, **insecure**, kept to be attacked): no commitments; the key is
+  the XOR of the shares, so the last member to reveal can force any key it likes (docs/THREATS.md 47).
 
 Every failure aborts the epoch with one specific code: ``commitment_mismatch``, ``duplicate_share``,
 ``stale_epoch``, ``replay``, ``bad_signature``, ``key_unwrap_failed``, ``key_confirmation_failed``.
@@ -31,7 +31,7 @@ from . import messages as m
 
 SHARE_BYTES = 32
 NONCE_BYTES = 16
-# PROTOCOL.md 7.6: an envelope's timestamp must be within this of the receiver's clock (THREATS.md 49).
+# PROTOCOL.md 7.6: an envelope's timestamp must be within this of the receiver's clock (docs/THREATS.md 49).
 TIMESTAMP_WINDOW_SECONDS = CLOCK_SKEW_SECONDS  # the one clock tolerance (PROTOCOL.md 6.3)
 SECURE, XOR = "contributory", "contributory-xor"
 
@@ -203,7 +203,7 @@ class Agreement:
                 commitment(self.chat_id, self.epoch, msg.sender, share), self.commitments[msg.sender]):
             raise AgreementFailed(f"share of {msg.sender} does not match its commitment", ErrorCode.COMMITMENT_MISMATCH)
         if any(constant_time_equal(share, s) for s in (*self.shares.values(), self.share)):
-            # THREATS.md 48: an echoed share would cancel another one under XOR.
+            # docs/THREATS.md 48: an echoed share would cancel another one under XOR.
             raise AgreementFailed(f"{msg.sender} sent a share already used", ErrorCode.DUPLICATE_SHARE)
         self.nonces.add(msg.nonce)
         self.shares[msg.sender] = share
@@ -248,6 +248,6 @@ class Agreement:
         transcript = self.transcript()
         for name, mac in self.confirms.items():
             if not constant_time_equal(mac, confirmation(self.key, transcript, name)):
-                # THREATS.md 48: someone holds a different key (equivocation): abort, never split the group.
+                # docs/THREATS.md 48: someone holds a different key (equivocation): abort, never split the group.
                 raise AgreementFailed(f"{name} confirmed a different key", ErrorCode.KEY_CONFIRMATION_FAILED)
         self.state = AgreementState.DONE

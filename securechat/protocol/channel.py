@@ -19,7 +19,7 @@ SERVER_SIGNATURE_LABEL = "securechat v1 server signature"
 C2S_INFO = b"securechat v1 c2s"
 S2C_INFO = b"securechat v1 s2c"
 RECORD_AAD = b"securechat v1 record"
-# PROTOCOL.md 5.2: a connection is closed long before the 64-bit counter could wrap (THREATS.md 36); at one
+# PROTOCOL.md 5.2: a connection is closed long before the 64-bit counter could wrap (docs/THREATS.md 36); at one
 # record per microsecond 2**48 records take nine years.
 MAX_RECORDS_PER_DIRECTION = 2**48
 
@@ -77,7 +77,7 @@ class ChannelKeys:
 def derive_channel_keys(shared_secret: bytes, transcript: bytes) -> ChannelKeys:
     """HKDF-SHA256(ikm=X25519 secret, salt=transcript hash) with one info label per direction (PROTOCOL.md 4.3).
 
-    Separate keys per direction are what make a reflected record fail to open (THREATS.md 33).
+    Separate keys per direction are what make a reflected record fail to open (docs/THREATS.md 33).
     """
     return ChannelKeys(
         client_to_server=hkdf_sha256(shared_secret, salt=transcript, info=C2S_INFO),
@@ -89,7 +89,7 @@ class RecordLayer:
     """Seals outgoing and opens incoming records; the nonce of record n is n (PROTOCOL.md 5.2).
 
     The receiver never reads a sequence number from the wire: it uses the one it expects, so a replayed,
-    dropped or reordered record fails authentication (THREATS.md 30, 31).
+    dropped or reordered record fails authentication (docs/THREATS.md 30, 31).
     """
 
     def __init__(self, *, send_key: bytes, receive_key: bytes) -> None:

@@ -20,7 +20,7 @@ from . import events as ev
 from .constructions import (
     MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, hybrid_signed_bytes, sender_key,
 )
-from .messages import ChatKey, ChatMessage, ChatSend
+from .messages import KEYLESS_MODES, ChatKey, ChatMessage, ChatSend
 from .states import RECEIVE, SEND, ChatState, next_chat_state
 
 MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
@@ -76,6 +76,52 @@ class ChatBook:
         self.epoch_info: dict[str, object] = {}   # chat id -> the ChatEpoch that started the current epoch
         self.outbox: list[object] = []            # round messages for ClientProtocol to send
         self.refused: set[str] = set()            # names whose changed keys we have not accepted
+        # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
+        # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
+        self._seen: dict[str, tuple[str, str, int]] = {}
+
+    # --- what a server we do not trust may and may not do (PROTOCOL.md 7.10) --------------------------------
+
+    def check_continuity(self, *, chat_id: str, epoch: int, mode: str, suite: str, keyed: bool) -> ev.MessageRejected | None:
+        """Refuse a ``chat_key`` (*keyed*) or ``chat_epoch`` that changes what the chat was at first sight.
+
+        A chat's mode and suite are fixed when it is opened: a server that could later send a ``chat_key`` for a
+        contributory or hybrid chat would choose its key and read it, and a ``chat_epoch`` naming
+        ``contributory-xor`` would hand the key to the last member to reveal. Epochs only increase.
+        """
+        if keyed == (mode in KEYLESS_MODES):
+            what = "a server-made key" if keyed else "a keyless epoch"
+            return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED, f"{what} cannot be used for mode {mode}")
+        seen = self._seen.get(chat_id)
+        if seen is None:
+            return None
+        seen_mode, seen_suite, seen_epoch = seen
+        if mode != seen_mode:
+            return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED,
+                             f"the server tried to change this chat from {seen_mode} to {mode}")
+        if suite != seen_suite:
+            return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED,
+                             f"the server tried to change this chat's cipher suite from {seen_suite} to {suite}")
+        if epoch <= seen_epoch:
+            return _rejected(chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
+        return None
+
+    def record_epoch(self, chat_id: str, *, mode: str, suite: str, epoch: int) -> None:
+        """Remember a verified epoch: its mode and suite are now fixed and later epochs must be higher."""
+        self._seen[chat_id] = (mode, suite, epoch)
+
+    @staticmethod
+    def check_membership(*, chat_id: str, reason: str, actor: str, members: tuple[str, ...]) -> ev.MessageRejected | None:
+        """A signed membership must agree with its own reason (PROTOCOL.md 7.10): whoever opened, invited or
+        joined is a member; whoever left or disconnected is not."""
+        present = actor in members
+        if reason in ("leave", "disconnect") and present:
+            return _rejected(chat_id, "server", ErrorCode.MEMBERSHIP_INCONSISTENT,
+                             f"{actor} is said to have left but is still listed")
+        if reason in ("open", "invite", "join") and not present:
+            return _rejected(chat_id, "server", ErrorCode.MEMBERSHIP_INCONSISTENT,
+                             f"{actor} is said to have acted ({reason}) but is not a member")
+        return None
 
     # --- key distributions -------------------------------------------------------------------------------
 
@@ -85,13 +131,20 @@ class ChatBook:
         if chat is not None and chat.state is ChatState.LEFT:
             chat = None  # invited back after leaving: the chat starts afresh for us, at the new epoch
             del self.chats[msg.chat_id]
-        if chat is not None:
-            if msg.epoch <= chat.epoch:
-                return _rejected(msg.chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
+        refused = self.check_continuity(chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite,
+                                        keyed=True)
+        if refused is None and chat is not None and msg.epoch <= chat.epoch:
+            refused = _rejected(msg.chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
+        if refused is not None:
+            return refused
         try:
             key = self._check_distribution(msg)
         except SecureChatError as exc:
             return _rejected(msg.chat_id, "server", exc.code, str(exc.args[0]))
+        refused = self.check_membership(chat_id=msg.chat_id, reason=msg.reason, actor=msg.actor, members=msg.members)
+        if refused is not None:
+            return refused
+        self.record_epoch(msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch)
         before = chat.members if chat else ()
         if chat is None:
             chat = self.chats[msg.chat_id] = ClientChat(
@@ -142,7 +195,7 @@ class ChatBook:
         recipients: tuple[str, ...] | None = None
         wraps: tuple[bytes, ...] | None = None
         if chat.mode == "hybrid":
-            # PROTOCOL.md 7.7 (seeds 001/002): a fresh key per message, wrapped for every other member.
+            # PROTOCOL.md 7.7: a fresh key per message, wrapped for every other member.
             recipients = tuple(n for n in chat.members if n != self.username)
             missing = self.uncertified(recipients)
             if missing:
@@ -178,7 +231,7 @@ class ChatBook:
             seen = cert.identity_fingerprint()
             pinned = self.pins.get(cert.username)
             if pinned is not None and pinned != seen:
-                # THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
+                # docs/THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
                 # user compares fingerprints out of band and accepts it (ClientProtocol.accept_key_change).
                 out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
                 self.refused.add(cert.username)

@@ -1,4 +1,4 @@
-"""ClientProtocol: the client side of securechat as a sans-I/O object (STYLE.md section 1).
+"""ClientProtocol: the client side of securechat as a sans-I/O object (docs/STYLE.md section 1).
 
 Owns: the client's connection state machine, the handshake and record layer, registration and login proofs,
 and the dispatch of everything received to events. Commands are method calls, received bytes go in through
@@ -334,7 +334,7 @@ class ClientProtocol:
         try:
             verify(scheme, server_key, server_signed_bytes(self.transcript), hello.signature)
         except SecureChatError:
-            # THREATS.md 27-28: a substituted or replayed server_hello fails here; no credential was sent.
+            # docs/THREATS.md 27-28: a substituted or replayed server_hello fails here; no credential was sent.
             raise RemoteProtocolError("server signature over the handshake failed", ErrorCode.HANDSHAKE_FAILED) from None
         secret = shared_secret(self._ephemeral, hello.key_share)
         if hello.kem_ciphertext is not None:

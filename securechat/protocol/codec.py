@@ -1,7 +1,7 @@
 """Framing and (de)serialisation: bytes <-> Message, and nothing about state.
 
 Owns: the 4-byte big-endian length prefix, the frame size limits, strict JSON parsing (PROTOCOL.md 3) and the
-packing of several inner frames into one record plaintext (PROTOCOL.md 5.3). Must not: know which message is
+splitting of a record's plaintext into its inner frames (PROTOCOL.md 5.3). Must not: know which message is
 allowed when (``states.py``), touch keys, sockets or clocks.
 """
 
@@ -40,7 +40,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # THREATS.md 5: with duplicate keys, what is signed and what is parsed could differ.
+    # docs/THREATS.md 5: with duplicate keys, what is signed and what is parsed could differ.
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -193,7 +193,7 @@ class FrameDecoder:
             return
         (length,) = _LENGTH.unpack_from(self._buffer, 0)
         if length > self.max_frame_bytes:
-            # THREATS.md 3: refused on the prefix alone, before any body is read or allocated.
+            # docs/THREATS.md 3: refused on the prefix alone, before any body is read or allocated.
             raise RemoteProtocolError(
                 f"frame of {length} bytes exceeds {self.max_frame_bytes}", ErrorCode.FRAME_TOO_LARGE
             )
@@ -214,7 +214,7 @@ class FrameDecoder:
 
     @property
     def truncated(self) -> bool:
-        """True if the stream ended inside a frame (THREATS.md 1, 2)."""
+        """True if the stream ended inside a frame (docs/THREATS.md 1, 2)."""
         return self.eof and bool(self._buffer)
 
 

@@ -1,8 +1,10 @@
 """The exact bytes securechat signs, authenticates and derives keys from (PROTOCOL.md 6 and 7).
 
-Owns: every label, the AAD layout of chat messages, per-sender key derivation, and what login proofs,
+Owns: the labels of login and registration proofs, chat keys and chat messages, the AAD layout of chat messages, per-sender key derivation, and what login proofs,
 registration proofs and key distributions sign. Client and server both build these bytes from here, so they
-cannot drift apart. Must not: hold state, choose algorithms (the certificate does), or do I/O.
+cannot drift apart. The other labels sit beside the code that uses them: the channel's in ``channel.py``, the
+contributory agreement's in ``agreement.py``, the decoy login's in ``jobs.py``, the certificate's and CBC-HMAC's in
+``crypto/certificates.py`` and ``crypto/aead.py``. Must not: hold state, choose algorithms (the certificate does), or do I/O.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def chat_key_signed_bytes(
     wrap_digests: tuple[bytes, ...],
 ) -> bytes:
     """PROTOCOL.md 7.2: one server signature covers the whole distribution, so every member sees the same
-    member list and can tell if its wrap was swapped (THREATS.md 44)."""
+    member list and can tell if its wrap was swapped (docs/THREATS.md 44)."""
     return encode_fields(
         CHAT_KEY_LABEL, chat_id, epoch, mode, suite, reason, actor,
         encode_fields("members", *members), encode_fields("wraps", *wrap_digests),
@@ -56,7 +58,7 @@ def chat_key_signed_bytes(
 
 def sender_key(chat_key: bytes, *, chat_id: str, epoch: int, sender: str) -> bytes:
     """PROTOCOL.md 7.3: each member encrypts under its own key, so two members never share (key, nonce)
-    even though both count from 1 (THREATS.md 34b)."""
+    even though both count from 1 (docs/THREATS.md 34b)."""
     return hkdf_sha256(
         chat_key,
         salt=encode_fields(CHAT_SALT_LABEL, chat_id, epoch),

@@ -1,4 +1,4 @@
-"""What applications see: past-tense frozen dataclasses carrying verified plaintext (STYLE.md section 3).
+"""What applications see: past-tense frozen dataclasses carrying verified plaintext (docs/STYLE.md section 3).
 
 Owns: the client events (``Event``) and the server's metadata events (``ServerEvent``) that drivers log or show.
 Must not: carry passwords or keys; server events never carry message contents (PROTOCOL.md 11), only sizes.
@@ -118,7 +118,7 @@ class ChatReceived(Event):
     seq: int
     text: str
     signature_scheme: str
-    gap: int  # messages from this sender skipped since the last one (THREATS.md 43); 0 normally
+    gap: int  # messages from this sender skipped since the last one (docs/THREATS.md 43); 0 normally
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,7 +141,7 @@ class PeerKeyPinned(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class PeerKeyChanged(Event):
-    """WARNING: the server certified keys for *username* that differ from the pinned ones (THREATS.md 46).
+    """WARNING: the server certified keys for *username* that differ from the pinned ones (docs/THREATS.md 46).
     Nothing is encrypted to them or accepted from them until the user compares fingerprints out of band and
     calls ``accept_key_change``."""
 
@@ -238,7 +238,7 @@ class PeerClosed(ServerEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class TraceEntry:
-    """One frame as a tracer sees it (STYLE.md section 8): ``layer`` is "clear", "record" or "inner".
+    """One frame as a tracer sees it (docs/STYLE.md section 8): ``layer`` is "clear", "record" or "inner".
 
     ``data`` is the frame as it crossed the wire for "clear" and "record", and the inner plaintext frame for
     "inner" (which a notebook may show but a server log must never write).

@@ -5,7 +5,7 @@ and certificate objects) and the limits they enforce. Must not: know any message
 sockets, threads or clocks.
 
 Every failure raises RemoteProtocolError with ErrorCode.BAD_FIELD naming the field, so a malformed value is
-answered the same way wherever it appears (THREATS.md entries 5, 6 and 9).
+answered the same way wherever it appears (docs/THREATS.md entries 5, 6 and 9).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Text(Kind):
         if not isinstance(value, str) or len(value) > self.max_chars:
             raise bad(name, f"must be a string of at most {self.max_chars} characters")
         try:
-            value.encode("utf-8")  # THREATS.md 5: a lone surrogate parses but cannot be re-encoded
+            value.encode("utf-8")  # docs/THREATS.md 5: a lone surrogate parses but cannot be re-encoded
         except UnicodeEncodeError:
             raise bad(name, "not valid Unicode") from None
         return value
@@ -92,7 +92,7 @@ class Integer(Kind):
     maximum: int = MAX_INT
 
     def decode(self, name: str, value: Any) -> int:
-        # THREATS.md 6: bool is a subclass of int in Python, and `true` is not an integer.
+        # docs/THREATS.md 6: bool is a subclass of int in Python, and `true` is not an integer.
         if type(value) is not int or not self.minimum <= value <= self.maximum:
             raise bad(name, f"must be an integer in {self.minimum}..{self.maximum}")
         return value

@@ -3,7 +3,7 @@
 Owns: one class per kind of slow work. ``ServerProtocol`` creates a job with everything it needs, the driver
 calls ``job.run()`` wherever it likes (a worker thread, or inline in a simulation) and hands it back with
 ``ServerProtocol.job_done(job, now)``. ``run()`` reads no protocol state, so no lock is held while it works
-(STYLE.md section 1.3; PERF-NOTES: slow one-off work stays off the relay). Must not: touch sockets or clocks
+(docs/STYLE.md section 1.3; docs/PERF-NOTES.md: slow one-off work stays off the relay). Must not: touch sockets or clocks
 (``now`` is captured when the job is made).
 """
 
@@ -64,7 +64,7 @@ class LoginJob(Job):
 
     def run(self) -> None:
         record = self.registry.get_user(self.username)
-        # THREATS.md 17: an unknown user costs one scrypt too, against a dummy record, and fails the same way.
+        # docs/THREATS.md 17: an unknown user costs one scrypt too, against a dummy record, and fails the same way.
         password_ok = kdf.verify_password(self.password, record.password_record if record else self.dummy_record)
         proof_ok = self._check_proof(record)
         if password_ok and proof_ok and record is not None:
@@ -75,7 +75,7 @@ class LoginJob(Job):
     def _check_proof(self, record: UserRecord | None) -> bool:
         """Verify one certificate and one signature of EVERY scheme: the user's own for its scheme, decoys for
         the others (all decoys for an unknown name). The work is then the same whether the name exists and
-        whichever scheme it uses, so timing tells an attacker nothing (THREATS.md 17, PROTOCOL.md 6.2)."""
+        whichever scheme it uses, so timing tells an attacker nothing (docs/THREATS.md 17, PROTOCOL.md 6.2)."""
         ca_key = load_public_key(self.ca.public_der)
         real_scheme = record.certificate.signature_scheme if record is not None else None
         proof_ok = False
@@ -154,7 +154,7 @@ class RegisterJob(Job):
                 raise SecureChatError("nonce mismatch", ErrorCode.AUTH_FAILED)
             verify(scheme, signing_key, signed, self.proof.signature)
         except SecureChatError:
-            # THREATS.md 25: copied public keys cannot produce either proof.
+            # docs/THREATS.md 25: copied public keys cannot produce either proof.
             self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
             return
         if self.registry.get_user(req.username) is not None:

@@ -1,4 +1,4 @@
-"""Server limits and the clock-free throttles that enforce them (PROTOCOL.md 10, THREATS.md B and C).
+"""Server limits and the clock-free throttles that enforce them (PROTOCOL.md 10, docs/THREATS.md B and C).
 
 Owns: ``ServerConfig`` (every limit, deadline and cost, with why) and the small throttles the server uses:
 per-(account, address) login backoff, per-address failure windows and per-user token buckets. Time is always
@@ -15,18 +15,18 @@ from ..crypto.kdf import OWASP_SCRYPT, ScryptParams
 
 @dataclass(frozen=True)
 class ServerConfig:
-    scrypt: ScryptParams = OWASP_SCRYPT        # THREATS.md: OWASP minimum N=2^17, r=8, p=1 by default
+    scrypt: ScryptParams = OWASP_SCRYPT        # docs/THREATS.md: OWASP minimum N=2^17, r=8, p=1 by default
     certificate_validity_seconds: int = 365 * 24 * 3600
     max_connections: int = 1024                # a class session is 300; leaves room without unbounded growth
     max_connections_per_address: int = 512     # loopback benchmarks connect 300 clients from one address
-    handshake_deadline_seconds: float = 10.0   # THREATS.md 10: slowloris connections are closed by then
+    handshake_deadline_seconds: float = 10.0   # docs/THREATS.md 10: slowloris connections are closed by then
     auth_deadline_seconds: float = 120.0       # a connection must log in within this (key generation is local)
-    frame_deadline_seconds: float = 30.0       # a started frame must complete within this (THREATS.md 1)
-    max_pending_password_jobs: int = 512       # THREATS.md 14: queued scrypt work beyond this gets server_busy
-    max_chats_per_user: int = 64               # THREATS.md 15
-    messages_per_second: float = 200.0         # THREATS.md 15: per user, sustained
+    frame_deadline_seconds: float = 30.0       # a started frame must complete within this (docs/THREATS.md 1)
+    max_pending_password_jobs: int = 512       # docs/THREATS.md 14: queued scrypt work beyond this gets server_busy
+    max_chats_per_user: int = 64               # docs/THREATS.md 15
+    messages_per_second: float = 200.0         # docs/THREATS.md 15: per user, sustained
     message_burst: float = 2000.0              # per user, burst
-    failures_before_backoff: int = 3           # THREATS.md 18: per (account, address)
+    failures_before_backoff: int = 3           # docs/THREATS.md 18: per (account, address)
     max_backoff_seconds: float = 60.0
     address_failure_window_seconds: float = 60.0
     address_failures_allowed: int = 30         # per address per window, across all accounts
@@ -39,7 +39,7 @@ class LoginThrottle:
     """Exponential backoff per (account, address) plus a failure window per address (PROTOCOL.md 6.2).
 
     Keyed by the pair, so an attacker guessing from one address slows only itself: the real user, from
-    another address, is never locked out (THREATS.md 18). Checked before any scrypt work is queued.
+    another address, is never locked out (docs/THREATS.md 18). Checked before any scrypt work is queued.
     """
 
     def __init__(self, config: ServerConfig) -> None:
@@ -85,7 +85,7 @@ class LoginThrottle:
 
 
 class TokenBucket:
-    """A request budget: ``rate`` per second, up to ``burst`` saved (THREATS.md 15)."""
+    """A request budget: ``rate`` per second, up to ``burst`` saved (docs/THREATS.md 15)."""
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst = rate, burst

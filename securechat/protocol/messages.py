@@ -19,7 +19,7 @@ from .fields import Blob, Boolean, Choice, Integer, Kind, ListOf, Name, Object, 
 PROTOCOL_VERSION = 1
 MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
 MAX_CHAT_BODY_BYTES = 64 * 1024  # PROTOCOL.md 10: one chat message's ciphertext
-MAX_PASSWORD_CHARS = 1024        # THREATS.md 9: a 1 MB password must not reach scrypt
+MAX_PASSWORD_CHARS = 1024        # docs/THREATS.md 9: a 1 MB password must not reach scrypt
 MAX_LIST_ITEMS = 10_000          # who/online lists: more users than a class session holds
 KEY_BLOB = Blob(max_bytes=2048)  # SubjectPublicKeyInfo DER: RSA-2048 is 294 bytes, DSA-2048 about 840
 SIGNATURE_BLOB = Blob(max_bytes=1024)
@@ -28,9 +28,9 @@ RID = Optional(Integer())
 
 SCHEME_NAMES = tuple(s.value for s in SignatureScheme)
 SUITE_NAMES = tuple(s.value for s in CipherSuite)
-# PROTOCOL.md 7: how a chat's keys are made. "server-key" (seed 000): the server generates and wraps them;
-# "contributory" (seed 004, fixed): members agree on them through a blind relay; "contributory-xor" (seed 004
-# as written, INSECURE, for the attack labs); "hybrid" (seeds 001/002): a fresh key per message.
+# PROTOCOL.md 7: how a chat's keys are made. "server-key": the server generates and wraps them;
+# "contributory": members agree on them through a blind relay; "contributory-xor" (the XOR
+# derivation, INSECURE, for the attack labs); "hybrid": a fresh key per message.
 CHAT_MODES = ("server-key", "contributory", "contributory-xor", "hybrid")
 KEYLESS_MODES = ("contributory", "contributory-xor", "hybrid")  # the server never holds a key for these
 LOBBY_ID = "lobby"  # PROTOCOL.md 7.8: the single room every online user is in (hybrid mode)
@@ -351,7 +351,7 @@ class ShareCommitted(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class KeyShare(Message):
-    """One member's share for one recipient, RSA-OAEP-wrapped and signed (the seed 004 envelope)."""
+    """One member's share for one recipient, RSA-OAEP-wrapped and signed (PROTOCOL.md 7.6)."""
 
     TYPE: ClassVar[str] = "key_share"
     chat_id: str = f(CHAT_ID)

@@ -26,8 +26,12 @@ def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> list[ev.Event
     if chat is not None and chat.state is ChatState.LEFT:
         del book.chats[msg.chat_id]
         chat = None
-    if chat is not None and msg.epoch <= chat.epoch:
-        return [_rejected(msg, ErrorCode.STALE_EPOCH, "epoch did not increase")]
+    refused = book.check_continuity(chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite,
+                                    keyed=False)
+    if refused is None and chat is not None and msg.epoch <= chat.epoch:
+        refused = _rejected(msg, ErrorCode.STALE_EPOCH, "epoch did not increase")
+    if refused is not None:
+        return [refused]
     try:
         verify(book._server_scheme, book._server_key, chat_epoch_signed_bytes(  # noqa: SLF001 (same layer)
             chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite, reason=msg.reason,
@@ -36,6 +40,10 @@ def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> list[ev.Event
         return [_rejected(msg, ErrorCode.BAD_SIGNATURE, "membership not signed by the server")]
     if book.username not in msg.members:
         return [_rejected(msg, ErrorCode.NOT_MEMBER, "membership does not list us")]
+    refused = book.check_membership(chat_id=msg.chat_id, reason=msg.reason, actor=msg.actor, members=msg.members)
+    if refused is not None:
+        return [refused]
+    book.record_epoch(msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch)
     before = chat.members if chat else ()
     if chat is None:
         chat = book.chats[msg.chat_id] = ClientChat(chat_id=msg.chat_id, mode=msg.mode, suite=msg.suite,
@@ -68,7 +76,7 @@ def on_round(book: ChatBook, msg: m.Message, now: float) -> list[ev.Event]:
     chat_id, epoch = getattr(msg, "chat_id"), getattr(msg, "epoch")
     agreement = book.agreements.get(chat_id)
     if not isinstance(agreement, Agreement) or agreement.epoch != epoch:
-        # THREATS.md 49: a share or commitment of another epoch (replayed by the server) is refused.
+        # docs/THREATS.md 49: a share or commitment of another epoch (replayed by the server) is refused.
         return [ev.MessageRejected(chat_id=chat_id, sender=getattr(msg, "sender", "server"),
                                    code=ErrorCode.STALE_EPOCH.value, reason=f"no agreement running at epoch {epoch}")]
     agreement.inbox.append(msg)
@@ -89,7 +97,7 @@ def advance(book: ChatBook, chat_id: str, now: float) -> list[ev.Event]:
     try:
         blocked = [n for n in agreement.others if n in book.refused]
         if blocked:
-            # THREATS.md 46: no share goes to a key we have not accepted; end the epoch rather than wait forever.
+            # docs/THREATS.md 46: no share goes to a key we have not accepted; end the epoch rather than wait forever.
             agreement.state = AgreementState.ABORTED
             raise AgreementFailed(f"{', '.join(blocked)} presented a changed key", ErrorCode.KEY_CHANGED)
         book.outbox.extend(agreement.advance(peer, now))

@@ -1,4 +1,4 @@
-"""The registry interface the server protocol reads and writes, and an in-memory implementation.
+"""The registry interface the server protocol reads and writes (its implementations live in ``securechat.store``).
 
 Owns: ``UserRecord`` (what the server stores per user: never a private key, never a password, only its
 scrypt record) and the ``Registry`` protocol. Must not: do file I/O; ``securechat.store.SqliteRegistry`` is the

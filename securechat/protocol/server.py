@@ -52,7 +52,7 @@ FATAL_CODES = frozenset({
 
 # PROTOCOL.md 10: a record plaintext of 256 KiB holds about 400 chat messages; 1024 frames is generous.
 MAX_INNER_FRAMES_PER_RECORD = 1024
-# PROTOCOL.md 9.2: bad frames are answered and the connection kept, but not without end (THREATS.md 12, 15).
+# PROTOCOL.md 9.2: bad frames are answered and the connection kept, but not without end (docs/THREATS.md 12, 15).
 MAX_ERRORS_PER_CONNECTION = 64
 
 
@@ -101,7 +101,7 @@ class ServerProtocol:
         self.chats = ChatDirectory(config.max_chats_per_user)
         self._throttle = LoginThrottle(config)
         self._dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
-        self._decoys = make_decoys(server_key)  # THREATS.md 17: equal proof-checking work for every login
+        self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self._jobs: deque[Job] = deque()
         self.pending_password_jobs = 0
         self._events: deque[ev.ServerEvent] = deque()
@@ -113,7 +113,7 @@ class ServerProtocol:
     # --- driver API -----------------------------------------------------------------------------------------
 
     def connection_made(self, peer: int, address: str, now: float) -> None:
-        """Admit a new connection, or queue server_busy and close it (THREATS.md 11)."""
+        """Admit a new connection, or queue server_busy and close it (docs/THREATS.md 11)."""
         self.peers[peer] = p = Peer(id=peer, address=address, opened_at=now)
         self._events.append(ev.PeerConnected(peer=peer, address=address))
         same_address = sum(1 for q in self.peers.values() if q.address == address)
@@ -141,7 +141,7 @@ class ServerProtocol:
         self.receive_data(peer, b"", now)
 
     def handle_timer(self, now: float) -> None:
-        """Enforce deadlines (THREATS.md 1, 10): call about once a second."""
+        """Enforce deadlines (docs/THREATS.md 1, 10): call about once a second."""
         self._now = now
         cfg = self.config
         for p in list(self.peers.values()):
@@ -177,7 +177,7 @@ class ServerProtocol:
 
     def data_to_send(self) -> list[tuple[int, bytes]]:
         """Bytes to write, per peer. Every inner frame queued for a peer since the last call travels in one
-        record (PERF-NOTES: one AEAD operation per recipient per round, whatever the fan-out)."""
+        record (docs/PERF-NOTES.md: one AEAD operation per recipient per round, whatever the fan-out)."""
         out: list[tuple[int, bytes]] = []
         while self._dirty:  # dropping a peer below can queue presence frames for others: go round again
             dirty, self._dirty = self._dirty, set()
@@ -229,14 +229,14 @@ class ServerProtocol:
                 return
             try:
                 value = parse_json(inner)
-                # THREATS.md 8: whether a type is allowed now is decided before its fields are validated.
+                # docs/THREATS.md 8: whether a type is allowed now is decided before its fields are validated.
                 self._check_allowed(p, value["type"])
                 message = message_from_dict(value)
                 if self._trace is not None:
                     self._tracing(p, "receive", "inner", message.TYPE, inner)
                 self._receive_inner(p, message)
             except RemoteProtocolError as exc:
-                # THREATS.md 4-9: a bad frame inside a valid record is answered; the connection stays, except
+                # docs/THREATS.md 4-9: a bad frame inside a valid record is answered; the connection stays, except
                 # for out-of-state messages before login (entry 8).
                 keep = exc.code is not ErrorCode.UNEXPECTED_MESSAGE or p.state is PeerState.ONLINE
                 p.errors += 1
@@ -256,7 +256,7 @@ class ServerProtocol:
         if self.config.require_post_quantum and not hybrid:
             raise RemoteProtocolError("this server requires the x25519+mlkem768 exchange", ErrorCode.HANDSHAKE_FAILED)
         ephemeral, share = generate_ephemeral(random_bytes=self._random_bytes)
-        secret = shared_secret(ephemeral, hello.key_share)  # THREATS.md 29: low-order shares raise here
+        secret = shared_secret(ephemeral, hello.key_share)  # docs/THREATS.md 29: low-order shares raise here
         kem_ciphertext: bytes | None = None
         if hello.kem_key is not None:
             # PROTOCOL.md 4.4: ML-KEM-768 encapsulation to the client's key, combined with X25519 in HKDF.
@@ -370,7 +370,7 @@ class ServerProtocol:
             self._drop(p, f"error {exc.code.value}", close=True)
 
     def _drop(self, p: Peer, reason: str, *, close: bool = False) -> None:
-        """Take *p* offline and out of its chats (THREATS.md 35); the others' chats are rekeyed."""
+        """Take *p* offline and out of its chats (docs/THREATS.md 35); the others' chats are rekeyed."""
         p.closing = True
         p.state = PeerState.CLOSED
         name = p.username

@@ -79,7 +79,7 @@ def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
 
 
 def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
-    """THREATS.md 14: bounded scrypt work, refused before any hashing."""
+    """docs/THREATS.md 14: bounded scrypt work, refused before any hashing."""
     if server.pending_password_jobs >= server.config.max_pending_password_jobs:
         server._reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg, fatal=False)
         return False
@@ -113,7 +113,7 @@ def login_done(server: ServerProtocol, p: Peer, job: LoginJob) -> None:
     p.state = next_peer_state_on_job(p.state, job.outcome)
     if job.outcome != "logged_in" or job.record is None:
         server._throttle.failed(job.username, p.address, server._now)
-        # THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
+        # docs/THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
         server._reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")
         return
     server._throttle.succeeded(job.username, p.address)

@@ -1,7 +1,7 @@
 """The server's chats: members, epochs and the in-order release of key distributions (PROTOCOL.md 7).
 
 Owns: ``ServerChat`` and the ``ChatDirectory`` that applies membership changes one at a time (each one a new
-epoch, THREATS.md 50) and enforces per-user chat limits. Must not: do crypto or build frames.
+epoch, docs/THREATS.md 50) and enforces per-user chat limits. Must not: do crypto or build frames.
 """
 
 from __future__ import annotations

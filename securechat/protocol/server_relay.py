@@ -34,7 +34,7 @@ def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
     assert p.username is not None
     wanted = [n for n in msg.members if n != p.username]
     status = {n: availability_of(server, n) for n in wanted}
-    # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline (seed 004).
+    # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline.
     joinable = ("online", "offline") if msg.mode in server_modes.CONTRIBUTORY else ("online",)
     members = [n for n in wanted if status[n] in joinable]
     if not members:
@@ -94,7 +94,7 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 def chat_message_frame(msg: m.ChatSend, sender: str) -> bytes:
     """The relayed chat_message frame, byte-identical to ``encode_frame(m.ChatMessage(...))``.
 
-    The relay hot path (issue 6, section 6): every field of *msg* was validated when it was decoded, and
+    The relay hot path: every field of *msg* was validated when it was decoded, and
     *sender* is the authenticated username, so the frame is built straight from them in ChatMessage's field
     order, without a second dataclass -> per-field kinds -> dict round.
     """
@@ -143,7 +143,7 @@ def on_round(server: ServerProtocol, p: Peer, msg: m.Message, handler: Callable[
 
 
 def rekey(server: ServerProtocol, chat_id: str, reason: str, actor: str) -> None:
-    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, THREATS.md 38-40)."""
+    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40)."""
     chat = server.chats.get(chat_id)
     if chat is None:
         return

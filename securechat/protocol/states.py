@@ -11,7 +11,7 @@ machine (``ChatState``).
 A message whose (state, direction, type) is not in the table is illegal: a received one raises
 RemoteProtocolError(UNEXPECTED_MESSAGE), a sent one LocalProtocolError. Illegal input before the channel is
 authenticated closes the connection; after login it is answered with an error and changes nothing
-(THREATS.md entry 8). Must not: import codec or crypto, or do anything but look up tables.
+(docs/THREATS.md entry 8). Must not: import codec or crypto, or do anything but look up tables.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixtures and the raw-socket attacker for the scripted adversarial conversations (issue 6, THREATS.md).
+"""Fixtures and the raw-socket attacker for the scripted adversarial conversations (docs/THREATS.md).
 
 Every script drives a LIVE TcpServer on 127.0.0.1 port 0. ``RawConn`` performs the real handshake itself
 (with ClientProtocol), then seals ARBITRARY inner bytes with the connection's own RecordLayer, so a script can

@@ -1,4 +1,4 @@
-"""THREATS.md A1-A9: bad input and framing, against a live server, with sanity before and after."""
+"""docs/THREATS.md A1-A9: bad input and framing, against a live server, with sanity before and after."""
 
 from __future__ import annotations
 

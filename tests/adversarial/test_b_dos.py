@@ -1,4 +1,4 @@
-"""THREATS.md B10-B16: denial of service, scaled to CI (small limits and short deadlines)."""
+"""docs/THREATS.md B10-B16: denial of service, scaled to CI (small limits and short deadlines)."""
 
 from __future__ import annotations
 

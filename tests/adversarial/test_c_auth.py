@@ -1,4 +1,4 @@
-"""THREATS.md C17-C26: registration and authentication, against a live server."""
+"""docs/THREATS.md C17-C26: registration and authentication, against a live server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""THREATS.md D27-D36: the secure channel, attacked on the wire of a live server."""
+"""docs/THREATS.md D27-D36: the secure channel, attacked on the wire of a live server."""
 
 from __future__ import annotations
 

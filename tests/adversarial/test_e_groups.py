@@ -1,4 +1,4 @@
-"""THREATS.md E37-E45 and E50 for mode server-key (E46-E49 are mode B: not applicable yet)."""
+"""docs/THREATS.md E37-E45 and E50 for mode server-key (E46-E49 are mode B: not applicable yet)."""
 
 from __future__ import annotations
 

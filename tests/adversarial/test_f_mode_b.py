@@ -1,4 +1,4 @@
-"""Scripted conversations for mode B (contributory chat keys through a blind relay): THREATS.md 46-50.
+"""Scripted conversations for mode B (contributory chat keys through a blind relay): docs/THREATS.md 46-50.
 
 Every script runs against a LIVE TcpServer on 127.0.0.1 over real sockets, with the sanity conversation before
 and after. The malicious member ("Mallory") is a real TcpClient whose ClientProtocol runs the honest agreement;
