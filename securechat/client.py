@@ -99,8 +99,11 @@ class PromptTerminal:
 
     def invalidate(self) -> None:
         app = self._session.app
-        if app.is_running:
-            app.invalidate()
+        try:
+            if app.is_running:
+                app.invalidate()  # thread-safe: schedules a redraw of the prompt on the event loop
+        except RuntimeError:  # the loop closed between the check and the call (the prompt just returned)
+            pass
 
     def run(self, shell: Shell) -> None:
         from prompt_toolkit.patch_stdout import patch_stdout

@@ -7,12 +7,14 @@ protocol logic (that is ``protocol/server.py``) or log contents (PROTOCOL.md 11)
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
 import sys
 import threading
 
+from . import __version__
 from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
@@ -24,6 +26,7 @@ from .store import DEFAULT_PASSPHRASE, SqliteRegistry
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="securechat-server", description="Run a securechat server.")
+    parser.add_argument("--version", action="version", version=f"securechat-server {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a LAN)")
     parser.add_argument("--port", type=int, default=5050, help="TCP port (0 picks a free one)")
     parser.add_argument("--db", default="securechat.db", help="SQLite registry path (created if missing)")
@@ -59,8 +62,18 @@ def main(argv: list[str] | None = None) -> int:
                           require_post_quantum=args.require_post_quantum)
     if args.export_key:
         write_server_key_file(args.export_key, server_key.public_der, server_key.scheme.value)
-    server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
-                       password_workers=args.password_workers).start()
+    try:
+        server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
+                           password_workers=args.password_workers).start()
+    except OSError as exc:
+        registry.close()
+        if exc.errno == errno.EADDRINUSE:
+            print(f"securechat-server: port {args.port} on {args.host} is in use (another server running?): stop "
+                  "it or choose another port with --port", file=sys.stderr)
+        else:
+            print(f"securechat-server: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                  file=sys.stderr)
+        return 1
     print(f"securechat server on {server.address[0]}:{server.address[1]}  db={args.db}", flush=True)
     print(f"lobby: {'on' if args.lobby else 'off'}", flush=True)
     print(f"server key fingerprint ({server_key.scheme.value}): {fingerprint(server_key.public_der)}", flush=True)

@@ -129,6 +129,7 @@ class Shell:
         self.session: Session | None = None
         self._sent: dict[int, tuple[str, str]] = {}   # rid of a chat_send -> (chat id, what was typed)
         self._known: set[str] = set()                # chat ids we printed a "new chat" line for
+        self._labels: dict[str, str] = {}            # chat id -> its name when first seen with others in it
         self._quitting = False
         self._reconnecting: threading.Thread | None = None
         self._stop = threading.Event()
@@ -157,25 +158,38 @@ class Shell:
         return f"{user}@{self.label(current)}> " if current else f"{user}> "
 
     def label(self, chat_id: str | None, chats: list[ChatInfo] | None = None) -> str:
-        """A readable, escaped name for a chat: "lobby", or the other members ("bob", "bob,carol"), with the
-        start of the id when two chats would have the same name."""
+        """A readable, escaped name for a chat: "lobby", or the other members when we first saw it ("bob",
+        "bob,carol"; it stays the same when they leave), with the start of the id when two active chats would
+        have the same name."""
         if chat_id is None:
             return "-"
         if chat_id == LOBBY_ID:
             return "lobby"
         if chats is None:
             chats = self._chats()
-        me = self.session.username if self.session else None
-
-        def base(info: ChatInfo) -> str:
-            return ",".join(m for m in info.members if m != me) or "just-you"
-        info = next((c for c in chats if c.chat_id == chat_id), None)
-        if info is None:
+        name = self._base_label(chat_id, chats)
+        if name is None:
             return printable(chat_id[:8])
-        name = base(info)
-        if any(c.chat_id not in (chat_id, LOBBY_ID) and c.state == "active" and base(c) == name for c in chats):
+        if any(c.chat_id not in (chat_id, LOBBY_ID) and c.state == "active" and self._base_label(c.chat_id, chats)
+               == name for c in chats):
             name += "#" + chat_id[:4]
         return printable(name)
+
+    def _base_label(self, chat_id: str, chats: list[ChatInfo]) -> str | None:
+        with self._lock:
+            known = self._labels.get(chat_id)
+        if known is not None:
+            return known
+        info = next((c for c in chats if c.chat_id == chat_id), None)
+        if info is None:
+            return None
+        me = self.session.username if self.session else None
+        others = sorted(m for m in info.members if m != me)
+        if not others:
+            return "just-you"
+        with self._lock:
+            self._labels[chat_id] = ",".join(others)
+        return ",".join(others)
 
     def _chats(self) -> list[ChatInfo]:
         client = self.client
