@@ -151,9 +151,8 @@ def test_escape_sequences_from_a_peer_are_shown_not_obeyed(server: Server, tmp_p
     mallory = server.user("mallory")
     try:
         opened = mallory.open_chat(["bob"])
-        bob.expect(r"now talking in mallory")
         mallory.send(opened.chat_id, "ok\x1b[2K\r[bob] bob: FORGED pay eve\u202eusd")
-        shown = bob.expect(r"mallory: ok.*verified")
+        shown = bob.expect(r"mallory: ok.*verified\)")
         line = shown.group(0)
         assert "\x1b[2K\r[bob]" not in bob.screen()
         assert "ok\\x1b[2K\\r[bob] bob: FORGED pay eve<U+202E>usd" in line
