@@ -24,7 +24,7 @@ from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .display import printable
 from .errors import SecureChatError
-from .keystore import DEFAULT_ROOT, KeyStore, KeyStoreError, read_server_key_file
+from .keystore import DEFAULT_ROOT, KeyStore, KeyStoreError, PinFileError, read_server_key_file
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
 from .shell import HELP, SCHEME_ALIASES, Shell, key_changed_warning
@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyStoreError as exc:
         print(f"securechat-client: {exc}", file=sys.stderr)
         return 2
+    except PinFileError as exc:  # fail closed: a damaged pin file never means "trust on first use"
+        print(f"securechat-client: {exc.args[0]}", file=sys.stderr)
+        return 1
     key_exchange = "x25519+mlkem768" if args.post_quantum else "x25519"
     interactive = not args.plain and sys.stdin.isatty() and sys.stdout.isatty()
     terminal: PlainTerminal | PromptTerminal = PromptTerminal() if interactive else PlainTerminal()
@@ -201,11 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     shell.attach(first)
     shell.say(f"connected to {address} ({first.handshake.key_exchange}); server key "
               f"{first.handshake.server_fingerprint}")
-    if first.handshake.first_use:
-        shell.say("  first connection to this server: compare that fingerprint with the one the server printed "
-                  "at start-up; pinned now")
-        store.pin_server(address, first.handshake.server_key, first.handshake.server_scheme)
-        trusted[0] = (first.handshake.server_key, first.handshake.server_scheme)
+    trusted[0] = (first.handshake.server_key, first.handshake.server_scheme)
+    if first.handshake.first_use or args.server_key:
+        # PROTOCOL.md 4.2: a key given with --server-key is pinned too, so a later run without the flag is
+        # checked against it rather than trusting on first use again.
+        try:
+            store.pin_server(address, first.handshake.server_key, first.handshake.server_scheme)
+            shell.say(f"  server key from {args.server_key} pinned for {address}" if args.server_key else
+                      "  first connection to this server: compare that fingerprint with the one the server "
+                      "printed at start-up; pinned now")
+        except PinFileError as exc:
+            shell.say(f"! server key NOT pinned: {exc.args[0]}")
     shell.say("type /help for commands")
     try:
         terminal.run(shell)

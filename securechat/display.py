@@ -93,6 +93,10 @@ ERROR_SENTENCES: dict[ErrorCode, str] = {
     ErrorCode.KEY_CONFIRMATION_FAILED: "the members did not end up with the same chat key",
     ErrorCode.KEY_UNWRAP_FAILED: "a chat key could not be unwrapped with your key",
     ErrorCode.DUPLICATE_SHARE: "a member sent its key share twice",
+    ErrorCode.MODE_CHANGED: "the server tried to change how this chat is keyed: refused, the chat keeps its mode",
+    ErrorCode.MEMBERSHIP_INCONSISTENT: "the server announced a membership change that does not add up: refused",
+    ErrorCode.UNREADABLE_MESSAGE: "a member sent a signed message you cannot open (it may have left you out)",
+    ErrorCode.EQUIVOCATION: "a member showed different members different messages",
     ErrorCode.CONNECTION_LOST: "the connection to the server was lost",
     ErrorCode.INTERNAL_ERROR: "something went wrong inside the program",
 }

@@ -18,7 +18,9 @@ from . import __version__
 from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
+from .errors import SecureChatError
 from .keystore import write_server_key_file
+from .net.server_log import JsonFormatter
 from .net.tcp_server import TcpServer
 from .protocol.limits import ServerConfig
 from .store import DEFAULT_PASSPHRASE, SqliteRegistry
@@ -31,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5050, help="TCP port (0 picks a free one)")
     parser.add_argument("--db", default="securechat.db", help="SQLite registry path (created if missing)")
     parser.add_argument("--export-key", metavar="FILE", help="write the server's public key here for clients")
+    parser.add_argument("--server-key-file", metavar="FILE",
+                        help="keep the server's private key (encrypted) in this owner-only file instead of the "
+                             "database, so resetting the database keeps the server's identity (created if missing "
+                             "from the key in the database, or a new one)")
+    parser.add_argument("--allow-default-passphrase", action="store_true",
+                        help="start even though SECURECHAT_SERVER_PASSPHRASE is unset (the published default "
+                             "passphrase then protects the server key: demos and tests only)")
     parser.add_argument("--scrypt-n", type=int, default=OWASP_SCRYPT.n,
                         help="scrypt cost N for new passwords (default 2^17, OWASP's minimum; lower only for demos)")
     parser.add_argument("--password-workers", type=int, default=2, help="concurrent scrypt computations")
@@ -41,18 +50,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation for records (byte-identical; cryptography must be installed)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text: one plain sentence per event; json: one JSON object per line, for tools")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if args.log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     log = logging.getLogger("securechat.server")
-    passphrase = os.environ.get("SECURECHAT_SERVER_PASSPHRASE", DEFAULT_PASSPHRASE)
+    passphrase = os.environ.get("SECURECHAT_SERVER_PASSPHRASE") or DEFAULT_PASSPHRASE
     if passphrase == DEFAULT_PASSPHRASE:
-        log.warning("server key protected by the default passphrase: set SECURECHAT_SERVER_PASSPHRASE")
+        if not args.allow_default_passphrase:
+            print("securechat-server: refusing to start: the server key would be protected by the published "
+                  "default passphrase. Set SECURECHAT_SERVER_PASSPHRASE (see README), or pass "
+                  "--allow-default-passphrase for a throwaway demo server.", file=sys.stderr)
+            return 2
+        log.warning("server key protected by the default passphrase (--allow-default-passphrase): demo use only")
     registry = SqliteRegistry(args.db)
-    server_key = registry.load_or_create_server_key(passphrase)
+    try:
+        server_key = registry.load_or_create_server_key(passphrase, key_file=args.server_key_file)
+    except SecureChatError as exc:
+        print(f"securechat-server: cannot load the server key: {exc} (is SECURECHAT_SERVER_PASSPHRASE right?)",
+              file=sys.stderr)
+        registry.close()
+        return 2
     try:
         set_backend(args.aead_backend)
     except RuntimeError as exc:

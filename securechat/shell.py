@@ -19,7 +19,7 @@ from .crypto.signatures import SignatureScheme
 from .display import explain, printable
 from .emoji import render
 from .errors import ErrorCode, LocalProtocolError, SecureChatError
-from .keystore import KeyStore, KeyStoreError
+from .keystore import KeyStore, KeyStoreError, PinFileError
 from .net.tcp_client import ChatInfo, ConnectionClosedError, RequestError, TcpClient
 from .protocol import events as ev
 from .protocol.fields import normalize_username
@@ -269,6 +269,9 @@ class Shell:
             try:
                 client.load_pins(self.store.load_pins(session.username))
                 client.login(session.username, session.password, session.keys)
+            except PinFileError as exc:
+                client.close()
+                raise ReconnectRefused(str(exc.args[0])) from None
             except RequestError as exc:
                 client.close()
                 if exc.code is ErrorCode.AUTH_FAILED:
@@ -340,6 +343,9 @@ class Shell:
             case ev.ChatAborted():
                 return (f"! key agreement in {self.label(event.chat_id)} (epoch {event.epoch}) failed: "
                         f"{explain(event.code, event.reason)}; this chat has no key now")
+            case ev.PeerMisbehaved():
+                return (f"! WARNING: {printable(event.sender)} MISBEHAVED in {self.label(event.chat_id)} at message "
+                        f"{event.seq}: {explain(event.code, event.reason)}")
             case ev.MessageRejected():
                 return (f"! REJECTED a message in {self.label(event.chat_id)} from {printable(event.sender)}: "
                         f"{explain(event.code, event.reason)}")
@@ -418,6 +424,8 @@ class Shell:
             self.say(f"! usage: {USAGE.get(command, '/' + command)}")
         except KeyStoreError as exc:
             self.say(f"! {exc}")
+        except PinFileError as exc:  # fail closed: a damaged pin file is never "no pins"
+            self.say(f"! {printable(str(exc.args[0]))}")
         except ConnectionClosedError:
             self.say("! not connected to the server: " + ("reconnecting, try again in a moment"
                                                           if self.status == "reconnecting" else "type /reconnect"))
@@ -697,6 +705,17 @@ class Shell:
         if self.session is not None and name == self.session.username:
             self.say(f"your identity fingerprint: {own}")
             return
+        change = client.pending_key_changes().get(name)
+        if change is not None:
+            # PROTOCOL.md 7.9: the number to compare is the OFFERED key's; the pinned one cannot match any more.
+            pinned, offered = printable(change[0]), printable(change[1])
+            self.say(f"!!! the keys of {name} CHANGED; nothing is sent to or accepted from {name} until you decide")
+            self.say(f"  pinned key  {pinned}   safety number: {printable(client.safety_number(name))}")
+            self.say(f"  OFFERED key {offered}   safety number: "
+                     f"{printable(client.safety_number(name, offered=True))}")
+            self.say(f"  ask {name} (in person, by phone) to read their safety number with you. Only if it is the")
+            self.say(f"  OFFERED one, type  /trust {name} {offered}   (if it differs, a substituted key: do not)")
+            return
         try:
             number = client.safety_number(name)
         except SecureChatError:
@@ -706,17 +725,23 @@ class Shell:
         self.say(f"  read it to {name} out of band (in person, by phone): it must be the same on both screens")
 
     def cmd_trust(self, args: list[str]) -> None:
-        if len(args) != 1:
-            raise UsageError
-        name = self._name(args[0])
-        self.say(RULE)
-        self.say(f"!!! You are accepting NEW keys for {name}. Do this ONLY if you compared the safety number")
-        self.say(f"!!! with {name} out of band and it matched. If not, a substituted key lets the server read")
-        self.say(f"!!! and forge {name}'s messages.")
-        self.say(RULE)
-        self._online_client().accept_key_change(name)
+        if len(args) != 2:
+            self.say("! usage: /trust NAME FINGERPRINT   (the OFFERED fingerprint /fingerprint NAME shows, after "
+                     "comparing the safety number out of band)")
+            return
+        name, typed = self._name(args[0]), args[1]
+        client = self._online_client()
+        if name not in client.pending_key_changes():
+            self.say(f"! the keys of {name} have not changed: there is nothing to trust (/fingerprint {name})")
+            return
+        try:
+            client.accept_key_change(name, typed)
+        except SecureChatError as exc:
+            self.say(f"! NOT trusted: {printable(str(exc))}")
+            return
         self._save_pins()
-        self.say(f"old pin for {name} dropped; the new key will be pinned when its certificate arrives")
+        self.say(f"pinned the new key of {name}: {printable(client.pins.get(name, ''))}")
+        self.say("  (only this key: if the server presents yet another one, you will be warned again)")
 
     def cmd_reconnect(self, args: list[str]) -> None:
         if self.status == "connected":

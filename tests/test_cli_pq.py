@@ -19,7 +19,7 @@ def _run(args: list[str], **kw):  # type: ignore[no-untyped-def]
 
 
 def test_server_requiring_post_quantum_admits_only_hybrid_clients(tmp_path: Path) -> None:
-    server = _run(["-m", "securechat.server", "--port", "0", "--db", str(tmp_path / "s.db"), "--scrypt-n", "1024",
+    server = _run(["-m", "securechat.server", "--allow-default-passphrase", "--port", "0", "--db", str(tmp_path / "s.db"), "--scrypt-n", "1024",
                    "--export-key", str(tmp_path / "key.json"), "--require-post-quantum",
                    "--aead-backend", "cryptography", "--no-lobby"])
     try:

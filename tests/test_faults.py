@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from securechat.crypto.certificates import Certificate
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.crypto.signatures import SignatureScheme
 from securechat.errors import ErrorCode
 from securechat.keystore import read_server_key_file
@@ -30,8 +29,8 @@ from securechat.net.tcp_client import RequestError, TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol.client import ClientProtocol
 from securechat.protocol.identity import generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import MemoryRegistry, SqliteRegistry, new_server_key
+from securechat.store import MemoryRegistry, SqliteRegistry
+from tests.live import start_server, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "fault-test password"
@@ -48,7 +47,7 @@ class ServerProcess:
     def __init__(self, tmp: Path, *extra: str) -> None:
         self.db, self.key_file = tmp / "db.sqlite", tmp / "key.json"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "securechat.server", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db),
+            [sys.executable, "-m", "securechat.server", "--allow-default-passphrase", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db),
              "--export-key", str(self.key_file), "--scrypt-n", "1024", *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -172,8 +171,7 @@ def test_f51_f52_sigkill_during_registration_burst_then_restart(tmp_path, fkeys)
 
 
 def _in_process(registry, **config) -> TcpServer:
-    return TcpServer(server_key=new_server_key(), registry=registry,
-                     config=ServerConfig(scrypt=FAST_SCRYPT, **config)).start()
+    return start_server(registry=registry, **config)
 
 
 def _client(server: TcpServer) -> TcpClient:
@@ -236,12 +234,7 @@ def test_f53_failing_store_gives_storage_failed_and_affects_nobody(tmp_path, fke
 
 
 def _wait(predicate, timeout: float = 8.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return wait_until(predicate, timeout)
 
 
 def _reset(sock: socket.socket) -> None:
@@ -263,9 +256,7 @@ def test_clients_killed_mid_handshake_login_and_message_leave_nothing(fkeys):
         warm.open_chat(["observer"])
         warm.logout()
         assert _wait(lambda: server.connection_count == 1)
-        # the scrypt pool starts its (bounded) workers lazily: start both now so they count in the baseline
-        for f in [server._password_pool.submit(time.sleep, 0.2) for _ in range(2)]:
-            f.result(5)
+        # the password workers start with the server, so they are already in the baseline
         base_threads = threading.active_count()
         base_names = sorted(t.name for t in threading.enumerate())
         base_conns = server.connection_count

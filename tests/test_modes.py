@@ -707,7 +707,7 @@ def test_fingerprints_pinned_and_substitution_detected() -> None:
     assert not [e for e in sim.events_of("alice2", ev.ChatReceived) if e.sender == "bob"]
 
     # the user compared fingerprints and accepts: the new key is pinned
-    new.accept_key_change("bob")
+    new.accept_key_change("bob", changed.seen)
     sim.run_until_idle()
     assert new.pins["bob"] == forged.identity_fingerprint()
     assert ("bob", forged.identity_fingerprint()) in [(e.username, e.fingerprint)

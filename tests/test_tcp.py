@@ -42,14 +42,8 @@ def keys():
 
 
 @pytest.fixture
-def server():
-    registry = MemoryRegistry()
-    key = new_server_key()
-    srv = TcpServer(server_key=key, registry=registry, config=ServerConfig(scrypt=FAST_SCRYPT)).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def server(make_server):
+    return make_server()
 
 
 class User:
@@ -196,7 +190,7 @@ def test_run_demo_exits_zero():
 
 def test_server_and_cli_client_processes(tmp_path):
     """The console entry points: a server process, two scripted CLI clients, then Ctrl-C (SIGINT)."""
-    server = _run(["-m", "securechat.server", "--port", "0", "--db", str(tmp_path / "s.db"),
+    server = _run(["-m", "securechat.server", "--allow-default-passphrase", "--port", "0", "--db", str(tmp_path / "s.db"),
                    "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024"])
     try:
         line = server.stdout.readline()  # type: ignore[union-attr]
@@ -258,7 +252,7 @@ def test_modes_over_tcp_wait_for_the_agreed_key_and_detect_a_changed_pin(server,
         alice.client.open_chat(["bob"])  # server-key: alice fetches bob's certificate, which differs from the pin
         changed = alice.expect(ev.PeerKeyChanged, lambda e: e.username == "bob")
         assert changed.pinned.startswith("0000")
-        alice.client.accept_key_change("bob")
+        alice.client.accept_key_change("bob", changed.seen)
         pinned = alice.expect(ev.PeerKeyPinned, lambda e: e.username == "bob")
         assert pinned.fingerprint == changed.seen
         store.save_pins("alice", alice.client.pins)

@@ -150,16 +150,22 @@ class TcpClient:
         self.wait_for_key(opened.chat_id, 1)
         return opened
 
-    def accept_key_change(self, username: str) -> None:
-        """The user compared safety numbers out of band: drop the old pin and fetch the new certificate."""
+    def accept_key_change(self, username: str, fingerprint: str) -> None:
+        """The user compared the OFFERED key's safety number out of band: pin exactly *fingerprint*
+        (PROTOCOL.md 7.9). Raises LocalProtocolError, pinning nothing, if the server's key differs."""
         def command(p: ClientProtocol) -> int:
-            p.accept_key_change(username)
-            return 0  # no reply to wait for: the new certificate arrives as PeerKeyPinned
+            p.accept_key_change(username, fingerprint)
+            return 0  # no reply to wait for: PeerKeyPinned is queued at once
         self._command(command)
 
-    def safety_number(self, username: str) -> str:
+    def safety_number(self, username: str, *, offered: bool = False) -> str:
         with self._lock:
-            return self.protocol.safety_number(username)
+            return self.protocol.safety_number(username, offered=offered)
+
+    def pending_key_changes(self) -> dict[str, tuple[str, str]]:
+        """name -> (pinned fingerprint, offered fingerprint) for every change waiting for a decision."""
+        with self._lock:
+            return self.protocol.pending_key_changes()
 
     @property
     def pins(self) -> dict[str, str]:

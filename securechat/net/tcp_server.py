@@ -26,10 +26,11 @@ from typing import Any
 
 from ..errors import ErrorCode
 from ..protocol import events as ev
-from ..protocol.jobs import ChatKeyJob, Job, ServerKey
+from ..protocol.jobs import ChatKeyJob, FairQueue, Job, ServerKey
 from ..protocol.limits import ServerConfig
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
+from .server_log import EventDescriber
 
 log = logging.getLogger("securechat.server")
 
@@ -74,11 +75,15 @@ class TcpServer:
                                        relay_events=relay_events)
         self._host, self._port = host, port
         self._on_event = on_event
+        self._describer = EventDescriber()  # only the engine thread reports
         self._inbound: queue.Queue[tuple[str, Any, Any]] = queue.Queue(INBOUND_QUEUE_ITEMS)
         self._conns: dict[int, _Conn] = {}
         self._conns_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._password_pool = ThreadPoolExecutor(password_workers, thread_name_prefix="securechat-scrypt")
+        # PROTOCOL.md 6.2 "fair admission": password jobs wait in one queue per address, served round robin.
+        self._password_jobs: FairQueue[Job] = FairQueue()
+        self._password_ready = threading.Condition()
+        self._password_workers = password_workers
         self._key_pool = ThreadPoolExecutor(1, thread_name_prefix="securechat-wrap")
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
@@ -105,7 +110,8 @@ class TcpServer:
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake[0], selectors.EVENT_READ, None)
-        for target, name in ((self._io_loop, "io"), (self._engine_loop, "engine")):
+        workers = [(self._password_loop, f"scrypt-{i}") for i in range(self._password_workers)]
+        for target, name in ((self._io_loop, "io"), (self._engine_loop, "engine"), *workers):
             thread = threading.Thread(target=target, name=f"securechat-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -117,6 +123,9 @@ class TcpServer:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        with self._password_ready:
+            self._password_jobs.clear()  # queued password work is dropped, as cancel_futures did
+            self._password_ready.notify_all()
         self._wake_io()
         with self._conns_lock:
             conns = list(self._conns.values())
@@ -133,7 +142,6 @@ class TcpServer:
         for conn in conns:
             if conn.writer is not None:
                 conn.writer.join(timeout)
-        self._password_pool.shutdown(wait=True, cancel_futures=True)
         self._key_pool.shutdown(wait=True, cancel_futures=True)
         if self._listener is not None:
             self._listener.close()
@@ -294,9 +302,13 @@ class TcpServer:
     def _flush(self) -> None:
         protocol = self.protocol
         while (job := protocol.next_job()) is not None:
-            pool = self._key_pool if isinstance(job, ChatKeyJob) else self._password_pool
+            if not isinstance(job, ChatKeyJob):
+                with self._password_ready:
+                    self._password_jobs.push(job.address, job)
+                    self._password_ready.notify()
+                continue
             try:
-                pool.submit(self._run_job, job)
+                self._key_pool.submit(self._run_job, job)
             except RuntimeError:  # pool shut down: stopping
                 return
         for peer, data in protocol.data_to_send():
@@ -309,6 +321,18 @@ class TcpServer:
                 self._finish(conn)
         while (event := protocol.next_event()) is not None:
             self._report(event)
+
+    def _password_loop(self) -> None:
+        """One password worker: the next job round robin across addresses (FairQueue), until stop()."""
+        while True:
+            with self._password_ready:
+                while not self._password_jobs and not self._stopping.is_set():
+                    self._password_ready.wait(TIMER_SECONDS)
+                if self._stopping.is_set():
+                    return
+                job = self._password_jobs.pop()
+            if job is not None:
+                self._run_job(job)
 
     def _run_job(self, job: Job) -> None:
         try:
@@ -406,15 +430,10 @@ class TcpServer:
 
     def _report(self, event: ev.ServerEvent) -> None:
         # PROTOCOL.md 11: metadata only — names, sizes, codes; never contents, passwords or keys.
-        if isinstance(event, ev.MessageRelayed):
-            log.debug("relay chat=%s from=%s bytes=%d recipients=%d", event.chat_id, event.sender, event.size,
-                      event.recipients)
-        else:
-            log.info("%s", _describe(event))
+        # The relay's hot path pays for a line only at DEBUG; every other event keeps the describer's peer map.
+        relayed = isinstance(event, ev.MessageRelayed)
+        if not relayed or log.isEnabledFor(logging.DEBUG):
+            text, fields = self._describer.describe(event)
+            log.log(logging.DEBUG if relayed else logging.INFO, "%s", text, extra={"securechat": fields})
         if self._on_event is not None:
             self._on_event(event)
-
-
-def _describe(event: ev.ServerEvent) -> str:
-    fields = ", ".join(f"{k}={v}" for k, v in vars(event).items())
-    return f"{type(event).__name__}({fields})"

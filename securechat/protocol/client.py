@@ -67,8 +67,11 @@ class ClientProtocol:
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        verify_key_commitment: bool = True,
     ) -> None:
         self.state = ClientState.IDLE
+        # PROTOCOL.md 7.7: turned off only by the lab variant that demonstrates the attack it stops
+        self.verify_key_commitment = verify_key_commitment
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -198,26 +201,49 @@ class ClientProtocol:
         message = self.book.seal(chat_id, text, self._next_rid)
         return self._request(message)
 
-    def accept_key_change(self, username: str) -> None:
-        """The user compared fingerprints out of band and accepts *username*'s new keys (PROTOCOL.md 7.9)."""
+    def accept_key_change(self, username: str, fingerprint: str) -> None:
+        """The user compared the OFFERED key's safety number out of band and accepts exactly the key whose
+        identity fingerprint is *fingerprint* (PROTOCOL.md 7.9). Raises LocalProtocolError, and pins nothing,
+        if no change of *username* is pending or the key the server presents has another fingerprint. The
+        certificate is then fetched again: if the server now presents yet another key, that is a new change."""
         next_client_state(self.state, SEND, "get_certificates")
-        self.pins.pop(username, None)
-        if self.book is not None:
-            self.book.certificates.pop(username, None)
-            self.book.refused.discard(username)
-        self._fetch_certificates((username,))
+        if self.book is None:
+            raise LocalProtocolError("log in first", ErrorCode.BAD_CERTIFICATE)
+        name = normalize_username(username)
+        self._events.append(self.book.accept_offered(name, fingerprint))
+        self._fetch_certificates((name,))
 
-    def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> None:
-        """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints."""
+    def pending_key_changes(self) -> dict[str, tuple[str, str]]:
+        """Peers whose changed keys wait for a decision: name -> (pinned fingerprint, offered fingerprint)."""
+        if self.book is None:
+            return {}
+        return {name: (self.pins.get(name, ""), entry[0].identity_fingerprint())
+                for name, entry in sorted(self.book.offered.items())}
+
+    def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> int | None:
+        """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints.
+        Returns the request's rid, or None if every name was already being fetched."""
         next_client_state(self.state, SEND, "get_certificates")
-        self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
+        return self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
 
-    def safety_number(self, username: str) -> str:
-        """The fingerprint both users read aloud to each other: ours and theirs, in a fixed order."""
-        if self.certificate is None or username not in self.pins:
+    def safety_number(self, username: str, *, offered: bool = False) -> str:
+        """The fingerprints both users read aloud to each other: ours and theirs, in a fixed order.
+
+        With *offered*, *username*'s part is the key the server presents now but we have not accepted
+        (PROTOCOL.md 7.9): that is the number to compare before ``accept_key_change``; the pinned one
+        cannot match the peer's screen after a change, and it vouches for nothing new."""
+        if self.certificate is None:
             raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
-        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()),
-                       (username, self.pins[username])])
+        if offered:
+            entry = self.book.offered.get(username) if self.book is not None else None
+            if entry is None:
+                raise LocalProtocolError(f"no changed key of {username} is pending", ErrorCode.BAD_CERTIFICATE)
+            theirs = entry[0].identity_fingerprint()
+        elif username in self.pins:
+            theirs = self.pins[username]
+        else:
+            raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
+        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()), (username, theirs)])
         return " / ".join(f"{name} {fp}" for name, fp in pair)
 
     @property
@@ -400,28 +426,42 @@ class ClientProtocol:
 
     def _on_login_ok(self, msg: m.LoginOk) -> None:
         assert self._keys is not None and self.server_scheme is not None
+        if msg.username != self._pending_name:
+            # PROTOCOL.md 6.2: the server cannot log us in as somebody else (the certificate is checked too).
+            raise RemoteProtocolError("login_ok names another user than the one logging in", ErrorCode.BAD_CERTIFICATE)
         self._check_own_certificate(msg.certificate)
         self.username, self.certificate = msg.username, msg.certificate
         self.book = ChatBook(username=msg.username, keys=self._keys, server_key=self.server_key,
-                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins)
+                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins,
+                             verify_key_commitment=self.verify_key_commitment)
         self._events.append(ev.LoggedIn(rid=msg.rid, username=msg.username, online=msg.online,
                                         certificate=msg.certificate))
 
     def _on_chat_message(self, msg: m.ChatMessage) -> None:
         assert self.book is not None
+        if msg.sender == self.username:
+            # our own message reflected back (we never receive our own): refused before any certificate fetch
+            self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
+                                                   reason="a message under our own name"))
+            return
         if self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
-        self._events.append(self.book.open(msg))
+        self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
         assert self.book is not None
-        self._fetching.difference_update(self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ())
-        self._events.extend(self.book.add_certificates(msg.certificates, self._now))
-        for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
-            self._events.append(self.book.open(held, snapshot))
+        asked = self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ()
+        self._fetching.difference_update(asked)
+        # PROTOCOL.md 6.3: only an answer to our own request, and only for the names asked, is looked at; a
+        # server cannot push certificates nobody asked for into the pin store (which the driver persists).
+        certificates = tuple(c for c in msg.certificates if c.username in asked)
+        unknown = tuple(n for n in msg.unknown if n in asked)
+        self._events.extend(self.book.add_certificates(certificates, self._now))
+        for held, snapshot in self.book.release(unknown + tuple(c.username for c in certificates)):
+            self._events.extend(self.book.receive(held, snapshot))
         self._events.extend(modes.advance_all(self.book, self._now))
         self._flush_outbox()
 
@@ -452,17 +492,18 @@ class ClientProtocol:
         # PROTOCOL.md 7.4: fetch members' certificates now, so their first messages need not wait.
         self._fetch_certificates(missing)
 
-    def _fetch_certificates(self, names: tuple[str, ...]) -> None:
+    def _fetch_certificates(self, names: tuple[str, ...]) -> int | None:
         """Ask for the certificates of *names* not already asked for; a refused fetch is retried on the next
         message from that sender (its names are forgotten in _on_error)."""
         wanted = tuple(n for n in names if n not in self._fetching)
         if not wanted:
-            return
+            return None
         rid = self._next_rid
         self._next_rid += 1
         self._fetching.update(wanted)
         self._fetch_requests[rid] = wanted
         self._send_inner(m.GetCertificates(rid=rid, usernames=wanted))
+        return rid
 
     def _on_chat_left(self, msg: m.ChatLeft) -> None:
         assert self.book is not None

@@ -132,6 +132,24 @@ class MessageRejected(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PeerMisbehaved(Event):
+    """WARNING: *sender* sent a validly signed message that breaks the protocol (PROTOCOL.md 7.7), so the
+    fault is provably the sender's, not the network's or the server's:
+
+    * ``unreadable_message``: a hybrid message whose key, wrapped for us, does not match the key the sender
+      committed to (or does not decrypt): the sender gave different members different keys, or left us out.
+    * ``equivocation``: the sender's hash chain shows that the message we accepted at ``seq`` is not the one
+      the sender went on from, so other members were shown a different message at that position.
+    """
+
+    chat_id: str
+    sender: str
+    seq: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class PeerKeyPinned(Event):
     """First sight of *username*'s identity: its fingerprint is now pinned (the driver should save it)."""
 

@@ -10,8 +10,9 @@ calls ``job.run()`` wherever it likes (a worker thread, or inline in a simulatio
 from __future__ import annotations
 
 import random
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
@@ -38,11 +39,52 @@ class ServerKey:
 class Job:
     peer: int
     rid: int | None = None         # the request this job answers
+    address: str = ""              # the peer's address: password jobs are queued and counted per address
     outcome: str = ""            # set by run(): a PEER_JOB_TRANSITIONS outcome or "done"
     code: ErrorCode | None = None  # set by run() on failure
 
     def run(self) -> None:
         raise NotImplementedError
+
+
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    """Password jobs served round robin across addresses (PROTOCOL.md 6.2, "fair admission").
+
+    One queue per address; ``pop`` takes the oldest job of the address served longest ago, so 40 jobs from one
+    address delay another address's login by at most one job per busy address, not by 40. Not thread-safe: the
+    driver holds its own lock around it."""
+
+    def __init__(self) -> None:
+        self._queues: OrderedDict[str, deque[T]] = OrderedDict()
+        self._size = 0
+
+    def push(self, address: str, item: T) -> None:
+        queue = self._queues.get(address)
+        if queue is None:
+            queue = self._queues[address] = deque()  # a new address joins the back of the round
+        queue.append(item)
+        self._size += 1
+
+    def pop(self) -> T | None:
+        if not self._queues:
+            return None
+        address, queue = next(iter(self._queues.items()))
+        item = queue.popleft()
+        del self._queues[address]
+        if queue:
+            self._queues[address] = queue  # served: to the back of the round
+        self._size -= 1
+        return item
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
 
 
 @dataclass(eq=False)
@@ -69,6 +111,7 @@ class LoginJob(Job):
         proof_ok = self._check_proof(record)
         if password_ok and proof_ok and record is not None:
             self.outcome, self.record = "logged_in", record
+            self.registry.record_login(self.username, self.now)  # the admin tool's "last login"
         else:
             self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
 
@@ -143,6 +186,7 @@ class RegisterJob(Job):
     now: float = 0.0
     random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
     certificate: Certificate | None = None
+    lookalike: str = ""  # set by run(): the registered name this one looks like (PROTOCOL.md 3.2)
 
     def run(self) -> None:
         req, scheme = self.request, SignatureScheme(self.request.signature_scheme)
@@ -160,6 +204,10 @@ class RegisterJob(Job):
         if self.registry.get_user(req.username) is not None:
             self.outcome, self.code = "failed", ErrorCode.NAME_TAKEN
             return
+        lookalike = self.registry.find_lookalike(req.username)
+        if lookalike is not None:  # registered meanwhile; add_user checks again in its transaction
+            self.outcome, self.code, self.lookalike = "failed", ErrorCode.NAME_TAKEN, lookalike
+            return
         cert = issue_certificate(
             username=req.username, signature_scheme=scheme, encryption_key=req.encryption_key,
             signing_key=req.signing_key, serial=self.serial, now=int(self.now),
@@ -173,6 +221,8 @@ class RegisterJob(Job):
             self.registry.add_user(record)
         except SecureChatError as exc:  # NameTaken (a race with another registration) or StorageFailed
             self.outcome, self.code = "failed", exc.code
+            if exc.code is ErrorCode.NAME_TAKEN:
+                self.lookalike = self.registry.find_lookalike(req.username) or ""
             return
         self.outcome, self.certificate = "registered", cert
 

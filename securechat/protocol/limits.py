@@ -23,16 +23,27 @@ class ServerConfig:
     auth_deadline_seconds: float = 120.0       # a connection must log in within this (key generation is local)
     frame_deadline_seconds: float = 30.0       # a started frame must complete within this (docs/THREATS.md 1)
     max_pending_password_jobs: int = 512       # docs/THREATS.md 14: queued scrypt work beyond this gets server_busy
+    max_pending_password_jobs_per_address: int = 8  # PROTOCOL.md 6.2: one address cannot fill the queue
     max_chats_per_user: int = 64               # docs/THREATS.md 15
     messages_per_second: float = 200.0         # docs/THREATS.md 15: per user, sustained
     message_burst: float = 2000.0              # per user, burst
     failures_before_backoff: int = 3           # docs/THREATS.md 18: per (account, address)
     max_backoff_seconds: float = 60.0
     address_failure_window_seconds: float = 60.0
-    address_failures_allowed: int = 30         # per address per window, across all accounts
+    address_failures_allowed: int = 30         # per address per window, across all accounts (in flight count)
+    registrations_per_address_per_hour: float = 600.0  # PROTOCOL.md 6.1: sustained, counted when admitted
+    registration_burst_per_address: float = 100.0      # a class behind one NAT registers at once
     tracked_keys: int = 100_000                # bound on throttle memory
     require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
+    # PROTOCOL.md 6.1 step 2: register budgets before login (token buckets: per second, burst).
+    register_per_connection_per_second: float = 0.1   # an honest client registers once or twice
+    register_per_connection_burst: float = 3.0
+    register_per_address_per_second: float = 20.0     # a class behind one NAT registers at once
+    register_per_address_burst: float = 200.0
+    name_taken_per_address_per_second: float = 0.2    # bounds username probing: 720 names/hour/address
+    name_taken_per_address_burst: float = 20.0
+    max_refusals_before_login: int = 64               # PROTOCOL.md 10: then the connection is closed
 
 
 class LoginThrottle:
@@ -47,7 +58,10 @@ class LoginThrottle:
         self._pairs: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self._addresses: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def allowed(self, username: str, address: str, now: float) -> bool:
+    def allowed(self, username: str, address: str, now: float, in_flight: int = 0) -> bool:
+        """May (username, address) start a login now? *in_flight* is the address's password jobs already
+        admitted and not finished: each counts against the address window as if it will fail (PROTOCOL.md
+        6.2), so logins sent in parallel are throttled like sequential ones."""
         count, last = self._pairs.get((username, address), (0, 0.0))
         excess = count - self._config.failures_before_backoff
         # min(excess, 64): a campaign of thousands of guesses must not overflow the float (it would raise).
@@ -57,9 +71,8 @@ class LoginThrottle:
         if window is not None:
             while window and window[0] <= now - self._config.address_failure_window_seconds:
                 window.popleft()
-            if len(window) >= self._config.address_failures_allowed:
-                return False
-        return True
+        failures = len(window) if window is not None else 0
+        return failures + in_flight < self._config.address_failures_allowed
 
     def attempt(self, username: str, address: str, now: float) -> None:
         """Count an attempt when it is admitted, not when its scrypt job ends: guesses sent in parallel are
@@ -82,6 +95,25 @@ class LoginThrottle:
         for table in (self._pairs, self._addresses):
             while len(table) > self._config.tracked_keys:
                 table.popitem(last=False)
+
+
+class AddressBuckets:
+    """One ``TokenBucket`` per address (PROTOCOL.md 6.1: registrations per address).
+
+    Counted when admitted, never refunded: an account made is an account made. Memory is bounded by
+    ``tracked_keys`` (the addresses seen longest ago are forgotten first, which only ever gives them a full
+    bucket again)."""
+
+    def __init__(self, rate: float, burst: float, tracked_keys: int) -> None:
+        self._rate, self._burst, self._tracked = rate, burst, tracked_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, address: str, now: float) -> bool:
+        bucket = self._buckets.pop(address, None) or TokenBucket(self._rate, self._burst, now)
+        self._buckets[address] = bucket
+        while len(self._buckets) > self._tracked:
+            self._buckets.popitem(last=False)
+        return bucket.take(now)
 
 
 class TokenBucket:

@@ -296,6 +296,9 @@ class ChatSend(Message):
     signature: bytes = f(SIGNATURE_BLOB)
     wrap_recipients: tuple[str, ...] | None = f(Optional(ListOf(Name(), MAX_CHAT_MEMBERS)), None)
     wraps: tuple[bytes, ...] | None = f(Optional(ListOf(Blob(max_bytes=512), MAX_CHAT_MEMBERS)), None)
+    # PROTOCOL.md 7.7 (hybrid v2): the key commitment and the previous message's hash, in hybrid chats only
+    key_commitment: bytes | None = f(Optional(Blob(exact=32)), None)
+    prev_hash: bytes | None = f(Optional(Blob(exact=32)), None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,6 +314,9 @@ class ChatMessage(Message):
     signature: bytes = f(SIGNATURE_BLOB)
     wrap_recipients: tuple[str, ...] | None = f(Optional(ListOf(Name(), MAX_CHAT_MEMBERS)), None)
     wraps: tuple[bytes, ...] | None = f(Optional(ListOf(Blob(max_bytes=512), MAX_CHAT_MEMBERS)), None)
+    # PROTOCOL.md 7.7 (hybrid v2): the key commitment and the previous message's hash, in hybrid chats only
+    key_commitment: bytes | None = f(Optional(Blob(exact=32)), None)
+    prev_hash: bytes | None = f(Optional(Blob(exact=32)), None)
 
 
 # --- keyless modes: signed membership, and the contributory rounds (PROTOCOL.md 7.6-7.8) --------------------

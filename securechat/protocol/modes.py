@@ -50,8 +50,7 @@ def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> list[ev.Event
                                                     epoch=msg.epoch, members=msg.members, key=None)
     else:
         chat.state = next_chat_state(chat.state, RECEIVE, "chat_epoch")
-        chat.epoch, chat.members, chat.key = msg.epoch, msg.members, None
-        chat.sent_seq, chat.last_seq, chat.sender_keys = 0, {}, {}
+        chat.new_epoch(msg.epoch, msg.members, None)
     book.epoch_info[msg.chat_id] = (msg, before)
     book.agreements.pop(msg.chat_id, None)
     if msg.mode not in CONTRIBUTORY or len(msg.members) == 1:

@@ -17,7 +17,7 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import server_modes
-from .jobs import LoginJob, RegisterJob
+from .jobs import Job, LoginJob, RegisterJob
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -33,18 +33,32 @@ _REGISTER_FAILURES = {
 
 
 def on_register(server: ServerProtocol, p: Peer, msg: m.Register) -> None:
+    """PROTOCOL.md 6.1 step 2, cheapest check first: nothing expensive for a stranger (docs/THREATS.md 14)."""
+    if p.register_budget is None:
+        p.register_budget = server._preauth.connection_budget(server._now)
+    if not server._preauth.register_allowed(p.register_budget, p.address, server._now):
+        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations, wait and retry", msg)
+        return
+    if server.registry.get_user(msg.username) is not None:  # looked up before any key is imported
+        server._preauth.name_taken(p.address, server._now)
+        server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
+        return
+    lookalike = server.registry.find_lookalike(msg.username)
+    if lookalike is not None:  # PROTOCOL.md 3.2: a name whose skeleton is taken is taken
+        server._preauth.name_taken(p.address, server._now)
+        server._reply_error(p, ErrorCode.NAME_TAKEN, lookalike_text(msg.username, lookalike), msg)
+        return
     scheme = SignatureScheme(msg.signature_scheme)
     try:
-        encryption_key = load_public_key(msg.encryption_key)
-        signing_key = load_public_key(msg.signing_key)
-    except SecureChatError:
-        raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
+        # Before login only the reference DSA domain: another domain's primality proof costs tens of ms.
+        encryption_key = load_public_key(msg.encryption_key, reference_dsa_domain=True)
+        signing_key = load_public_key(msg.signing_key, reference_dsa_domain=True)
+    except SecureChatError as exc:
+        raise RemoteProtocolError(str(exc.args[0]) if "DSA" in str(exc.args[0]) else "public key unreadable",
+                                  ErrorCode.BAD_FIELD) from None
     if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
             encryption_key):
         raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
-    if server.registry.get_user(msg.username) is not None:
-        server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
-        return
     p.state = next_peer_state(p.state, "register")
     p.register, p.register_nonce = msg, server._random_bytes(32)
     # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
@@ -57,9 +71,16 @@ def on_register_proof(server: ServerProtocol, p: Peer, msg: m.RegisterProof) -> 
     if not admit_password_job(server, p, msg):
         p.state, p.register = PeerState.CONNECTED, None
         return
+    if not server._registrations.take(p.address, server._now):
+        # PROTOCOL.md 6.1: registrations per address are counted when admitted (each costs an scrypt hash).
+        release_password_job(server, p.address)
+        p.state, p.register = PeerState.CONNECTED, None
+        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations from your address, retry later",
+                            msg)
+        return
     p.state = next_peer_state(p.state, "register_proof")
     server._jobs.append(RegisterJob(
-        peer=p.id, registry=server.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
+        peer=p.id, address=p.address, registry=server.registry, request=p.register, proof=msg, expected_nonce=p.register_nonce,
         transcript=p.transcript, params=server.config.scrypt, ca=server.server_key,
         validity_seconds=server.config.certificate_validity_seconds,
         serial=int.from_bytes(server._random_bytes(8), "big") >> 1, now=server._now, random_bytes=server._random_bytes,
@@ -75,20 +96,43 @@ def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
                                               signature_scheme=job.certificate.signature_scheme.value))
     else:
         assert job.code is not None and request is not None
-        server._reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+        text = job.lookalike and lookalike_text(request.username, job.lookalike)
+        server._reply_error(p, job.code, text or _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+
+
+def lookalike_text(username: str, registered: str) -> str:
+    """PROTOCOL.md 3.2: the plain-words refusal of a look-alike name, naming the registered one."""
+    return f"{username} looks too much like the registered name {registered}; choose another name"
 
 
 def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
-    """docs/THREATS.md 14: bounded scrypt work, refused before any hashing."""
-    if server.pending_password_jobs >= server.config.max_pending_password_jobs:
+    """docs/THREATS.md 14: bounded scrypt work, refused before any hashing, in total and per address (PROTOCOL.md
+    6.2: one address cannot hold the whole queue)."""
+    mine = server.pending_by_address.get(p.address, 0)
+    if (server.pending_password_jobs >= server.config.max_pending_password_jobs
+            or mine >= server.config.max_pending_password_jobs_per_address):
         server._reply_error(p, ErrorCode.SERVER_BUSY, "server busy, try again shortly", msg, fatal=False)
         return False
     server.pending_password_jobs += 1
+    server.pending_by_address[p.address] = mine + 1
     return True
 
 
+def release_password_job(server: ServerProtocol, job_or_address: Job | str) -> None:
+    """A password job finished (or was refused after admission): its slot is free again."""
+    address = job_or_address if isinstance(job_or_address, str) else job_or_address.address
+    server.pending_password_jobs -= 1
+    left = server.pending_by_address.get(address, 0) - 1
+    if left > 0:
+        server.pending_by_address[address] = left
+    else:
+        server.pending_by_address.pop(address, None)
+
+
 def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
-    if not server._throttle.allowed(msg.username, p.address, server._now):
+    # PROTOCOL.md 6.2 step 1: logins still in flight from this address count as failures until they end.
+    in_flight = server.pending_by_address.get(p.address, 0)
+    if not server._throttle.allowed(msg.username, p.address, server._now, in_flight):
         server._reply_error(p, ErrorCode.RATE_LIMITED, "too many failed logins, wait and retry", msg)
         return
     if not admit_password_job(server, p, msg):
@@ -96,7 +140,7 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     server._throttle.attempt(msg.username, p.address, server._now)
     p.state = next_peer_state(p.state, "login")
     server._jobs.append(LoginJob(
-        peer=p.id, registry=server.registry, username=msg.username, password=msg.password,
+        peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
         signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
         ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
