@@ -55,11 +55,12 @@ class PlainTerminal:
     """Lines from a pipe or file; output as plain lines. Undecodable input bytes reach the shell as surrogates
     (it refuses such lines) instead of ending the program."""
 
-    def __init__(self, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+        stdin = sys.stdin if stdin is None else stdin
         buffer = getattr(stdin, "buffer", None)
         self.stdin: TextIO = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape") \
             if buffer is not None else stdin
-        self.stdout = stdout
+        self.stdout = sys.stdout if stdout is None else stdout
         self._lock = threading.Lock()
 
     def emit(self, text: str) -> None:
