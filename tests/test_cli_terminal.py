@@ -384,7 +384,8 @@ def test_server_port_in_use_is_one_plain_line(tmp_path: Path) -> None:
     busy.listen()
     try:
         done = subprocess.run([sys.executable, "-m", "securechat.server", "--port", str(busy.getsockname()[1]),
-                               "--db", str(tmp_path / "s.db"), "--scrypt-n", "1024"], capture_output=True,
+                               "--db", str(tmp_path / "s.db"), "--scrypt-n", "1024", "--allow-default-passphrase"],
+                              capture_output=True,
                               text=True, cwd=ROOT, env=_env(), timeout=60)
     finally:
         busy.close()
