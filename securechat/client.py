@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import io
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from .crypto.encoding import fingerprint
 from .display import printable
 from .errors import SecureChatError
 from .keystore import DEFAULT_ROOT, KeyStore, KeyStoreError, PinFileError, read_server_key_file
+from .labs.keylog import KeyLogWriter
+from .labs.variants import add_lab_arguments, announce, lab_mode
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
 from .shell import HELP, SCHEME_ALIASES, Shell, key_changed_warning
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="AES-GCM implementation (byte-identical; cryptography must be installed)")
     parser.add_argument("--plain", action="store_true",
                         help="no line editor even on a terminal: read plain lines (for screen readers, scripts)")
+    add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
     return parser
 
 
@@ -182,13 +186,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"securechat-client: {exc.args[0]}", file=sys.stderr)
         return 1
     key_exchange = "x25519+mlkem768" if args.post_quantum else "x25519"
+    lab = lab_mode(args.lab, "client")
+    announce(lab, logging.getLogger("securechat.client"))
+    try:
+        keylog = KeyLogWriter(args.keylog) if args.keylog else None
+    except ValueError as exc:
+        print(f"securechat-client: {exc}", file=sys.stderr)
+        return 2
+    if keylog is not None:
+        print(f"LAB TOOL: writing this connection's record keys to {keylog.path}", flush=True)
     interactive = not args.plain and sys.stdin.isatty() and sys.stdout.isatty()
     terminal: PlainTerminal | PromptTerminal = PromptTerminal() if interactive else PlainTerminal()
     route: list[Callable[[ev.Event], None]] = []
     trusted = [pinned]
 
     def make(server_key: tuple[bytes, str] | None, on_event: Callable[[ev.Event], None] | None = None) -> TcpClient:
-        return TcpClient(args.host, args.port, server_key=server_key, on_event=on_event, key_exchange=key_exchange)
+        return TcpClient(args.host, args.port, server_key=server_key, on_event=on_event, key_exchange=key_exchange,
+                         lab=lab, keylog=keylog)
 
     def connect(on_event: Callable[[ev.Event], None]) -> TcpClient:
         return make(trusted[0], on_event)  # a reconnection insists on the key pinned at the first connection

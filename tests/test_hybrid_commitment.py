@@ -63,7 +63,7 @@ def book(name: str, chat_id: str, *, commitment: bool = True) -> ChatBook:
     events = modes.install_epoch(out, m.ChatEpoch(chat_id=chat_id, epoch=1, mode="hybrid", suite="aes-256-gcm",
                                                    reason="open", actor="alice", members=MEMBERS,
                                                    signature=signature), NOW)
-    assert isinstance(events[-1], ev.ChatKeyed)
+    assert isinstance(events.events[-1], ev.ChatKeyed)
     certs = tuple(certificate(n) for n in MEMBERS if n != name)
     assert all(isinstance(e, ev.PeerKeyPinned) for e in out.add_certificates(certs, NOW))
     return out

@@ -24,6 +24,7 @@ from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
 from ..protocol.identity import UserKeys
+from ..protocol.lab import LabMode
 
 E = TypeVar("E", bound=ev.Event)
 READ_SIZE_BYTES = 256 * 1024
@@ -95,13 +96,17 @@ class TcpClient:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        lab: LabMode | None = None,
+        keylog: Callable[[bytes, bytes, bytes], None] | None = None,
         clock: Callable[[], float] = time.time,
         event_queue_limit: int | None = None,
     ) -> None:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
         # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
-        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange)
+        # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
+        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange,
+                                       lab=lab, keylog=keylog)
         # clock: the wall clock handed to the protocol (certificate validity, envelope timestamps); injectable
         # so tests can run a client whose clock is minutes off the server's (PROTOCOL.md 6.3).
         self._clock = clock

@@ -21,10 +21,15 @@ from .constructions import (
     HYBRID_CHAIN_START, MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, hybrid_chain_hash,
     hybrid_message_keys, hybrid_signed_bytes, sender_key,
 )
-from .messages import KEYLESS_MODES, ChatKey, ChatMessage, ChatSend
+from .agreement import Agreement
+from .identity import UserKeys
+from .messages import KEYLESS_MODES, ChatEpoch, ChatKey, ChatMessage, ChatSend
 from .states import RECEIVE, SEND, ChatState, next_chat_state
 
 MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
+# PROTOCOL.md 7.10: a server may not make a client remember chats without end. The server's own limit is far
+# lower (max_chats_per_user, 64 by default, plus the lobby); past this a new chat id is refused.
+MAX_KNOWN_CHATS = 1024
 
 
 @dataclass
@@ -42,6 +47,11 @@ class ClientChat:
     # hybrid mode (PROTOCOL.md 7.7): the chain hash of our last message, and of each sender's last one
     sent_hash: bytes = HYBRID_CHAIN_START
     last_hash: dict[str, bytes] = field(default_factory=dict)
+    # keyless modes (PROTOCOL.md 7.7): the signed chat_epoch that started this epoch, the members before it,
+    # and (contributory modes) the key agreement running for it
+    announcement: ChatEpoch | None = None
+    before: tuple[str, ...] = ()
+    agreement: Agreement | None = None
 
     def new_epoch(self, epoch: int, members: tuple[str, ...], key: bytes | None) -> None:
         """Move to a new epoch: its members and key, every counter and chain from the start.
@@ -51,6 +61,7 @@ class ClientChat:
         self.epoch, self.members, self.key = epoch, members, key
         self.sent_seq, self.last_seq, self.sender_keys = 0, {}, {}
         self.sent_hash, self.last_hash = HYBRID_CHAIN_START, {}
+        self.announcement, self.agreement = None, None
 
     def key_for(self, sender: str) -> bytes:
         if self.key is None:
@@ -67,7 +78,7 @@ class ChatBook:
         self,
         *,
         username: str,
-        keys: object,
+        keys: UserKeys,
         server_key: object,
         server_scheme: SignatureScheme,
         random_bytes: RandomBytes,
@@ -77,10 +88,10 @@ class ChatBook:
         self.username = username
         # PROTOCOL.md 7.7: False only in the lab variant that shows the invisible-salamanders attack.
         self.verify_key_commitment = verify_key_commitment
-        self._keys = keys  # UserKeys
+        self.keys = keys  # UserKeys: ours, for signing, unwrapping and the key agreements (modes.py)
         self._server_key = server_key
         self._server_scheme = server_scheme
-        self._random_bytes = random_bytes
+        self.random_bytes = random_bytes
         self.chats: dict[str, ClientChat] = {}
         # name -> (certificate, signing public key, encryption public key), each verified against the CA
         self.certificates: dict[str, tuple[Certificate, object, object]] = {}
@@ -88,9 +99,6 @@ class ChatBook:
         # PROTOCOL.md 7.9: identity fingerprints pinned on first sight (or verified out of band); a change is
         # refused until the user accepts it. The driver persists this dict.
         self.pins: dict[str, str] = pins if pins is not None else {}
-        self.agreements: dict[str, object] = {}   # chat id -> Agreement of its current epoch (modes.py)
-        self.epoch_info: dict[str, object] = {}   # chat id -> the ChatEpoch that started the current epoch
-        self.outbox: list[object] = []            # round messages for ClientProtocol to send
         self.refused: set[str] = set()            # names whose changed keys we have not accepted
         # PROTOCOL.md 7.9: the CA-valid certificate the server now presents for each refused name. It is
         # never trusted; it only lets the user compute the safety number of the OFFERED key and accept
@@ -99,6 +107,15 @@ class ChatBook:
         # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
         # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
         self._seen: dict[str, tuple[str, str, int]] = {}
+
+    @property
+    def agreements(self) -> dict[str, Agreement]:
+        """The key agreements running now, by chat id (a view: each chat owns its own)."""
+        return {cid: chat.agreement for cid, chat in self.chats.items() if chat.agreement is not None}
+
+    def verify_server_signature(self, signed: bytes, signature: bytes) -> None:
+        """Check a signature of the server's long-term key (raises SecureChatError, ``bad_signature``)."""
+        verify(self._server_scheme, self._server_key, signed, signature)
 
     # --- what a server we do not trust may and may not do (PROTOCOL.md 7.10) --------------------------------
 
@@ -114,6 +131,8 @@ class ChatBook:
             return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED, f"{what} cannot be used for mode {mode}")
         seen = self._seen.get(chat_id)
         if seen is None:
+            if len(self._seen) >= MAX_KNOWN_CHATS:
+                return _rejected(chat_id, "server", ErrorCode.LIMIT_EXCEEDED, "too many chats announced")
             return None
         seen_mode, seen_suite, seen_epoch = seen
         if mode != seen_mode:
@@ -190,7 +209,7 @@ class ChatBook:
         mine = msg.wrap_digests[msg.members.index(self.username)]
         if not constant_time_equal(mine, sha256(msg.wrapped_key)):
             raise SecureChatError("our wrap is not the one the server signed", ErrorCode.KEY_UNWRAP_FAILED)
-        return unwrap_key(self._keys.encryption_key, msg.wrapped_key, expected_length=32)  # type: ignore[attr-defined]
+        return unwrap_key(self.keys.encryption_key, msg.wrapped_key, expected_length=32)
 
     # --- sending --------------------------------------------------------------------------------------------
 
@@ -214,8 +233,8 @@ class ChatBook:
             return self._seal_hybrid(chat, header, plaintext, seq, rid)
         ciphertext = aead.seal(chat.key_for(self.username), plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
                                suite=aead.CipherSuite(chat.suite))
-        signature = sign(self._keys.scheme, self._keys.signing_key, chat_signed_bytes(header, ciphertext),  # type: ignore[attr-defined]
-                         random_bytes=self._random_bytes)
+        signature = sign(self.keys.scheme, self.keys.signing_key, chat_signed_bytes(header, ciphertext),
+                         random_bytes=self.random_bytes)
         chat.sent_seq = seq
         return ChatSend(rid=rid, chat_id=chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
                         signature=signature)
@@ -228,16 +247,16 @@ class ChatBook:
         if missing:
             raise LocalProtocolError(f"certificates of {', '.join(missing)} not verified yet; retry",
                                      ErrorCode.BAD_CERTIFICATE)
-        message_key = self._random_bytes(32)
-        wraps = tuple(wrap_key(self.certificates[n][2], message_key, random_bytes=self._random_bytes)
+        message_key = self.random_bytes(32)
+        wraps = tuple(wrap_key(self.certificates[n][2], message_key, random_bytes=self.random_bytes)
                       for n in recipients)
         encryption_key, commitment = hybrid_message_keys(message_key, header)
         ciphertext = aead.seal(encryption_key, plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
                                suite=aead.CipherSuite(chat.suite))
         prev_hash = chat.sent_hash
         signed = hybrid_signed_bytes(header, ciphertext, recipients, wraps, commitment, prev_hash)
-        signature = sign(self._keys.scheme, self._keys.signing_key, signed,  # type: ignore[attr-defined]
-                         random_bytes=self._random_bytes)
+        signature = sign(self.keys.scheme, self.keys.signing_key, signed,
+                         random_bytes=self.random_bytes)
         chat.sent_seq, chat.sent_hash = seq, hybrid_chain_hash(signed)
         return ChatSend(rid=rid, chat_id=chat.chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
                         signature=signature, wrap_recipients=recipients, wraps=wraps, key_commitment=commitment,
@@ -426,7 +445,7 @@ class ChatBook:
         if self.username not in recipients or len(recipients) != len(wraps):
             raise SecureChatError("no wrap for us", ErrorCode.KEY_UNWRAP_FAILED)
         wrap = wraps[recipients.index(self.username)]
-        return unwrap_key(self._keys.encryption_key, wrap, expected_length=32)  # type: ignore[attr-defined]
+        return unwrap_key(self.keys.encryption_key, wrap, expected_length=32)
 
 
 def canonical_fingerprint(text: str) -> str:

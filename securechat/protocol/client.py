@@ -35,6 +35,7 @@ from .codec import (
 )
 from .constructions import login_proof_bytes, register_proof_bytes
 from .identity import UserKeys
+from .lab import LabMode, LabVariant, lab_has
 from .fields import normalize_username as _normalize
 
 
@@ -67,11 +68,22 @@ class ClientProtocol:
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        lab: LabMode | None = None,
+        keylog: Callable[[bytes, bytes, bytes], None] | None = None,
         verify_key_commitment: bool = True,
     ) -> None:
+        if lab is not None and (not isinstance(lab, LabMode) or lab.side != "client"):
+            raise LocalProtocolError("lab must be a client LabMode (securechat.protocol.lab)", ErrorCode.BAD_FIELD)
+        self.lab = lab  # PROTOCOL.md 15: None (the default) means no weakening at all
+        # PROTOCOL.md 15.3: called once with (client_random, k_c2s, k_s2c) when the driver asked for a key log
+        self._keylog = keylog
         self.state = ClientState.IDLE
         # PROTOCOL.md 7.7: turned off only by the lab variant that demonstrates the attack it stops
-        self.verify_key_commitment = verify_key_commitment
+        if not verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT):
+            raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
+                                     "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
+        # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
+        self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -159,7 +171,11 @@ class ClientProtocol:
         """Log in with the password and a signature over this channel's transcript (PROTOCOL.md 6.2)."""
         name = normalize_username(username)
         next_client_state(self.state, SEND, "login")  # check before doing anything else
-        signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(self.transcript, name),
+        if lab_has(self.lab, LabVariant.DSA_NONCE_REUSE):  # LAB ONLY (PROTOCOL.md 15.1): one nonce for all
+            keys = lab_weak_keys(keys)
+        # LAB ONLY (PROTOCOL.md 15.1, unbound-login): the proof signs an empty transcript instead of this channel's
+        transcript = b"" if lab_has(self.lab, LabVariant.UNBOUND_LOGIN) else self.transcript
+        signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(transcript, name),
                          random_bytes=self._random_bytes)
         rid = self._request(m.Login(rid=self._next_rid, username=name, password=password, signature=signature))
         self._keys, self._pending_name = keys, name
@@ -187,8 +203,7 @@ class ClientProtocol:
         chat = self._chat_command(chat_id, "chat_leave")
         rid = self._request(m.ChatLeave(rid=self._next_rid, chat_id=chat_id))
         chat.state = next_chat_state(chat.state, SEND, "chat_leave")
-        if self.book is not None:
-            self.book.agreements.pop(chat_id, None)  # no more round messages for a chat we leave
+        chat.agreement = None  # no more round messages for a chat we leave
         self._leaving[rid] = chat_id  # an error names the request, not the chat: remember which one
         return rid
 
@@ -339,11 +354,12 @@ class ClientProtocol:
     def _on_server_hello(self, hello: m.ServerHello) -> None:
         self.state = next_client_state(self.state, RECEIVE, "server_hello")
         assert self._hello is not None
-        if self._pinned is not None and not (
-            constant_time_equal(self._pinned[0], hello.server_key) and self._pinned[1] == hello.server_scheme
+        pinned = None if lab_has(self.lab, LabVariant.UNPINNED_CLIENT) else self._pinned  # LAB ONLY (PROTOCOL.md 15.1)
+        if pinned is not None and not (
+            constant_time_equal(pinned[0], hello.server_key) and pinned[1] == hello.server_scheme
         ):
             raise RemoteProtocolError("server key differs from the pinned key", ErrorCode.HANDSHAKE_FAILED)
-        scheme = SignatureScheme(self._pinned[1] if self._pinned else hello.server_scheme)
+        scheme = SignatureScheme(pinned[1] if pinned else hello.server_scheme)
         try:
             server_key = load_public_key(hello.server_key)
         except SecureChatError:
@@ -368,13 +384,15 @@ class ClientProtocol:
                                                           context=KEM_CONTEXT))
             self._kem_private = None
         keys = derive_channel_keys(secret, self.transcript)
+        if self._keylog is not None:  # PROTOCOL.md 15.3: only when the user asked for a key log
+            self._keylog(self._hello.random, keys.client_to_server, keys.server_to_client)
         self._records = RecordLayer(send_key=keys.client_to_server, receive_key=keys.server_to_client)
         self._ephemeral = None  # forward secrecy: the ephemeral private key is no longer needed
         self._decoder.max_frame_bytes = MAX_FRAME_BYTES
         self.server_key, self.server_scheme = server_key, scheme
         self._events.append(ev.HandshakeCompleted(
             server_fingerprint=fingerprint(hello.server_key), server_key=hello.server_key,
-            server_scheme=scheme.value, first_use=self._pinned is None, key_exchange=self._hello.key_exchange,
+            server_scheme=scheme.value, first_use=pinned is None, key_exchange=self._hello.key_exchange,
         ))
 
     def _receive_inner(self, message: m.Message) -> None:
@@ -462,27 +480,24 @@ class ClientProtocol:
         self._events.extend(self.book.add_certificates(certificates, self._now))
         for held, snapshot in self.book.release(unknown + tuple(c.username for c in certificates)):
             self._events.extend(self.book.receive(held, snapshot))
-        self._events.extend(modes.advance_all(self.book, self._now))
-        self._flush_outbox()
+        self._apply(modes.advance_all(self.book, self._now))
 
     def _on_chat_epoch(self, msg: m.ChatEpoch) -> None:
         assert self.book is not None
-        events = modes.install_epoch(self.book, msg, self._now)
+        step = modes.install_epoch(self.book, msg, self._now)
         if self.book.chats.get(msg.chat_id) is not None and msg.epoch == self.book.chats[msg.chat_id].epoch:
             self._fetch_certificates(self.book.uncertified(msg.members))
-        self._events.extend(events)
-        self._flush_outbox()
+        self._apply(step)
 
-    def _on_round(self, msg: m.Message) -> None:
+    def _on_round(self, msg: m.ShareCommitted | m.KeyShareDelivery | m.KeyConfirmed) -> None:
         assert self.book is not None
-        self._events.extend(modes.on_round(self.book, msg, self._now))
-        self._flush_outbox()
+        self._apply(modes.on_round(self.book, msg, self._now))
 
-    def _flush_outbox(self) -> None:
-        assert self.book is not None
-        outbox, self.book.outbox = self.book.outbox, []
-        for message in outbox:
-            self._send_inner(message)  # type: ignore[arg-type]
+    def _apply(self, step: modes.Step) -> None:
+        """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
+        self._events.extend(step.events)
+        for message in step.send:
+            self._send_inner(message)
 
     def _on_chat_key(self, msg: m.ChatKey) -> None:
         assert self.book is not None
@@ -518,6 +533,17 @@ class ClientProtocol:
     def _on_bye(self, msg: m.Bye) -> None:
         self._events.append(ev.LoggedOut(rid=msg.rid))
         self._close(None, "logged out")
+
+
+def lab_weak_keys(keys: UserKeys) -> UserKeys:
+    """LAB ONLY (PROTOCOL.md 15.1, dsa-nonce-reuse): the same keys, signing with one repeated DSA nonce."""
+    from dataclasses import replace
+
+    from ..crypto.lab_weak import repeated_nonce_dsa_key
+    if keys.scheme is not SignatureScheme.DSA_SHA256:
+        raise LocalProtocolError("lab variant dsa-nonce-reuse needs a dsa-2048-sha256 signing key",
+                                 ErrorCode.BAD_FIELD)
+    return replace(keys, signing_key=repeated_nonce_dsa_key(keys.signing_key))  # type: ignore[arg-type]
 
 
 # PROTOCOL.md 9.1: inside the channel only these end the connection; server_busy there is a reply to retry

@@ -11,6 +11,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from ..crypto.kdf import OWASP_SCRYPT, ScryptParams
+from .lab import LabMode
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class ServerConfig:
     name_taken_per_address_per_second: float = 0.2    # bounds username probing: 720 names/hour/address
     name_taken_per_address_burst: float = 20.0
     max_refusals_before_login: int = 64               # PROTOCOL.md 10: then the connection is closed
+    lab: LabMode | None = None                 # PROTOCOL.md 15: deliberately weakened, labs only
+
+    def __post_init__(self) -> None:
+        if self.lab is not None and (not isinstance(self.lab, LabMode) or self.lab.side != "server"):
+            raise ValueError("ServerConfig.lab must be a server LabMode (securechat.protocol.lab)")
 
 
 class LoginThrottle:

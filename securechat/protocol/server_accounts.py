@@ -18,6 +18,7 @@ from . import events as ev
 from . import messages as m
 from . import server_modes
 from .jobs import Job, LoginJob, RegisterJob
+from .lab import LabVariant, lab_has
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -142,6 +143,7 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     server._jobs.append(LoginJob(
         peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
         signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
+        lab_unbound=lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md 15.1)
         ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
 

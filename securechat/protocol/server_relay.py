@@ -19,6 +19,7 @@ from . import messages as m
 from . import server_modes
 from .codec import frame
 from .jobs import ChatKeyJob
+from .lab import LabVariant, lab_has
 
 if TYPE_CHECKING:
     from .server import Peer, ServerProtocol
@@ -83,7 +84,10 @@ def on_chat_leave(server: ServerProtocol, p: Peer, msg: m.ChatLeave) -> None:
         server._reply_error(p, exc.code, str(exc.args[0]), msg)
         return
     server._send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
-    if remaining:
+    chat = server.chats.get(msg.chat_id)
+    if chat is not None and lab_has(server.config.lab, LabVariant.NO_REKEY_ON_LEAVE):
+        chat.epoch -= 1  # LAB ONLY (PROTOCOL.md 15.1): undo the new epoch, so the leaver's key stays in use
+    elif remaining:
         rekey(server, msg.chat_id, "leave", p.username)
 
 
