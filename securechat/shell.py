@@ -319,11 +319,11 @@ class Shell:
         if isinstance(event, ev.ChatKeyed):
             self._on_keyed(event)
             return
+        if isinstance(event, ev.PeerKeyPinned):
+            self._save_pins()  # before the line: whoever reads the line may look for the file
         line = self.describe(event)
         if line:
             self.say(line)
-        if isinstance(event, ev.PeerKeyPinned):
-            self._save_pins()
 
     def describe(self, event: ev.Event) -> str | None:
         """One line for an event, or None if it needs no line. Every foreign string goes through printable."""
