@@ -343,6 +343,10 @@ class Shell:
             case ev.ChatAborted():
                 return (f"! key agreement in {self.label(event.chat_id)} (epoch {event.epoch}) failed: "
                         f"{explain(event.code, event.reason)}; this chat has no key now")
+            case ev.RoundTimedOut():
+                return (f"! key agreement in {self.label(event.chat_id)} (epoch {event.epoch}) timed out waiting "
+                        f"for {', '.join(printable(m) for m in event.missing)}: no key until they take part "
+                        "(/leave, then open the chat again without them)")
             case ev.PeerMisbehaved():
                 return (f"! WARNING: {printable(event.sender)} MISBEHAVED in {self.label(event.chat_id)} at message "
                         f"{event.seq}: {explain(event.code, event.reason)}")

@@ -48,6 +48,9 @@ def normalize_username(raw: str) -> str:
 from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
+# Certificate requests a server may leave unanswered; beyond this the oldest is forgotten (bounded memory against
+# a malicious server, docs/SECURITY.md).
+MAX_FETCHES_IN_FLIGHT = 64
 
 
 class ClientProtocol:
@@ -462,11 +465,14 @@ class ClientProtocol:
             self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
                                                    reason="a message under our own name"))
             return
-        if self.book.missing_certificates(msg):
+        chat = self.book.chats.get(msg.chat_id)
+        member = chat is not None and msg.sender in chat.members
+        if member and self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
+        # not a member of the chat's current epoch (or no such chat): judged now, nothing fetched or held
         self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
@@ -493,6 +499,13 @@ class ClientProtocol:
         assert self.book is not None
         self._apply(modes.on_round(self.book, msg, self._now))
 
+    def _on_round_timeout(self, msg: m.RoundTimeout) -> None:
+        """PROTOCOL.md 7.6: reported only for a chat we are in, at its current epoch (anything else is stale)."""
+        assert self.book is not None
+        chat = self.book.chats.get(msg.chat_id)
+        if chat is not None and chat.epoch == msg.epoch:
+            self._events.append(ev.RoundTimedOut(chat_id=msg.chat_id, epoch=msg.epoch, missing=msg.missing))
+
     def _apply(self, step: modes.Step) -> None:
         """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
         self._events.extend(step.events)
@@ -513,6 +526,10 @@ class ClientProtocol:
         wanted = tuple(n for n in names if n not in self._fetching)
         if not wanted:
             return None
+        while len(self._fetch_requests) >= MAX_FETCHES_IN_FLIGHT:
+            # bounded memory: a server that never answers forgets our oldest request (its answer would now be
+            # ignored, and the next message from one of its names asks again)
+            self._fetching.difference_update(self._fetch_requests.pop(next(iter(self._fetch_requests))))
         rid = self._next_rid
         self._next_rid += 1
         self._fetching.update(wanted)
@@ -575,4 +592,5 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "share_committed": ClientProtocol._on_round,
     "key_share_delivery": ClientProtocol._on_round,
     "key_confirmed": ClientProtocol._on_round,
+    "round_timeout": ClientProtocol._on_round_timeout,
 }

@@ -180,6 +180,17 @@ class ChatAborted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RoundTimedOut(Event):
+    """The server gave up waiting for the key agreement of *epoch* (PROTOCOL.md 7.6): *missing* never
+    confirmed (offline, or their client stalled). The chat has no key for that epoch until they take part, or
+    until the membership changes (leave and open the chat again without them)."""
+
+    chat_id: str
+    epoch: int
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggedOut(Event):
     rid: int | None
 
@@ -197,6 +208,15 @@ class ConnectionClosed(Event):
 @dataclass(frozen=True, kw_only=True)
 class ServerEvent:
     peer: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundTimeoutSent(ServerEvent):
+    """PROTOCOL.md 7.6: the server told the online members that an epoch's agreement timed out."""
+
+    chat_id: str
+    epoch: int
+    missing: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)

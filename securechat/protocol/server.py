@@ -113,6 +113,7 @@ class ServerProtocol:
         self._events: deque[ev.ServerEvent] = deque()
         self._dirty: set[int] = set()
         self.mailboxes: dict[str, list[tuple[str, int, bytes, str]]] = {}  # offline contributory members
+        self.open_rounds: set[str] = set()  # contributory chats whose current round has not finished (7.6)
         self._to_close: list[int] = []
         self._now = 0.0
 
@@ -159,6 +160,7 @@ class ServerProtocol:
                 self._fail(p, RemoteProtocolError("login deadline passed", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.frame_started is not None and now - p.frame_started > cfg.frame_deadline_seconds:
                 self._fail(p, RemoteProtocolError("frame not completed in time", ErrorCode.BAD_FRAME), None)
+        server_modes.check_rounds(self, now)
 
     def next_job(self) -> Job | None:
         return self._jobs.popleft() if self._jobs else None
