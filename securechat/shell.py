@@ -391,9 +391,10 @@ class Shell:
         self._changed()
 
     def _save_pins(self) -> None:
-        client, session = self.client, self.session
-        if client is not None and session is not None:
-            self.store.save_pins(session.username, client.pins)
+        client = self.client
+        username = client.username if client is not None else None  # set before login() returns to us
+        if client is not None and username:
+            self.store.save_pins(username, client.pins)
 
     # --- input (main thread) ----------------------------------------------------------------------------------
 

@@ -201,6 +201,10 @@ class _SimClient:
     def pins(self) -> dict[str, str]:
         return dict(self.protocol.pins)
 
+    @property
+    def username(self) -> str | None:
+        return self.protocol.username
+
     def identity_fingerprint(self) -> str | None:
         return None if self.protocol.certificate is None else self.protocol.certificate.identity_fingerprint()
 
