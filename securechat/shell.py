@@ -49,6 +49,8 @@ HELP = """commands:
   /invite NAME                  invite NAME to the current chat (new epoch, new key)
   /leave                        leave the current chat
   /chats                        list your chats;  /switch CHAT  makes CHAT current (its name, number or id)
+  /renew                        renew your certificate (same keys) in its last 30 days; an expired one is
+                                renewed by the server's operator (securechat-admin renew NAME)
   /reconnect                    connect again now (after the connection was lost)
   /quit                         log out and exit (Ctrl-D and Ctrl-C too);  /help  this text
   anything else                 is sent, encrypted and signed, to the current chat (the one in the prompt)"""
@@ -747,6 +749,12 @@ class Shell:
         self._save_pins()
         self.say(f"pinned the new key of {name}: {printable(client.pins.get(name, ''))}")
         self.say("  (only this key: if the server presents yet another one, you will be warned again)")
+
+    def cmd_renew(self, args: list[str]) -> None:
+        """PROTOCOL.md 6.6: a new certificate for the same keys, in the last 30 days of the current one."""
+        cert = self._online_client().renew_certificate().certificate
+        until = time.strftime("%Y-%m-%d", time.gmtime(cert.not_after))
+        self.say(f"certificate renewed for the same keys: valid until {until} UTC")
 
     def cmd_reconnect(self, args: list[str]) -> None:
         if self.status == "connected":
