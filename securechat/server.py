@@ -7,6 +7,7 @@ protocol logic (that is ``protocol/server.py``) or log contents (PROTOCOL.md 11)
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ import ssl
 import sys
 import threading
 
+from . import __version__
 from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
@@ -28,6 +30,7 @@ from .store import DEFAULT_PASSPHRASE, SqliteRegistry
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="securechat-server", description="Run a securechat server.")
+    parser.add_argument("--version", action="version", version=f"securechat-server {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a LAN)")
     parser.add_argument("--port", type=int, default=5050, help="TCP port (0 picks a free one)")
     parser.add_argument("--ws-port", type=int, default=None, metavar="PORT",
@@ -111,9 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     announce(config.lab, log)
     if args.export_key:
         write_server_key_file(args.export_key, server_key.public_der, server_key.scheme.value)
-    server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
-                       password_workers=args.password_workers, ws_port=args.ws_port, tls=tls,
-                       ws_origins=frozenset(args.ws_allow_origin)).start()
+    try:
+        server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
+                           password_workers=args.password_workers, ws_port=args.ws_port, tls=tls,
+                           ws_origins=frozenset(args.ws_allow_origin)).start()
+    except OSError as exc:
+        registry.close()
+        ports = f"{args.port}" + (f" or {args.ws_port}" if args.ws_port is not None else "")
+        if exc.errno == errno.EADDRINUSE:
+            print(f"securechat-server: port {ports} on {args.host} is in use (another server running?): stop "
+                  "it or choose another port with --port/--ws-port", file=sys.stderr)
+        else:
+            print(f"securechat-server: cannot listen on {args.host}:{ports}: {exc.strerror or exc}",
+                  file=sys.stderr)
+        return 1
     print(f"securechat server on {server.address[0]}:{server.address[1]}  db={args.db}", flush=True)
     if server.ws_address is not None:
         scheme = "wss" if tls is not None else "ws"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import __version__
 from .app import DEMO_SCRYPT_N, DEFAULT_NAMES, launch
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="securechat-gui", description="securechat desktop launcher (tkinter).")
+    parser.add_argument("--version", action="version", version=f"securechat-gui {__version__}")
     parser.add_argument("--clients", type=int, default=3, help="client windows to open (default 3)")
     parser.add_argument("--host", help="connect to this server instead of starting one")
     parser.add_argument("--port", type=int, default=5050, help="port of the remote server (with --host)")

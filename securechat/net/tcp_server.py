@@ -126,7 +126,11 @@ class TcpServer:
         listener = self._listener = self._listen(self._port)
         self.address = listener.getsockname()[:2]
         if self._ws_port is not None:
-            self._ws_listener = self._listen(self._ws_port)
+            try:
+                self._ws_listener = self._listen(self._ws_port)
+            except OSError:
+                listener.close()
+                raise
             self.ws_address = self._ws_listener.getsockname()[:2]
         self._wake = socket.socketpair()
         for end in self._wake:
