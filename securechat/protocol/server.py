@@ -35,6 +35,7 @@ from .codec import (
     message_from_dict, parse_json, record_data, split_frames,
 )
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, RenewJob, ServerKey, make_decoys
+from .lab import lab_replay_window
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .preauth import PreAuthLimits
 from .registry import Registry
@@ -311,7 +312,8 @@ class ServerProtocol:
                                           server_scheme=key.scheme.value, signature=signature,
                                           kem_ciphertext=kem_ciphertext))
         keys = derive_channel_keys(secret, p.transcript)
-        p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server)
+        p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server,
+                                lab_replay_window=lab_replay_window(self.config.lab))  # LAB ONLY when set
         p.decoder.max_frame_bytes = MAX_FRAME_BYTES
         self._events.append(ev.PeerHandshakeCompleted(peer=p.id))
 
