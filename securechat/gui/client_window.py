@@ -155,7 +155,7 @@ class ClientWindow:
     def _new_client(self, generation: int) -> TcpClient:
         """Blocking (worker thread): a fresh connection whose events are tagged with *generation*."""
         host, port = self.app.address
-        return TcpClient(host, port, server_key=self.app.pinned,
+        return TcpClient(host, port, url=self.app.url, server_key=self.app.pinned,
                          on_event=lambda e: self.app.post(self._on_network, generation, e),
                          trace=lambda t: self._from_wire(generation, t))
 
