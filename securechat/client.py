@@ -15,6 +15,7 @@ import argparse
 import getpass
 import io
 import logging
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from .keystore import DEFAULT_ROOT, KeyStore, KeyStoreError, PinFileError, read_
 from .labs.keylog import KeyLogWriter
 from .labs.variants import add_lab_arguments, announce, lab_mode
 from .net.tcp_client import TcpClient
+from .net.transport import Scheme, parse_url, tcp_url
 from .protocol import events as ev
 from .shell import HELP, SCHEME_ALIASES, Shell, key_changed_warning
 
@@ -40,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"securechat-client {__version__}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5050)
+    parser.add_argument("--url", help="server URL instead of --host/--port: tcp://HOST:PORT, "
+                        "ws://HOST:PORT/securechat or wss://HOST:PORT/securechat (WebSocket, PROTOCOL.md 15)")
+    parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate(s) to trust for wss:// (default: the "
+                        "system's CAs)")
     parser.add_argument("--keys-dir", default=str(DEFAULT_ROOT), help="where user keys and pinned servers live")
     parser.add_argument("--server-key", metavar="FILE", help="server key file (from securechat-server --export-key)")
     parser.add_argument("--repin", action="store_true",
@@ -136,7 +142,8 @@ def _mask_password(line: str) -> str:
 def _connect_first(args: argparse.Namespace, store: KeyStore, pinned: tuple[bytes, str] | None,
                    make: Callable[[tuple[bytes, str] | None], TcpClient]) -> TcpClient | str:
     """The first connection, or the lines to print when it fails (never a traceback)."""
-    address = f"{args.host}:{args.port}"
+    endpoint = parse_url(args.url or tcp_url(args.host, args.port))  # checked by main already
+    address = f"{endpoint.host}:{endpoint.port}"
     try:
         return make(pinned)
     except OSError as exc:
@@ -158,7 +165,8 @@ def _connect_first(args: argparse.Namespace, store: KeyStore, pinned: tuple[byte
         f"  presented: {printable(presented)}",
         "  Either the server was reinstalled with a new key, or someone is impersonating it. Ask its operator",
         "  for the fingerprint it prints at start-up. Only if it is the presented one, re-pin with",
-        f"    securechat-client --host {args.host} --port {args.port} --keys-dir {args.keys_dir} --repin"
+        f"    securechat-client {'--url ' + args.url if args.url else f'--host {args.host} --port {args.port}'} "
+        f"--keys-dir {args.keys_dir} --repin"
         + ("" if not args.server_key else "\n  (or export the new key file: securechat-server --export-key FILE)"),
     ))
 
@@ -171,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"securechat-client: {exc}", file=sys.stderr)
         return 2
     store = KeyStore(args.keys_dir)
-    address = f"{args.host}:{args.port}"
+    try:
+        endpoint = parse_url(args.url or tcp_url(args.host, args.port))
+        tls = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else None
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        print(f"securechat-client: {exc}", file=sys.stderr)
+        return 2
+    address = f"{endpoint.host}:{endpoint.port}"  # the server key is pinned per host:port, whatever the scheme
     pinned: tuple[bytes, str] | None
     try:
         if args.server_key:
@@ -208,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     trusted = [pinned]
 
     def make(server_key: tuple[bytes, str] | None, on_event: Callable[[ev.Event], None] | None = None) -> TcpClient:
-        return TcpClient(args.host, args.port, server_key=server_key, on_event=on_event, key_exchange=key_exchange,
-                         lab=lab, keylog=keylog)
+        return TcpClient(url=str(endpoint), tls=tls, server_key=server_key, on_event=on_event,
+                         key_exchange=key_exchange, lab=lab, keylog=keylog)
 
     def connect(on_event: Callable[[ev.Event], None]) -> TcpClient:
         return make(trusted[0], on_event)  # a reconnection insists on the key pinned at the first connection
@@ -224,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     route.append(shell.initial_events)
     assert first.handshake is not None
     shell.attach(first)
-    shell.say(f"connected to {address} ({first.handshake.key_exchange}); server key "
+    via = "" if endpoint.scheme is Scheme.TCP else f" ({endpoint})"
+    shell.say(f"connected to {address}{via} ({first.handshake.key_exchange}); server key "
               f"{first.handshake.server_fingerprint}")
     trusted[0] = (first.handshake.server_key, first.handshake.server_scheme)
     if first.handshake.first_use or args.server_key:

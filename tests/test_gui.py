@@ -163,3 +163,35 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
         # not later in some other test's thread (which Tk reports as "main thread is not in main loop").
         del app
         gc.collect()
+
+
+def test_a_window_joins_a_remote_server_over_websocket(xvfb: str, tmp_path: Path) -> None:
+    """``python -m securechat.gui --url ws://...``: the client window connects, registers and logs in over the
+    server's WebSocket port (docs/PROTOCOL.md 15)."""
+    from securechat.crypto.kdf import FAST_SCRYPT
+    from securechat.gui.app import launch
+    from securechat.net.tcp_server import TcpServer
+    from securechat.protocol.limits import ServerConfig
+    from securechat.store import MemoryRegistry, new_server_key
+
+    server = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(), config=ServerConfig(scrypt=FAST_SCRYPT),
+                       ws_port=0).start()
+    app = None
+    try:
+        assert server.ws_address is not None
+        url = f"ws://127.0.0.1:{server.ws_address[1]}/securechat"
+        app = launch(clients=1, url=url, keys_dir=str(tmp_path / "keys"))
+        (alice,) = app.clients
+        app.pump_until(lambda: alice.client is not None, WAIT, "the WebSocket connection")
+        assert alice.client.endpoint.scheme.value == "ws"
+        alice.password_entry.insert(0, "pw-alice-ws")
+        alice.register_button.invoke()
+        app.pump_until(lambda: "registered" in alice.status.cget("text"), WAIT, "registration")
+        alice.login_button.invoke()
+        app.pump_until(lambda: alice.username == "alice", WAIT, "login")
+    finally:
+        if app is not None:
+            app.close()
+            del app
+            gc.collect()
+        server.stop()

@@ -1,4 +1,4 @@
-"""``python -m securechat.gui [--clients N] [--host H --port P] [--db PATH] [--scrypt-n N]``."""
+"""``python -m securechat.gui [--clients N] [--host H --port P | --url URL] [--db PATH] [--scrypt-n N]``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=3, help="client windows to open (default 3)")
     parser.add_argument("--host", help="connect to this server instead of starting one")
     parser.add_argument("--port", type=int, default=5050, help="port of the remote server (with --host)")
+    parser.add_argument("--url", help="connect to this remote server URL instead of starting one: tcp://HOST:PORT, "
+                        "ws://HOST:PORT/securechat or wss://HOST:PORT/securechat")
     parser.add_argument("--db", help="SQLite registry of the local server (default: a temporary one)")
     parser.add_argument("--scrypt-n", type=int, default=DEMO_SCRYPT_N,
                         help=f"scrypt N of the local server (default 2**14 for the demo; production is 2**17)")
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clients < 0 or args.clients > len(DEFAULT_NAMES):
         parser.error(f"--clients must be between 0 and {len(DEFAULT_NAMES)}")
-    app = launch(clients=args.clients, host=args.host, port=args.port if args.host else None, db=args.db,
+    app = launch(clients=args.clients, url=args.url, host=args.host, port=args.port if args.host else None, db=args.db,
                  scrypt_n=args.scrypt_n, keys_dir=args.keys_dir, server_key_file=args.server_key)
     try:
         app.root.mainloop()

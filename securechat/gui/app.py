@@ -19,6 +19,7 @@ from typing import Any
 from ..crypto.kdf import ScryptParams
 from ..keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
 from ..net.tcp_server import TcpServer
+from ..net.transport import parse_url
 from ..protocol.limits import ServerConfig
 from ..store import SqliteRegistry
 
@@ -38,6 +39,7 @@ class App:
         self.server: TcpServer | None = None
         self.registry: SqliteRegistry | None = None
         self.address: tuple[str, int] = ("127.0.0.1", 0)
+        self.url: str | None = None  # a remote server's URL (tcp://, ws://, wss://; PROTOCOL.md 15)
         self.pinned: tuple[bytes, str] | None = None
         self.keystore: KeyStore = KeyStore(DEFAULT_ROOT)
         self.server_window: Any = None
@@ -131,11 +133,14 @@ class App:
 
 def launch(clients: int = 3, *, host: str | None = None, port: int | None = None, db: str | None = None,
            scrypt_n: int = DEMO_SCRYPT_N, keys_dir: str | None = None, server_key_file: str | None = None,
-           names: tuple[str, ...] = DEFAULT_NAMES) -> App:
+           names: tuple[str, ...] = DEFAULT_NAMES, url: str | None = None) -> App:
     """Build the root, start a local server (unless *host*), open the server window and *clients* windows."""
     from .client_window import ClientWindow
     from .server_window import ServerWindow
 
+    if url is not None:  # a remote server named by URL; checked before any window opens
+        endpoint = parse_url(url)
+        host, port = endpoint.host, endpoint.port
     root = tk.Tk()
     root.title("securechat — server")
     app = App(root)
@@ -154,6 +159,7 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
             app.server_window.started(app.address, server_key.public_der, server_key.scheme.value, scrypt_n)
         else:
             app.address = (host, port or 5050)
+            app.url = str(endpoint) if url is not None else None
             app.keystore = KeyStore(keys_dir or DEFAULT_ROOT)
             app.pinned = read_server_key_file(server_key_file) if server_key_file else \
                 app.keystore.pinned_server(f"{host}:{app.address[1]}")

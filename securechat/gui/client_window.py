@@ -49,7 +49,8 @@ class ClientWindow:
         self._build(name)
         self._busy("connecting ...")
         host, port = app.address
-        self.app.run(self.worker, lambda: TcpClient(host, port, server_key=app.pinned, on_event=self._from_network,
+        self.app.run(self.worker, lambda: TcpClient(host, port, url=app.url, server_key=app.pinned,
+                                                    on_event=self._from_network,
                                                     trace=self._from_wire), self._connected, self._failed)
 
     # --- layout ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Must not: make protocol decisions; it only moves bytes and waits.
 from __future__ import annotations
 
 import queue
-import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +25,7 @@ from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
 from ..protocol.identity import UserKeys
 from ..protocol.lab import LabMode
+from .transport import Transport, parse_url, tcp_url
 
 E = TypeVar("E", bound=ev.Event)
 READ_SIZE_BYTES = 256 * 1024
@@ -83,13 +84,17 @@ class TcpClient:
         server_key: pinned (SPKI DER, scheme) of the server, or None to trust on first use.
         on_event: called from the reader thread with every event (keep it quick; hand off to a queue).
         trace: called with every frame at every layer (the GUI's wire pane, the demo's excerpts).
+        url: where to connect instead of *host*/*port*: ``tcp://HOST:PORT``, ``ws://HOST:PORT/securechat`` or
+            ``wss://...`` (PROTOCOL.md 15); *tls* is the context for ``wss://`` (default: the system's CAs).
     """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 5050,
         *,
+        url: str | None = None,
+        tls: ssl.SSLContext | None = None,
         server_key: tuple[bytes, str] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
         trace: Callable[[ev.TraceEntry], None] | None = None,
@@ -123,13 +128,12 @@ class TcpClient:
         self.closed: ev.ConnectionClosed | None = None
         self._keyed: dict[str, int] = {}  # chat id -> highest epoch a ChatKeyed reported (the key is usable)
         self._aborted: dict[str, ev.ChatAborted] = {}  # chat id -> the last ChatAborted for it
-        self._sock = socket.create_connection((host, port), timeout=timeout)
-        self._sock.settimeout(None)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.endpoint = parse_url(url if url is not None else tcp_url(host, port))
+        self._transport = Transport(self.endpoint, timeout=timeout, tls=tls)
         self._reader = threading.Thread(target=self._read_loop, name="securechat-client-read", daemon=True)
         with self._lock:
             self.protocol.connect()
-            self._sock.sendall(self.protocol.data_to_send())
+            self._transport.send(self.protocol.data_to_send())
         self._reader.start()
         self._wait(lambda: self.handshake is not None, "handshake")
 
@@ -212,11 +216,7 @@ class TcpClient:
 
     def close(self) -> None:
         """Close the socket and join the reader thread."""
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
+        self._transport.close()
         if self._reader.is_alive() and threading.current_thread() is not self._reader:
             self._reader.join(5.0)
 
@@ -302,7 +302,7 @@ class TcpClient:
             data = self.protocol.data_to_send()
             if data:
                 try:
-                    self._sock.sendall(data)
+                    self._transport.send(data)
                 except OSError as exc:  # the server went away between two commands
                     raise ConnectionClosedError(f"connection lost while sending ({exc.strerror or exc})") from None
         return rid
@@ -334,17 +334,14 @@ class TcpClient:
 
     def _read_loop(self) -> None:
         while True:
-            try:
-                data = self._sock.recv(READ_SIZE_BYTES)
-            except OSError:
-                data = b""
+            data = self._transport.recv()
             with self._lock:
                 self.protocol.receive_data(data, self._clock())
                 events = list(iter(self.protocol.next_event, None))
                 outgoing = self.protocol.data_to_send()
                 if outgoing:
                     try:
-                        self._sock.sendall(outgoing)
+                        self._transport.send(outgoing)
                     except OSError:
                         pass
             for event in events:
