@@ -19,6 +19,7 @@ from .vocabulary import ChatMode, KeyExchange, RekeyReason
 
 PROTOCOL_VERSION = 1
 MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
+MAX_WRAP_PATH = (MAX_CHAT_MEMBERS - 1).bit_length()  # PROTOCOL.md 7.2: a Merkle audit path over 256 wraps: 8
 MAX_CHAT_BODY_BYTES = 64 * 1024  # PROTOCOL.md 10: one chat message's ciphertext
 MAX_PASSWORD_CHARS = 1024        # docs/THREATS.md 9: a 1 MB password must not reach scrypt
 MAX_LIST_ITEMS = 10_000          # who/online lists: more users than a class session holds
@@ -280,7 +281,8 @@ class ChatKey(Message):
     reason: str = f(Choice.of(RekeyReason))
     actor: str = f(Name())
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
-    wrap_digests: tuple[bytes, ...] = f(ListOf(Blob(exact=32), MAX_CHAT_MEMBERS))
+    wrap_root: bytes = f(Blob(exact=32))  # PROTOCOL.md 7.2: Merkle root over every member's wrap
+    wrap_path: tuple[bytes, ...] = f(ListOf(Blob(exact=32), MAX_WRAP_PATH))  # this member's audit path
     wrapped_key: bytes = f(Blob(max_bytes=1024))
     signature: bytes = f(SIGNATURE_BLOB)
 
@@ -402,6 +404,22 @@ class KeyConfirmed(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertRenew(Message):
+    """PROTOCOL.md 6.6: renew the sender's certificate for the same keys, signed with the certified key."""
+
+    TYPE: ClassVar[str] = "cert_renew"
+    rid: int | None = f(RID, None)
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertRenewed(Message):
+    TYPE: ClassVar[str] = "cert_renewed"
+    rid: int | None = f(RID, None)
+    certificate: Certificate = f(Object(Certificate))
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoundTimeout(Message):
     """PROTOCOL.md 7.6: the key agreement of a contributory epoch did not finish in time; *missing* are the
     members the server has no key confirmation from."""
@@ -418,7 +436,7 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
     ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
     ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
-    RoundTimeout,
+    RoundTimeout, CertRenew, CertRenewed,
 )
 MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLASSES}
 
@@ -427,5 +445,6 @@ CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
 CLIENT_TO_SERVER = frozenset({
     "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
     "chat_open", "chat_invite", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
+    "cert_renew",
 })
 SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}

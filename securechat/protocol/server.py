@@ -17,7 +17,7 @@ login, logout) and ``ChatRelay`` (server_relay.py: the chats, their epochs and k
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +34,10 @@ from .channel import (
     transcript_hash,
 )
 from .codec import MAX_FRAME_BYTES, decode_message, message_from_dict, parse_json, peek, record_data, split_frames
-from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey
+from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, RenewJob, ServerKey
+from .lab import lab_replay_window
 from .limits import ServerConfig
+from . import admission
 from .registry import Registry
 from .server_accounts import Accounts
 from .server_chats import ChatDirectory
@@ -119,6 +121,15 @@ class ServerProtocol:
         return self.relay.modes.open_rounds
 
     @property
+    def key_jobs(self) -> int:
+        """ChatKeyJobs handed out and not back yet (PROTOCOL.md 7.2)."""
+        return self.relay.key_jobs
+
+    @property
+    def key_waiting(self) -> OrderedDict[str, None]:
+        return self.relay.key_waiting
+
+    @property
     def pending_password_jobs(self) -> int:
         return self.accounts.pending_password_jobs
 
@@ -129,12 +140,25 @@ class ServerProtocol:
     # --- driver API -----------------------------------------------------------------------------------------
 
     def connection_made(self, peer: int, address: str, now: float) -> None:
-        """Admit a new connection, or queue server_busy and close it (docs/THREATS.md 11)."""
+        """Admit a new connection, or queue server_busy and close it (docs/THREATS.md 11, PROTOCOL.md 10.1).
+
+        A full server makes room by evicting the oldest connection that has not logged in from the address
+        holding the most connections (``admission.eviction_victim``), so a few addresses cannot lock others out.
+        """
+        self._now = now
         self.peers[peer] = p = Peer(id=peer, address=address, opened_at=now)
         self._outbox.emit(ev.PeerConnected(peer=peer, address=address))
-        same_address = sum(1 for q in self.peers.values() if q.address == address)
-        if len(self.peers) > self.config.max_connections or same_address > self.config.max_connections_per_address:
+        peers = admission.live(self.peers.values())
+        counts = admission.per_address(peers)
+        if counts[address] > self.config.max_connections_per_address:
             self._fail(p, RemoteProtocolError("too many connections", ErrorCode.SERVER_BUSY), None)
+        elif len(peers) > self.config.max_connections:
+            victim = admission.eviction_victim(peers, p, counts)
+            if victim is None:
+                self._fail(p, RemoteProtocolError("too many connections", ErrorCode.SERVER_BUSY), None)
+            else:
+                self._fail(victim, RemoteProtocolError("server full: an idle connection from your address was "
+                                                       "closed to make room", ErrorCode.SERVER_BUSY), None)
 
     def receive_data(self, peer: int, data: bytes, now: float) -> None:
         """Feed bytes received from *peer*; ``b""`` is end of stream. Never raises for what the peer sent."""
@@ -160,11 +184,18 @@ class ServerProtocol:
         """Enforce deadlines (docs/THREATS.md 1, 10): call about once a second."""
         self._now = now
         cfg = self.config
-        for p in list(self.peers.values()):
+        peers = admission.live(self.peers.values())
+        counts = admission.per_address(peers)
+        for p in peers:
             if p.closing:
                 continue
             if p.state is PeerState.AWAIT_HELLO and now - p.opened_at > cfg.handshake_deadline_seconds:
                 self._fail(p, RemoteProtocolError("handshake deadline passed", ErrorCode.HANDSHAKE_FAILED), None)
+            elif (p.state is PeerState.CONNECTED and not p.spoke
+                  and now - p.opened_at > cfg.first_request_deadline_seconds
+                  and admission.under_pressure(cfg, len(peers), counts[p.address])):
+                # PROTOCOL.md 10.1: a busy server does not hold a slot for a connection that says nothing.
+                self._fail(p, RemoteProtocolError("no request after the handshake", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.state is not PeerState.ONLINE and now - p.opened_at > cfg.auth_deadline_seconds:
                 self._fail(p, RemoteProtocolError("login deadline passed", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.frame_started is not None and now - p.frame_started > cfg.frame_deadline_seconds:
@@ -188,6 +219,8 @@ class ServerProtocol:
             self.accounts.login_done(p, job)
         elif isinstance(job, RegisterJob):
             self.accounts.register_done(p, job)
+        elif isinstance(job, RenewJob):
+            self.accounts.renew_done(p, job)
 
     def next_event(self) -> ev.ServerEvent | None:
         return self._outbox.next_event()
@@ -238,6 +271,7 @@ class ServerProtocol:
         data, kind = record_data(body)
         self._outbox.trace(p, "receive", "record", kind, body)
         frames = split_frames(p.records.open(data))
+        p.spoke = True  # PROTOCOL.md 10.1: its first request arrived
         if len(frames) > MAX_INNER_FRAMES_PER_RECORD:
             raise RemoteProtocolError("too many frames in one record", ErrorCode.BAD_FRAME)
         for inner in frames:
@@ -294,7 +328,8 @@ class ServerProtocol:
                                           server_scheme=key.scheme.value, signature=signature,
                                           kem_ciphertext=kem_ciphertext))
         keys = derive_channel_keys(secret, p.transcript)
-        p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server)
+        p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server,
+                                lab_replay_window=lab_replay_window(self.config.lab))  # LAB ONLY when set
         p.decoder.max_frame_bytes = MAX_FRAME_BYTES
         self._outbox.emit(ev.PeerHandshakeCompleted(peer=p.id))
 
@@ -377,6 +412,7 @@ class ServerProtocol:
             "register_proof": accounts.on_register_proof,
             "login": accounts.on_login,
             "logout": accounts.on_logout,
+            "cert_renew": accounts.on_cert_renew,
             "who": self._on_who,
             "status": self._on_status,
             "get_certificates": self._on_get_certificates,

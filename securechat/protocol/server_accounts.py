@@ -21,7 +21,7 @@ from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
-from .jobs import Job, LoginJob, RegisterJob, ServerKey, make_decoys
+from .jobs import Job, LoginJob, RegisterJob, RenewJob, ServerKey, make_decoys
 from .lab import LabVariant, lab_has
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .vocabulary import JobOutcome
@@ -195,6 +195,42 @@ class Accounts:
         self._presence.broadcast(job.username, True)
         self._on_online(p, job.username)
         self._outbox.emit(ev.UserLoggedIn(peer=p.id, username=job.username))
+
+    def on_cert_renew(self, p: Peer, msg: m.CertRenew) -> None:
+        """PROTOCOL.md 6.6: renewal of the same keys, in the certificate's last ``renewal_window_seconds``."""
+        assert p.username is not None
+        record = self.registry.get_user(p.username)
+        if record is None:
+            self._outbox.reply_error(p, ErrorCode.AUTH_FAILED, "your account no longer exists", msg)
+            return
+        opens = record.certificate.not_after - self.config.renewal_window_seconds
+        if self._clock() < opens:
+            days = self.config.renewal_window_seconds // 86400
+            self._outbox.reply_error(p, ErrorCode.LIMIT_EXCEEDED, f"your certificate can be renewed in its last "
+                                     f"{days} days (from unix time {opens})", msg)
+            return
+        if not self.admit_password_job(p, msg):
+            return
+        self._submit(RenewJob(
+            peer=p.id, address=p.address, rid=msg.rid, registry=self.registry, username=p.username,
+            signature=msg.signature, transcript=p.transcript, ca=self.server_key,
+            validity_seconds=self.config.certificate_validity_seconds,
+            serial=int.from_bytes(self._random_bytes(8), "big") >> 1, now=self._clock(),
+            random_bytes=self._random_bytes,
+        ))
+
+    def renew_done(self, p: Peer, job: RenewJob) -> None:
+        if p.username != job.username:  # logged out meanwhile: nobody to tell (the renewal is stored all the same)
+            return
+        if job.outcome is JobOutcome.RENEWED and job.certificate is not None:
+            self._outbox.send(p, m.CertRenewed(rid=job.rid, certificate=job.certificate))
+            self._outbox.emit(ev.CertificateRenewedFor(peer=p.id, username=job.username,
+                                                       not_after=job.certificate.not_after))
+            return
+        assert job.code is not None
+        text = {ErrorCode.AUTH_FAILED: "renewal proof failed", ErrorCode.STORAGE_FAILED:
+                "the registry could not store the certificate; nothing changed"}.get(job.code, "renewal failed")
+        self._outbox.reply_error(p, job.code, text, job, ref="cert_renew")
 
     def on_logout(self, p: Peer, msg: m.Logout) -> None:
         self._outbox.send(p, m.Bye(rid=msg.rid))

@@ -43,6 +43,7 @@ class Peer:
     bucket: TokenBucket | None = None
     errors: int = 0  # malformed inner frames, and refusals before login, answered so far (server.py's error cap)
     register_budget: TokenBucket | None = None  # PROTOCOL.md 6.1: this connection's register requests
+    spoke: bool = False  # a record arrived after the handshake (PROTOCOL.md 10.1: first request deadline)
 
 
 class Outbox:

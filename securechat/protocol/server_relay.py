@@ -11,6 +11,7 @@ ciphertext it cannot open in every mode but server-key) or touch sockets and clo
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from ..crypto.aead import CipherSuite
@@ -22,10 +23,10 @@ from .messages import MAX_CHAT_MEMBERS
 from .codec import chat_message_frame  # noqa: F401  (re-exported: the relay fast path lives in the codec)
 from .jobs import ChatKeyJob, Job, ServerKey
 from .lab import LabVariant, lab_has
-from .limits import ServerConfig
+from .limits import ServerConfig, TokenBucket
 from .vocabulary import CONTRIBUTORY_MODES, Availability, ChatMode, RekeyReason
 from .registry import Registry
-from .server_chats import ChatDirectory
+from .server_chats import ChatDirectory, ServerChat
 from .server_modes import KeylessModes
 from .server_outbox import Outbox, Peer
 from .server_presence import Presence
@@ -44,6 +45,9 @@ class ChatRelay:
         self._random_bytes = random_bytes
         self._submit = submit
         self._relay_events = relay_events
+        self._clock = now
+        self.key_jobs = 0                                       # ChatKeyJobs handed out and not back yet
+        self.key_waiting: OrderedDict[str, None] = OrderedDict()  # chats waiting for a key job slot (7.2)
         self.config = config
         self.chats = ChatDirectory(config.max_chats_per_user)
         self.modes = KeylessModes(outbox=outbox, presence=presence, chats=self.chats, config=config,
@@ -115,7 +119,9 @@ class ChatRelay:
             return
         availability = self.availability_of(msg.username)
         try:
-            self.chats.check_member(msg.chat_id, p.username)
+            chat = self.chats.check_member(msg.chat_id, p.username)
+            if not self.membership_change_allowed(chat):
+                raise SecureChatError("too many invitations into this chat, retry shortly", ErrorCode.RATE_LIMITED)
             if availability is not Availability.ONLINE:
                 code = ErrorCode.USER_OFFLINE if availability is Availability.OFFLINE else ErrorCode.UNKNOWN_USER
                 raise SecureChatError(f"{msg.username} is {availability}", code)
@@ -179,7 +185,13 @@ class ChatRelay:
             self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
 
     def rekey(self, chat_id: str, reason: str, actor: str) -> None:
-        """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40)."""
+        """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40).
+
+        PROTOCOL.md 7.2 "bounded rekey": a chat has at most one key job at a time. Changes that arrive while it
+        runs are merged: when it ends, one job makes the key of the newest epoch, for the members of that epoch,
+        and a distribution overtaken by a later change is never sent. At most ``max_key_jobs`` run at once; other
+        chats wait in arrival order, each at most once.
+        """
         chat = self.chats.get(chat_id)
         if chat is None:
             return
@@ -188,18 +200,49 @@ class ChatRelay:
         if chat.mode in m.KEYLESS_MODES:
             self.modes.announce_epoch(chat, reason, actor)  # no key: only signed membership
             return
+        chat.rekey = (reason, actor)  # the newest change names the distribution that covers all merged ones
+        if not chat.key_job and chat_id not in self.key_waiting:
+            self._start_or_wait(chat)
+
+    def _start_or_wait(self, chat: ServerChat) -> None:
+        if self.key_jobs >= self.config.max_key_jobs:
+            self.key_waiting[chat.chat_id] = None
+            return
+        assert chat.rekey is not None
+        (reason, actor), chat.rekey = chat.rekey, None
+        chat.key_job = True
+        self.key_jobs += 1
         self._submit(ChatKeyJob(
-            peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
+            peer=-1, chat_id=chat.chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
             actor=actor, members=tuple(chat.members),
             encryption_keys=tuple(self._presence.encryption_key(n) for n in chat.members), ca=self._server_key,
             random_bytes=self._random_bytes,
         ))
 
     def distribute(self, job: ChatKeyJob) -> None:
-        """Send finished distributions strictly in epoch order, only to members still in the chat."""
-        for epoch_messages in self.chats.ready(job.chat_id, job.epoch, job.messages):
-            chat = self.chats.get(job.chat_id)
-            for member, message in epoch_messages.items():
-                peer = self._presence.peer_of(member)
-                if chat is not None and member in chat.members and peer is not None:
-                    self._outbox.send_to(peer, message)
+        """Send a finished distribution if its epoch is still the chat's; then start the merged rekey, if the chat
+        changed meanwhile, and any chat waiting for a key job slot."""
+        self.key_jobs -= 1
+        chat = self.chats.get(job.chat_id)
+        if chat is not None:
+            chat.key_job = False
+            if job.epoch == chat.epoch:
+                for member, message in job.messages.items():
+                    peer = self._presence.peer_of(member)
+                    if member in chat.members and peer is not None:
+                        self._outbox.send_to(peer, message)
+            if chat.rekey is not None:
+                self._start_or_wait(chat)
+        while self.key_waiting and self.key_jobs < self.config.max_key_jobs:
+            chat_id = next(iter(self.key_waiting))
+            del self.key_waiting[chat_id]
+            waiting = self.chats.get(chat_id)
+            if waiting is not None and waiting.rekey is not None and not waiting.key_job:
+                self._start_or_wait(waiting)
+
+    def membership_change_allowed(self, chat: ServerChat) -> bool:
+        """PROTOCOL.md 7.5: invitations into one chat are rate limited (each costs a rekey of every member)."""
+        if chat.changes is None:
+            chat.changes = TokenBucket(self.config.invites_per_chat_per_second, self.config.invite_burst_per_chat,
+                                       self._clock())
+        return chat.changes.take(self._clock())

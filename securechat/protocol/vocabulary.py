@@ -47,6 +47,7 @@ class JobOutcome(StrEnum):
 
     REGISTERED = "registered"
     LOGGED_IN = "logged_in"
+    RENEWED = "renewed"  # a certificate renewal (PROTOCOL.md 6.6)
     FAILED = "failed"
     DONE = "done"  # a chat-key job: its distributions are ready
     PENDING = ""   # not run yet
