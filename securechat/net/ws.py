@@ -9,7 +9,10 @@ the securechat error codes (PROTOCOL.md 15.6). ``TlsLayer`` is the standard libr
 (``ssl.MemoryBIO``), for ``wss://`` without a proxy.
 
 Like the protocol core, nothing here touches a socket, a thread or a clock: bytes in, bytes out, ``now`` passed
-in. The drivers (``tcp_server.py``, ``transport.py``) move the bytes. Must not: parse securechat messages (only
+in. wsproto runs the opening handshake (with h11), control frames, text, fragments and every malformed frame;
+the server's relay hot path (whole unfragmented binary frames in, binary frames out) is framed here, byte for
+byte as wsproto would, because wsproto's general per-frame code cost more than the relay's own work
+(docs/PERFORMANCE.md, "WebSocket against TCP"; tests/test_ws.py checks both paths agree). The drivers (``tcp_server.py``, ``transport.py``) move the bytes. Must not: parse securechat messages (only
 the 4-byte frame header, to keep one frame per message) or log contents.
 """
 
