@@ -66,10 +66,9 @@ class PlainTerminal:
     (it refuses such lines) instead of ending the program."""
 
     def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
-        stdin = sys.stdin if stdin is None else stdin
-        buffer = getattr(stdin, "buffer", None)
-        self.stdin: TextIO = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape") \
-            if buffer is not None else stdin
+        self.stdin: TextIO = sys.stdin if stdin is None else stdin
+        if isinstance(self.stdin, io.TextIOWrapper):  # not a new wrapper: that would close stdin when freed
+            self.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
         self.stdout = sys.stdout if stdout is None else stdout
         self._lock = threading.Lock()
 
@@ -210,7 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     if keylog is not None:
         print(f"LAB TOOL: writing this connection's record keys to {keylog.path}", flush=True)
     interactive = not args.plain and sys.stdin.isatty() and sys.stdout.isatty()
-    terminal: PlainTerminal | PromptTerminal = PromptTerminal() if interactive else PlainTerminal()
+    terminal: PlainTerminal | PromptTerminal | None = None
+    if interactive:
+        try:
+            terminal = PromptTerminal()
+        except ImportError:  # prompt_toolkit missing (it is in requirements.txt): plain lines still work
+            print("securechat-client: prompt_toolkit is not installed: no line editing (pip install "
+                  "prompt_toolkit)", file=sys.stderr)
+    if terminal is None:
+        terminal = PlainTerminal()
     route: list[Callable[[ev.Event], None]] = []
     trusted = [pinned]
 

@@ -70,7 +70,7 @@ XOR_WARNING = ("!!! INSECURE (XOR of shares, no commitments): the last member to
                "contributory-xor derives the key as the XOR of the shares; use --mode contributory for the real "
                "derivation")
 RULE = "!" * 78
-# Bounded backoff (PROTOCOL.md 5): waits between reconnection attempts, the last one repeated until the cap.
+# Bounded backoff: waits between reconnection attempts, the last one repeated until the cap.
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 RECONNECT_ATTEMPTS = 12
 SETTLE_SECONDS = 1.5  # after a new login, how long to wait for the server's chat keys before the survivor list
@@ -230,8 +230,10 @@ class Shell:
             thread = threading.Thread(target=self._reconnect_loop, args=(previous,), name="securechat-reconnect",
                                       daemon=True)
             self._reconnecting = thread
-        reason = explain(event.code or ErrorCode.CONNECTION_LOST, event.message)
-        self.say(f"* {self._stamp()} connection lost: {reason}; reconnecting (what you type now is not sent)")
+        code = event.code or ErrorCode.CONNECTION_LOST
+        reason = printable(event.message) if code == ErrorCode.CONNECTION_LOST else explain(code, event.message)
+        self.say(f"* {self._stamp()} connection to the server lost ({reason}); reconnecting (what you type now "
+                 "is not sent)")
         self._changed()
         thread.start()
 
@@ -377,10 +379,12 @@ class Shell:
             return  # the lobby rekeys at every login and logout: the presence line already said it
         if new and event.actor == me and event.chat_id != LOBBY_ID:
             return  # our own /chat prints its line when it returns
-        if new:
-            name = "lobby" if event.chat_id == LOBBY_ID else f"chat {label}"
-            self.say(f"* {name} [{printable(event.mode)}, {printable(event.suite)}] epoch {event.epoch}: members "
-                     f"{', '.join(printable(m) for m in event.members)} (opened by {printable(event.actor)}); "
+        if new and event.chat_id == LOBBY_ID:
+            self.say(f"* lobby [{printable(event.mode)}, {printable(event.suite)}]: everyone online "
+                     f"({', '.join(printable(m) for m in event.members)}); /lobby to talk there")
+        elif new:
+            self.say(f"* chat {label} [{printable(event.mode)}, {printable(event.suite)}] epoch {event.epoch}: "
+                     f"members {', '.join(printable(m) for m in event.members)} (opened by {printable(event.actor)}); "
                      f"{_mode_promise(event.mode)}")
             if event.actor != me and event.chat_id != LOBBY_ID:
                 self.say(f"  now talking in {label}" if became_current else f"  /switch {label} to talk there")

@@ -278,6 +278,7 @@ def test_ctrl_c_and_ctrl_d_log_out_cleanly(server: Server, tmp_path: Path) -> No
             term = _login_term(server, tmp_path, name)
             _wait(lambda: any(isinstance(e, ev.PresenceChanged) and e.username == name and e.online  # noqa: B023
                               for e in watcher.inbox), f"{name} online")  # type: ignore[attr-defined]
+            term.expect(f"{name}>")  # the line editor is waiting (a key typed while a command runs is the tty's)
             term.child.sendcontrol(key)
             term.expect(r"logged out")
             term.child.expect(pexpect.EOF)
@@ -298,7 +299,7 @@ def test_typing_after_the_server_went_away_and_reconnecting_after_a_restart(serv
         alice.expect(r"alice@bob>")
         bob.close()
         server.stop()
-        alice.expect(r"connection lost: .*reconnecting")
+        alice.expect(r"connection to the server lost .*reconnecting")
         alice.type("are you there?")
         alice.expect(r"not connected: your message was not sent")
         server.start()
@@ -315,7 +316,7 @@ def test_typing_after_the_server_went_away_and_reconnecting_after_a_restart(serv
     finally:
         out = alice.close()
     assert "Traceback" not in out
-    assert "password:" not in out.split("connection lost")[-1]  # logged in again without asking
+    assert "password:" not in out.split("connection to the server lost")[-1]  # logged in again without asking
 
 
 def _plain(server: Server, keys: Path, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
