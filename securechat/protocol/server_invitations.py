@@ -33,7 +33,7 @@ class Invitation:
 @dataclass
 class Opening:
     """A ``chat_open`` waiting for answers: the chat starts when every online invitee answered, or at
-    ``deadline`` with those who accepted by then."""
+    ``deadline`` with those who accepted by then (the others may still accept and join at a later epoch)."""
 
     chat_id: str
     opener: str
@@ -68,6 +68,10 @@ def invite(server: ServerProtocol, chat_id: str, invitee: str, inviter: str, mod
     book, cfg = server.invitations, server.config
     if (chat_id, invitee) in book.open:
         return  # asked again: the open invitation stands
+    mine = [i for i in book.of_invitee(invitee) if i.inviter == inviter]
+    if len(mine) >= cfg.max_invitations_per_pair:
+        # one user cannot fill another's invitation quota on its own (PROTOCOL.md 7.11)
+        raise SecureChatError(f"you already have {len(mine)} open invitations to {invitee}", ErrorCode.LIMIT_EXCEEDED)
     if len(book.of_invitee(invitee)) >= cfg.max_invitations_per_user:
         raise SecureChatError(f"{invitee} has too many open invitations", ErrorCode.LIMIT_EXCEEDED)
     if book.count_by_inviter(inviter) >= cfg.max_invitations_per_inviter:
@@ -115,10 +119,7 @@ def start(server: ServerProtocol, opening: Opening) -> bool:
     whether epoch 1 should now be started (``server_relay.rekey(..., "open", opener)``)."""
     if server.invitations.openings.pop(opening.chat_id, None) is None:
         return False  # started or cancelled already
-    for name in opening.waiting:  # no answer in time: the invitation is closed
-        server.invitations.open.pop((opening.chat_id, name), None)
-    opening.declined += sorted(opening.waiting)
-    opening.waiting.clear()
+    opening.waiting.clear()  # no answer yet: the chat starts without them, their invitations stay open
     p = server.peers.get(opening.peer)
     if p is None or p.closing or server.online.get(opening.opener) != opening.peer:
         cancel(server, opening.chat_id)
