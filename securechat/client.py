@@ -46,7 +46,9 @@ HELP = """commands:
                                 (after a key change: the pinned and the OFFERED key's numbers side by side)
   /trust NAME FINGERPRINT       accept NAME's CHANGED key, exactly the one with FINGERPRINT (only after
                                 comparing the offered key's safety number out of band: /fingerprint NAME)
-  /invite NAME                  invite NAME to the current chat (new epoch, new key)
+  /invite NAME                  invite NAME to the current chat (they join, with a new epoch and key, if
+                                they accept)
+  /accept CHAT   /decline CHAT  answer an invitation you received (a prefix of the chat id is enough)
   /leave                        leave the current chat
   /chats                        list your chats;  /switch CHAT  makes CHAT current (a prefix is enough)
   /quit                         log out and exit;  /help  this text
@@ -99,6 +101,13 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatAborted():
             return (f"! KEY AGREEMENT ABORTED in chat {event.chat_id[:8]} epoch {event.epoch}: {event.code} "
                     f"({event.reason}); this epoch has no key")
+        case ev.InvitationReceived() if not event.accepted:
+            short = event.chat_id[:8]
+            return (f"* {event.inviter} invites you to a {event.mode} chat {short}: /accept {short} or "
+                    f"/decline {short} (open for {event.expires_in} s)")
+        case ev.InvitationClosed():
+            what = {"declined": "declined", "expired": "did not answer"}.get(event.outcome, event.outcome)
+            return f"* {event.username} {what} your invitation to chat {event.chat_id[:8]}"
         case ev.PeerMisbehaved():
             return (f"! WARNING: {event.sender} MISBEHAVED in chat {event.chat_id[:8]} at message {event.seq}: "
                     f"{event.code} ({event.reason})")
@@ -231,10 +240,33 @@ class Shell:
         opened = self.client.open_chat(names, mode=mode, suite=suite)
         self.current = opened.chat_id
         self.say(f"chat {opened.chat_id[:8]} [{mode}, {suite}] with {', '.join(opened.members)}")
-        for name in opened.offline:
-            self.say(f"  {name} is offline: not added")
+        for name in opened.pending:
+            where = "is offline" if name in opened.offline else "has not answered yet"
+            self.say(f"  {name} {where}: invited; they join when they accept")
+        for name in opened.declined:
+            self.say(f"  {name} declined (or cannot take another chat): not added")
         for name in opened.unknown:
             self.say(f"  {name} is not a registered user: not added")
+
+    def _answer(self, args: list[str], accept: bool) -> None:
+        # PROTOCOL.md 7.11: nobody joins a chat without answering its invitation
+        open_ = list(self.client.protocol.invitations)
+        wanted = args[0] if args else ""
+        matches = [cid for cid in open_ if cid.startswith(wanted)] if wanted else open_
+        if len(matches) != 1:
+            listed = ", ".join(cid[:8] for cid in open_) or "none"
+            self.say(f"! which invitation? /{'accept' if accept else 'decline'} CHAT (open invitations: {listed})")
+            return
+        answered = self.client.answer_invitation(matches[0], accept)
+        self.say(f"* {'accepted' if answered.accepted else 'declined'} the invitation to chat {matches[0][:8]}")
+        if answered.accepted:
+            self.current = matches[0]
+
+    def cmd_accept(self, args: list[str]) -> None:
+        self._answer(args, True)
+
+    def cmd_decline(self, args: list[str]) -> None:
+        self._answer(args, False)
 
     def cmd_invite(self, args: list[str]) -> None:
         if self.current is None:
@@ -369,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event,
                            key_exchange="x25519+mlkem768" if args.post_quantum else "x25519", lab=lab,
-                           keylog=keylog)
+                           keylog=keylog, auto_accept_invitations=False)
     except (SecureChatError, OSError) as exc:
         print(f"securechat-client: could not connect to {address}: {exc}", file=sys.stderr)
         return 1
