@@ -1,5 +1,8 @@
 """securechat benchmark. Run: ``python -m benchmarks.bench [--quick] [--out FILE]
-[--aead-backend pycryptodome|cryptography|both]``.
+[--aead-backend pycryptodome|cryptography|both] [--only relay class burst setup schemes ws]``.
+
+``ws`` runs the relay flood at 50x5 over the server's WebSocket port and over its TCP port, interleaved, in one
+run (docs/PROTOCOL.md 15; target: WebSocket >= 0.8x TCP).
 
 ``--aead-backend both`` runs every part with pycryptodome (the top-level figures), then the relay, the class
 session and the per-message costs again with the optional ``cryptography`` backend in server and generator
@@ -73,11 +76,12 @@ def machine() -> dict:
 
 
 def relay_securechat(keyfile: Path, keys, clients: int, size: int, duration: float, window: int,
-                     full: bool = False) -> dict:
+                     full: bool = False, ws: bool = False) -> dict:
     server = lg.ServerHandle("securechat", keyfile, users=clients, unlimited_rate=True)
     cl: list[lg.Client] = []
     try:
-        cl = lg.connect_and_login(server.port, server.server_key, keys, range(clients))
+        port = server.ws_port if ws else server.port
+        cl = lg.connect_and_login(port, server.server_key, keys, range(clients), ws=ws)
         groups = lg.open_chats(cl, size)
         names = {c.name: c.idx for c in cl}
         kind = lg.FullEndpoint if full else lg.FastEndpoint
@@ -139,6 +143,35 @@ def bench_relay(keyfile: Path, keys, quick: bool) -> dict:
     return {"window_per_sender": window, "seconds_per_run": duration, "runs_per_configuration": reps,
             "one_record_per_message": True,
             "rows": rows, "end_to_end_50x5": e2e}
+
+
+def bench_ws(keyfile: Path, keys, quick: bool) -> dict:
+    """The relay over the WebSocket port against the TCP port (docs/PROTOCOL.md 15), interleaved in one run."""
+    clients, size = (10, 5) if quick else (50, 5)
+    duration, reps, window = (1.5, 1, 4) if quick else (4.0, 5, 4)
+    log(f"relay flood {clients}x{size}: WebSocket against TCP, {reps} runs each, interleaved")
+    tcp_runs, ws_runs = [], []
+    for _ in range(reps):  # interleaved, so drift on the VM hits both alike
+        tcp_runs.append(relay_securechat(keyfile, keys, clients, size, duration, window))
+        ws_runs.append(relay_securechat(keyfile, keys, clients, size, duration, window, ws=True))
+
+    def median(runs: list[dict]) -> dict:
+        best = sorted(runs, key=lambda r: r["deliveries_per_s"])[len(runs) // 2]
+        return {**best, "runs_deliveries_per_s": [r["deliveries_per_s"] for r in runs],
+                "lost": sum(r["lost"] for r in runs)}
+
+    tcp, over_ws = median(tcp_runs), median(ws_runs)
+    ratio = round(over_ws["deliveries_per_s"] / tcp["deliveries_per_s"], 3) if tcp["deliveries_per_s"] else 0.0
+    for side in (tcp, over_ws):  # server CPU per delivery: what the transport costs, whatever the machine's load
+        side["server_cpu_us_per_delivery"] = round(side["server_cpu_s_per_s"] / side["deliveries_per_s"] * 1e6, 1) \
+            if side["deliveries_per_s"] else 0.0
+    log(f"  tcp {tcp['deliveries_per_s']}/s p50 {tcp['p50_ms']} p99 {tcp['p99_ms']} "
+        f"({tcp['server_cpu_us_per_delivery']} us server CPU per delivery); websocket {over_ws['deliveries_per_s']}/s "
+        f"p50 {over_ws['p50_ms']} p99 {over_ws['p99_ms']} ({over_ws['server_cpu_us_per_delivery']} us); ratio {ratio}")
+    return {"clients": clients, "chat_size": size, "window_per_sender": window, "seconds_per_run": duration,
+            "runs_per_transport": reps, "tcp": tcp, "websocket": over_ws, "ratio_ws_to_tcp": ratio,
+            "pair_ratios": [round(w["deliveries_per_s"] / t["deliveries_per_s"], 3) if t["deliveries_per_s"] else 0.0
+                            for t, w in zip(tcp_runs, ws_runs)]}
 
 
 # --- class session ---------------------------------------------------------------------------------------------------
@@ -367,6 +400,10 @@ def bench_schemes(quick: bool) -> dict:
 
 def evaluate(results: dict) -> dict:
     out = {}
+    w = results.get("ws_relay")
+    if w and not results.get("quick"):
+        out["ws_relay_ratio_to_tcp"] = {"target": ">= 0.8", "value": w["ratio_ws_to_tcp"],
+                                        "met": w["ratio_ws_to_tcp"] >= 0.8}
     relay = {(r["clients"], r["chat_size"]): r for r in results.get("relay", {}).get("rows", [])}
     r = relay.get((50, 5))
     if r:
@@ -399,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these parts (relay class burst setup schemes)")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these parts (relay class burst setup schemes ws)")
     ap.add_argument("--aead-backend", choices=(*aead.BACKENDS, "both"), default="pycryptodome",
                     help="AES-GCM backend of server and generator; 'both' adds a cryptography pass (relay, class, "
                          "schemes)")
@@ -411,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                      "command": "python -m benchmarks.bench" + (" --quick" if args.quick else "")
                      + (f" --aead-backend {args.aead_backend}" if args.aead_backend != "pycryptodome" else ""),
                      "aead_backend": backends[0]}
-    parts = args.only or ["relay", "class", "burst", "setup", "schemes"]
+    # ws (WebSocket against TCP) is in a full run; the quick smoke leaves it to its own smoke test
+    parts = args.only or ["relay", "class", "burst", "setup", "schemes", *([] if args.quick else ["ws"])]
     with tempfile.TemporaryDirectory() as tmp:
         keyfile = Path(tmp) / "keys.bin"
         keys = make_keys(keyfile)
@@ -426,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             results["chat_setup"] = bench_setup(keyfile, keys, args.quick)
         if "schemes" in parts:
             results["signature_schemes"] = bench_schemes(args.quick)
+        if "ws" in parts:
+            results["ws_relay"] = bench_ws(keyfile, keys, args.quick)
         for name in backends[1:]:
             log(f"--- again with the {name} AEAD backend ---")
             aead.set_backend(name)
@@ -436,11 +476,15 @@ def main(argv: list[str] | None = None) -> int:
                 other["class_session"] = bench_class(keyfile, keys, args.quick)
             if "schemes" in parts:
                 other["signature_schemes"] = bench_schemes(args.quick)
+            if "ws" in parts:
+                other["ws_relay"] = bench_ws(keyfile, keys, args.quick)
             other["targets"] = evaluate(other)  # relay and class targets; burst and setup are not AEAD-bound
             results.setdefault("by_backend", {})[name] = other
         aead.set_backend("pycryptodome")
     if not args.only:
         results["targets"] = evaluate(results)
+    elif "ws" in parts:
+        results["targets"] = evaluate({"quick": args.quick, "ws_relay": results["ws_relay"]})
     results["elapsed_s"] = round(time.time() - started, 1)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {args.out} in {results['elapsed_s']} s")

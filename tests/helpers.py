@@ -358,7 +358,7 @@ def sample_messages() -> dict[str, m.Message]:
         m.ChatLeave(rid=9, chat_id="c0123"),
         m.ChatLeft(rid=9, chat_id="c0123"),
         m.ChatKey(chat_id="c0123", epoch=2, mode="server-key", suite="aes-256-gcm", reason="invite", actor="alice",
-                  members=("alice", "bob", "carol"), wrap_digests=(b32, b32, b32), wrapped_key=b"\x07" * 256,
+                  members=("alice", "bob", "carol"), wrap_root=b32, wrap_path=(b32, b32), wrapped_key=b"\x07" * 256,
                   signature=sig),
         m.ChatSend(rid=10, chat_id="c0123", epoch=2, seq=1, ciphertext=b"\x01" * 40, signature=sig),
         m.ChatMessage(chat_id="c0123", epoch=2, sender="alice", seq=1, ciphertext=b"\x01" * 40, signature=sig),
@@ -372,6 +372,9 @@ def sample_messages() -> dict[str, m.Message]:
                            nonce=b32[:16], timestamp=1_700_000_000, signature=sig),
         m.KeyConfirm(chat_id="c0123", epoch=3, mac=b32),
         m.KeyConfirmed(chat_id="c0123", epoch=3, sender="bob", mac=b32),
+        m.RoundTimeout(chat_id="c0123", epoch=3, missing=("carol",)),
+        m.CertRenew(rid=12, signature=sig),
+        m.CertRenewed(rid=12, certificate=cert),
     ]
     return {msg.TYPE: msg for msg in samples}
 

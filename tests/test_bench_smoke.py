@@ -31,3 +31,14 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert [r["members"] for r in results["chat_setup"]["rows"]] == [2, 5]
     assert {r["scheme"] for r in results["signature_schemes"]["rows"]} == {
         "rsa-pss-sha256", "dsa-2048-sha256", "ecdsa-p256-sha256", "ed25519"}
+
+
+def test_bench_ws_quick(tmp_path: Path) -> None:
+    """The WebSocket part (``--only ws``): the same relay flood over the WebSocket port and the TCP port."""
+    out = tmp_path / "results.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.bench", "--quick", "--only", "ws", "--out", str(out)],
+                   cwd=ROOT, check=True, timeout=120, capture_output=True)
+    ws = json.loads(out.read_text())["ws_relay"]
+    for side in ("tcp", "websocket"):
+        assert ws[side]["lost"] == 0 and ws[side]["deliveries_per_s"] > 0 and ws[side]["errors"] == 0
+    assert ws["ratio_ws_to_tcp"] > 0

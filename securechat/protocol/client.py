@@ -33,7 +33,7 @@ from .codec import (
     MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
     record_payload, split_frames,
 )
-from .constructions import login_proof_bytes, register_proof_bytes
+from .constructions import login_proof_bytes, register_proof_bytes, renew_proof_bytes
 from .identity import UserKeys
 from .lab import LabMode, LabVariant, lab_has
 from .fields import normalize_username as _normalize
@@ -48,6 +48,9 @@ def normalize_username(raw: str) -> str:
 from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
+# Certificate requests a server may leave unanswered; beyond this the oldest is forgotten (bounded memory against
+# a malicious server, docs/SECURITY.md).
+MAX_FETCHES_IN_FLIGHT = 64
 
 
 class ClientProtocol:
@@ -188,6 +191,15 @@ class ClientProtocol:
 
     def logout(self) -> int:
         return self._request(m.Logout(rid=self._next_rid))
+
+    def renew_certificate(self) -> int:
+        """Ask for a new certificate for the same keys (PROTOCOL.md 6.6), signed with our certified key on this
+        channel; answered by CertificateRenewed or RequestFailed. Allowed in the certificate's last 30 days."""
+        next_client_state(self.state, SEND, "cert_renew")  # ONLINE only; check before signing
+        assert self._keys is not None and self.certificate is not None and self.username is not None
+        signed = renew_proof_bytes(self.transcript, self.username, self.certificate.serial)
+        signature = sign(self._keys.scheme, self._keys.signing_key, signed, random_bytes=self._random_bytes)
+        return self._request(m.CertRenew(rid=self._next_rid, signature=signature))
 
     def who(self) -> int:
         return self._request(m.Who(rid=self._next_rid))
@@ -454,6 +466,14 @@ class ClientProtocol:
         self.state = next_client_state(self.state, SEND, "register_proof")
         self._send_inner(m.RegisterProof(rid=msg.rid, nonce=nonce, signature=signature))
 
+    def _on_cert_renewed(self, msg: m.CertRenewed) -> None:
+        """PROTOCOL.md 6.6: the same keys, our name, the CA's signature, and no earlier expiry than before."""
+        self._check_own_certificate(msg.certificate)
+        if self.certificate is not None and msg.certificate.not_after < self.certificate.not_after:
+            raise RemoteProtocolError("the renewed certificate expires earlier", ErrorCode.BAD_CERTIFICATE)
+        self.certificate = msg.certificate
+        self._events.append(ev.CertificateRenewed(rid=msg.rid, certificate=msg.certificate))
+
     def _check_own_certificate(self, cert: Certificate) -> None:
         assert self._keys is not None and self.server_scheme is not None
         verify_certificate(cert, ca_public_key=self.server_key, ca_scheme=self.server_scheme, now=self._now,
@@ -486,11 +506,14 @@ class ClientProtocol:
             self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
                                                    reason="a message under our own name"))
             return
-        if self.book.missing_certificates(msg):
+        chat = self.book.chats.get(msg.chat_id)
+        member = chat is not None and msg.sender in chat.members
+        if member and self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
+        # not a member of the chat's current epoch (or no such chat): judged now, nothing fetched or held
         self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
@@ -517,6 +540,13 @@ class ClientProtocol:
         assert self.book is not None
         self._apply(modes.on_round(self.book, msg, self._now))
 
+    def _on_round_timeout(self, msg: m.RoundTimeout) -> None:
+        """PROTOCOL.md 7.6: reported only for a chat we are in, at its current epoch (anything else is stale)."""
+        assert self.book is not None
+        chat = self.book.chats.get(msg.chat_id)
+        if chat is not None and chat.epoch == msg.epoch:
+            self._events.append(ev.RoundTimedOut(chat_id=msg.chat_id, epoch=msg.epoch, missing=msg.missing))
+
     def _apply(self, step: modes.Step) -> None:
         """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
         self._events.extend(step.events)
@@ -537,6 +567,10 @@ class ClientProtocol:
         wanted = tuple(n for n in names if n not in self._fetching)
         if not wanted:
             return None
+        while len(self._fetch_requests) >= MAX_FETCHES_IN_FLIGHT:
+            # bounded memory: a server that never answers forgets our oldest request (its answer would now be
+            # ignored, and the next message from one of its names asks again)
+            self._fetching.difference_update(self._fetch_requests.pop(next(iter(self._fetch_requests))))
         rid = self._next_rid
         self._next_rid += 1
         self._fetching.update(wanted)
@@ -607,4 +641,6 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "share_committed": ClientProtocol._on_round,
     "key_share_delivery": ClientProtocol._on_round,
     "key_confirmed": ClientProtocol._on_round,
+    "round_timeout": ClientProtocol._on_round_timeout,
+    "cert_renewed": ClientProtocol._on_cert_renewed,
 }

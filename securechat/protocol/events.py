@@ -213,6 +213,25 @@ class ChatAborted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertificateRenewed(Event):
+    """PROTOCOL.md 6.6: the server issued a new certificate for our same keys (the driver should save it)."""
+
+    rid: int | None
+    certificate: Certificate
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundTimedOut(Event):
+    """The server gave up waiting for the key agreement of *epoch* (PROTOCOL.md 7.6): *missing* never
+    confirmed (offline, or their client stalled). The chat has no key for that epoch until they take part, or
+    until the membership changes (leave and open the chat again without them)."""
+
+    chat_id: str
+    epoch: int
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggedOut(Event):
     rid: int | None
 
@@ -230,6 +249,23 @@ class ConnectionClosed(Event):
 @dataclass(frozen=True, kw_only=True)
 class ServerEvent:
     peer: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateRenewedFor(ServerEvent):
+    """PROTOCOL.md 6.6: *username*'s certificate was renewed until *not_after*."""
+
+    username: str
+    not_after: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundTimeoutSent(ServerEvent):
+    """PROTOCOL.md 7.6: the server told the online members that an epoch's agreement timed out."""
+
+    chat_id: str
+    epoch: int
+    missing: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)

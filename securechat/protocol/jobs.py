@@ -16,13 +16,15 @@ from typing import Any, Generic, TypeVar
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
-from ..crypto.encoding import RandomBytes, constant_time_equal, sha256
+from ..crypto.encoding import RandomBytes, constant_time_equal
 from ..crypto.keys import generate_encryption_key, load_public_key, public_key_der
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
-from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes
+from .constructions import (
+    chat_key_signed_bytes, login_proof_bytes, register_proof_bytes, renew_proof_bytes, wrap_tree,
+)
 from .registry import Registry, UserRecord
 
 
@@ -235,6 +237,48 @@ class RegisterJob(Job):
 
 
 @dataclass(eq=False)
+class RenewJob(Job):
+    """PROTOCOL.md 6.6: check the renewal signature with the certified key, then certify the same keys anew."""
+
+    registry: Registry = field(default=None)  # type: ignore[assignment]
+    username: str = ""
+    signature: bytes = b""
+    transcript: bytes = b""
+    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    validity_seconds: int = 0
+    serial: int = 0
+    now: float = 0.0
+    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    certificate: Certificate | None = None
+
+    def run(self) -> None:
+        record = self.registry.get_user(self.username)
+        if record is None:  # the account was removed meanwhile (securechat-admin)
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            return
+        old = record.certificate
+        try:
+            _, signing_key = verify_certificate(old, ca_public_key=load_public_key(self.ca.public_der),
+                                                ca_scheme=self.ca.scheme, now=self.now, username=self.username)
+            verify(old.signature_scheme, signing_key, renew_proof_bytes(self.transcript, self.username, old.serial),
+                   self.signature)
+        except SecureChatError:
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            return
+        cert = issue_certificate(
+            username=self.username, signature_scheme=old.signature_scheme, encryption_key=old.encryption_key,
+            signing_key=old.signing_key, serial=self.serial, now=int(self.now),
+            validity_seconds=self.validity_seconds, ca_private_key=self.ca.private_key, ca_scheme=self.ca.scheme,
+            random_bytes=self.random_bytes)
+        try:
+            self.registry.replace_certificate(self.username, cert)
+        except SecureChatError as exc:
+            self.outcome, self.code = "failed", exc.code
+            return
+        self.outcome, self.certificate = "renewed", cert
+
+
+@dataclass(eq=False)
 class ChatKeyJob(Job):
     """PROTOCOL.md 7.2: a fresh 256-bit key wrapped for every member, one server signature over it all."""
 
@@ -252,17 +296,18 @@ class ChatKeyJob(Job):
 
     def run(self) -> None:
         chat_key = self.random_bytes(32)
-        wraps = [wrap_key(k, chat_key, random_bytes=self.random_bytes) for k in self.encryption_keys]
-        digests = tuple(sha256(w) for w in wraps)
+        wraps = tuple(wrap_key(k, chat_key, random_bytes=self.random_bytes) for k in self.encryption_keys)
+        root, paths = wrap_tree(self.members, wraps)
         signature = sign(self.ca.scheme, self.ca.private_key, chat_key_signed_bytes(
             chat_id=self.chat_id, epoch=self.epoch, mode=self.mode, suite=self.suite, reason=self.reason,
-            actor=self.actor, members=self.members, wrap_digests=digests,
+            actor=self.actor, members=self.members, wrap_root=root,
         ), random_bytes=self.random_bytes)
         # PROTOCOL.md 7.2: the server forgets chat_key here; in this mode it could have kept it (trust model).
+        # Each member gets its own wrap and audit path: O(log N) hashes each, not the N digests of every wrap.
         self.messages = {
             member: m.ChatKey(chat_id=self.chat_id, epoch=self.epoch, mode=self.mode, suite=self.suite,
-                              reason=self.reason, actor=self.actor, members=self.members, wrap_digests=digests,
-                              wrapped_key=wrap, signature=signature)
-            for member, wrap in zip(self.members, wraps)
+                              reason=self.reason, actor=self.actor, members=self.members, wrap_root=root,
+                              wrap_path=path, wrapped_key=wrap, signature=signature)
+            for member, wrap, path in zip(self.members, wraps, paths)
         }
         self.outcome = "done"

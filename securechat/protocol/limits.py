@@ -19,13 +19,17 @@ class ServerConfig:
     scrypt: ScryptParams = OWASP_SCRYPT        # docs/THREATS.md: OWASP minimum N=2^17, r=8, p=1 by default
     certificate_validity_seconds: int = 365 * 24 * 3600
     max_connections: int = 1024                # a class session is 300; leaves room without unbounded growth
-    max_connections_per_address: int = 512     # loopback benchmarks connect 300 clients from one address
+    max_connections_per_address: int = 128     # PROTOCOL.md 10.1: an eighth of the slots (benchmarks raise it)
     handshake_deadline_seconds: float = 10.0   # docs/THREATS.md 10: slowloris connections are closed by then
     auth_deadline_seconds: float = 120.0       # a connection must log in within this (key generation is local)
+    first_request_deadline_seconds: float = 10.0  # PROTOCOL.md 10.1: under pressure, first request within this
     frame_deadline_seconds: float = 30.0       # a started frame must complete within this (docs/THREATS.md 1)
     max_pending_password_jobs: int = 512       # docs/THREATS.md 14: queued scrypt work beyond this gets server_busy
     max_pending_password_jobs_per_address: int = 8  # PROTOCOL.md 6.2: one address cannot fill the queue
     max_chats_per_user: int = 64               # docs/THREATS.md 15
+    max_key_jobs: int = 16                     # PROTOCOL.md 7.2: chat key jobs at once; other chats wait their turn
+    invites_per_chat_per_second: float = 1.0   # PROTOCOL.md 7.5: each invitation rekeys every member
+    invite_burst_per_chat: float = 20.0
     messages_per_second: float = 200.0         # docs/THREATS.md 15: per user, sustained
     message_burst: float = 2000.0              # per user, burst
     failures_before_backoff: int = 3           # docs/THREATS.md 18: per (account, address)
@@ -36,6 +40,8 @@ class ServerConfig:
     registration_burst_per_address: float = 100.0      # a class behind one NAT registers at once
     tracked_keys: int = 100_000                # bound on throttle memory
     require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
+    renewal_window_seconds: int = 30 * 24 * 3600  # PROTOCOL.md 6.6: a certificate may be renewed in its last 30 days
+    round_timeout_seconds: float = 120.0       # PROTOCOL.md 7.6: a contributory round not finished by then is reported
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
     # PROTOCOL.md 6.1 step 2: register budgets before login (token buckets: per second, burst).
     register_per_connection_per_second: float = 0.1   # an honest client registers once or twice

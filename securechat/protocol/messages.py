@@ -18,6 +18,7 @@ from .fields import Blob, Boolean, Choice, Integer, Kind, ListOf, Name, Object, 
 
 PROTOCOL_VERSION = 1
 MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
+MAX_WRAP_PATH = (MAX_CHAT_MEMBERS - 1).bit_length()  # PROTOCOL.md 7.2: a Merkle audit path over 256 wraps: 8
 MAX_CHAT_BODY_BYTES = 64 * 1024  # PROTOCOL.md 10: one chat message's ciphertext
 MAX_PASSWORD_CHARS = 1024        # docs/THREATS.md 9: a 1 MB password must not reach scrypt
 MAX_LIST_ITEMS = 10_000          # who/online lists: more users than a class session holds
@@ -324,7 +325,8 @@ class ChatKey(Message):
     reason: str = f(Choice(REKEY_REASONS))
     actor: str = f(Name())
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
-    wrap_digests: tuple[bytes, ...] = f(ListOf(Blob(exact=32), MAX_CHAT_MEMBERS))
+    wrap_root: bytes = f(Blob(exact=32))  # PROTOCOL.md 7.2: Merkle root over every member's wrap
+    wrap_path: tuple[bytes, ...] = f(ListOf(Blob(exact=32), MAX_WRAP_PATH))  # this member's audit path
     wrapped_key: bytes = f(Blob(max_bytes=1024))
     signature: bytes = f(SIGNATURE_BLOB)
 
@@ -445,6 +447,33 @@ class KeyConfirmed(Message):
     mac: bytes = f(Blob(exact=32))
 
 
+@dataclass(frozen=True, kw_only=True)
+class CertRenew(Message):
+    """PROTOCOL.md 6.6: renew the sender's certificate for the same keys, signed with the certified key."""
+
+    TYPE: ClassVar[str] = "cert_renew"
+    rid: int | None = f(RID, None)
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertRenewed(Message):
+    TYPE: ClassVar[str] = "cert_renewed"
+    rid: int | None = f(RID, None)
+    certificate: Certificate = f(Object(Certificate))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundTimeout(Message):
+    """PROTOCOL.md 7.6: the key agreement of a contributory epoch did not finish in time; *missing* are the
+    members the server has no key confirmation from."""
+
+    TYPE: ClassVar[str] = "round_timeout"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    missing: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
+
+
 MESSAGE_CLASSES: tuple[type[Message], ...] = (
     ClientHello, ServerHello, Record, Error,
     Register, RegisterChallenge, RegisterProof, Registered, Login, LoginOk, Logout, Bye,
@@ -452,6 +481,7 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatInvitation, ChatAnswer, ChatAnswered, InvitationClosed,
     ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
     ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
+    RoundTimeout, CertRenew, CertRenewed,
 )
 MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLASSES}
 
@@ -460,5 +490,6 @@ CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
 CLIENT_TO_SERVER = frozenset({
     "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
     "chat_open", "chat_invite", "chat_answer", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
+    "cert_renew",
 })
 SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}

@@ -113,8 +113,14 @@ class Campaign:
                 self._bob_sends(deliver=True)
                 return
             msg = pick(self.relayed)
-            alice.push(self._forge(action, msg, arg))
-            world.pump()
+            if action == "unknown-sender" and arg % 2:
+                # a directory that never answers: the message is held, its certificate request stays in flight
+                world.hooks["get_certificates"] = lambda c, req: [] if c is alice else None
+            try:
+                alice.push(self._forge(action, msg, arg))
+                world.pump()
+            finally:
+                world.hooks.pop("get_certificates", None)
         elif action == "mode-switch":
             chat = alice.client.chats.get(self.chat_id)
             epoch = getattr(chat, "epoch", 1) + 1
@@ -151,13 +157,14 @@ class Campaign:
         if action == "wrong-epoch":
             return dataclasses.replace(msg, epoch=msg.epoch + 1 + arg % 3)
         if action == "unknown-sender":
-            return dataclasses.replace(msg, sender=f"ghost{arg % 1000}")
+            return dataclasses.replace(msg, sender=f"ghost{arg}")
         # forged-signature: the server re-signs bob's ciphertext with mallory's key, under bob's name
         from securechat.crypto.signatures import sign
         from securechat.protocol.constructions import chat_header, chat_signed_bytes, hybrid_signed_bytes
         header = chat_header(chat_id=msg.chat_id, epoch=msg.epoch, sender="bob", seq=msg.seq + 1,
                              suite="aes-256-gcm")
-        signed = (hybrid_signed_bytes(header, msg.ciphertext, msg.wrap_recipients or (), msg.wraps or ())
+        signed = (hybrid_signed_bytes(header, msg.ciphertext, msg.wrap_recipients or (), msg.wraps or (),
+                                      msg.key_commitment or b"", msg.prev_hash or b"")
                   if msg.wraps else chat_signed_bytes(header, msg.ciphertext))
         return dataclasses.replace(msg, seq=msg.seq + 1, signature=sign(self.mallory.scheme, self.mallory.signing_key,
                                                                        signed))

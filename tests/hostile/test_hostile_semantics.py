@@ -183,6 +183,30 @@ def test_login_ok_naming_another_user_is_refused(world: HostileServer, people: d
     assert conn.events[-1].code == ErrorCode.BAD_CERTIFICATE.value, conn.events  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("lie", ["other-keys", "other-name", "earlier-expiry", "other-ca"])
+def test_cert_renewed_must_renew_our_own_certificate(world: HostileServer, people: dict, lie: str) -> None:
+    """cert_renewed (PROTOCOL.md 6.6) may only extend OUR certificate: same name, same keys, the pinned CA, no
+    earlier expiry; anything else closes bad_certificate and the client keeps its certificate."""
+    from securechat.store import new_server_key
+    alice = world.login("alice", people["alice"])
+    before = alice.client.certificate
+    cert = {
+        "other-keys": lambda: world.certify("alice", people["mallory"], lifetime=90 * 86400),
+        "other-name": lambda: world.certify("bob", people["alice"], lifetime=90 * 86400),
+        "earlier-expiry": lambda: world.certify("alice", people["alice"], lifetime=86400),
+        "other-ca": lambda: HostileServer(new_server_key()).certify("alice", people["alice"], lifetime=90 * 86400),
+    }[lie]()
+    closed_with(alice.push(m.CertRenewed(rid=None, certificate=cert)), ErrorCode.BAD_CERTIFICATE.value)
+    assert alice.client.certificate == before
+
+
+def test_cert_renewed_honest_renewal_is_reported(world: HostileServer, people: dict) -> None:
+    alice = world.login("alice", people["alice"])
+    cert = world.certify("alice", people["alice"], lifetime=90 * 86400)
+    assert alice.push(m.CertRenewed(rid=None, certificate=cert)) == [ev.CertificateRenewed(rid=None, certificate=cert)]
+    assert alice.client.certificate == cert
+
+
 # --- bye, who_result, status_result, presence, chat_opened, chat_invited ----------------------------------------
 
 def test_unasked_bye_closes_without_logging_out(world: HostileServer, people: dict) -> None:
@@ -470,18 +494,49 @@ def test_hybrid_message_wrapped_for_fewer_members_is_refused(world: HostileServe
     assert [e.code for e in events] == ["bad_signature"], events  # type: ignore[attr-defined]
 
 
-def test_message_from_unknown_sender_is_held_then_rejected(world: HostileServer, people: dict) -> None:
-    """A sender the server says does not exist: the message is held for the certificate, then rejected."""
+def test_message_from_a_non_member_is_refused_without_a_fetch(world: HostileServer, people: dict) -> None:
+    """A sender who is not in the chat's signed membership is refused at once: no certificate request, nothing
+    held (a server inventing senders cannot make the client ask and wait for each)."""
     alice, bob = pair(world, people)
     chat_id = world.open_chat(alice, ("bob",))
-    world.hooks["get_certificates"] = lambda c, msg: [(c, m.Certificates(rid=msg.rid, certificates=(),
-                                                                         unknown=msg.usernames))]
+    asked = len([x for x in alice.received if isinstance(x, m.GetCertificates)])
     events = alice.push(m.ChatMessage(chat_id=chat_id, epoch=1, sender="zed", seq=1, ciphertext=b"x" * 40,
                                       signature=b"s" * 64))
     world.pump()
+    assert [(type(e), e.code) for e in events] == [(ev.MessageRejected, "not_member")], events  # type: ignore
+    assert len([x for x in alice.received if isinstance(x, m.GetCertificates)]) == asked
+    assert not alice.client.book.pending  # type: ignore[union-attr]
+
+
+def test_member_whose_certificate_never_comes_is_held_then_dropped(world: HostileServer, people: dict) -> None:
+    """A member's message waits for the certificate; the server then says the member does not exist: rejected."""
+    alice, bob = pair(world, people)
+    chat_id = world.open_chat(alice, ("bob",), "hybrid")
+    world.hooks["get_certificates"] = lambda c, msg: [(c, m.Certificates(rid=msg.rid, certificates=(),
+                                                                         unknown=msg.usernames))]
+    world.enroll("carol", people["carol"])
+    world.login("carol", people["carol"])
+    del alice.client.book.certificates["bob"]  # type: ignore[union-attr]  # as if bob's fetch had failed
+    relayed_from(world, bob, chat_id, "hello")
     rejected = alice.of(ev.MessageRejected)
-    assert events == [] and rejected and rejected[-1].sender == "zed", alice.events
+    assert rejected and (rejected[-1].sender, rejected[-1].code) == ("bob", "bad_certificate"), alice.events
     assert not alice.of(ev.ChatReceived)
+
+
+def test_unanswered_certificate_requests_stay_bounded(world: HostileServer, people: dict) -> None:
+    """A server that announces epoch after epoch with a new member and never answers a certificate request:
+    the requests the client remembers stay at MAX_FETCHES_IN_FLIGHT, and the connection keeps working."""
+    from securechat.protocol.client import MAX_FETCHES_IN_FLIGHT
+    from .campaign import bounded_state
+    alice = world.login("alice", people["alice"])
+    world.hooks["get_certificates"] = lambda c, msg: []
+    for epoch in range(1, MAX_FETCHES_IN_FLIGHT + 20):
+        alice.push(world.chat_epoch("big", epoch, "hybrid", ("alice", f"ghost{epoch}"), reason="invite"))
+        world.pump()
+    sizes = bounded_state(alice)
+    assert sizes["fetch_requests"] == MAX_FETCHES_IN_FLIGHT and sizes["fetching"] == MAX_FETCHES_IN_FLIGHT, sizes
+    assert alice.client.chats["big"].epoch == MAX_FETCHES_IN_FLIGHT + 19  # type: ignore[attr-defined]
+    assert alice.client.state is ClientState.ONLINE
 
 
 def test_message_after_we_left_is_refused(world: HostileServer, people: dict) -> None:
@@ -553,6 +608,18 @@ def test_round_message_of_an_older_epoch_is_refused(world: HostileServer, people
     events = alice.push(m.ShareCommitted(chat_id=chat_id, epoch=2, sender="bob", commitment=commit[0].commitment,
                                          signature=commit[0].signature))
     assert [(type(e), e.code) for e in events] == [(ev.MessageRejected, "stale_epoch")], events  # type: ignore
+
+
+def test_round_timeout_is_information_only(world: HostileServer, people: dict) -> None:
+    """round_timeout for a chat we are not in, or another epoch, is ignored; for the current epoch it is one
+    RoundTimedOut event and changes no key, agreement or membership (the server cannot end an epoch with it)."""
+    alice, bob, chat_id, held = _running_agreement(world, people)
+    before = snapshot(alice.client)
+    assert alice.push(m.RoundTimeout(chat_id="nothing", epoch=1, missing=("bob",))) == []
+    assert alice.push(m.RoundTimeout(chat_id=chat_id, epoch=7, missing=("bob",))) == []
+    events = alice.push(m.RoundTimeout(chat_id=chat_id, epoch=1, missing=("bob",)))
+    assert events == [ev.RoundTimedOut(chat_id=chat_id, epoch=1, missing=("bob",))]
+    assert snapshot(alice.client) == before and chat_id in alice.client.book.agreements  # type: ignore[union-attr]
 
 
 def test_xor_downgrade_at_first_sight_is_visible(world: HostileServer, people: dict) -> None:
