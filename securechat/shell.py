@@ -355,7 +355,10 @@ class Shell:
                 return (f"! key agreement in {self.label(event.chat_id)} (epoch {event.epoch}) timed out waiting "
                         f"for {', '.join(printable(m) for m in event.missing)}: no key until they take part "
                         "(/leave, then open the chat again without them)")
-            case ev.InvitationReceived() if not event.accepted:
+            case ev.InvitationReceived() if event.accepted:
+                return (f"* {printable(event.inviter)} invited you to a {printable(event.mode)} chat: accepted "
+                        "(--accept-invitations)")
+            case ev.InvitationReceived():
                 short = printable(event.chat_id[:8])
                 return (f"* {printable(event.inviter)} invites you to a {printable(event.mode)} chat {short}: "
                         f"/accept {short} or /decline {short} (open for {event.expires_in} s)")
