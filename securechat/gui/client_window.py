@@ -19,6 +19,7 @@ from typing import Any
 from ..crypto.signatures import SCHEMES as SCHEME_TABLE
 from ..crypto.signatures import SignatureScheme
 from ..display import explain, printable
+from ..keystore import KeyStoreError
 from ..errors import ErrorCode, SecureChatError
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
@@ -55,6 +56,8 @@ def wire_line(entry: ev.TraceEntry) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """One plain line for a failure of a command (never a traceback)."""
+    if isinstance(exc, KeyStoreError):  # already a plain sentence saying what to do
+        return printable(str(exc))
     if isinstance(exc, SecureChatError):
         return explain(exc.code, str(exc.args[0]) if exc.args else "")
     if isinstance(exc, TimeoutError):
@@ -83,6 +86,7 @@ class ClientWindow:
         self._survived: set[str] = set()
         self.trust: TrustDialog | None = None
         self._others: list[str] = []  # the online list's names, in display order
+        self._early_presence: dict[str, bool] = {}  # presence seen before the login reply was handled
         self.worker = app.pool(name)
         self.win = tk.Toplevel(app.root)
         self.win.title(f"securechat — {name}")
@@ -252,7 +256,7 @@ class ClientWindow:
             client.close()
             return
         self.client, self.attempt = client, 0
-        self.online = set(logged.online)
+        self._take_online(logged.online)
         self._show_users()
         self._set_state("online")
         self._say("reconnected and logged in again; checking which chats are still open ...")
@@ -311,6 +315,9 @@ class ClientWindow:
         match event:
             case ev.PresenceChanged():
                 (self.online.add if event.online else self.online.discard)(event.username)
+                if self.state != "online":
+                    # may beat the login reply through the queue: applied again on top of its list
+                    self._early_presence[event.username] = event.online
                 self._show_users()
             case ev.ChatKeyed():
                 tab = self._tab(event.chat_id)
@@ -378,9 +385,17 @@ class ClientWindow:
         assert client is not None
 
         def work() -> Any:
-            keys = store.create(name, password, scheme, progress=lambda s: self.app.post(self._busy, s + " ..."))
+            # keys are staged and move into the key folder only once the server accepted the name: a refused
+            # registration never touches an existing identity and leaves nothing behind (docs/SECURITY.md 7.4)
+            staged = store.stage(name, password, scheme, progress=lambda s: self.app.post(self._busy, s + " ..."))
             self.app.post(self._busy, "registering (proof of possession of both keys) ...")
-            return client.register(name, password, keys)
+            try:
+                result = client.register(name, password, staged.keys)
+            except BaseException:
+                store.discard(staged)
+                raise
+            store.commit(staged)
+            return result
         self._call(f"generating keys for {printable(name)} ...", work, self._registered)
 
     def _registered(self, result: ev.RegistrationSucceeded) -> None:
@@ -406,13 +421,20 @@ class ClientWindow:
         self.keys, logged, self._password = result
         self.password_entry.delete(0, "end")  # kept in memory (to log in again after a drop), not on screen
         self.username, self.scheme_name = logged.username, self.keys.scheme.value
-        self.online = set(logged.online)
+        self._take_online(logged.online)
         self._show_users()
         self.register_button.configure(state="disabled")
         self.login_button.configure(state="disabled")
         self.win.title(f"securechat — {printable(logged.username)} ({self.scheme_name})")
         self._set_state("online")
         self._say(f"logged in as {printable(logged.username)} ({self.scheme_name})")
+
+    def _take_online(self, listed: tuple[str, ...]) -> None:
+        """The login reply's list, then any presence change that was handled before it (newer than the list)."""
+        self.online = set(listed)
+        for name, online in self._early_presence.items():
+            (self.online.add if online else self.online.discard)(name)
+        self._early_presence = {}
 
     def _save_pins(self) -> None:
         if self.client is not None and self.username:

@@ -41,6 +41,7 @@ from . import admission
 from .registry import Registry
 from .server_accounts import Accounts
 from .server_chats import ChatDirectory
+from .server_invitations import Invitations
 from .server_outbox import Outbox, Peer, Tracer
 from .server_presence import Presence
 from .server_relay import ChatRelay
@@ -101,6 +102,17 @@ class ServerProtocol:
     def config(self, config: ServerConfig) -> None:
         """New limits take effect at once, in every part (an operator's change, or a test's)."""
         self._config = self.accounts.config = self.relay.config = self.relay.modes.config = config
+        self.relay.invitations.config = config
+
+    @property
+    def now(self) -> float:
+        """The driver's clock at the last input (time is passed in, never read)."""
+        return self._now
+
+    @property
+    def invitations(self) -> Invitations:
+        """Open invitations and chats being opened (PROTOCOL.md 7.11)."""
+        return self.relay.invitations
 
     @property
     def online(self) -> dict[str, int]:
@@ -183,6 +195,7 @@ class ServerProtocol:
     def handle_timer(self, now: float) -> None:
         """Enforce deadlines (docs/THREATS.md 1, 10): call about once a second."""
         self._now = now
+        self.relay.start_openings(self.relay.invitations.expire())
         cfg = self.config
         peers = admission.live(self.peers.values())
         counts = admission.per_address(peers)
@@ -418,6 +431,7 @@ class ServerProtocol:
             "get_certificates": self._on_get_certificates,
             "chat_open": relay.on_chat_open,
             "chat_invite": relay.on_chat_invite,
+            "chat_answer": relay.on_chat_answer,
             "chat_leave": relay.on_chat_leave,
             "chat_send": relay.on_chat_send,
             "share_commit": lambda p, msg: relay.on_round(p, msg, relay.modes.on_share_commit),

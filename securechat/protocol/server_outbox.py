@@ -105,6 +105,9 @@ class Outbox:
     def peer(self, peer: int) -> Peer:
         return self._peers[peer]
 
+    def find(self, peer: int) -> Peer | None:
+        return self._peers.get(peer)
+
     def reply_error(self, p: Peer, code: ErrorCode, text: str, request: object, *, fatal: bool = False,
                     ref: str | None = None, counted: bool = False) -> None:
         """Answer *request* with an ``error`` (PROTOCOL.md 9); *counted*: already counted against the peer."""

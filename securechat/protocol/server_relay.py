@@ -27,6 +27,7 @@ from .limits import ServerConfig, TokenBucket
 from .vocabulary import CONTRIBUTORY_MODES, Availability, ChatMode, RekeyReason
 from .registry import Registry
 from .server_chats import ChatDirectory, ServerChat
+from .server_invitations import Invitations, Opening
 from .server_modes import KeylessModes
 from .server_outbox import Outbox, Peer
 from .server_presence import Presence
@@ -50,6 +51,8 @@ class ChatRelay:
         self.key_waiting: OrderedDict[str, None] = OrderedDict()  # chats waiting for a key job slot (7.2)
         self.config = config
         self.chats = ChatDirectory(config.max_chats_per_user)
+        self.invitations = Invitations(outbox=outbox, presence=presence, chats=self.chats, config=config,
+                                       random_bytes=random_bytes, now=now)  # PROTOCOL.md 7.11
         self.modes = KeylessModes(outbox=outbox, presence=presence, chats=self.chats, config=config,
                                   server_key=server_key, random_bytes=random_bytes, now=now)
 
@@ -58,9 +61,12 @@ class ChatRelay:
         self.modes.on_login(p, username)
         if self.config.lobby:
             self.join_lobby(username)
+        self.invitations.on_login(username)
 
     def member_offline(self, username: str) -> None:
-        """A user went offline: it leaves every chat, and the others' chats start a new epoch."""
+        """A user went offline: chats it was opening are cancelled, those waiting for its answer may start; it
+        leaves every chat, and the others' chats start a new epoch."""
+        self.start_openings(self.invitations.on_logout(username))
         for chat_id in self.chats.leave_all(username):
             self.rekey(chat_id, RekeyReason.DISCONNECT, username)
 
@@ -88,30 +94,36 @@ class ChatRelay:
         return Availability.OFFLINE if self._registry.get_user(name) is not None else Availability.UNKNOWN
 
     def on_chat_open(self, p: Peer, msg: m.ChatOpen) -> None:
+        """PROTOCOL.md 7.1 and 7.11: invite the named users; the chat starts when they have answered."""
         assert p.username is not None
         wanted = [n for n in msg.members if n != p.username]
         status = {n: self.availability_of(n) for n in wanted}
-        # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline.
-        joinable = ((Availability.ONLINE, Availability.OFFLINE) if msg.mode in CONTRIBUTORY_MODES
-                    else (Availability.ONLINE,))
-        members = [n for n in wanted if status[n] in joinable]
-        if not members:
+        if not any(status[n] is not Availability.UNKNOWN for n in wanted):
             missing = ", ".join(wanted) or "nobody"
-            self._outbox.reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
+            self._outbox.reply_error(p, ErrorCode.USER_OFFLINE, f"nobody to invite ({missing} not registered)", msg)
             return
-        try:
-            chat = self.chats.open(p.username, members, mode=msg.mode, suite=msg.suite,
-                                   chat_id="c" + self._random_bytes(16).hex())
-        except SecureChatError as exc:
-            self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
+        if len(self.chats.chats_of(p.username)) >= self.config.max_chats_per_user:
+            self._outbox.reply_error(p, ErrorCode.LIMIT_EXCEEDED, f"{p.username} is in too many chats", msg)
             return
-        offline = tuple(n for n in wanted if status[n] is Availability.OFFLINE and n not in members)
-        self._outbox.send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
-                                          offline=offline,
-                                          unknown=tuple(n for n in wanted if status[n] is Availability.UNKNOWN)))
-        self.rekey(chat.chat_id, RekeyReason.OPEN, p.username)
+        opening = self.invitations.begin_opening(p, msg, wanted, {n: str(a) for n, a in status.items()})
+        if opening is not None:
+            self.start_openings([opening])
+
+    def start_openings(self, openings: list[Opening]) -> None:
+        """Start epoch 1 of each chat whose invitees answered (or whose wait ended), PROTOCOL.md 7.11."""
+        for opening in openings:
+            if self.invitations.start(opening):
+                self.rekey(opening.chat_id, RekeyReason.OPEN, opening.opener)
+
+    def on_chat_answer(self, p: Peer, msg: m.ChatAnswer) -> None:
+        answered = self.invitations.answer(p, msg)
+        if answered.opening is not None:
+            self.start_openings([answered.opening])
+        elif answered.joined:
+            self.rekey(msg.chat_id, answered.reason, answered.actor)
 
     def on_chat_invite(self, p: Peer, msg: m.ChatInvite) -> None:
+        """PROTOCOL.md 7.11: an invitation the invitee answers; it joins (a new epoch) only by accepting."""
         assert p.username is not None
         if msg.chat_id == m.LOBBY_ID:
             self._outbox.reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "the lobby has every online user already",
@@ -122,15 +134,15 @@ class ChatRelay:
             chat = self.chats.check_member(msg.chat_id, p.username)
             if not self.membership_change_allowed(chat):
                 raise SecureChatError("too many invitations into this chat, retry shortly", ErrorCode.RATE_LIMITED)
-            if availability is not Availability.ONLINE:
-                code = ErrorCode.USER_OFFLINE if availability is Availability.OFFLINE else ErrorCode.UNKNOWN_USER
-                raise SecureChatError(f"{msg.username} is {availability}", code)
-            self.chats.add(msg.chat_id, msg.username)
+            if availability is Availability.UNKNOWN:
+                raise SecureChatError(f"{msg.username} is not registered", ErrorCode.UNKNOWN_USER)
+            if msg.username in chat.members:
+                raise SecureChatError(f"{msg.username} is already a member", ErrorCode.ALREADY_MEMBER)
+            self.invitations.invite(msg.chat_id, msg.username, p.username, chat.mode, chat.suite)
         except SecureChatError as exc:
             self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
             return
         self._outbox.send(p, m.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username))
-        self.rekey(msg.chat_id, RekeyReason.INVITE, p.username)
 
     def on_chat_leave(self, p: Peer, msg: m.ChatLeave) -> None:
         assert p.username is not None
