@@ -329,3 +329,20 @@ def test_no_replay_window_lets_a_replayed_record_repeat_a_command():
 def test_a_replayed_record_is_refused_by_the_default_server():
     chats, closed = _replay_chat_open(None)
     assert len(chats) == 1 and closed is not None and closed.code == "bad_record"
+
+
+def test_client_cli_keylog_option_writes_one_owner_only_line(tmp_path):
+    import subprocess
+    import sys
+
+    server = start_server()
+    log = tmp_path / "keys.log"
+    try:
+        result = subprocess.run([sys.executable, "-m", "securechat.client", "--host", "127.0.0.1", "--port",
+                                 str(server.address[1]), "--keys-dir", str(tmp_path / "keys"), "--keylog", str(log)],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert "LAB TOOL: writing this connection's record keys to" in result.stdout, result.stdout + result.stderr
+    assert stat.S_IMODE(os.stat(log).st_mode) == 0o600
+    assert len(read_keylog(log)) == 1 and log.read_text().startswith("SECURECHAT_CHANNEL ")
