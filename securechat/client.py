@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import shlex
 import sys
 import threading
@@ -20,7 +21,9 @@ from .crypto.encoding import fingerprint
 from .crypto.signatures import SignatureScheme
 from .emoji import render
 from .errors import SecureChatError
-from .keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
+from .keystore import DEFAULT_ROOT, KeyStore, PinFileError, read_server_key_file
+from .labs.keylog import KeyLogWriter
+from .labs.variants import add_lab_arguments, announce, lab_mode
 from .net.tcp_client import TcpClient
 from .protocol import events as ev
 from .protocol.messages import CHAT_MODES, LOBBY_ID
@@ -40,7 +43,9 @@ HELP = """commands:
         SUITE: aes-256-gcm (default) or aes-256-cbc-hmac-sha256 (encrypt-then-MAC)
   /lobby                        make the lobby (every online user, if the server runs one) the current chat
   /fingerprint NAME             the safety number of you and NAME: compare it with NAME out of band
-  /trust NAME                   accept NAME's CHANGED key (only after comparing safety numbers out of band)
+                                (after a key change: the pinned and the OFFERED key's numbers side by side)
+  /trust NAME FINGERPRINT       accept NAME's CHANGED key, exactly the one with FINGERPRINT (only after
+                                comparing the offered key's safety number out of band: /fingerprint NAME)
   /invite NAME                  invite NAME to the current chat (new epoch, new key)
   /leave                        leave the current chat
   /chats                        list your chats;  /switch CHAT  makes CHAT current (a prefix is enough)
@@ -63,7 +68,8 @@ def key_changed_warning(event: ev.PeerKeyChanged) -> str:
         "!!! The server (which is also the CA) certified different keys for this user. Either they",
         "!!! re-registered, or someone is impersonating them (a substituted key). Nothing is encrypted",
         f"!!! to {event.username} or accepted from them until you compare safety numbers out of band",
-        f"!!! (phone, in person) and then type  /trust {event.username}",
+        f"!!! (phone, in person): type  /fingerprint {event.username}  for the OFFERED key's safety number",
+        f"!!! and, only if {event.username} reads you the same number, /trust {event.username} {event.seen}",
         RULE,
     ))
 
@@ -93,6 +99,13 @@ def describe(event: ev.Event) -> str | None:
         case ev.ChatAborted():
             return (f"! KEY AGREEMENT ABORTED in chat {event.chat_id[:8]} epoch {event.epoch}: {event.code} "
                     f"({event.reason}); this epoch has no key")
+        case ev.RoundTimedOut():
+            return (f"! key agreement in chat {event.chat_id[:8]} epoch {event.epoch} timed out waiting for "
+                    f"{', '.join(event.missing)}: no key until they take part (/leave, then open the chat again "
+                    "without them)")
+        case ev.PeerMisbehaved():
+            return (f"! WARNING: {event.sender} MISBEHAVED in chat {event.chat_id[:8]} at message {event.seq}: "
+                    f"{event.code} ({event.reason})")
         case ev.MessageRejected():
             return f"! REJECTED message in {event.chat_id[:8]} from {event.sender}: {event.code} ({event.reason})"
         case ev.RequestFailed() if event.rid is None or event.ref == "chat_send":
@@ -256,6 +269,9 @@ class Shell:
         self.say(f"current chat: the lobby (hybrid mode; everyone online: {', '.join(members)})")
 
     def cmd_fingerprint(self, args: list[str]) -> None:
+        if not args:
+            self.say("! usage: /fingerprint NAME")
+            return
         name = args[0].lower()
         protocol = self.client.protocol
         if protocol.certificate is None:
@@ -263,6 +279,16 @@ class Shell:
             return
         if name == protocol.username:
             self.say(f"your identity fingerprint: {protocol.certificate.identity_fingerprint()}")
+            return
+        change = self.client.pending_key_changes().get(name)
+        if change is not None:
+            # PROTOCOL.md 7.9: the number to compare is the OFFERED key's; the pinned one cannot match any more.
+            pinned, offered = change
+            self.say(f"!!! the keys of {name} CHANGED; nothing is sent to or accepted from {name} until you decide")
+            self.say(f"  pinned key  {pinned}   safety number: {self.client.safety_number(name)}")
+            self.say(f"  OFFERED key {offered}   safety number: {self.client.safety_number(name, offered=True)}")
+            self.say(f"  ask {name} (in person, by phone) to read their safety number with you. Only if it is the")
+            self.say(f"  OFFERED one, type  /trust {name} {offered}   (if it differs, a substituted key: do not)")
             return
         try:
             number = self.client.safety_number(name)
@@ -273,15 +299,22 @@ class Shell:
         self.say(f"  read it to {name} out of band (in person, by phone): it must be the same on both screens")
 
     def cmd_trust(self, args: list[str]) -> None:
-        name = args[0].lower()
-        self.say(RULE)
-        self.say(f"!!! You are accepting NEW keys for {name}. Do this ONLY if you compared the safety number")
-        self.say(f"!!! with {name} out of band and it matched. If not, a substituted key lets the server read")
-        self.say(f"!!! and forge {name}'s messages.")
-        self.say(RULE)
-        self.client.accept_key_change(name)
+        if len(args) != 2:
+            self.say("! usage: /trust NAME FINGERPRINT   (the OFFERED fingerprint /fingerprint NAME shows, after "
+                     "comparing the safety number out of band)")
+            return
+        name, typed = args[0].lower(), args[1]
+        if name not in self.client.pending_key_changes():
+            self.say(f"! the keys of {name} have not changed: there is nothing to trust (/fingerprint {name})")
+            return
+        try:
+            self.client.accept_key_change(name, typed)
+        except SecureChatError as exc:
+            self.say(f"! NOT trusted: {exc}")
+            return
         self._save_pins()
-        self.say(f"old pin for {name} dropped; the new key will be pinned when its certificate arrives")
+        self.say(f"pinned the new key of {name}: {self.client.pins.get(name, '')}")
+        self.say("  (only this key: if the server presents yet another one, you will be warned again)")
 
     def cmd_switch(self, args: list[str]) -> None:
         matches = [c for c in self.client.protocol.chats if c.startswith(args[0])]
@@ -309,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the X25519 + ML-KEM-768 hybrid handshake (PROTOCOL.md 4.4)")
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation (byte-identical; cryptography must be installed)")
+    add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
     args = parser.parse_args(argv)
     try:
         set_backend(args.aead_backend)
@@ -317,15 +351,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store = KeyStore(args.keys_dir)
     address = f"{args.host}:{args.port}"
-    pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
+    try:
+        pinned = read_server_key_file(args.server_key) if args.server_key else store.pinned_server(address)
+    except PinFileError as exc:  # fail closed: a damaged pin file never means "trust on first use"
+        print(f"securechat-client: {exc.args[0]}", file=sys.stderr)
+        return 1
     shell: Shell | None = None
 
     def on_event(event: ev.Event) -> None:
         if shell is not None:
             shell.on_event(event)
+    lab = lab_mode(args.lab, "client")
+    announce(lab, logging.getLogger("securechat.client"))
+    try:
+        keylog = KeyLogWriter(args.keylog) if args.keylog else None
+    except ValueError as exc:
+        print(f"securechat-client: {exc}", file=sys.stderr)
+        return 2
+    if keylog is not None:
+        print(f"LAB TOOL: writing this connection's record keys to {keylog.path}", flush=True)
     try:
         client = TcpClient(args.host, args.port, server_key=pinned, on_event=on_event,
-                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519")
+                           key_exchange="x25519+mlkem768" if args.post_quantum else "x25519", lab=lab,
+                           keylog=keylog)
     except (SecureChatError, OSError) as exc:
         print(f"securechat-client: could not connect to {address}: {exc}", file=sys.stderr)
         return 1
@@ -333,9 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     assert client.handshake is not None
     shell.say(f"connected to {address} ({client.handshake.key_exchange}); server key "
               f"{client.handshake.server_fingerprint}")
-    if client.handshake.first_use:
-        shell.say("  first connection to this server: compare that fingerprint with the server's; pinned now")
-        store.pin_server(address, client.handshake.server_key, client.handshake.server_scheme)
+    if client.handshake.first_use or args.server_key:
+        # PROTOCOL.md 4.2: a key given with --server-key is pinned too, so a later run without the flag is
+        # checked against it rather than trusting on first use again.
+        try:
+            store.pin_server(address, client.handshake.server_key, client.handshake.server_scheme)
+            shell.say(f"  server key from {args.server_key} pinned for {address}" if args.server_key else
+                      "  first connection to this server: compare that fingerprint with the server's; pinned now")
+        except PinFileError as exc:
+            shell.say(f"! server key NOT pinned: {exc.args[0]}")
     shell.say("type /help for commands")
     for line in sys.stdin:
         if not shell.handle(line):

@@ -93,6 +93,10 @@ ERROR_SENTENCES: dict[ErrorCode, str] = {
     ErrorCode.KEY_CONFIRMATION_FAILED: "the members did not end up with the same chat key",
     ErrorCode.KEY_UNWRAP_FAILED: "a chat key could not be unwrapped with your key",
     ErrorCode.DUPLICATE_SHARE: "a member sent its key share twice",
+    ErrorCode.MODE_CHANGED: "the server tried to change how this chat is encrypted; refused, the chat keeps its mode",
+    ErrorCode.MEMBERSHIP_INCONSISTENT: "the server sent a member list that contradicts itself; ignored",
+    ErrorCode.UNREADABLE_MESSAGE: "a member sent you a message you cannot open (it gave members different keys)",
+    ErrorCode.EQUIVOCATION: "a member showed different people different messages at the same place",
     ErrorCode.CONNECTION_LOST: "the connection to the server was lost",
     ErrorCode.INTERNAL_ERROR: "something went wrong inside the program",
 }

@@ -57,6 +57,8 @@ class ErrorCode(StrEnum):
     KEY_UNWRAP_FAILED = "key_unwrap_failed"
     MODE_CHANGED = "mode_changed"              # the server tried to change a chat's mode or suite (PROTOCOL.md 7.10)
     MEMBERSHIP_INCONSISTENT = "membership_inconsistent"  # a signed membership contradicts its own reason
+    UNREADABLE_MESSAGE = "unreadable_message"  # a validly signed hybrid message we cannot open (PROTOCOL.md 7.7)
+    EQUIVOCATION = "equivocation"              # a sender's hash chain shows two different messages (PROTOCOL.md 7.7)
     DUPLICATE_SHARE = "duplicate_share"
     # the connection ended
     CONNECTION_LOST = "connection_lost"

@@ -12,16 +12,64 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from .crypto.encoding import b64d, b64e
 from .crypto.keys import load_private_key, private_key_pem, public_key_pem
 from .crypto.signatures import SignatureScheme
+from .errors import ErrorCode, SecureChatError
 from .protocol.fields import normalize_username
 from .protocol.identity import UserKeys, generate_user_keys
 
 DEFAULT_ROOT = Path(os.environ.get("SECURECHAT_HOME", Path.home() / ".securechat"))
+
+
+class PinFileError(SecureChatError):
+    """A pin file (known_servers.json, known_peers.json) exists but cannot be read or is damaged. Pins fail
+    closed: the caller must stop rather than trust whatever key comes next (PROTOCOL.md 7.9)."""
+
+    code = ErrorCode.STORAGE_FAILED
+
+
+def _read_pin_file(path: Path) -> dict[str, object]:
+    """The JSON object in *path*; {} only if the file does not exist. Anything else raises PinFileError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PinFileError(f"cannot read the pin file {path} ({exc.__class__.__name__}); fix its permissions "
+                           "or restore it. Nothing is trusted on first use while it is unreadable") from None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise PinFileError(f"the pin file {path} is damaged (not a JSON object). Restore it from a backup, or "
+                           "move it away and verify every key again out of band; nothing is trusted on first "
+                           "use while it is damaged") from None
+    return value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write *text* to a temporary file in the same folder, flush it to disk, then rename it over *path*:
+    a crash leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -73,22 +121,18 @@ class KeyStore:
         return self.user_dir(username) / "known_peers.json"
 
     def load_pins(self, username: str) -> dict[str, str]:
-        """The peers *username* pinned so far (name -> identity fingerprint); empty if none or unreadable."""
-        try:
-            known = json.loads(self._peers_path(username).read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        if not isinstance(known, dict):
-            return {}
-        return {str(name): str(fp) for name, fp in known.items() if isinstance(fp, str)}
+        """The peers *username* pinned so far (name -> identity fingerprint); {} if none yet.
+        Raises PinFileError if the file exists but cannot be read or is damaged (never {}: that would
+        trust every peer's next key on first sight)."""
+        path = self._peers_path(username)
+        known = _read_pin_file(path)
+        if not all(isinstance(fp, str) for fp in known.values()):
+            raise PinFileError(f"the pin file {path} is damaged (a fingerprint is not a string)")
+        return {str(name): str(fp) for name, fp in known.items()}
 
     def save_pins(self, username: str, pins: dict[str, str]) -> None:
         """Write *pins* atomically (a temporary file renamed over the old one)."""
-        path = self._peers_path(username)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dict(sorted(pins.items())), indent=2))
-        os.replace(tmp, path)
+        _write_atomically(self._peers_path(username), json.dumps(dict(sorted(pins.items())), indent=2))
 
     # --- pinned server keys (trust on first use) -------------------------------------------------------------
 
@@ -96,21 +140,26 @@ class KeyStore:
         return self.root / "known_servers.json"
 
     def pinned_server(self, address: str) -> tuple[bytes, str] | None:
-        try:
-            entry = json.loads(self._known_path().read_text()).get(address)
-        except (FileNotFoundError, ValueError):
+        """The key pinned for *address*, None if it has none. Raises PinFileError if known_servers.json exists
+        but is unreadable or damaged, or its entry for *address* is."""
+        path = self._known_path()
+        entry = _read_pin_file(path).get(address)
+        if entry is None:
             return None
-        return (b64d(entry["key"]), entry["scheme"]) if entry else None
+        try:
+            assert isinstance(entry, dict)
+            return b64d(entry["key"]), str(entry["scheme"])
+        except (AssertionError, KeyError, TypeError, ValueError, SecureChatError):
+            raise PinFileError(f"the pin file {path} is damaged (its entry for {address})") from None
 
     def pin_server(self, address: str, key: bytes, scheme: str) -> None:
+        """Pin *key* for *address*, keeping every other server's pin; atomic. Raises PinFileError (and
+        writes nothing) if the existing file cannot be read: rewriting it would drop the other pins."""
         path = self._known_path()
-        try:
-            known = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            known = {}
+        known = _read_pin_file(path)
         known[address] = {"key": b64e(key), "scheme": scheme}
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(json.dumps(known, indent=2))
+        _write_atomically(path, json.dumps(known, indent=2))
 
 
 def read_server_key_file(path: str | Path) -> tuple[bytes, str]:
@@ -120,4 +169,4 @@ def read_server_key_file(path: str | Path) -> tuple[bytes, str]:
 
 
 def write_server_key_file(path: str | Path, key: bytes, scheme: str) -> None:
-    Path(path).write_text(json.dumps({"key": b64e(key), "scheme": scheme}, indent=2))
+    _write_atomically(Path(path), json.dumps({"key": b64e(key), "scheme": scheme}, indent=2))

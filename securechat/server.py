@@ -18,6 +18,8 @@ from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
 from .errors import SecureChatError
 from .keystore import write_server_key_file
+from .labs.variants import CTF, add_lab_arguments, announce, lab_mode
+from .net.server_log import JsonFormatter
 from .net.tcp_server import TcpServer
 from .protocol.limits import ServerConfig
 from .store import DEFAULT_PASSPHRASE, SqliteRegistry
@@ -46,13 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation for records (byte-identical; cryptography must be installed)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_lab_arguments(parser, "server")  # PROTOCOL.md 15: --lab NAME, never on by default
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text: one plain sentence per event; json: one JSON object per line, for tools")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if args.log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     log = logging.getLogger("securechat.server")
+    if CTF in args.lab:  # the capture-the-flag server runs its own registry and bots (securechat.labs.ctf)
+        from .labs.ctf import run_ctf
+        return run_ctf(host=args.host, port=args.port, student=args.student, lobby=args.lobby)
     passphrase = os.environ.get("SECURECHAT_SERVER_PASSPHRASE") or DEFAULT_PASSPHRASE
     if passphrase == DEFAULT_PASSPHRASE:
         if not args.allow_default_passphrase:
@@ -75,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"securechat-server: {exc}", file=sys.stderr)
         return 2
     config = ServerConfig(scrypt=ScryptParams(n=args.scrypt_n), lobby=args.lobby,
-                          require_post_quantum=args.require_post_quantum)
+                          require_post_quantum=args.require_post_quantum, lab=lab_mode(args.lab, "server"))
+    announce(config.lab, log)
     if args.export_key:
         write_server_key_file(args.export_key, server_key.public_der, server_key.scheme.value)
     server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,

@@ -22,6 +22,7 @@ from .crypto.encoding import RandomBytes
 from .crypto.keys import load_private_key, private_key_pem, public_key_der
 from .crypto.signatures import SignatureScheme, generate_signing_key
 from .protocol.jobs import ServerKey
+from .protocol.names import skeleton
 from .protocol.registry import NameTaken, StorageFailed, UserRecord
 
 SERVER_KEY_SCHEME = SignatureScheme.ED25519  # fast to sign (handshakes, certificates, distributions)
@@ -31,7 +32,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
     password_record TEXT NOT NULL,
-    certificate TEXT NOT NULL
+    certificate TEXT NOT NULL,
+    skeleton TEXT,
+    last_login REAL
 );
 CREATE TABLE IF NOT EXISTS server_key (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -41,11 +44,18 @@ CREATE TABLE IF NOT EXISTS server_key (
 """
 
 
+def lookalike_taken(username: str, other: str) -> NameTaken:
+    """PROTOCOL.md 3.2: the error for a name whose skeleton is taken; it names the registered look-alike."""
+    return NameTaken(f"{username} looks like the registered name {other}; choose another")
+
+
 class MemoryRegistry:
     """The Registry contract in a dict, for simulations and tests."""
 
     def __init__(self) -> None:
         self._users: dict[str, UserRecord] = {}
+        self._skeletons: dict[str, str] = {}  # skeleton -> the registered name (PROTOCOL.md 3.2)
+        self.last_logins: dict[str, float] = {}
         self._lock = threading.Lock()
         self.fail_writes = False  # tests: behave like a full or read-only disk
 
@@ -53,17 +63,45 @@ class MemoryRegistry:
         with self._lock:
             return self._users.get(username)
 
+    def find_lookalike(self, username: str) -> str | None:
+        with self._lock:
+            other = self._skeletons.get(skeleton(username))
+        return other if other != username else None
+
     def add_user(self, record: UserRecord) -> None:
         with self._lock:
             if record.username in self._users:
                 raise NameTaken(f"{record.username} is taken")
+            other = self._skeletons.get(skeleton(record.username))
+            if other is not None:
+                raise lookalike_taken(record.username, other)
             if self.fail_writes:
                 raise StorageFailed("registry write failed")
             self._users[record.username] = record
+            self._skeletons[skeleton(record.username)] = record.username
 
     def count_users(self) -> int:
         with self._lock:
             return len(self._users)
+
+    def record_login(self, username: str, now: float) -> None:
+        with self._lock:
+            if username in self._users:
+                self.last_logins[username] = now
+
+    def list_users(self) -> list[tuple[UserRecord, float | None]]:
+        with self._lock:
+            return [(self._users[name], self.last_logins.get(name)) for name in sorted(self._users)]
+
+    def remove_user(self, username: str) -> bool:
+        """Forget *username* (the admin tool's remove and reset); True if it existed."""
+        with self._lock:
+            self.last_logins.pop(username, None)
+            record = self._users.pop(username, None)
+            if record is not None and self._skeletons.get(skeleton(username)) == username:
+                del self._skeletons[skeleton(username)]
+            return record is not None
+
 
 
 PRIVATE_FILE_MODE = 0o600  # the registry holds password records and (unless kept apart) the CA key
@@ -102,12 +140,45 @@ class SqliteRegistry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         if self.path != ":memory:":
             _tighten_sidecars(self.path)
+
+    def _migrate(self) -> None:
+        """Databases made before look-alike checks (PROTOCOL.md 6.5) get the ``skeleton`` column, filled in.
+        Two existing names that look alike both stay (nobody is locked out); new ones are refused. Writes
+        nothing when there is nothing to do (a read-only database still opens)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(users)")}
+        missing = [] if "skeleton" not in columns else self._db.execute(
+            "SELECT username FROM users WHERE skeleton IS NULL").fetchall()
+        indexed = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'users_skeleton'").fetchone()
+        if "skeleton" in columns and "last_login" in columns and not missing and indexed:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if "last_login" not in columns:
+                self._db.execute("ALTER TABLE users ADD COLUMN last_login REAL")
+            if "skeleton" not in columns:
+                self._db.execute("ALTER TABLE users ADD COLUMN skeleton TEXT")
+                missing = self._db.execute("SELECT username FROM users WHERE skeleton IS NULL").fetchall()
+            self._db.executemany("UPDATE users SET skeleton = ? WHERE username = ?",
+                                 [(skeleton(name), name) for (name,) in missing])
+            self._db.execute("CREATE INDEX IF NOT EXISTS users_skeleton ON users (skeleton)")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def find_lookalike(self, username: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT username FROM users WHERE skeleton = ? AND username != ? LIMIT 1",
+                                   (skeleton(username), username)).fetchone()
+        return None if row is None else str(row[0])
 
     def get_user(self, username: str) -> UserRecord | None:
         with self._lock:
@@ -125,8 +196,15 @@ class SqliteRegistry:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.execute("INSERT INTO users VALUES (?, ?, ?)",
-                                     (record.username, record.password_record, cert))
+                    # PROTOCOL.md 3.2: checked in the same transaction as the insert, so two registrations
+                    # of look-alike names cannot both succeed.
+                    other = self._db.execute("SELECT username FROM users WHERE skeleton = ? AND username != ?",
+                                             (skeleton(record.username), record.username)).fetchone()
+                    if other is not None:
+                        raise lookalike_taken(record.username, str(other[0]))
+                    self._db.execute(
+                        "INSERT INTO users (username, password_record, certificate, skeleton) VALUES (?, ?, ?, ?)",
+                        (record.username, record.password_record, cert, skeleton(record.username)))
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -139,6 +217,36 @@ class SqliteRegistry:
     def count_users(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    def has_server_key(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM server_key WHERE id = 1").fetchone() is not None
+
+    def record_login(self, username: str, now: float) -> None:
+        """Best effort (a busy or read-only database only loses the timestamp): never fails a login."""
+        with self._lock:
+            try:
+                self._db.execute("UPDATE users SET last_login = ? WHERE username = ?", (now, username))
+            except sqlite3.Error:
+                pass
+
+    def list_users(self) -> list[tuple[UserRecord, float | None]]:
+        """Every user with its last login (None: never since the column existed), by name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT username, password_record, certificate, last_login FROM users ORDER BY username").fetchall()
+        return [(UserRecord(username=row[0], password_record=row[1],
+                            certificate=Certificate.from_dict(json.loads(row[2]))), row[3]) for row in rows]
+
+    def remove_user(self, username: str) -> bool:
+        """Delete *username* in one transaction (the admin tool); True if it existed. Safe while a server
+        uses the same database: WAL readers see the row until the commit, then never again."""
+        with self._lock:
+            try:
+                cursor = self._db.execute("DELETE FROM users WHERE username = ?", (username,))
+            except sqlite3.Error:
+                raise StorageFailed("registry write failed") from None
+            return cursor.rowcount > 0
 
     def load_or_create_server_key(self, passphrase: str, *, key_file: str | Path | None = None,
                                   random_bytes: RandomBytes = os.urandom) -> ServerKey:

@@ -372,6 +372,7 @@ def sample_messages() -> dict[str, m.Message]:
                            nonce=b32[:16], timestamp=1_700_000_000, signature=sig),
         m.KeyConfirm(chat_id="c0123", epoch=3, mac=b32),
         m.KeyConfirmed(chat_id="c0123", epoch=3, sender="bob", mac=b32),
+        m.RoundTimeout(chat_id="c0123", epoch=3, missing=("carol",)),
     ]
     return {msg.TYPE: msg for msg in samples}
 

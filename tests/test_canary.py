@@ -3,6 +3,7 @@ server's logs, its database (and WAL), or the output of a server subprocess."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -10,16 +11,14 @@ import uuid
 
 import pytest
 
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.crypto.signatures import SignatureScheme
 from securechat.errors import ErrorCode
 from securechat.net.tcp_client import RequestError, TcpClient
-from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import SqliteRegistry, new_server_key
+from securechat.store import SqliteRegistry
 
+from tests.live import start_server
 from test_faults import ServerProcess  # tests/ is on sys.path (rootdir-relative import)
 
 
@@ -75,8 +74,7 @@ def test_canary_not_in_logs_or_database(tmp_path, caplog, ckeys):
     canary = _canary()
     caplog.set_level(logging.DEBUG, logger="securechat")
     registry = SqliteRegistry(tmp_path / "canary.sqlite")
-    server = TcpServer(server_key=new_server_key(), registry=registry,
-                       config=ServerConfig(scrypt=FAST_SCRYPT)).start()
+    server = start_server(registry=registry)
     try:
         key = server.protocol.server_key
         _exercise(server.address, (key.public_der, key.scheme.value), ckeys, canary)
@@ -95,15 +93,19 @@ def test_canary_not_in_logs_or_database(tmp_path, caplog, ckeys):
         assert all(form not in data for form in _forms(canary)), path
 
 
-def test_canary_not_in_subprocess_output(tmp_path, ckeys):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_canary_not_in_subprocess_output(tmp_path, ckeys, log_format):
     canary = _canary()
-    server = ServerProcess(tmp_path, "--log-level", "DEBUG")
+    server = ServerProcess(tmp_path, "--log-level", "DEBUG", "--log-format", log_format)
     try:
         _exercise(server.address, server.pinned, ckeys, canary)
     finally:
         server.terminate()
     output = b"".join(server.stdout) + b"".join(server.stderr)
-    assert b"shutting down" in output and b"Peer" in output  # we did capture the server's log
+    assert b"shutting down" in output and b"logged in from" in output  # we did capture the server's log
+    if log_format == "json":  # every log line is one JSON object (stdout holds the banner, stderr the log)
+        logged = b"".join(server.stderr).decode().splitlines()
+        assert logged and all(isinstance(json.loads(line), dict) for line in logged)
     for form in _forms(canary):
         assert form not in output
     for path in tmp_path.iterdir():

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from securechat.crypto.certificates import Certificate
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.crypto.signatures import SignatureScheme
 from securechat.errors import ErrorCode
 from securechat.keystore import read_server_key_file
@@ -30,8 +29,8 @@ from securechat.net.tcp_client import RequestError, TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol.client import ClientProtocol
 from securechat.protocol.identity import generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import MemoryRegistry, SqliteRegistry, new_server_key
+from securechat.store import MemoryRegistry, SqliteRegistry
+from tests.live import start_server, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "fault-test password"
@@ -172,8 +171,7 @@ def test_f51_f52_sigkill_during_registration_burst_then_restart(tmp_path, fkeys)
 
 
 def _in_process(registry, **config) -> TcpServer:
-    return TcpServer(server_key=new_server_key(), registry=registry,
-                     config=ServerConfig(scrypt=FAST_SCRYPT, **config)).start()
+    return start_server(registry=registry, **config)
 
 
 def _client(server: TcpServer) -> TcpClient:
@@ -236,12 +234,7 @@ def test_f53_failing_store_gives_storage_failed_and_affects_nobody(tmp_path, fke
 
 
 def _wait(predicate, timeout: float = 8.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return wait_until(predicate, timeout)
 
 
 def _reset(sock: socket.socket) -> None:

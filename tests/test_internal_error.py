@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.crypto.signatures import SignatureScheme
 from securechat.errors import ErrorCode
 from securechat.net.tcp_client import RequestError, TcpClient
-from securechat.net.tcp_server import TcpServer
-from securechat.protocol.limits import ServerConfig
-from securechat.store import MemoryRegistry, new_server_key
+from securechat.store import MemoryRegistry
 from tests.helpers import user_keys
+from tests.live import start_server
 
 
 class _BrokenRegistry(MemoryRegistry):
@@ -22,8 +20,7 @@ class _BrokenRegistry(MemoryRegistry):
 
 
 def test_a_crashing_job_answers_internal_error_and_the_server_keeps_serving() -> None:
-    server = TcpServer(server_key=new_server_key(), registry=_BrokenRegistry(),
-                       config=ServerConfig(scrypt=FAST_SCRYPT)).start()
+    server = start_server(registry=_BrokenRegistry())
     key = server.protocol.server_key
     pinned = (key.public_der, key.scheme.value)
     try:

@@ -10,14 +10,12 @@ import time
 import pytest
 
 from securechat.crypto import aead
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.crypto.signatures import SignatureScheme
 from securechat.net.tcp_client import TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import MemoryRegistry, new_server_key
+from tests.live import start_server, wait_until
 
 K, M = 6, 40
 CHATS = [(0, 1, 2, 3), (2, 3, 4, 5), (0, 1, 4, 5)]  # every client is in two of the three chats
@@ -51,17 +49,11 @@ class Member:
 
 
 def _server() -> TcpServer:
-    return TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
-                     config=ServerConfig(scrypt=FAST_SCRYPT)).start()
+    return start_server()
 
 
 def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return wait_until(predicate, timeout)
 
 
 def test_every_message_delivered_exactly_once_in_sender_order(lkeys):

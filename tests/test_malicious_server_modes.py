@@ -150,3 +150,54 @@ def test_honest_rekeys_still_pass() -> None:
         for name in ("alice", "bob", "dave"):
             assert not [e for e in sim.events_of(name, ev.MessageRejected) if e.chat_id == cid], (mode, name)
             assert sim.clients[name].book.chats[cid].epoch == 3, (mode, name)
+
+
+# --- bounded memory against a flooding server, and the agreement's table ---------------------------------------
+
+
+def test_round_flood_ends_the_epoch_instead_of_filling_memory() -> None:
+    """A member whose certificate never arrives keeps round messages waiting; a server that floods them makes
+    the epoch abort (limit_exceeded) once more arrive than the members could honestly send."""
+    sim, cid = open_chat(SECURE)
+    members = ("alice", "bob", "mallory")
+    sim.server_push("alice", forged_epoch(sim, cid, epoch=2, mode=SECURE, members=members))
+    sim.run_until_idle()
+    agreement = sim.clients["alice"].book.chats[cid].agreement
+    assert agreement is not None and agreement.epoch == 2  # waiting for mallory's certificate
+    flood = [m.ShareCommitted(chat_id=cid, epoch=2, sender="mallory", commitment=bytes([i]) * 32,
+                              signature=b"\x00" * 64) for i in range(40)]
+    for message in flood:
+        sim.server_push("alice", message)
+    sim.run_until_idle()
+    aborted = [e for e in sim.events_of("alice", ev.ChatAborted) if e.chat_id == cid]
+    assert [e.code for e in aborted] == ["limit_exceeded"]
+    assert len(agreement.inbox) <= 4 * 2
+    assert sim.clients["alice"].book.chats[cid].agreement is None
+
+
+def test_a_server_cannot_make_the_client_remember_unlimited_chats(monkeypatch: Any) -> None:
+    import securechat.protocol.chats as chats
+    monkeypatch.setattr(chats, "MAX_KNOWN_CHATS", 3)
+    sim, _ = open_chat(HYBRID)
+    for i in range(5):
+        sim.server_push("alice", forged_epoch(sim, f"flood-{i}", epoch=1, mode=HYBRID, reason="open"))
+    sim.run_until_idle()
+    book = sim.clients["alice"].book
+    assert len(book.chats) == 3
+    assert [e.code for e in sim.events_of("alice", ev.MessageRejected)][-3:] == ["limit_exceeded"] * 3
+
+
+def test_agreement_table_allows_only_its_steps() -> None:
+    import pytest
+
+    from securechat.errors import LocalProtocolError
+    from securechat.protocol.states import AGREEMENT_TRANSITIONS, AgreementState, next_agreement_state
+    for state in AgreementState:
+        for step in ("reveal", "derive", "confirm", "fail"):
+            if (state, step) in AGREEMENT_TRANSITIONS:
+                assert next_agreement_state(state, step) is AGREEMENT_TRANSITIONS[state, step]
+            else:
+                with pytest.raises(LocalProtocolError):
+                    next_agreement_state(state, step)
+    finals = {AgreementState.DONE, AgreementState.ABORTED}
+    assert not [key for key in AGREEMENT_TRANSITIONS if key[0] in finals]

@@ -505,7 +505,7 @@ def test_not_member_envelope_pushed_by_the_server() -> None:
     cid = sim.messages_of("alice", "receive", "chat_epoch")[0].chat_id
     assert running_agreement(sim, "alice", cid, 1) is not None
     dave = user_keys("dave")
-    wrapped = wrap_key(sim.clients["alice"].book._keys.encryption_key, bytes(range(32)), random_bytes=sim.random_bytes)
+    wrapped = wrap_key(sim.clients["alice"].book.keys.encryption_key, bytes(range(32)), random_bytes=sim.random_bytes)
     nonce, stamp = b"\x01" * 16, int(sim.now)
     forged = m.KeyShareDelivery(chat_id=cid, epoch=1, sender="dave", recipient="alice", wrapped_share=wrapped,
                                 nonce=nonce, timestamp=stamp, signature=sign(
@@ -707,7 +707,7 @@ def test_fingerprints_pinned_and_substitution_detected() -> None:
     assert not [e for e in sim.events_of("alice2", ev.ChatReceived) if e.sender == "bob"]
 
     # the user compared fingerprints and accepts: the new key is pinned
-    new.accept_key_change("bob")
+    new.accept_key_change("bob", changed.seen)
     sim.run_until_idle()
     assert new.pins["bob"] == forged.identity_fingerprint()
     assert ("bob", forged.identity_fingerprint()) in [(e.username, e.fingerprint)

@@ -12,28 +12,21 @@ import time
 
 import pytest
 
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.errors import LocalProtocolError
 from securechat.net.tcp_client import TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
-from securechat.protocol.limits import ServerConfig
-from securechat.store import MemoryRegistry, new_server_key
 from tests.helpers import DSA, password_of, user_keys
+from tests.live import start_server
 
 WAIT = 10.0
 NAMES = ("alice", "bob", "carol")
 
 
 @pytest.fixture
-def server():  # type: ignore[no-untyped-def]
-    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
-                    config=ServerConfig(scrypt=FAST_SCRYPT)).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def server(make_server):  # type: ignore[no-untyped-def]
+    return make_server()
 
 
 class User:
@@ -161,8 +154,7 @@ def test_lobby_over_tcp() -> None:
     from securechat.errors import ErrorCode
     from securechat.net.tcp_client import RequestError
 
-    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
-                    config=ServerConfig(scrypt=FAST_SCRYPT, lobby=True)).start()
+    srv = start_server(lobby=True)
     made: list[User] = []
     try:
         for name in NAMES:

@@ -2,7 +2,7 @@
 
 Each notebook executes in a fresh python3 kernel (the ipykernel of the running interpreter) with
 SECURECHAT_FAST=1 (short repetitions) and MPLBACKEND=Agg, working directory notebooks/; any cell error fails the
-test, and so does a run over 60 s. (Jupyter's own kernel messaging uses loopback ports it picks itself; the notebooks
+test (its duration is printed, not asserted: nbclient's per-cell timeout only stops a hang). (Jupyter's own kernel messaging uses loopback ports it picks itself; the notebooks
 open no sockets of their own, except the last section of 00_tour, which replays its story over TCP on 127.0.0.1,
 port 0, and stops everything it started.) Cheap structural checks make sure the notebooks are committed without outputs and follow the course
 format.
@@ -25,7 +25,6 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPECTED = ["00_tour", "01_keys", "02_signatures_rsa_vs_dsa", "03_channel", "04_register_login",
             "05_chat_keys_and_messages", "06_membership", "07_attacks", "08_key_designs"]
-BUDGET_SECONDS = 60.0  # per notebook in FAST mode
 FORBIDDEN = re.compile(r"\binput\(|\bgetpass\b|\bimport socket\b|\bsocket\.|\bbind\(")
 
 
@@ -69,4 +68,3 @@ def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     print(f"{path.stem}: {elapsed:.1f} s")
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]  # type: ignore[attr-defined]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert elapsed < BUDGET_SECONDS, f"{path.stem} took {elapsed:.0f} s in FAST mode"

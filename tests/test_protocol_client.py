@@ -671,7 +671,9 @@ def test_sender_certificate_from_another_ca_is_bad_certificate() -> None:
                                 encryption_key=alice.encryption_public, signing_key=alice.signing_public, serial=1,
                                 now=int(sim.now), validity_seconds=3600, ca_private_key=mallory_ca.private_key,
                                 ca_scheme=mallory_ca.scheme)
-    server_push(sim, "bob", m.Certificates(certificates=(foreign,), unknown=()))
+    # the malicious answer to bob's own request (an unasked certificates message is ignored altogether)
+    rid = sim.clients["bob"].fetch_certificates(["alice"])
+    server_push(sim, "bob", m.Certificates(rid=rid, certificates=(foreign,), unknown=()))
     rejected = last_rejection(sim, "bob")
     assert (rejected.sender, rejected.code) == ("alice", A.BAD_CERTIFICATE)
     assert "alice" not in book.certificates

@@ -42,14 +42,8 @@ def keys():
 
 
 @pytest.fixture
-def server():
-    registry = MemoryRegistry()
-    key = new_server_key()
-    srv = TcpServer(server_key=key, registry=registry, config=ServerConfig(scrypt=FAST_SCRYPT)).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def server(make_server):
+    return make_server()
 
 
 class User:
@@ -258,7 +252,7 @@ def test_modes_over_tcp_wait_for_the_agreed_key_and_detect_a_changed_pin(server,
         alice.client.open_chat(["bob"])  # server-key: alice fetches bob's certificate, which differs from the pin
         changed = alice.expect(ev.PeerKeyChanged, lambda e: e.username == "bob")
         assert changed.pinned.startswith("0000")
-        alice.client.accept_key_change("bob")
+        alice.client.accept_key_change("bob", changed.seen)
         pinned = alice.expect(ev.PeerKeyPinned, lambda e: e.username == "bob")
         assert pinned.fingerprint == changed.seen
         store.save_pins("alice", alice.client.pins)

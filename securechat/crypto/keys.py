@@ -36,6 +36,13 @@ _DSA_L_BITS = (2048, 3072)
 _CURVES = ("NIST P-256", "Ed25519")
 
 
+def _dsa_domain(der: bytes) -> tuple[int, int, int]:
+    spki = DerSequence().decode(der, nr_elements=2)
+    algorithm = DerSequence().decode(spki[0], nr_elements=2)
+    params = DerSequence().decode(algorithm[1], nr_elements=3, only_ints_expected=True)
+    return int(params[0]), int(params[1]), int(params[2])
+
+
 def _import_dsa(der: bytes) -> Any:
     """DSA SPKI import that skips re-proving the primality of our own fixed domain.
 
@@ -44,20 +51,19 @@ def _import_dsa(der: bytes) -> Any:
     for an existing DSA user measurably slower than one for an unknown name (docs/THREATS.md 17). Any other domain
     goes through the full importer. The subgroup check on y still runs for every key (``_acceptable_key``).
     """
-    spki = DerSequence().decode(der, nr_elements=2)
-    algorithm = DerSequence().decode(spki[0], nr_elements=2)
-    params = DerSequence().decode(algorithm[1], nr_elements=3, only_ints_expected=True)
-    p, q, g = int(params[0]), int(params[1]), int(params[2])
+    p, q, g = _dsa_domain(der)
     if (p, q, g) != DSA_2048_256_DOMAIN:
         return DSA.import_key(der)
+    spki = DerSequence().decode(der, nr_elements=2)
     y = DerInteger().decode(DerBitString().decode(spki[1]).value).value
     return DSA.construct((y, g, p, q), consistency_check=False)
 
 
+_DSA_OID = "1.2.840.10040.4.1"  # id-dsa (RFC 3279)
 # The SPKI algorithm OIDs we accept, each with the one importer that may read it.
 _IMPORTERS: dict[str, Any] = {
     "1.2.840.113549.1.1.1": RSA.import_key,  # rsaEncryption (RFC 8017)
-    "1.2.840.10040.4.1": _import_dsa,  # id-dsa (RFC 3279)
+    _DSA_OID: _import_dsa,
     "1.2.840.10045.2.1": ECC.import_key,  # id-ecPublicKey (RFC 5480)
     "1.3.101.112": ECC.import_key,  # id-Ed25519 (RFC 8410)
 }
@@ -134,13 +140,15 @@ def _acceptable_key(key: object) -> bool:
     return isinstance(key, EccKey) and key.curve in _CURVES
 
 
-def load_public_key(der: bytes) -> object:
+def load_public_key(der: bytes, *, reference_dsa_domain: bool = False) -> object:
     """Import a public key received from a peer, strictly.
 
     Accepts only canonical SPKI DER of an RSA (2048-4096 bits), DSA (p of 2048 or 3072 bits),
     ECC P-256 or Ed25519 public key: the bytes must equal what ``public_key_der`` would produce
     for the key, so PEM, OpenSSH, certificates, private keys, BER variants and trailing data are all
-    refused.
+    refused. With *reference_dsa_domain*, a DSA key must use ``DSA_2048_256_DOMAIN``: it is refused
+    before any primality proving of another domain (tens of milliseconds of work a stranger could
+    make the server do at will; PROTOCOL.md 6.1).
 
     Raises:
         RemoteProtocolError: (``BAD_FIELD``) for anything else.
@@ -148,7 +156,10 @@ def load_public_key(der: bytes) -> object:
     if not isinstance(der, bytes) or not 0 < len(der) <= _MAX_PUBLIC_KEY_DER_BYTES:
         raise RemoteProtocolError(_BAD_PUBLIC_KEY, ErrorCode.BAD_FIELD)
     try:
-        key = _IMPORTERS[_algorithm_oid(der)](der)
+        oid = _algorithm_oid(der)
+        if reference_dsa_domain and oid == _DSA_OID and _dsa_domain(der) != DSA_2048_256_DOMAIN:
+            raise RemoteProtocolError("DSA keys must use the reference domain", ErrorCode.BAD_FIELD)
+        key = _IMPORTERS[oid](der)
         canonical = not key.has_private() and public_key_der(key) == der
     except (KeyError, ValueError, IndexError, TypeError):
         canonical = False

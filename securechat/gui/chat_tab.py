@@ -115,6 +115,10 @@ class ChatTab(ttk.Frame):
         self._line((f"\N{WARNING SIGN} REJECTED message from {event.sender}: {event.code} ({event.reason}) "
                     f"— not shown", "warning"))
 
+    def misbehaved(self, event: ev.PeerMisbehaved) -> None:
+        self._line((f"\N{WARNING SIGN} WARNING: {event.sender} MISBEHAVED at message {event.seq}: {event.code} "
+                    f"({event.reason})", "warning"))
+
     def aborted(self, event: ev.ChatAborted) -> None:
         self._line((f"\N{WARNING SIGN} KEY AGREEMENT ABORTED (epoch {event.epoch}): {event.code} ({event.reason}) "
                     f"— this epoch has no key", "warning"))

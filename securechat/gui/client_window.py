@@ -153,6 +153,8 @@ class ClientWindow:
                 self._tab(event.chat_id).rejected(event)
             case ev.MessageRejected():
                 self._say(f"! REJECTED from {event.sender}: {event.code} ({event.reason})", error=True)
+            case ev.PeerMisbehaved():
+                self._tab(event.chat_id).misbehaved(event)
             case ev.ChatAborted():
                 self._tab(event.chat_id).aborted(event)
                 self._say(f"! key agreement aborted in chat {event.chat_id[:8]}: {event.code}", error=True)

@@ -20,6 +20,7 @@ from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
 from ..protocol.identity import UserKeys
+from ..protocol.lab import LabMode
 
 E = TypeVar("E", bound=ev.Event)
 READ_SIZE_BYTES = 256 * 1024
@@ -75,11 +76,15 @@ class TcpClient:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        lab: LabMode | None = None,
+        keylog: Callable[[bytes, bytes, bytes], None] | None = None,
     ) -> None:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
         # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
-        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange)
+        # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
+        self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange,
+                                       lab=lab, keylog=keylog)
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self._on_event = on_event
         self._timeout = timeout
@@ -123,16 +128,22 @@ class TcpClient:
         self.wait_for_key(opened.chat_id, 1)
         return opened
 
-    def accept_key_change(self, username: str) -> None:
-        """The user compared safety numbers out of band: drop the old pin and fetch the new certificate."""
+    def accept_key_change(self, username: str, fingerprint: str) -> None:
+        """The user compared the OFFERED key's safety number out of band: pin exactly *fingerprint*
+        (PROTOCOL.md 7.9). Raises LocalProtocolError, pinning nothing, if the server's key differs."""
         def command(p: ClientProtocol) -> int:
-            p.accept_key_change(username)
-            return 0  # no reply to wait for: the new certificate arrives as PeerKeyPinned
+            p.accept_key_change(username, fingerprint)
+            return 0  # no reply to wait for: PeerKeyPinned is queued at once
         self._command(command)
 
-    def safety_number(self, username: str) -> str:
+    def safety_number(self, username: str, *, offered: bool = False) -> str:
         with self._lock:
-            return self.protocol.safety_number(username)
+            return self.protocol.safety_number(username, offered=offered)
+
+    def pending_key_changes(self) -> dict[str, tuple[str, str]]:
+        """name -> (pinned fingerprint, offered fingerprint) for every change waiting for a decision."""
+        with self._lock:
+            return self.protocol.pending_key_changes()
 
     @property
     def pins(self) -> dict[str, str]:

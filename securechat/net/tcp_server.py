@@ -30,6 +30,7 @@ from ..protocol.jobs import ChatKeyJob, FairQueue, Job, ServerKey
 from ..protocol.limits import ServerConfig
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
+from .server_log import EventDescriber
 
 log = logging.getLogger("securechat.server")
 
@@ -74,6 +75,7 @@ class TcpServer:
                                        relay_events=relay_events)
         self._host, self._port = host, port
         self._on_event = on_event
+        self._describer = EventDescriber()  # only the engine thread reports
         self._inbound: queue.Queue[tuple[str, Any, Any]] = queue.Queue(INBOUND_QUEUE_ITEMS)
         self._conns: dict[int, _Conn] = {}
         self._conns_lock = threading.Lock()
@@ -428,15 +430,10 @@ class TcpServer:
 
     def _report(self, event: ev.ServerEvent) -> None:
         # PROTOCOL.md 11: metadata only — names, sizes, codes; never contents, passwords or keys.
-        if isinstance(event, ev.MessageRelayed):
-            log.debug("relay chat=%s from=%s bytes=%d recipients=%d", event.chat_id, event.sender, event.size,
-                      event.recipients)
-        else:
-            log.info("%s", _describe(event))
+        # The relay's hot path pays for a line only at DEBUG; every other event keeps the describer's peer map.
+        relayed = isinstance(event, ev.MessageRelayed)
+        if not relayed or log.isEnabledFor(logging.DEBUG):
+            text, fields = self._describer.describe(event)
+            log.log(logging.DEBUG if relayed else logging.INFO, "%s", text, extra={"securechat": fields})
         if self._on_event is not None:
             self._on_event(event)
-
-
-def _describe(event: ev.ServerEvent) -> str:
-    fields = ", ".join(f"{k}={v}" for k, v in vars(event).items())
-    return f"{type(event).__name__}({fields})"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 
 from ..crypto.encoding import RandomBytes, constant_time_equal, encode_fields, hmac_sha256, sha256
 from ..crypto.kdf import hkdf_sha256
@@ -27,20 +26,15 @@ from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
+from .states import AgreementState, next_agreement_state
 
 SHARE_BYTES = 32
 NONCE_BYTES = 16
 # PROTOCOL.md 7.6: an envelope's timestamp must be within this of the receiver's clock (docs/THREATS.md 49).
 TIMESTAMP_WINDOW_SECONDS = 300
 SECURE, XOR = "contributory", "contributory-xor"
-
-
-class AgreementState(Enum):
-    COMMITTING = "committing"   # our commitment sent; waiting for everyone's
-    REVEALING = "revealing"     # our envelopes sent; waiting for everyone's shares
-    CONFIRMING = "confirming"   # key derived, our confirmation sent; waiting for everyone's
-    DONE = "done"
-    ABORTED = "aborted"
+# An honest member sends each other member at most a commitment, an envelope and a confirmation per epoch.
+MAX_INBOX_PER_MEMBER = 4
 
 
 class AgreementFailed(SecureChatError):
@@ -121,8 +115,7 @@ class Agreement:
         """Pick our share; in the secure variant, commit to it first."""
         self.share = self.random_bytes(SHARE_BYTES)
         if self.variant == XOR:
-            self.state = AgreementState.REVEALING
-            return []
+            return []  # no commitments: the reveal follows as soon as every certificate is in
         value = commitment(self.chat_id, self.epoch, self.me, self.share)
         self.commitments[self.me] = value
         return [m.ShareCommit(chat_id=self.chat_id, epoch=self.epoch, commitment=value, signature=sign(
@@ -147,9 +140,23 @@ class Agreement:
             out += self._maybe_confirm()
             self._maybe_finish()
         except AgreementFailed:
-            self.state = AgreementState.ABORTED
+            self.state = next_agreement_state(self.state, "fail")
             raise
         return out
+
+    def receive(self, message: m.Message) -> None:
+        """Keep a round message until ``advance`` can check it. A server that floods a member with round
+        messages (say, for a member whose certificate it never delivers) ends the epoch rather than the
+        client's memory: an honest round sends at most three messages per other member."""
+        if len(self.inbox) >= MAX_INBOX_PER_MEMBER * max(1, len(self.others)):
+            self.abort(f"more round messages than {len(self.others)} members can send", ErrorCode.LIMIT_EXCEEDED)
+        self.inbox.append(message)
+
+    def abort(self, reason: str, code: ErrorCode) -> None:
+        """End this epoch's agreement with *code* (raises AgreementFailed)."""
+        if self.state not in (AgreementState.DONE, AgreementState.ABORTED):
+            self.state = next_agreement_state(self.state, "fail")
+        raise AgreementFailed(reason, code)
 
     # --- inputs -------------------------------------------------------------------------------------------
 
@@ -212,7 +219,7 @@ class Agreement:
     def _maybe_reveal(self, peers: Callable[[str], Peer | None], now: float) -> list[m.Message]:
         if self.revealed or (self.variant == SECURE and len(self.commitments) < len(self.members)):
             return []
-        self.revealed, self.state = True, AgreementState.REVEALING
+        self.revealed, self.state = True, next_agreement_state(self.state, "reveal")
         out: list[m.Message] = []
         for name in self.others:
             peer = peers(name)
@@ -237,7 +244,7 @@ class Agreement:
             return []
         self.key = derive_key(self.variant, self.chat_id, self.epoch, {**self.shares, self.me: self.share},
                               self.transcript())
-        self.confirmed, self.state = True, AgreementState.CONFIRMING
+        self.confirmed, self.state = True, next_agreement_state(self.state, "derive")
         return [m.KeyConfirm(chat_id=self.chat_id, epoch=self.epoch, mac=confirmation(self.key, self.transcript(), self.me))]
 
     def _maybe_finish(self) -> None:
@@ -249,4 +256,4 @@ class Agreement:
             if not constant_time_equal(mac, confirmation(self.key, transcript, name)):
                 # docs/THREATS.md 48: someone holds a different key (equivocation): abort, never split the group.
                 raise AgreementFailed(f"{name} confirmed a different key", ErrorCode.KEY_CONFIRMATION_FAILED)
-        self.state = AgreementState.DONE
+        self.state = next_agreement_state(self.state, "confirm")

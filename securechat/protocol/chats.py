@@ -18,12 +18,18 @@ from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, LocalProtocolError, SecureChatError
 from . import events as ev
 from .constructions import (
-    MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, hybrid_signed_bytes, sender_key,
+    HYBRID_CHAIN_START, MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, hybrid_chain_hash,
+    hybrid_message_keys, hybrid_signed_bytes, sender_key,
 )
-from .messages import KEYLESS_MODES, ChatKey, ChatMessage, ChatSend
+from .agreement import Agreement
+from .identity import UserKeys
+from .messages import KEYLESS_MODES, ChatEpoch, ChatKey, ChatMessage, ChatSend
 from .states import RECEIVE, SEND, ChatState, next_chat_state
 
 MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
+# PROTOCOL.md 7.10: a server may not make a client remember chats without end. The server's own limit is far
+# lower (max_chats_per_user, 64 by default, plus the lobby); past this a new chat id is refused.
+MAX_KNOWN_CHATS = 1024
 
 
 @dataclass
@@ -38,6 +44,24 @@ class ClientChat:
     sent_seq: int = 0
     last_seq: dict[str, int] = field(default_factory=dict)
     sender_keys: dict[str, bytes] = field(default_factory=dict)
+    # hybrid mode (PROTOCOL.md 7.7): the chain hash of our last message, and of each sender's last one
+    sent_hash: bytes = HYBRID_CHAIN_START
+    last_hash: dict[str, bytes] = field(default_factory=dict)
+    # keyless modes (PROTOCOL.md 7.7): the signed chat_epoch that started this epoch, the members before it,
+    # and (contributory modes) the key agreement running for it
+    announcement: ChatEpoch | None = None
+    before: tuple[str, ...] = ()
+    agreement: Agreement | None = None
+
+    def new_epoch(self, epoch: int, members: tuple[str, ...], key: bytes | None) -> None:
+        """Move to a new epoch: its members and key, every counter and chain from the start.
+
+        New dicts, not cleared ones: a held message's snapshot keeps the previous epoch's (PROTOCOL.md 7.4).
+        """
+        self.epoch, self.members, self.key = epoch, members, key
+        self.sent_seq, self.last_seq, self.sender_keys = 0, {}, {}
+        self.sent_hash, self.last_hash = HYBRID_CHAIN_START, {}
+        self.announcement, self.agreement = None, None
 
     def key_for(self, sender: str) -> bytes:
         if self.key is None:
@@ -54,17 +78,20 @@ class ChatBook:
         self,
         *,
         username: str,
-        keys: object,
+        keys: UserKeys,
         server_key: object,
         server_scheme: SignatureScheme,
         random_bytes: RandomBytes,
         pins: dict[str, str] | None = None,
+        verify_key_commitment: bool = True,
     ) -> None:
         self.username = username
-        self._keys = keys  # UserKeys
+        # PROTOCOL.md 7.7: False only in the lab variant that shows the invisible-salamanders attack.
+        self.verify_key_commitment = verify_key_commitment
+        self.keys = keys  # UserKeys: ours, for signing, unwrapping and the key agreements (modes.py)
         self._server_key = server_key
         self._server_scheme = server_scheme
-        self._random_bytes = random_bytes
+        self.random_bytes = random_bytes
         self.chats: dict[str, ClientChat] = {}
         # name -> (certificate, signing public key, encryption public key), each verified against the CA
         self.certificates: dict[str, tuple[Certificate, object, object]] = {}
@@ -72,13 +99,23 @@ class ChatBook:
         # PROTOCOL.md 7.9: identity fingerprints pinned on first sight (or verified out of band); a change is
         # refused until the user accepts it. The driver persists this dict.
         self.pins: dict[str, str] = pins if pins is not None else {}
-        self.agreements: dict[str, object] = {}   # chat id -> Agreement of its current epoch (modes.py)
-        self.epoch_info: dict[str, object] = {}   # chat id -> the ChatEpoch that started the current epoch
-        self.outbox: list[object] = []            # round messages for ClientProtocol to send
         self.refused: set[str] = set()            # names whose changed keys we have not accepted
+        # PROTOCOL.md 7.9: the CA-valid certificate the server now presents for each refused name. It is
+        # never trusted; it only lets the user compute the safety number of the OFFERED key and accept
+        # exactly that key (accept_offered), never "whatever comes next".
+        self.offered: dict[str, tuple[Certificate, object, object]] = {}
         # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
         # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
         self._seen: dict[str, tuple[str, str, int]] = {}
+
+    @property
+    def agreements(self) -> dict[str, Agreement]:
+        """The key agreements running now, by chat id (a view: each chat owns its own)."""
+        return {cid: chat.agreement for cid, chat in self.chats.items() if chat.agreement is not None}
+
+    def verify_server_signature(self, signed: bytes, signature: bytes) -> None:
+        """Check a signature of the server's long-term key (raises SecureChatError, ``bad_signature``)."""
+        verify(self._server_scheme, self._server_key, signed, signature)
 
     # --- what a server we do not trust may and may not do (PROTOCOL.md 7.10) --------------------------------
 
@@ -94,6 +131,8 @@ class ChatBook:
             return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED, f"{what} cannot be used for mode {mode}")
         seen = self._seen.get(chat_id)
         if seen is None:
+            if len(self._seen) >= MAX_KNOWN_CHATS:
+                return _rejected(chat_id, "server", ErrorCode.LIMIT_EXCEEDED, "too many chats announced")
             return None
         seen_mode, seen_suite, seen_epoch = seen
         if mode != seen_mode:
@@ -152,9 +191,7 @@ class ChatBook:
             )
         else:
             chat.state = next_chat_state(chat.state, RECEIVE, "chat_key")
-            # New dicts, not cleared ones: a held message's snapshot keeps the previous epoch's.
-            chat.epoch, chat.members, chat.key = msg.epoch, msg.members, key
-            chat.sent_seq, chat.last_seq, chat.sender_keys = 0, {}, {}
+            chat.new_epoch(msg.epoch, msg.members, key)
         return ev.ChatKeyed(
             chat_id=msg.chat_id, epoch=msg.epoch, members=msg.members, reason=msg.reason, actor=msg.actor,
             joined=tuple(m for m in msg.members if m not in before and before),
@@ -172,7 +209,7 @@ class ChatBook:
         mine = msg.wrap_digests[msg.members.index(self.username)]
         if not constant_time_equal(mine, sha256(msg.wrapped_key)):
             raise SecureChatError("our wrap is not the one the server signed", ErrorCode.KEY_UNWRAP_FAILED)
-        return unwrap_key(self._keys.encryption_key, msg.wrapped_key, expected_length=32)  # type: ignore[attr-defined]
+        return unwrap_key(self.keys.encryption_key, msg.wrapped_key, expected_length=32)
 
     # --- sending --------------------------------------------------------------------------------------------
 
@@ -192,28 +229,38 @@ class ChatBook:
             raise LocalProtocolError("message longer than 64 KiB", ErrorCode.LIMIT_EXCEEDED)
         seq = chat.sent_seq + 1
         header = chat_header(chat_id=chat_id, epoch=chat.epoch, sender=self.username, seq=seq, suite=chat.suite)
-        recipients: tuple[str, ...] | None = None
-        wraps: tuple[bytes, ...] | None = None
         if chat.mode == "hybrid":
-            # PROTOCOL.md 7.7: a fresh key per message, wrapped for every other member.
-            recipients = tuple(n for n in chat.members if n != self.username)
-            missing = self.uncertified(recipients)
-            if missing:
-                raise LocalProtocolError(f"certificates of {', '.join(missing)} not verified yet; retry",
-                                         ErrorCode.BAD_CERTIFICATE)
-            key = self._random_bytes(32)
-            wraps = tuple(wrap_key(self.certificates[n][2], key, random_bytes=self._random_bytes) for n in recipients)
-        else:
-            key = chat.key_for(self.username)
-        ciphertext = aead.seal(key, plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
+            return self._seal_hybrid(chat, header, plaintext, seq, rid)
+        ciphertext = aead.seal(chat.key_for(self.username), plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
                                suite=aead.CipherSuite(chat.suite))
-        signed = (hybrid_signed_bytes(header, ciphertext, recipients, wraps) if recipients is not None and wraps
-                  is not None else chat_signed_bytes(header, ciphertext))
-        signature = sign(self._keys.scheme, self._keys.signing_key, signed,  # type: ignore[attr-defined]
-                         random_bytes=self._random_bytes)
+        signature = sign(self.keys.scheme, self.keys.signing_key, chat_signed_bytes(header, ciphertext),
+                         random_bytes=self.random_bytes)
         chat.sent_seq = seq
         return ChatSend(rid=rid, chat_id=chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
-                        signature=signature, wrap_recipients=recipients, wraps=wraps)
+                        signature=signature)
+
+    def _seal_hybrid(self, chat: ClientChat, header: bytes, plaintext: bytes, seq: int, rid: int | None) -> ChatSend:
+        """PROTOCOL.md 7.7 (hybrid v2): a fresh message key wrapped for every other member, a key commitment and
+        the chain hash of our previous message, all under our signature."""
+        recipients = tuple(n for n in chat.members if n != self.username)
+        missing = self.uncertified(recipients)
+        if missing:
+            raise LocalProtocolError(f"certificates of {', '.join(missing)} not verified yet; retry",
+                                     ErrorCode.BAD_CERTIFICATE)
+        message_key = self.random_bytes(32)
+        wraps = tuple(wrap_key(self.certificates[n][2], message_key, random_bytes=self.random_bytes)
+                      for n in recipients)
+        encryption_key, commitment = hybrid_message_keys(message_key, header)
+        ciphertext = aead.seal(encryption_key, plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
+                               suite=aead.CipherSuite(chat.suite))
+        prev_hash = chat.sent_hash
+        signed = hybrid_signed_bytes(header, ciphertext, recipients, wraps, commitment, prev_hash)
+        signature = sign(self.keys.scheme, self.keys.signing_key, signed,
+                         random_bytes=self.random_bytes)
+        chat.sent_seq, chat.sent_hash = seq, hybrid_chain_hash(signed)
+        return ChatSend(rid=rid, chat_id=chat.chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
+                        signature=signature, wrap_recipients=recipients, wraps=wraps, key_commitment=commitment,
+                        prev_hash=prev_hash)
 
     # --- receiving ------------------------------------------------------------------------------------------
 
@@ -232,16 +279,39 @@ class ChatBook:
             pinned = self.pins.get(cert.username)
             if pinned is not None and pinned != seen:
                 # docs/THREATS.md 46: a CA-valid key that is not the one we pinned: a substituted key until the
-                # user compares fingerprints out of band and accepts it (ClientProtocol.accept_key_change).
-                out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
+                # user compares the OFFERED key's safety number out of band and accepts exactly that key
+                # (ClientProtocol.accept_key_change). One warning per offered key, however often it is fetched.
+                previous = self.offered.get(cert.username)
+                self.offered[cert.username] = (cert, signing, encryption)
                 self.refused.add(cert.username)
+                if previous is None or previous[0].identity_fingerprint() != seen:
+                    out.append(ev.PeerKeyChanged(username=cert.username, pinned=pinned, seen=seen))
                 continue
             self.refused.discard(cert.username)
+            self.offered.pop(cert.username, None)
             if pinned is None:
                 self.pins[cert.username] = seen
                 out.append(ev.PeerKeyPinned(username=cert.username, fingerprint=seen))
             self.certificates[cert.username] = (cert, signing, encryption)
         return out
+
+    def accept_offered(self, username: str, fingerprint: str) -> ev.PeerKeyPinned:
+        """Pin *username*'s offered key, but only if its fingerprint is exactly *fingerprint*, the one the user
+        compared out of band (PROTOCOL.md 7.9). Raises LocalProtocolError and changes nothing otherwise."""
+        entry = self.offered.get(username)
+        if entry is None:
+            raise LocalProtocolError(f"no changed key of {username} is waiting for a decision",
+                                     ErrorCode.BAD_CERTIFICATE)
+        seen = entry[0].identity_fingerprint()
+        if not constant_time_equal(canonical_fingerprint(fingerprint).encode(), seen.encode()):
+            raise LocalProtocolError(
+                f"the key the server now presents for {username} has fingerprint {seen}, not the one you "
+                f"compared; nothing was pinned: compare safety numbers again", ErrorCode.KEY_CHANGED)
+        self.pins[username] = seen
+        self.certificates[username] = entry
+        self.refused.discard(username)
+        del self.offered[username]
+        return ev.PeerKeyPinned(username=username, fingerprint=seen)
 
     def missing_certificates(self, msg: ChatMessage) -> bool:
         return msg.sender not in self.certificates
@@ -265,8 +335,14 @@ class ChatBook:
         return ready
 
     def open(self, msg: ChatMessage, snapshot: ClientChat | None = None) -> ev.Event:
-        """Verify, then decrypt, a relayed message; every failure is a MessageRejected event (PROTOCOL.md 7.4).
+        """The outcome of *msg* itself (the last event of ``receive``): ChatReceived or MessageRejected."""
+        return self.receive(msg, snapshot)[-1]
 
+    def receive(self, msg: ChatMessage, snapshot: ClientChat | None = None) -> list[ev.Event]:
+        """Verify, then decrypt, a relayed message (PROTOCOL.md 7.4, hybrid 7.7).
+
+        Returns the message's outcome last (ChatReceived, or MessageRejected for every failure), preceded by a
+        PeerMisbehaved warning when the sender's hash chain shows it equivocated on an earlier message.
         *snapshot* is the chat as it was when a held message arrived; its sequence numbers are shared with
         the live chat while the epoch is the same, so a replay is caught either way.
         """
@@ -274,48 +350,94 @@ class ChatBook:
         if snapshot is not None and chat is not None and snapshot.epoch != chat.epoch:
             chat = snapshot
         if chat is None or chat.state is ChatState.LEFT:
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.UNKNOWN_CHAT, "message for a chat we are not in")
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.UNKNOWN_CHAT, "message for a chat we are not in")]
         if msg.epoch != chat.epoch:
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.STALE_EPOCH, f"epoch {msg.epoch} is not {chat.epoch}")
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.STALE_EPOCH,
+                              f"epoch {msg.epoch} is not {chat.epoch}")]
         if msg.sender not in chat.members or msg.sender == self.username:
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "sender is not a member of this epoch")
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "sender is not a member of this epoch")]
         entry = self.certificates.get(msg.sender)
         if entry is None:
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")]
         cert, signing_key, _ = entry
         header = chat_header(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, suite=chat.suite)
-        hybrid = chat.mode == "hybrid"
-        signed = (hybrid_signed_bytes(header, msg.ciphertext, msg.wrap_recipients or (), msg.wraps or ()) if hybrid
-                  else chat_signed_bytes(header, msg.ciphertext))
+        if chat.mode == "hybrid":
+            return self._receive_hybrid(chat, msg, header, cert, signing_key)
         try:
             # PROTOCOL.md 7.4: the algorithm comes from the sender's certificate, never from the message.
-            verify(cert.signature_scheme, signing_key, signed, msg.signature)
+            verify(cert.signature_scheme, signing_key, chat_signed_bytes(header, msg.ciphertext), msg.signature)
         except SecureChatError:
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")]
         last = chat.last_seq.get(msg.sender, 0)
         if msg.seq <= last:
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")
-        if hybrid and set(msg.wrap_recipients or ()) != set(chat.members) - {msg.sender}:
-            # PROTOCOL.md 7.7: a wrap for every other member of the epoch, and for nobody else
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "wraps do not match the members")
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")]
         try:
-            key = self._message_key(msg) if hybrid else chat.key_for(msg.sender)
+            key = chat.key_for(msg.sender)
         except SecureChatError as exc:
-            return _rejected(msg.chat_id, msg.sender, exc.code, "no usable key for this message")
-        try:
-            plaintext = aead.unseal(
-                key, msg.ciphertext, aad=header, nonce=aead.nonce_from_counter(msg.seq),
-                suite=aead.CipherSuite(chat.suite),
-            )
-            text = plaintext.decode("utf-8")
-        except (SecureChatError, UnicodeDecodeError):
-            return _rejected(msg.chat_id, msg.sender, ErrorCode.BAD_RECORD, "message does not decrypt")
+            return [_rejected(msg.chat_id, msg.sender, exc.code, "no usable key for this message")]
+        text = _decrypt(key, msg, header, chat.suite)
+        if text is None:
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_RECORD, "message does not decrypt")]
         chat.last_seq[msg.sender] = msg.seq
-        return ev.ChatReceived(
-            chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, text=text,
-            signature_scheme=cert.signature_scheme.value, gap=msg.seq - last - 1,
-        )
+        return [ev.ChatReceived(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, text=text,
+                                signature_scheme=cert.signature_scheme.value, gap=msg.seq - last - 1)]
 
+    def _receive_hybrid(self, chat: ClientChat, msg: ChatMessage, header: bytes, cert: Certificate,
+                        signing_key: object) -> list[ev.Event]:
+        """PROTOCOL.md 7.7, the receiver's order of checks for hybrid v2.
+
+        Signature, then replay; from there the (sender, seq) is used up whatever follows, so a sender cannot
+        show one member one message and another member a second one under the same seq. Then the hash chain,
+        the wraps, the unwrap and the key commitment (constant time), and only then decryption: every member
+        who accepts holds the same key and so reads the same plaintext.
+        """
+        if msg.wrap_recipients is None or msg.wraps is None or msg.key_commitment is None or msg.prev_hash is None:
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_FIELD,
+                              "hybrid message without wraps, key commitment or chain hash")]
+        signed = hybrid_signed_bytes(header, msg.ciphertext, msg.wrap_recipients, msg.wraps, msg.key_commitment,
+                                     msg.prev_hash)
+        try:
+            verify(cert.signature_scheme, signing_key, signed, msg.signature)
+        except SecureChatError:
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")]
+        last = chat.last_seq.get(msg.sender, 0)
+        if msg.seq <= last:
+            return [_rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")]
+        # From here on the message is the sender's, provably: its seq is used, and its hash is the chain's.
+        chat.last_seq[msg.sender] = msg.seq
+        expected = chat.last_hash.get(msg.sender, HYBRID_CHAIN_START)
+        chat.last_hash[msg.sender] = hybrid_chain_hash(signed)
+        events: list[ev.Event] = []
+        if msg.seq == last + 1 and not constant_time_equal(msg.prev_hash, expected):
+            events.append(self._misbehaved(
+                msg, ErrorCode.EQUIVOCATION, msg.seq - 1,
+                f"{msg.sender}'s message {msg.seq - 1} as we received it is not the one {msg.sender} went on from: "
+                "other members were shown a different message"))
+
+        def unreadable(reason: str) -> list[ev.Event]:
+            return events + [self._misbehaved(msg, ErrorCode.UNREADABLE_MESSAGE, msg.seq, reason)]
+
+        if set(msg.wrap_recipients) != set(chat.members) - {msg.sender}:
+            # PROTOCOL.md 7.7: a wrap for every other member of the epoch, and for nobody else
+            return events + [_rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "wraps do not match the members")]
+        try:
+            message_key = self._message_key(msg)
+        except SecureChatError:
+            return unreadable(f"{msg.sender} signed a message whose key, wrapped for us, does not unwrap")
+        encryption_key, commitment = hybrid_message_keys(message_key, header)
+        if self.verify_key_commitment and not constant_time_equal(commitment, msg.key_commitment):
+            return unreadable(f"{msg.sender} wrapped a key for us that is not the key committed to in the message: "
+                              "members were given different keys")
+        text = _decrypt(encryption_key, msg, header, chat.suite)
+        if text is None:
+            return unreadable(f"{msg.sender} signed a message that does not decrypt under its committed key")
+        return events + [ev.ChatReceived(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq,
+                                         text=text, signature_scheme=cert.signature_scheme.value,
+                                         gap=msg.seq - last - 1)]
+
+    @staticmethod
+    def _misbehaved(msg: ChatMessage, code: ErrorCode, seq: int, reason: str) -> ev.PeerMisbehaved:
+        return ev.PeerMisbehaved(chat_id=msg.chat_id, sender=msg.sender, seq=seq, code=code.value, reason=reason)
 
     def _message_key(self, msg: ChatMessage) -> bytes:
         """Hybrid mode (PROTOCOL.md 7.7): our RSA-OAEP wrap of this message's own key."""
@@ -323,7 +445,25 @@ class ChatBook:
         if self.username not in recipients or len(recipients) != len(wraps):
             raise SecureChatError("no wrap for us", ErrorCode.KEY_UNWRAP_FAILED)
         wrap = wraps[recipients.index(self.username)]
-        return unwrap_key(self._keys.encryption_key, wrap, expected_length=32)  # type: ignore[attr-defined]
+        return unwrap_key(self.keys.encryption_key, wrap, expected_length=32)
+
+
+def canonical_fingerprint(text: str) -> str:
+    """A fingerprint as the user typed it (any case, with or without ':' or spaces) in the form
+    ``crypto.encoding.fingerprint`` prints; "" if it is not 32 hex digits."""
+    digits = "".join(ch for ch in text.lower() if ch not in ": ")
+    if len(digits) != 32 or any(ch not in "0123456789abcdef" for ch in digits):
+        return ""
+    return ":".join(digits[i:i + 4] for i in range(0, 32, 4))
+
+
+def _decrypt(key: bytes, msg: ChatMessage, header: bytes, suite: str) -> str | None:
+    """The message's text, or None if it does not authenticate or is not UTF-8 (PROTOCOL.md 7.4 step 5)."""
+    try:
+        return aead.unseal(key, msg.ciphertext, aad=header, nonce=aead.nonce_from_counter(msg.seq),
+                           suite=aead.CipherSuite(suite)).decode("utf-8")
+    except (SecureChatError, UnicodeDecodeError):
+        return None
 
 
 def _rejected(chat_id: str, sender: str, code: ErrorCode | str, reason: str) -> ev.MessageRejected:

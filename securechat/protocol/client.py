@@ -35,6 +35,7 @@ from .codec import (
 )
 from .constructions import login_proof_bytes, register_proof_bytes
 from .identity import UserKeys
+from .lab import LabMode, LabVariant, lab_has
 from .fields import normalize_username as _normalize
 
 
@@ -47,6 +48,9 @@ def normalize_username(raw: str) -> str:
 from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
+# Certificate requests a server may leave unanswered; beyond this the oldest is forgotten (bounded memory against
+# a malicious server, docs/SECURITY.md).
+MAX_FETCHES_IN_FLIGHT = 64
 
 
 class ClientProtocol:
@@ -67,8 +71,22 @@ class ClientProtocol:
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
         key_exchange: str = "x25519",
+        lab: LabMode | None = None,
+        keylog: Callable[[bytes, bytes, bytes], None] | None = None,
+        verify_key_commitment: bool = True,
     ) -> None:
+        if lab is not None and (not isinstance(lab, LabMode) or lab.side != "client"):
+            raise LocalProtocolError("lab must be a client LabMode (securechat.protocol.lab)", ErrorCode.BAD_FIELD)
+        self.lab = lab  # PROTOCOL.md 15: None (the default) means no weakening at all
+        # PROTOCOL.md 15.3: called once with (client_random, k_c2s, k_s2c) when the driver asked for a key log
+        self._keylog = keylog
         self.state = ClientState.IDLE
+        # PROTOCOL.md 7.7: turned off only by the lab variant that demonstrates the attack it stops
+        if not verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT):
+            raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
+                                     "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
+        # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
+        self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -156,7 +174,11 @@ class ClientProtocol:
         """Log in with the password and a signature over this channel's transcript (PROTOCOL.md 6.2)."""
         name = normalize_username(username)
         next_client_state(self.state, SEND, "login")  # check before doing anything else
-        signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(self.transcript, name),
+        if lab_has(self.lab, LabVariant.DSA_NONCE_REUSE):  # LAB ONLY (PROTOCOL.md 15.1): one nonce for all
+            keys = lab_weak_keys(keys)
+        # LAB ONLY (PROTOCOL.md 15.1, unbound-login): the proof signs an empty transcript instead of this channel's
+        transcript = b"" if lab_has(self.lab, LabVariant.UNBOUND_LOGIN) else self.transcript
+        signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(transcript, name),
                          random_bytes=self._random_bytes)
         rid = self._request(m.Login(rid=self._next_rid, username=name, password=password, signature=signature))
         self._keys, self._pending_name = keys, name
@@ -184,8 +206,7 @@ class ClientProtocol:
         chat = self._chat_command(chat_id, "chat_leave")
         rid = self._request(m.ChatLeave(rid=self._next_rid, chat_id=chat_id))
         chat.state = next_chat_state(chat.state, SEND, "chat_leave")
-        if self.book is not None:
-            self.book.agreements.pop(chat_id, None)  # no more round messages for a chat we leave
+        chat.agreement = None  # no more round messages for a chat we leave
         self._leaving[rid] = chat_id  # an error names the request, not the chat: remember which one
         return rid
 
@@ -198,26 +219,49 @@ class ClientProtocol:
         message = self.book.seal(chat_id, text, self._next_rid)
         return self._request(message)
 
-    def accept_key_change(self, username: str) -> None:
-        """The user compared fingerprints out of band and accepts *username*'s new keys (PROTOCOL.md 7.9)."""
+    def accept_key_change(self, username: str, fingerprint: str) -> None:
+        """The user compared the OFFERED key's safety number out of band and accepts exactly the key whose
+        identity fingerprint is *fingerprint* (PROTOCOL.md 7.9). Raises LocalProtocolError, and pins nothing,
+        if no change of *username* is pending or the key the server presents has another fingerprint. The
+        certificate is then fetched again: if the server now presents yet another key, that is a new change."""
         next_client_state(self.state, SEND, "get_certificates")
-        self.pins.pop(username, None)
-        if self.book is not None:
-            self.book.certificates.pop(username, None)
-            self.book.refused.discard(username)
-        self._fetch_certificates((username,))
+        if self.book is None:
+            raise LocalProtocolError("log in first", ErrorCode.BAD_CERTIFICATE)
+        name = normalize_username(username)
+        self._events.append(self.book.accept_offered(name, fingerprint))
+        self._fetch_certificates((name,))
 
-    def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> None:
-        """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints."""
+    def pending_key_changes(self) -> dict[str, tuple[str, str]]:
+        """Peers whose changed keys wait for a decision: name -> (pinned fingerprint, offered fingerprint)."""
+        if self.book is None:
+            return {}
+        return {name: (self.pins.get(name, ""), entry[0].identity_fingerprint())
+                for name, entry in sorted(self.book.offered.items())}
+
+    def fetch_certificates(self, usernames: list[str] | tuple[str, ...]) -> int | None:
+        """Ask for (and, on arrival, verify and pin) the certificates of *usernames*, e.g. to show fingerprints.
+        Returns the request's rid, or None if every name was already being fetched."""
         next_client_state(self.state, SEND, "get_certificates")
-        self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
+        return self._fetch_certificates(tuple(dict.fromkeys(normalize_username(n) for n in usernames)))
 
-    def safety_number(self, username: str) -> str:
-        """The fingerprint both users read aloud to each other: ours and theirs, in a fixed order."""
-        if self.certificate is None or username not in self.pins:
+    def safety_number(self, username: str, *, offered: bool = False) -> str:
+        """The fingerprints both users read aloud to each other: ours and theirs, in a fixed order.
+
+        With *offered*, *username*'s part is the key the server presents now but we have not accepted
+        (PROTOCOL.md 7.9): that is the number to compare before ``accept_key_change``; the pinned one
+        cannot match the peer's screen after a change, and it vouches for nothing new."""
+        if self.certificate is None:
             raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
-        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()),
-                       (username, self.pins[username])])
+        if offered:
+            entry = self.book.offered.get(username) if self.book is not None else None
+            if entry is None:
+                raise LocalProtocolError(f"no changed key of {username} is pending", ErrorCode.BAD_CERTIFICATE)
+            theirs = entry[0].identity_fingerprint()
+        elif username in self.pins:
+            theirs = self.pins[username]
+        else:
+            raise LocalProtocolError(f"no verified certificate for {username} yet", ErrorCode.BAD_CERTIFICATE)
+        pair = sorted([(self.certificate.username, self.certificate.identity_fingerprint()), (username, theirs)])
         return " / ".join(f"{name} {fp}" for name, fp in pair)
 
     @property
@@ -313,11 +357,12 @@ class ClientProtocol:
     def _on_server_hello(self, hello: m.ServerHello) -> None:
         self.state = next_client_state(self.state, RECEIVE, "server_hello")
         assert self._hello is not None
-        if self._pinned is not None and not (
-            constant_time_equal(self._pinned[0], hello.server_key) and self._pinned[1] == hello.server_scheme
+        pinned = None if lab_has(self.lab, LabVariant.UNPINNED_CLIENT) else self._pinned  # LAB ONLY (PROTOCOL.md 15.1)
+        if pinned is not None and not (
+            constant_time_equal(pinned[0], hello.server_key) and pinned[1] == hello.server_scheme
         ):
             raise RemoteProtocolError("server key differs from the pinned key", ErrorCode.HANDSHAKE_FAILED)
-        scheme = SignatureScheme(self._pinned[1] if self._pinned else hello.server_scheme)
+        scheme = SignatureScheme(pinned[1] if pinned else hello.server_scheme)
         try:
             server_key = load_public_key(hello.server_key)
         except SecureChatError:
@@ -342,13 +387,15 @@ class ClientProtocol:
                                                           context=KEM_CONTEXT))
             self._kem_private = None
         keys = derive_channel_keys(secret, self.transcript)
+        if self._keylog is not None:  # PROTOCOL.md 15.3: only when the user asked for a key log
+            self._keylog(self._hello.random, keys.client_to_server, keys.server_to_client)
         self._records = RecordLayer(send_key=keys.client_to_server, receive_key=keys.server_to_client)
         self._ephemeral = None  # forward secrecy: the ephemeral private key is no longer needed
         self._decoder.max_frame_bytes = MAX_FRAME_BYTES
         self.server_key, self.server_scheme = server_key, scheme
         self._events.append(ev.HandshakeCompleted(
             server_fingerprint=fingerprint(hello.server_key), server_key=hello.server_key,
-            server_scheme=scheme.value, first_use=self._pinned is None, key_exchange=self._hello.key_exchange,
+            server_scheme=scheme.value, first_use=pinned is None, key_exchange=self._hello.key_exchange,
         ))
 
     def _receive_inner(self, message: m.Message) -> None:
@@ -400,49 +447,70 @@ class ClientProtocol:
 
     def _on_login_ok(self, msg: m.LoginOk) -> None:
         assert self._keys is not None and self.server_scheme is not None
+        if msg.username != self._pending_name:
+            # PROTOCOL.md 6.2: the server cannot log us in as somebody else (the certificate is checked too).
+            raise RemoteProtocolError("login_ok names another user than the one logging in", ErrorCode.BAD_CERTIFICATE)
         self._check_own_certificate(msg.certificate)
         self.username, self.certificate = msg.username, msg.certificate
         self.book = ChatBook(username=msg.username, keys=self._keys, server_key=self.server_key,
-                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins)
+                             server_scheme=self.server_scheme, random_bytes=self._random_bytes, pins=self.pins,
+                             verify_key_commitment=self.verify_key_commitment)
         self._events.append(ev.LoggedIn(rid=msg.rid, username=msg.username, online=msg.online,
                                         certificate=msg.certificate))
 
     def _on_chat_message(self, msg: m.ChatMessage) -> None:
         assert self.book is not None
-        if self.book.missing_certificates(msg):
+        if msg.sender == self.username:
+            # our own message reflected back (we never receive our own): refused before any certificate fetch
+            self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
+                                                   reason="a message under our own name"))
+            return
+        chat = self.book.chats.get(msg.chat_id)
+        member = chat is not None and msg.sender in chat.members
+        if member and self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
             self.book.hold(msg)
             return
-        self._events.append(self.book.open(msg))
+        # not a member of the chat's current epoch (or no such chat): judged now, nothing fetched or held
+        self._events.extend(self.book.receive(msg))
 
     def _on_certificates(self, msg: m.Certificates) -> None:
         assert self.book is not None
-        self._fetching.difference_update(self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ())
-        self._events.extend(self.book.add_certificates(msg.certificates, self._now))
-        for held, snapshot in self.book.release(msg.unknown + tuple(c.username for c in msg.certificates)):
-            self._events.append(self.book.open(held, snapshot))
-        self._events.extend(modes.advance_all(self.book, self._now))
-        self._flush_outbox()
+        asked = self._fetch_requests.pop(msg.rid, ()) if msg.rid is not None else ()
+        self._fetching.difference_update(asked)
+        # PROTOCOL.md 6.3: only an answer to our own request, and only for the names asked, is looked at; a
+        # server cannot push certificates nobody asked for into the pin store (which the driver persists).
+        certificates = tuple(c for c in msg.certificates if c.username in asked)
+        unknown = tuple(n for n in msg.unknown if n in asked)
+        self._events.extend(self.book.add_certificates(certificates, self._now))
+        for held, snapshot in self.book.release(unknown + tuple(c.username for c in certificates)):
+            self._events.extend(self.book.receive(held, snapshot))
+        self._apply(modes.advance_all(self.book, self._now))
 
     def _on_chat_epoch(self, msg: m.ChatEpoch) -> None:
         assert self.book is not None
-        events = modes.install_epoch(self.book, msg, self._now)
+        step = modes.install_epoch(self.book, msg, self._now)
         if self.book.chats.get(msg.chat_id) is not None and msg.epoch == self.book.chats[msg.chat_id].epoch:
             self._fetch_certificates(self.book.uncertified(msg.members))
-        self._events.extend(events)
-        self._flush_outbox()
+        self._apply(step)
 
-    def _on_round(self, msg: m.Message) -> None:
+    def _on_round(self, msg: m.ShareCommitted | m.KeyShareDelivery | m.KeyConfirmed) -> None:
         assert self.book is not None
-        self._events.extend(modes.on_round(self.book, msg, self._now))
-        self._flush_outbox()
+        self._apply(modes.on_round(self.book, msg, self._now))
 
-    def _flush_outbox(self) -> None:
+    def _on_round_timeout(self, msg: m.RoundTimeout) -> None:
+        """PROTOCOL.md 7.6: reported only for a chat we are in, at its current epoch (anything else is stale)."""
         assert self.book is not None
-        outbox, self.book.outbox = self.book.outbox, []
-        for message in outbox:
-            self._send_inner(message)  # type: ignore[arg-type]
+        chat = self.book.chats.get(msg.chat_id)
+        if chat is not None and chat.epoch == msg.epoch:
+            self._events.append(ev.RoundTimedOut(chat_id=msg.chat_id, epoch=msg.epoch, missing=msg.missing))
+
+    def _apply(self, step: modes.Step) -> None:
+        """Deliver a keyless-mode step: its events to the application, its round messages to the server."""
+        self._events.extend(step.events)
+        for message in step.send:
+            self._send_inner(message)
 
     def _on_chat_key(self, msg: m.ChatKey) -> None:
         assert self.book is not None
@@ -452,17 +520,22 @@ class ClientProtocol:
         # PROTOCOL.md 7.4: fetch members' certificates now, so their first messages need not wait.
         self._fetch_certificates(missing)
 
-    def _fetch_certificates(self, names: tuple[str, ...]) -> None:
+    def _fetch_certificates(self, names: tuple[str, ...]) -> int | None:
         """Ask for the certificates of *names* not already asked for; a refused fetch is retried on the next
         message from that sender (its names are forgotten in _on_error)."""
         wanted = tuple(n for n in names if n not in self._fetching)
         if not wanted:
-            return
+            return None
+        while len(self._fetch_requests) >= MAX_FETCHES_IN_FLIGHT:
+            # bounded memory: a server that never answers forgets our oldest request (its answer would now be
+            # ignored, and the next message from one of its names asks again)
+            self._fetching.difference_update(self._fetch_requests.pop(next(iter(self._fetch_requests))))
         rid = self._next_rid
         self._next_rid += 1
         self._fetching.update(wanted)
         self._fetch_requests[rid] = wanted
         self._send_inner(m.GetCertificates(rid=rid, usernames=wanted))
+        return rid
 
     def _on_chat_left(self, msg: m.ChatLeft) -> None:
         assert self.book is not None
@@ -477,6 +550,17 @@ class ClientProtocol:
     def _on_bye(self, msg: m.Bye) -> None:
         self._events.append(ev.LoggedOut(rid=msg.rid))
         self._close(None, "logged out")
+
+
+def lab_weak_keys(keys: UserKeys) -> UserKeys:
+    """LAB ONLY (PROTOCOL.md 15.1, dsa-nonce-reuse): the same keys, signing with one repeated DSA nonce."""
+    from dataclasses import replace
+
+    from ..crypto.lab_weak import repeated_nonce_dsa_key
+    if keys.scheme is not SignatureScheme.DSA_SHA256:
+        raise LocalProtocolError("lab variant dsa-nonce-reuse needs a dsa-2048-sha256 signing key",
+                                 ErrorCode.BAD_FIELD)
+    return replace(keys, signing_key=repeated_nonce_dsa_key(keys.signing_key))  # type: ignore[arg-type]
 
 
 # PROTOCOL.md 9.1: inside the channel only these end the connection; server_busy there is a reply to retry
@@ -508,4 +592,5 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "share_committed": ClientProtocol._on_round,
     "key_share_delivery": ClientProtocol._on_round,
     "key_confirmed": ClientProtocol._on_round,
+    "round_timeout": ClientProtocol._on_round_timeout,
 }

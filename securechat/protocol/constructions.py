@@ -77,7 +77,12 @@ def chat_signed_bytes(header: bytes, ciphertext: bytes) -> bytes:
 
 
 CHAT_EPOCH_LABEL = "securechat v1 chat epoch"
-HYBRID_SIGNATURE_LABEL = "securechat v1 hybrid signature"
+# PROTOCOL.md 7.7, hybrid messages version 2: key commitment and the per-sender hash chain.
+HYBRID_SIGNATURE_LABEL = "securechat v2 hybrid signature"
+HYBRID_ENCRYPTION_KEY_LABEL = "securechat v2 hybrid encryption key"
+HYBRID_COMMITMENT_LABEL = "securechat v2 hybrid key commitment"
+HYBRID_CHAIN_LABEL = "securechat v2 hybrid chain"
+HYBRID_CHAIN_START = bytes(32)  # prev_hash of a sender's first message in an epoch
 
 
 def chat_epoch_signed_bytes(*, chat_id: str, epoch: int, mode: str, suite: str, reason: str, actor: str,
@@ -87,8 +92,29 @@ def chat_epoch_signed_bytes(*, chat_id: str, epoch: int, mode: str, suite: str, 
                          encode_fields("members", *members))
 
 
-def hybrid_signed_bytes(header: bytes, ciphertext: bytes, recipients: tuple[str, ...],
-                        wraps: tuple[bytes, ...]) -> bytes:
-    """PROTOCOL.md 7.7: a per-message-key message is signed over header, ciphertext and every wrap."""
+def hybrid_message_keys(message_key: bytes, header: bytes) -> tuple[bytes, bytes]:
+    """PROTOCOL.md 7.7: the AEAD key and the key commitment, both derived from the wrapped message key.
+
+    AES-GCM is not key-committing: one ciphertext can be made to open under two keys (the "invisible
+    salamanders" attack). Every recipient recomputes the commitment from the key it unwrapped and compares it
+    with the signed one before decrypting, so all who accept hold the same key and read the same plaintext.
+    Both outputs are bound to the header (chat, epoch, sender, seq, suite).
+    """
+    encryption_key = hkdf_sha256(message_key, salt=b"", info=encode_fields(HYBRID_ENCRYPTION_KEY_LABEL, header))
+    commitment = hkdf_sha256(message_key, salt=b"", info=encode_fields(HYBRID_COMMITMENT_LABEL, header))
+    return encryption_key, commitment
+
+
+def hybrid_signed_bytes(header: bytes, ciphertext: bytes, recipients: tuple[str, ...], wraps: tuple[bytes, ...],
+                        commitment: bytes, prev_hash: bytes) -> bytes:
+    """PROTOCOL.md 7.7: a per-message-key message is signed over header, ciphertext, every wrap, the key
+    commitment and the hash of the sender's previous message in this epoch (the hash chain)."""
     pairs = [x for name, wrap in zip(recipients, wraps) for x in (name, wrap)]
-    return encode_fields(HYBRID_SIGNATURE_LABEL, header, ciphertext, encode_fields("wraps", *pairs))
+    return encode_fields(HYBRID_SIGNATURE_LABEL, header, ciphertext, encode_fields("wraps", *pairs), commitment,
+                         prev_hash)
+
+
+def hybrid_chain_hash(signed: bytes) -> bytes:
+    """PROTOCOL.md 7.7: what the sender's next message carries as ``prev_hash``: a hash of this message's
+    signed bytes, i.e. of the message exactly as sent (its wraps included)."""
+    return sha256(encode_fields(HYBRID_CHAIN_LABEL, signed))

@@ -132,6 +132,24 @@ class MessageRejected(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PeerMisbehaved(Event):
+    """WARNING: *sender* sent a validly signed message that breaks the protocol (PROTOCOL.md 7.7), so the
+    fault is provably the sender's, not the network's or the server's:
+
+    * ``unreadable_message``: a hybrid message whose key, wrapped for us, does not match the key the sender
+      committed to (or does not decrypt): the sender gave different members different keys, or left us out.
+    * ``equivocation``: the sender's hash chain shows that the message we accepted at ``seq`` is not the one
+      the sender went on from, so other members were shown a different message at that position.
+    """
+
+    chat_id: str
+    sender: str
+    seq: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class PeerKeyPinned(Event):
     """First sight of *username*'s identity: its fingerprint is now pinned (the driver should save it)."""
 
@@ -162,6 +180,17 @@ class ChatAborted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RoundTimedOut(Event):
+    """The server gave up waiting for the key agreement of *epoch* (PROTOCOL.md 7.6): *missing* never
+    confirmed (offline, or their client stalled). The chat has no key for that epoch until they take part, or
+    until the membership changes (leave and open the chat again without them)."""
+
+    chat_id: str
+    epoch: int
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggedOut(Event):
     rid: int | None
 
@@ -179,6 +208,15 @@ class ConnectionClosed(Event):
 @dataclass(frozen=True, kw_only=True)
 class ServerEvent:
     peer: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundTimeoutSent(ServerEvent):
+    """PROTOCOL.md 7.6: the server told the online members that an epoch's agreement timed out."""
+
+    chat_id: str
+    epoch: int
+    missing: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from ..crypto.kdf import OWASP_SCRYPT, ScryptParams
+from .lab import LabMode
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,21 @@ class ServerConfig:
     registration_burst_per_address: float = 100.0      # a class behind one NAT registers at once
     tracked_keys: int = 100_000                # bound on throttle memory
     require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
+    round_timeout_seconds: float = 120.0       # PROTOCOL.md 7.6: a contributory round not finished by then is reported
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
+    # PROTOCOL.md 6.1 step 2: register budgets before login (token buckets: per second, burst).
+    register_per_connection_per_second: float = 0.1   # an honest client registers once or twice
+    register_per_connection_burst: float = 3.0
+    register_per_address_per_second: float = 20.0     # a class behind one NAT registers at once
+    register_per_address_burst: float = 200.0
+    name_taken_per_address_per_second: float = 0.2    # bounds username probing: 720 names/hour/address
+    name_taken_per_address_burst: float = 20.0
+    max_refusals_before_login: int = 64               # PROTOCOL.md 10: then the connection is closed
+    lab: LabMode | None = None                 # PROTOCOL.md 15: deliberately weakened, labs only
+
+    def __post_init__(self) -> None:
+        if self.lab is not None and (not isinstance(self.lab, LabMode) or self.lab.side != "server"):
+            raise ValueError("ServerConfig.lab must be a server LabMode (securechat.protocol.lab)")
 
 
 class LoginThrottle:

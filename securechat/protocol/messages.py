@@ -296,6 +296,9 @@ class ChatSend(Message):
     signature: bytes = f(SIGNATURE_BLOB)
     wrap_recipients: tuple[str, ...] | None = f(Optional(ListOf(Name(), MAX_CHAT_MEMBERS)), None)
     wraps: tuple[bytes, ...] | None = f(Optional(ListOf(Blob(max_bytes=512), MAX_CHAT_MEMBERS)), None)
+    # PROTOCOL.md 7.7 (hybrid v2): the key commitment and the previous message's hash, in hybrid chats only
+    key_commitment: bytes | None = f(Optional(Blob(exact=32)), None)
+    prev_hash: bytes | None = f(Optional(Blob(exact=32)), None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,6 +314,9 @@ class ChatMessage(Message):
     signature: bytes = f(SIGNATURE_BLOB)
     wrap_recipients: tuple[str, ...] | None = f(Optional(ListOf(Name(), MAX_CHAT_MEMBERS)), None)
     wraps: tuple[bytes, ...] | None = f(Optional(ListOf(Blob(max_bytes=512), MAX_CHAT_MEMBERS)), None)
+    # PROTOCOL.md 7.7 (hybrid v2): the key commitment and the previous message's hash, in hybrid chats only
+    key_commitment: bytes | None = f(Optional(Blob(exact=32)), None)
+    prev_hash: bytes | None = f(Optional(Blob(exact=32)), None)
 
 
 # --- keyless modes: signed membership, and the contributory rounds (PROTOCOL.md 7.6-7.8) --------------------
@@ -393,12 +399,24 @@ class KeyConfirmed(Message):
     mac: bytes = f(Blob(exact=32))
 
 
+@dataclass(frozen=True, kw_only=True)
+class RoundTimeout(Message):
+    """PROTOCOL.md 7.6: the key agreement of a contributory epoch did not finish in time; *missing* are the
+    members the server has no key confirmation from."""
+
+    TYPE: ClassVar[str] = "round_timeout"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    missing: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
+
+
 MESSAGE_CLASSES: tuple[type[Message], ...] = (
     ClientHello, ServerHello, Record, Error,
     Register, RegisterChallenge, RegisterProof, Registered, Login, LoginOk, Logout, Bye,
     Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
     ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
     ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
+    RoundTimeout,
 )
 MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLASSES}
 

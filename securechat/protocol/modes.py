@@ -1,27 +1,43 @@
 """The keyless chat modes on the client: signed epochs, contributory rounds, the lobby (PROTOCOL.md 7.6-7.8).
 
-Owns: turning a server-signed ``chat_epoch`` into a chat at that epoch, running its ``Agreement`` (contributory
-modes) as certificates and round messages arrive, and installing the agreed key. Hybrid chats need no
-agreement: every message carries its own wrapped key (``ChatBook.seal``/``open``). Must not: send anything
-itself (round messages go to ``book.outbox``), read clocks, or accept membership the server did not sign.
+Owns: turning a server-signed ``chat_epoch`` into a chat at that epoch, running the chat's ``Agreement``
+(contributory modes; each ``ClientChat`` owns the agreement of its current epoch) as certificates and round
+messages arrive, and installing the agreed key. Hybrid chats need no agreement: every message carries its own
+wrapped key (``ChatBook.seal``/``receive``). Every function returns a ``Step``: the events for the application
+and the round messages for ``ClientProtocol`` to send. Must not: send anything itself, read clocks, or accept
+membership the server did not sign.
 """
 
 from __future__ import annotations
 
-from ..crypto.signatures import verify
+from dataclasses import dataclass, field
+
 from ..errors import ErrorCode, SecureChatError
 from . import events as ev
 from . import messages as m
-from .agreement import Agreement, AgreementFailed, AgreementState, Peer
+from .agreement import Agreement, AgreementFailed, Peer
 from .chats import ChatBook, ClientChat
 from .constructions import chat_epoch_signed_bytes
-from .states import RECEIVE, ChatState, next_chat_state
+from .states import RECEIVE, AgreementState, ChatState, next_chat_state
 
 CONTRIBUTORY = ("contributory", "contributory-xor")
 
 
-def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> list[ev.Event]:
-    """Verify the server's signature on the membership and move the chat to the new epoch."""
+@dataclass
+class Step:
+    """What one input to the keyless modes produced: events for the application, messages to send."""
+
+    events: list[ev.Event] = field(default_factory=list)
+    send: list[m.Message] = field(default_factory=list)
+
+    def __iadd__(self, other: Step) -> Step:
+        self.events += other.events
+        self.send += other.send
+        return self
+
+
+def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> Step:
+    """Verify the server's signature on the membership and move the chat to the new epoch (PROTOCOL.md 7.7)."""
     chat = book.chats.get(msg.chat_id)
     if chat is not None and chat.state is ChatState.LEFT:
         del book.chats[msg.chat_id]
@@ -31,18 +47,18 @@ def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> list[ev.Event
     if refused is None and chat is not None and msg.epoch <= chat.epoch:
         refused = _rejected(msg, ErrorCode.STALE_EPOCH, "epoch did not increase")
     if refused is not None:
-        return [refused]
+        return Step([refused])
     try:
-        verify(book._server_scheme, book._server_key, chat_epoch_signed_bytes(  # noqa: SLF001 (same layer)
+        book.verify_server_signature(chat_epoch_signed_bytes(
             chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite, reason=msg.reason,
             actor=msg.actor, members=msg.members), msg.signature)
     except SecureChatError:
-        return [_rejected(msg, ErrorCode.BAD_SIGNATURE, "membership not signed by the server")]
+        return Step([_rejected(msg, ErrorCode.BAD_SIGNATURE, "membership not signed by the server")])
     if book.username not in msg.members:
-        return [_rejected(msg, ErrorCode.NOT_MEMBER, "membership does not list us")]
+        return Step([_rejected(msg, ErrorCode.NOT_MEMBER, "membership does not list us")])
     refused = book.check_membership(chat_id=msg.chat_id, reason=msg.reason, actor=msg.actor, members=msg.members)
     if refused is not None:
-        return [refused]
+        return Step([refused])
     book.record_epoch(msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch)
     before = chat.members if chat else ()
     if chat is None:
@@ -50,44 +66,42 @@ def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> list[ev.Event
                                                     epoch=msg.epoch, members=msg.members, key=None)
     else:
         chat.state = next_chat_state(chat.state, RECEIVE, "chat_epoch")
-        chat.epoch, chat.members, chat.key = msg.epoch, msg.members, None
-        chat.sent_seq, chat.last_seq, chat.sender_keys = 0, {}, {}
-    book.epoch_info[msg.chat_id] = (msg, before)
-    book.agreements.pop(msg.chat_id, None)
-    if msg.mode not in CONTRIBUTORY or len(msg.members) == 1:
-        return [_keyed(msg, before)] if msg.mode not in CONTRIBUTORY else _alone(book, chat, msg, before)
-    keys = book._keys  # noqa: SLF001
-    agreement = Agreement(chat_id=msg.chat_id, epoch=msg.epoch, variant=msg.mode, members=msg.members,
-                          me=book.username, my_scheme=keys.scheme, my_signing_key=keys.signing_key,  # type: ignore[attr-defined]
-                          my_encryption_key=keys.encryption_key, random_bytes=book._random_bytes)  # type: ignore[attr-defined]  # noqa: SLF001
-    book.agreements[msg.chat_id] = agreement
-    book.outbox.extend(agreement.start())
-    return advance(book, msg.chat_id, now)
+        chat.new_epoch(msg.epoch, msg.members, None)
+    chat.announcement, chat.before = msg, before
+    if msg.mode not in CONTRIBUTORY:
+        return Step([_keyed(msg, before)])
+    if len(msg.members) == 1:
+        chat.key = book.random_bytes(32)  # a contributory chat of one: nobody else to agree with
+        return Step([_keyed(msg, before)])
+    keys = book.keys
+    chat.agreement = Agreement(chat_id=msg.chat_id, epoch=msg.epoch, variant=msg.mode, members=msg.members,
+                               me=book.username, my_scheme=keys.scheme, my_signing_key=keys.signing_key,
+                               my_encryption_key=keys.encryption_key, random_bytes=book.random_bytes)
+    step = Step(send=list(chat.agreement.start()))
+    step += advance(book, chat, now)
+    return step
 
 
-def _alone(book: ChatBook, chat: ClientChat, msg: m.ChatEpoch, before: tuple[str, ...]) -> list[ev.Event]:
-    """A contributory chat of one: its own random key (nobody else to agree with)."""
-    chat.key = book._random_bytes(32)  # noqa: SLF001
-    return [_keyed(msg, before)]
-
-
-def on_round(book: ChatBook, msg: m.Message, now: float) -> list[ev.Event]:
+def on_round(book: ChatBook, msg: m.ShareCommitted | m.KeyShareDelivery | m.KeyConfirmed, now: float) -> Step:
     """A relayed commitment, envelope or confirmation for one of our chats."""
-    chat_id, epoch = getattr(msg, "chat_id"), getattr(msg, "epoch")
-    agreement = book.agreements.get(chat_id)
-    if not isinstance(agreement, Agreement) or agreement.epoch != epoch:
+    chat = book.chats.get(msg.chat_id)
+    agreement = chat.agreement if chat is not None else None
+    if chat is None or agreement is None or agreement.epoch != msg.epoch:
         # docs/THREATS.md 49: a share or commitment of another epoch (replayed by the server) is refused.
-        return [ev.MessageRejected(chat_id=chat_id, sender=getattr(msg, "sender", "server"),
-                                   code=ErrorCode.STALE_EPOCH.value, reason=f"no agreement running at epoch {epoch}")]
-    agreement.inbox.append(msg)
-    return advance(book, chat_id, now)
+        return Step([ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.STALE_EPOCH.value,
+                                        reason=f"no agreement running at epoch {msg.epoch}")])
+    try:
+        agreement.receive(msg)
+    except AgreementFailed as exc:
+        return _aborted(chat, agreement, exc)
+    return advance(book, chat, now)
 
 
-def advance(book: ChatBook, chat_id: str, now: float) -> list[ev.Event]:
-    agreement = book.agreements.get(chat_id)
-    chat = book.chats.get(chat_id)
-    if not isinstance(agreement, Agreement) or chat is None:
-        return []
+def advance(book: ChatBook, chat: ClientChat, now: float) -> Step:
+    """Let the chat's agreement go as far as the certificates and round messages we hold allow."""
+    agreement = chat.agreement
+    if agreement is None:
+        return Step()
 
     def peer(name: str) -> Peer | None:
         entry = book.certificates.get(name)
@@ -98,38 +112,43 @@ def advance(book: ChatBook, chat_id: str, now: float) -> list[ev.Event]:
         blocked = [n for n in agreement.others if n in book.refused]
         if blocked:
             # docs/THREATS.md 46: no share goes to a key we have not accepted; end the epoch rather than wait forever.
-            agreement.state = AgreementState.ABORTED
-            raise AgreementFailed(f"{', '.join(blocked)} presented a changed key", ErrorCode.KEY_CHANGED)
-        book.outbox.extend(agreement.advance(peer, now))
+            agreement.abort(f"{', '.join(blocked)} presented a changed key", ErrorCode.KEY_CHANGED)
+        send = agreement.advance(peer, now)
     except AgreementFailed as exc:
-        book.agreements.pop(chat_id, None)
-        if chat.epoch == agreement.epoch:
-            # An aborted epoch has no key: nothing is sent or read under the unconfirmed one.
-            chat.key, chat.sender_keys = None, {}
-        return [ev.ChatAborted(chat_id=chat_id, epoch=agreement.epoch, code=exc.code.value, reason=str(exc.args[0]))]
+        return _aborted(chat, agreement, exc)
     if agreement.key is not None and chat.key is None and chat.epoch == agreement.epoch:
         chat.key = agreement.key  # messages may be read from now; we send only once every member confirmed
     if agreement.state is AgreementState.DONE:
-        book.agreements.pop(chat_id, None)
-        info = book.epoch_info.get(chat_id)
-        if isinstance(info, tuple):
-            return [_keyed(info[0], info[1])]
-    return []
+        chat.agreement = None
+        if chat.announcement is not None:
+            return Step([_keyed(chat.announcement, chat.before)], send)
+    return Step([], send)
 
 
-def advance_all(book: ChatBook, now: float) -> list[ev.Event]:
+def _aborted(chat: ClientChat, agreement: Agreement, exc: AgreementFailed) -> Step:
+    chat.agreement = None
+    if chat.epoch == agreement.epoch:
+        # An aborted epoch has no key: nothing is sent or read under the unconfirmed one.
+        chat.key, chat.sender_keys = None, {}
+    return Step([ev.ChatAborted(chat_id=chat.chat_id, epoch=agreement.epoch, code=exc.code.value,
+                                reason=str(exc.args[0]))])
+
+
+def advance_all(book: ChatBook, now: float) -> Step:
     """After certificates arrive: every agreement that was waiting for them moves on."""
-    events: list[ev.Event] = []
-    for chat_id in list(book.agreements):
-        events += advance(book, chat_id, now)
-    return events
+    step = Step()
+    for chat in list(book.chats.values()):
+        if chat.agreement is not None:
+            step += advance(book, chat, now)
+    return step
 
 
 def can_send(book: ChatBook, chat_id: str) -> bool:
     """Contributory chats send only once the key is confirmed by every member (PROTOCOL.md 7.6)."""
     chat = book.chats.get(chat_id)
-    keyless = chat is not None and chat.mode in CONTRIBUTORY and chat.key is None
-    return chat_id not in book.agreements and not keyless
+    if chat is None:
+        return True  # seal() reports the unknown chat
+    return chat.agreement is None and not (chat.mode in CONTRIBUTORY and chat.key is None)
 
 
 def _keyed(msg: m.ChatEpoch, before: tuple[str, ...]) -> ev.ChatKeyed:

@@ -34,8 +34,17 @@ class Registry(Protocol):
 
     def get_user(self, username: str) -> UserRecord | None: ...
 
+    def find_lookalike(self, username: str) -> str | None:
+        """A registered name other than *username* with the same skeleton (``names.skeleton``), or None."""
+        ...
+
     def add_user(self, record: UserRecord) -> None:
-        """Raises NameTaken if the name exists, StorageFailed if the write failed (nothing is stored)."""
+        """Raises NameTaken if the name or a look-alike exists (PROTOCOL.md 3.2), StorageFailed if the write
+        failed (nothing is stored)."""
         ...
 
     def count_users(self) -> int: ...
+
+    def record_login(self, username: str, now: float) -> None:
+        """Note a successful login (the admin tool's "last login"); best effort, never raises."""
+        ...

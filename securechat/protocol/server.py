@@ -36,6 +36,7 @@ from .codec import (
 )
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey, make_decoys
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
+from .preauth import PreAuthLimits
 from .registry import Registry
 from . import server_accounts, server_modes, server_relay
 from .server_chats import ChatDirectory
@@ -73,7 +74,8 @@ class Peer:
     register: m.Register | None = None
     register_nonce: bytes = b""
     bucket: TokenBucket | None = None
-    errors: int = 0  # malformed inner frames answered so far (MAX_ERRORS_PER_CONNECTION)
+    errors: int = 0  # malformed inner frames, and refusals before login, answered so far (MAX_ERRORS_PER_CONNECTION)
+    register_budget: TokenBucket | None = None  # PROTOCOL.md 6.1: this connection's register requests
 
 
 class ServerProtocol:
@@ -100,6 +102,7 @@ class ServerProtocol:
         self._encryption_keys: dict[str, object] = {}      # online users' certified RSA-OAEP keys
         self.chats = ChatDirectory(config.max_chats_per_user)
         self._throttle = LoginThrottle(config)
+        self._preauth = PreAuthLimits(config)  # PROTOCOL.md 6.1: register budgets before login
         self._dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
         self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self._jobs: deque[Job] = deque()
@@ -110,6 +113,7 @@ class ServerProtocol:
         self._events: deque[ev.ServerEvent] = deque()
         self._dirty: set[int] = set()
         self.mailboxes: dict[str, list[tuple[str, int, bytes, str]]] = {}  # offline contributory members
+        self.open_rounds: set[str] = set()  # contributory chats whose current round has not finished (7.6)
         self._to_close: list[int] = []
         self._now = 0.0
 
@@ -156,6 +160,7 @@ class ServerProtocol:
                 self._fail(p, RemoteProtocolError("login deadline passed", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.frame_started is not None and now - p.frame_started > cfg.frame_deadline_seconds:
                 self._fail(p, RemoteProtocolError("frame not completed in time", ErrorCode.BAD_FRAME), None)
+        server_modes.check_rounds(self, now)
 
     def next_job(self) -> Job | None:
         return self._jobs.popleft() if self._jobs else None
@@ -243,11 +248,11 @@ class ServerProtocol:
                 # for out-of-state messages before login (entry 8).
                 keep = exc.code is not ErrorCode.UNEXPECTED_MESSAGE or p.state is PeerState.ONLINE
                 p.errors += 1
-                if p.errors > MAX_ERRORS_PER_CONNECTION:
+                if p.errors > self._error_cap(p):
                     # No amplification: a peer that keeps sending bad frames is closed, not answered forever.
                     exc = RemoteProtocolError("too many malformed frames", ErrorCode.BAD_FRAME)
                     keep = False
-                self._fail(p, exc, _peek_rid(inner), keep=keep, ref=_peek_type(inner))
+                self._fail(p, exc, _peek_rid(inner), keep=keep, ref=_peek_type(inner), counted=True)
 
     def _on_client_hello(self, p: Peer, hello: m.ClientHello) -> None:
         """PROTOCOL.md 4.2: answer with our share and a signature over the transcript, then switch to records."""
@@ -353,7 +358,7 @@ class ServerProtocol:
         p.inner.clear()
 
     def _reply_error(self, p: Peer, code: ErrorCode, text: str, request: object, *, fatal: bool = False,
-                     ref: str | None = None) -> None:
+                     ref: str | None = None, counted: bool = False) -> None:
         rid = getattr(request, "rid", None)
         kind = ref or getattr(request, "TYPE", None)
         # PROTOCOL.md 9: the message field holds at most 512 characters; long texts (name lists) are cut.
@@ -364,11 +369,24 @@ class ServerProtocol:
         else:
             self._send_clear(p, error)
         self._events.append(ev.ErrorSent(peer=p.id, code=code.value, ref=kind, fatal=fatal))
+        if not fatal and not counted and not p.closing and p.state is not PeerState.ONLINE:
+            # PROTOCOL.md 10: before login EVERY refusal (name_taken, rate_limited, auth_failed, server_busy ...)
+            # counts toward the error cap, so no stranger is answered for ever (docs/THREATS.md 14).
+            p.errors += 1
+            if p.errors > self._error_cap(p):
+                self._fail(p, RemoteProtocolError("too many refused requests", ErrorCode.LIMIT_EXCEEDED), None,
+                           counted=True)
+
+    def _error_cap(self, p: Peer) -> int:
+        """PROTOCOL.md 10: answered errors a connection may cause before it is closed."""
+        if p.state is PeerState.ONLINE:
+            return MAX_ERRORS_PER_CONNECTION
+        return self.config.max_refusals_before_login
 
     def _fail(self, p: Peer, exc: SecureChatError, rid: int | None, *, keep: bool = False,
-              ref: str | None = None) -> None:
+              ref: str | None = None, counted: bool = False) -> None:
         fatal = not keep or exc.code in FATAL_CODES
-        self._reply_error(p, exc.code, str(exc.args[0]), _Rid(rid), fatal=fatal, ref=ref)
+        self._reply_error(p, exc.code, str(exc.args[0]), _Rid(rid), fatal=fatal, ref=ref, counted=counted)
         if fatal:
             self._drop(p, f"error {exc.code.value}", close=True)
 

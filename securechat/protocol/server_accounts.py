@@ -18,6 +18,7 @@ from . import events as ev
 from . import messages as m
 from . import server_modes
 from .jobs import Job, LoginJob, RegisterJob
+from .lab import LabVariant, lab_has
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -33,18 +34,32 @@ _REGISTER_FAILURES = {
 
 
 def on_register(server: ServerProtocol, p: Peer, msg: m.Register) -> None:
+    """PROTOCOL.md 6.1 step 2, cheapest check first: nothing expensive for a stranger (docs/THREATS.md 14)."""
+    if p.register_budget is None:
+        p.register_budget = server._preauth.connection_budget(server._now)
+    if not server._preauth.register_allowed(p.register_budget, p.address, server._now):
+        server._reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations, wait and retry", msg)
+        return
+    if server.registry.get_user(msg.username) is not None:  # looked up before any key is imported
+        server._preauth.name_taken(p.address, server._now)
+        server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
+        return
+    lookalike = server.registry.find_lookalike(msg.username)
+    if lookalike is not None:  # PROTOCOL.md 3.2: a name whose skeleton is taken is taken
+        server._preauth.name_taken(p.address, server._now)
+        server._reply_error(p, ErrorCode.NAME_TAKEN, lookalike_text(msg.username, lookalike), msg)
+        return
     scheme = SignatureScheme(msg.signature_scheme)
     try:
-        encryption_key = load_public_key(msg.encryption_key)
-        signing_key = load_public_key(msg.signing_key)
-    except SecureChatError:
-        raise RemoteProtocolError("public key unreadable", ErrorCode.BAD_FIELD) from None
+        # Before login only the reference DSA domain: another domain's primality proof costs tens of ms.
+        encryption_key = load_public_key(msg.encryption_key, reference_dsa_domain=True)
+        signing_key = load_public_key(msg.signing_key, reference_dsa_domain=True)
+    except SecureChatError as exc:
+        raise RemoteProtocolError(str(exc.args[0]) if "DSA" in str(exc.args[0]) else "public key unreadable",
+                                  ErrorCode.BAD_FIELD) from None
     if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
             encryption_key):
         raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
-    if server.registry.get_user(msg.username) is not None:
-        server._reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
-        return
     p.state = next_peer_state(p.state, "register")
     p.register, p.register_nonce = msg, server._random_bytes(32)
     # PROTOCOL.md 6.1: only the holder of the private key can read this nonce back.
@@ -82,7 +97,13 @@ def register_done(server: ServerProtocol, p: Peer, job: RegisterJob) -> None:
                                               signature_scheme=job.certificate.signature_scheme.value))
     else:
         assert job.code is not None and request is not None
-        server._reply_error(p, job.code, _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+        text = job.lookalike and lookalike_text(request.username, job.lookalike)
+        server._reply_error(p, job.code, text or _REGISTER_FAILURES.get(job.code, "registration failed"), job.proof)
+
+
+def lookalike_text(username: str, registered: str) -> str:
+    """PROTOCOL.md 3.2: the plain-words refusal of a look-alike name, naming the registered one."""
+    return f"{username} looks too much like the registered name {registered}; choose another name"
 
 
 def admit_password_job(server: ServerProtocol, p: Peer, msg: m.Message) -> bool:
@@ -122,6 +143,7 @@ def on_login(server: ServerProtocol, p: Peer, msg: m.Login) -> None:
     server._jobs.append(LoginJob(
         peer=p.id, address=p.address, registry=server.registry, username=msg.username, password=msg.password,
         signature=msg.signature, transcript=p.transcript, dummy_record=server._dummy_record,
+        lab_unbound=lab_has(server.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md 15.1)
         ca=server.server_key, now=server._now, rid=msg.rid, decoys=server._decoys,
     ))
 

@@ -24,6 +24,9 @@ class ServerChat:
     distributed: int = 0                     # the last epoch whose key distribution was sent
     ready: dict[int, Any] = field(default_factory=dict)  # finished distributions waiting for earlier ones
     announcement: bytes = b""                # keyless modes: the signed chat_epoch frame of the current epoch
+    round_started: float | None = None       # contributory modes: when the current epoch's round began
+    committed: set[str] = field(default_factory=set)  # members whose share_commit for this epoch arrived
+    confirmed: set[str] = field(default_factory=set)  # members whose key_confirm for this epoch arrived
 
 
 class ChatDirectory:

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 from ..crypto.signatures import sign
 from ..errors import ErrorCode, SecureChatError
+from . import events as ev
 from . import messages as m
 from .codec import encode_frame
 from .constructions import chat_epoch_signed_bytes
+from .messages import MAX_CHAT_MEMBERS
 from .server_chats import ServerChat
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ def announce_epoch(server: ServerProtocol, chat: ServerChat, reason: str, actor:
         members=tuple(chat.members)), random_bytes=server._random_bytes)  # noqa: SLF001
     announcement = encode_frame(m.ChatEpoch(**{**message.__dict__, "signature": signature}))
     chat.announcement = announcement
+    if chat.mode in CONTRIBUTORY:  # PROTOCOL.md 7.6: the round of this epoch starts now
+        chat.round_started, chat.committed, chat.confirmed = server._now, set(), set()  # noqa: SLF001
+        server.open_rounds.add(chat.chat_id)
     for member in chat.members:
         deliver(server, chat, member, announcement, "chat_epoch", mailbox=False)
 
@@ -71,7 +76,13 @@ def join_lobby(server: ServerProtocol, username: str) -> None:
         else:
             server.chats.add(m.LOBBY_ID, username)
     except SecureChatError:
-        return  # PROTOCOL.md 7.8: a full lobby (256 members) admits nobody more; chats still work
+        # PROTOCOL.md 7.8: a full lobby (256 members) admits nobody more; chats still work. Said, not silent.
+        peer = server.online.get(username)
+        if peer is not None:
+            server._reply_error(server.peers[peer], ErrorCode.LIMIT_EXCEEDED,  # noqa: SLF001
+                                f"the lobby is full ({MAX_CHAT_MEMBERS} members): you are not in it; chats work",
+                                None, ref="lobby")
+        return
     from . import server_relay  # imported here: server_relay imports this module
 
     server_relay.rekey(server, m.LOBBY_ID, "join", username)
@@ -90,6 +101,7 @@ def check_round(server: ServerProtocol, p: Peer, msg: m.Message) -> ServerChat:
 
 def on_share_commit(server: ServerProtocol, p: Peer, msg: m.ShareCommit) -> None:
     chat = check_round(server, p, msg)
+    chat.committed.add(p.username or "")
     frame = encode_frame(m.ShareCommitted(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username or "",
                                           commitment=msg.commitment, signature=msg.signature))
     for member in chat.members:
@@ -110,8 +122,38 @@ def on_key_share(server: ServerProtocol, p: Peer, msg: m.KeyShare) -> None:
 
 def on_key_confirm(server: ServerProtocol, p: Peer, msg: m.KeyConfirm) -> None:
     chat = check_round(server, p, msg)
+    chat.confirmed.add(p.username or "")
+    if set(chat.members) <= chat.confirmed:
+        server.open_rounds.discard(chat.chat_id)  # everyone confirmed: the round is over
     frame = encode_frame(m.KeyConfirmed(chat_id=msg.chat_id, epoch=msg.epoch, sender=p.username or "",
                                         mac=msg.mac))
     for member in chat.members:
         if member != p.username:
             deliver(server, chat, member, frame, "key_confirmed")
+
+
+def check_rounds(server: ServerProtocol, now: float) -> None:
+    """PROTOCOL.md 7.6: a round not finished ``round_timeout_seconds`` after its epoch began is reported once
+    to the online members (``round_timeout``) with the members it waits for; the chat stays as it is
+    (a late member can still finish the round), but nobody waits in silence."""
+    timeout = server.config.round_timeout_seconds
+    for chat_id in list(server.open_rounds):
+        chat = server.chats.get(chat_id)
+        if chat is None or chat.mode not in CONTRIBUTORY or chat.round_started is None:
+            server.open_rounds.discard(chat_id)
+            continue
+        if now - chat.round_started < timeout:
+            continue
+        server.open_rounds.discard(chat_id)
+        # The members the round waits for: those that never committed, or, once all have, never confirmed.
+        missing = tuple(name for name in chat.members if name not in chat.committed)
+        missing = missing or tuple(name for name in chat.members if name not in chat.confirmed)
+        if not missing:
+            continue
+        frame = encode_frame(m.RoundTimeout(chat_id=chat_id, epoch=chat.epoch, missing=missing))
+        for member in chat.members:
+            peer = server.online.get(member)
+            if peer is not None:
+                server._queue(server.peers[peer], frame, "round_timeout")  # noqa: SLF001
+        server._events.append(ev.RoundTimeoutSent(peer=-1, chat_id=chat_id, epoch=chat.epoch,  # noqa: SLF001
+                                                  missing=missing))

@@ -19,6 +19,7 @@ from . import messages as m
 from . import server_modes
 from .codec import frame
 from .jobs import ChatKeyJob
+from .lab import LabVariant, lab_has
 
 if TYPE_CHECKING:
     from .server import Peer, ServerProtocol
@@ -83,7 +84,10 @@ def on_chat_leave(server: ServerProtocol, p: Peer, msg: m.ChatLeave) -> None:
         server._reply_error(p, exc.code, str(exc.args[0]), msg)
         return
     server._send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
-    if remaining:
+    chat = server.chats.get(msg.chat_id)
+    if chat is not None and lab_has(server.config.lab, LabVariant.NO_REKEY_ON_LEAVE):
+        chat.epoch -= 1  # LAB ONLY (PROTOCOL.md 15.1): undo the new epoch, so the leaver's key stays in use
+    elif remaining:
         rekey(server, msg.chat_id, "leave", p.username)
 
 
@@ -104,6 +108,10 @@ def chat_message_frame(msg: m.ChatSend, sender: str) -> bytes:
         out["wrap_recipients"] = list(msg.wrap_recipients)
     if msg.wraps is not None:
         out["wraps"] = [b64e(w) for w in msg.wraps]
+    if msg.key_commitment is not None:
+        out["key_commitment"] = b64e(msg.key_commitment)
+    if msg.prev_hash is not None:
+        out["prev_hash"] = b64e(msg.prev_hash)
     return frame(_JSON(out).encode("utf-8"))
 
 
@@ -118,8 +126,10 @@ def on_chat_send(server: ServerProtocol, p: Peer, msg: m.ChatSend) -> None:
     if msg.epoch != chat.epoch:
         server._reply_error(p, ErrorCode.STALE_EPOCH, f"chat is at epoch {chat.epoch}", msg)
         return
-    if (chat.mode == "hybrid") != (msg.wraps is not None and msg.wrap_recipients is not None):
-        # PROTOCOL.md 7.7: per-message wraps in hybrid chats, and only there
+    hybrid_fields = (msg.wraps, msg.wrap_recipients, msg.key_commitment, msg.prev_hash)
+    if (chat.mode == "hybrid") != all(x is not None for x in hybrid_fields) or (
+            chat.mode != "hybrid" and any(x is not None for x in hybrid_fields)):
+        # PROTOCOL.md 7.7: per-message wraps, commitment and chain hash in hybrid chats, and only there
         server._reply_error(p, ErrorCode.BAD_FIELD, f"wraps do not fit a {chat.mode} chat", msg)
         return
     relayed = chat_message_frame(msg, p.username)

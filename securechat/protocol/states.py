@@ -52,6 +52,16 @@ class PeerState(Enum):
     CLOSED = "closed"
 
 
+class AgreementState(Enum):
+    """One member's side of one epoch's contributory key agreement (PROTOCOL.md 7.6)."""
+
+    COMMITTING = "committing"   # our commitment sent (contributory); waiting for everyone's
+    REVEALING = "revealing"     # our envelopes sent; waiting for everyone's shares
+    CONFIRMING = "confirming"   # key derived, our confirmation sent; waiting for everyone's
+    DONE = "done"
+    ABORTED = "aborted"
+
+
 class ChatState(Enum):
     ACTIVE = "active"                    # holds the key of the current epoch
     LEAVING = "leaving"                  # chat_leave sent
@@ -63,6 +73,7 @@ _ONLINE_REQUESTS = ("who", "status", "get_certificates", "chat_open", "chat_invi
 _ONLINE_PUSHES = (
     "who_result", "status_result", "certificates", "presence", "chat_opened", "chat_invited", "chat_left",
     "chat_key", "chat_message", "error", "chat_epoch", "share_committed", "key_share_delivery", "key_confirmed",
+    "round_timeout",
 )
 _ROUND_PUSHES = ("chat_epoch", "share_committed", "key_share_delivery", "key_confirmed")  # PROTOCOL.md 7.6
 _ROUND_SENDS = ("share_commit", "key_share", "key_confirm")
@@ -160,3 +171,25 @@ def next_chat_state(state: ChatState, direction: Direction, kind: str) -> ChatSt
     except KeyError:
         error = LocalProtocolError if direction is SEND else RemoteProtocolError
         raise error(f"cannot {direction.value} {kind} in chat state {state.name}", ErrorCode.NOT_MEMBER) from None
+
+
+# PROTOCOL.md 7.6: the agreement moves on what it has collected, not on single messages, so its table is keyed by
+# the step it takes. "reveal": every commitment is in (at once in contributory-xor, which has none);
+# "derive": every share is in and the key is derived; "confirm": every confirmation matched; "fail": any check
+# failed, from any running state. DONE and ABORTED are final.
+AGREEMENT_TRANSITIONS: dict[tuple[AgreementState, str], AgreementState] = {
+    (AgreementState.COMMITTING, "reveal"): AgreementState.REVEALING,
+    (AgreementState.REVEALING, "derive"): AgreementState.CONFIRMING,
+    (AgreementState.CONFIRMING, "confirm"): AgreementState.DONE,
+    (AgreementState.COMMITTING, "fail"): AgreementState.ABORTED,
+    (AgreementState.REVEALING, "fail"): AgreementState.ABORTED,
+    (AgreementState.CONFIRMING, "fail"): AgreementState.ABORTED,
+}
+
+
+def next_agreement_state(state: AgreementState, step: str) -> AgreementState:
+    """The state after *step*; a step the table does not allow is our own bug (LocalProtocolError)."""
+    try:
+        return AGREEMENT_TRANSITIONS[state, step]
+    except KeyError:
+        raise LocalProtocolError(f"key agreement cannot {step} in state {state.name}", ErrorCode.INTERNAL_ERROR) from None

@@ -1,6 +1,7 @@
 """Fixtures and the raw-socket attacker for the scripted adversarial conversations (docs/THREATS.md).
 
-Every script drives a LIVE TcpServer on 127.0.0.1 port 0. ``RawConn`` performs the real handshake itself
+Every script drives a LIVE TcpServer on 127.0.0.1 port 0, started through the suite's one live-TCP harness
+(tests/live.py; ``make_server`` comes from tests/conftest.py). ``RawConn`` performs the real handshake itself
 (with ClientProtocol), then seals ARBITRARY inner bytes with the connection's own RecordLayer, so a script can
 send malformed frames at every layer and read back the server's decrypted answers. ``sanity`` runs an honest
 conversation (register, log in, who) through a fresh TcpClient; each script calls it before and after.
@@ -18,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.crypto.signatures import SignatureScheme
 from securechat.errors import ErrorCode
 from securechat.net.tcp_client import TcpClient
@@ -28,10 +28,8 @@ from securechat.protocol import messages as m
 from securechat.protocol.client import ClientProtocol
 from securechat.protocol.codec import encode_frame, frame, split_frames
 from securechat.protocol.identity import UserKeys, generate_user_keys
-from securechat.protocol.limits import ServerConfig
-from securechat.store import MemoryRegistry, new_server_key
+from tests.live import IO_TIMEOUT, pinned, start_server, wait_until  # noqa: F401  (wait_until: for the scripts)
 
-IO_TIMEOUT = 5.0
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
 
@@ -65,35 +63,21 @@ def keys(key_pool: list[UserKeys]) -> UserKeys:
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., TcpServer]]:
-    started: list[TcpServer] = []
-
-    def make(*, registry: Any = None, **config: Any) -> TcpServer:
-        config.setdefault("scrypt", FAST_SCRYPT)
+def make_server(make_server: Callable[..., TcpServer]) -> Callable[..., TcpServer]:
+    """tests/conftest.py's ``make_server``, with loopback registrations unthrottled (the scripts register many)."""
+    def make(**config: Any) -> TcpServer:
         config.setdefault("registration_burst_per_address", LOOPBACK_REGISTRATIONS)
-        cfg = ServerConfig(**config)
-        server = TcpServer(server_key=new_server_key(), registry=registry or MemoryRegistry(), config=cfg)
-        started.append(server)
-        return server.start()
+        return make_server(**config)
 
-    yield make
-    for server in started:
-        server.stop()
+    return make
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[TcpServer]:
     """One default-config server per module (scripts that need other limits use ``make_server``)."""
-    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
-                    config=ServerConfig(scrypt=FAST_SCRYPT, registration_burst_per_address=LOOPBACK_REGISTRATIONS))
-    srv.start()
+    srv = start_server(registration_burst_per_address=LOOPBACK_REGISTRATIONS)
     yield srv
     srv.stop()
-
-
-def pinned(server: TcpServer) -> tuple[bytes, str]:
-    key = server.protocol.server_key
-    return key.public_der, key.scheme.value
 
 
 @pytest.fixture
@@ -331,15 +315,6 @@ def raw(server: TcpServer) -> Iterator[Callable[..., RawConn]]:
 
 def length_prefix(n: int) -> bytes:
     return struct.pack(">I", n)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = IO_TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:  # pragma: no cover - reporting only

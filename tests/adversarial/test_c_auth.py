@@ -43,7 +43,7 @@ def login_error(conn, name, keys, password=PASSWORD):
 
 
 def test_c17_wrong_password_and_unknown_user_look_the_same(make_server, keys):
-    srv = make_server(failures_before_backoff=10_000, address_failures_allowed=10_000)
+    srv = make_server(failures_before_backoff=10_000, address_failures_allowed=10_000, max_refusals_before_login=10_000)
     name = registered(srv, keys)
     conn = RawConn(srv)
     try:

@@ -94,7 +94,7 @@ class Mallory:
     def envelope(self, chat_id: str, epoch: int, recipient: str, share: bytes) -> m.KeyShare:
         book = self.client.protocol.book
         assert book is not None
-        keys: UserKeys = book._keys  # type: ignore[assignment]  # noqa: SLF001
+        keys: UserKeys = book.keys
         _cert, _signing, encryption = book.certificates[recipient]
         wrapped = wrap_key(encryption, share)
         nonce, stamp = os.urandom(ag.NONCE_BYTES), int(time.time())

@@ -1,0 +1,88 @@
+"""No silent waits and no silent caps (PROTOCOL.md 7.6, 7.8): a contributory round that does not finish is
+reported, on the simulation's virtual clock; a full lobby is said."""
+
+from __future__ import annotations
+
+import pytest
+
+from securechat.errors import ErrorCode
+from securechat.protocol import events as ev
+from securechat.protocol import messages as m
+from tests.helpers import make_simulation, register_only, relogin
+
+SECURE = "contributory"
+
+
+def timeouts(sim, label: str) -> list[ev.RoundTimedOut]:  # type: ignore[no-untyped-def]
+    return sim.events_of(label, ev.RoundTimedOut)
+
+
+def wait(sim, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Move the virtual clock (the server's timer runs) and deliver what it sent."""
+    sim.advance(seconds)
+    sim.run_until_idle()
+
+
+def keyed(sim, label: str, chat_id: str) -> bool:  # type: ignore[no-untyped-def]
+    return any(e.chat_id == chat_id for e in sim.events_of(label, ev.ChatKeyed))
+
+
+def test_a_round_waiting_for_an_offline_member_times_out_with_a_clear_event() -> None:
+    """Finding: a contributory round waited forever for a member who never came online."""
+    sim = make_simulation("alice", "bob", seed=7)
+    register_only(sim, "carol")
+    sim.clients["alice"].open_chat(["bob", "carol"], mode=SECURE)
+    sim.run_until_idle()
+    cid = sim.last_event("alice", ev.ChatOpened).chat_id
+    wait(sim, sim.config.round_timeout_seconds - 1)
+    assert not timeouts(sim, "alice") and not timeouts(sim, "bob")
+    wait(sim, 2)
+    for name in ("alice", "bob"):
+        assert timeouts(sim, name) == [ev.RoundTimedOut(chat_id=cid, epoch=1, missing=("carol",))]
+    sent = [e for e in sim.server_events if isinstance(e, ev.RoundTimeoutSent)]
+    assert [(e.chat_id, e.epoch, e.missing) for e in sent] == [(cid, 1, ("carol",))]
+    wait(sim, sim.config.round_timeout_seconds * 3)
+    assert len(timeouts(sim, "alice")) == 1  # told once, not every tick
+    # the chat stays: carol comes online late and the round still completes for everyone
+    relogin(sim, "carol-later", "carol")  # her first connection met the login deadline meanwhile
+    assert all(keyed(sim, name, cid) for name in ("alice", "bob", "carol-later"))
+
+
+def test_a_round_that_finishes_is_never_reported() -> None:
+    sim = make_simulation("alice", "bob", seed=7)
+    sim.clients["alice"].open_chat(["bob"], mode=SECURE)
+    sim.run_until_idle()
+    cid = sim.last_event("alice", ev.ChatOpened).chat_id
+    assert keyed(sim, "alice", cid) and keyed(sim, "bob", cid)
+    wait(sim, sim.config.round_timeout_seconds * 2)
+    assert not timeouts(sim, "alice") and not timeouts(sim, "bob")
+    assert cid not in sim.server.open_rounds
+
+
+def test_a_stale_round_timeout_is_ignored_by_the_client() -> None:
+    """A notice for an epoch the client has moved past (or a chat it is not in) is not shown."""
+    sim = make_simulation("alice", "bob", seed=7)
+    sim.clients["alice"].open_chat(["bob"], mode=SECURE)
+    sim.run_until_idle()
+    cid = sim.last_event("alice", ev.ChatOpened).chat_id
+    peer = sim._peer_ids["alice"]
+    for notice in (m.RoundTimeout(chat_id=cid, epoch=7, missing=("bob",)),
+                   m.RoundTimeout(chat_id="not-a-chat", epoch=1, missing=("bob",))):
+        sim.server._send(sim.server.peers[peer], notice)
+    sim.flush()
+    sim.run_until_idle()
+    assert not timeouts(sim, "alice")
+
+
+def test_a_full_lobby_tells_the_user_who_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding: the lobby silently stopped adding users past 256 members."""
+    from securechat.protocol import server_chats, server_modes
+
+    monkeypatch.setattr(server_chats, "MAX_CHAT_MEMBERS", 2)
+    monkeypatch.setattr(server_modes, "MAX_CHAT_MEMBERS", 2)
+    sim = make_simulation("alice", "bob", "carol", lobby=True)
+    assert set(sim.server.chats.get(m.LOBBY_ID).members) == {"alice", "bob"}
+    told = [e for e in sim.events_of("carol", ev.RequestFailed) if e.ref == "lobby"]
+    assert len(told) == 1 and told[0].rid is None and told[0].code == ErrorCode.LIMIT_EXCEEDED
+    assert "the lobby is full (2 members)" in told[0].message
+    assert not [e for e in sim.events_of("alice", ev.RequestFailed) if e.ref == "lobby"]
