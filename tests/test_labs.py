@@ -150,6 +150,9 @@ def test_reference_full_blank_zero_wrong_answers_partial(release_dir: Path, lab:
     ref = reports["ref-student"]
     assert ref.max_score > 0 and ref.score == ref.max_score, ref.lines()
     assert reports["blank-student"].score == 0, reports["blank-student"].lines()
+    # Both ran top to bottom: the instructor source without any error, the student release with errors only in
+    # the test cells (an unanswered task fails its tests; nothing else may break).
+    assert ref.crashed == [] and reports["blank-student"].crashed == [], (ref.crashed, reports["blank-student"].crashed)
     for i, (what, _, expected) in enumerate(wrong):
         got = reports[f"wrong{i}"]
         assert got.score == expected, (what, got.lines())

@@ -71,6 +71,7 @@ class GradeReport:
     lab: str
     student: str
     tasks: list[TaskScore]
+    crashed: list[str] = field(default_factory=list)  # cells other than tests that raised (grade_id)
 
     @property
     def score(self) -> float:
@@ -84,6 +85,8 @@ class GradeReport:
         out = [f"lab {self.lab}, student {self.student}"]
         for t in self.tasks:
             out.append(f"  {t.task}: {_num(t.score)}/{_num(t.max_score)}")
+        if self.crashed:
+            out.append(f"  note: these cells raised an error: {', '.join(self.crashed)}")
         out.append(f"score: {_num(self.score)}/{_num(self.max_score)}")
         return out
 
@@ -161,7 +164,22 @@ class Course:
         path = os.pathsep.join(x for x in (repo, os.environ.get("PYTHONPATH", "")) if x)
         with _env(**{ENV_STUDENT: student, "PYTHONPATH": path}):
             self._check(self._api.autograde(lab, student, force=True, create=True), f"autograde {lab} {student}")
-        return self._report(lab, student)
+        report = self._report(lab, student)
+        report.crashed = self._crashed(lab, student)
+        return report
+
+    def _crashed(self, lab: str, student: str) -> list[str]:
+        import nbformat
+
+        path = self.root / "autograded" / student / lab / f"{lab}.ipynb"
+        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        out = []
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and not meta.get("grade") and any(
+                    o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                out.append(str(meta.get("grade_id", "?")))
+        return out
 
     def _report(self, lab: str, student: str) -> GradeReport:
         from nbgrader.api import Gradebook  # type: ignore[import-untyped]
