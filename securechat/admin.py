@@ -2,7 +2,7 @@
 
 Owns: the instructor's commands on a registry file: ``list`` (users, scheme, certificate expiry, last login),
 ``counts``, ``remove NAME`` and ``reset NAME`` (a user who lost their keys: the account goes and the name is
-free to register again), ``key`` (the server key's fingerprint; ``--export FILE`` writes the public key file
+free to register again), ``renew NAME`` (an expired account: the same keys certified again), ``key`` (the server key's fingerprint; ``--export FILE`` writes the public key file
 clients pin). Safe against the database of a running server: SQLite in WAL mode lets it read while the server
 writes, and every change is one short transaction (PROTOCOL.md 6.5). Must not: print a password record or a
 private key, or change anything without a confirmation (``--yes`` or typing the name).
@@ -18,10 +18,12 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from .crypto.certificates import issue_certificate
 from .crypto.encoding import fingerprint
 from .display import printable
 from .errors import SecureChatError
 from .keystore import write_server_key_file
+from .protocol.jobs import ServerKey
 from .store import DEFAULT_PASSPHRASE, SqliteRegistry, read_server_key_file
 
 EXPIRING_SOON_SECONDS = 30 * 24 * 3600
@@ -38,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("username")
         cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    renew = sub.add_parser("renew", help="re-certify a user's same keys for another period (an expired account; "
+                                         "needs SECURECHAT_SERVER_PASSPHRASE)")
+    renew.add_argument("username")
+    renew.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    renew.add_argument("--days", type=int, default=365, help="validity of the new certificate (default 365)")
+    renew.add_argument("--server-key-file", metavar="FILE", help="the server's private key file, if it uses one")
+    renew.add_argument("--allow-default-passphrase", action="store_true", help="the server runs with the default")
     key = sub.add_parser("key", help="the server key's scheme and fingerprint (needs SECURECHAT_SERVER_PASSPHRASE)")
     key.add_argument("--export", metavar="FILE", help="write the public key file clients pin (--server-key)")
     key.add_argument("--server-key-file", metavar="FILE", help="the server's private key file, if it uses one")
@@ -112,7 +121,8 @@ def _remove(registry: SqliteRegistry, args: argparse.Namespace, ask: Callable[[s
     return 0
 
 
-def _key(registry: SqliteRegistry, args: argparse.Namespace, ask: Callable[[str], str]) -> int:
+def _server_key(registry: SqliteRegistry, args: argparse.Namespace) -> ServerKey | int:
+    """The server's key (never a new one), or the exit code after saying why not."""
     passphrase = os.environ.get("SECURECHAT_SERVER_PASSPHRASE") or DEFAULT_PASSPHRASE
     if passphrase == DEFAULT_PASSPHRASE and not args.allow_default_passphrase:
         print("securechat-admin: set SECURECHAT_SERVER_PASSPHRASE (the server's), or pass "
@@ -122,13 +132,42 @@ def _key(registry: SqliteRegistry, args: argparse.Namespace, ask: Callable[[str]
         if not Path(args.server_key_file).exists():
             print(f"securechat-admin: no key file at {args.server_key_file}", file=sys.stderr)
             return 1
-        key = read_server_key_file(args.server_key_file, passphrase)
-    elif registry.has_server_key():
-        key = registry.load_or_create_server_key(passphrase)  # loads: never creates one here
-    else:
-        print("securechat-admin: this registry holds no server key (does the server use --server-key-file?)",
-              file=sys.stderr)
+        return read_server_key_file(args.server_key_file, passphrase)
+    if registry.has_server_key():
+        return registry.load_or_create_server_key(passphrase)  # loads: never creates one here
+    print("securechat-admin: this registry holds no server key (does the server use --server-key-file?)",
+          file=sys.stderr)
+    return 1
+
+
+def _renew(registry: SqliteRegistry, args: argparse.Namespace, ask: Callable[[str], str]) -> int:
+    """PROTOCOL.md 6.6, recovery of an expired account: the same keys, certified again by the instructor (who
+    has checked who is asking); the user's peers keep their pins, since the keys do not change."""
+    record = registry.get_user(args.username)
+    if record is None:
+        print(f"securechat-admin: no user {printable(args.username)}", file=sys.stderr)
         return 1
+    key = _server_key(registry, args)
+    if isinstance(key, int):
+        return key
+    if not args.yes and ask(f"type {args.username} to renew its certificate: ").strip() != args.username:
+        print("nothing changed", file=sys.stderr)
+        return 1
+    old, now = record.certificate, int(time.time())
+    cert = issue_certificate(
+        username=old.username, signature_scheme=old.signature_scheme, encryption_key=old.encryption_key,
+        signing_key=old.signing_key, serial=int.from_bytes(os.urandom(8), "big") >> 1, now=now,
+        validity_seconds=args.days * 86400, ca_private_key=key.private_key, ca_scheme=key.scheme)
+    registry.replace_certificate(old.username, cert)
+    print(f"{old.username}: certificate renewed for the same keys until {_when(cert.not_after)}; "
+          "they can log in again")
+    return 0
+
+
+def _key(registry: SqliteRegistry, args: argparse.Namespace, ask: Callable[[str], str]) -> int:
+    key = _server_key(registry, args)
+    if isinstance(key, int):
+        return key
     print(f"server key scheme: {key.scheme.value}")
     print(f"server key fingerprint: {fingerprint(key.public_der)}")
     if args.export:
@@ -137,7 +176,7 @@ def _key(registry: SqliteRegistry, args: argparse.Namespace, ask: Callable[[str]
     return 0
 
 
-_COMMANDS = {"list": _list, "counts": _counts, "remove": _remove, "reset": _remove, "key": _key}
+_COMMANDS = {"list": _list, "counts": _counts, "remove": _remove, "reset": _remove, "renew": _renew, "key": _key}
 
 
 if __name__ == "__main__":

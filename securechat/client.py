@@ -13,6 +13,7 @@ import logging
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -35,6 +36,8 @@ HELP = """commands:
   /register NAME [rsa|dsa|ecdsa|ed25519] [PASSWORD]   create keys and an account (default rsa)
   /login NAME [PASSWORD]        log in (keys are read from the key directory)
   /who                          who is online
+  /renew                        renew your certificate (same keys) in its last 30 days; an expired one is
+                                renewed by the server's operator (securechat-admin renew NAME)
   /status NAME                  is NAME online?
   /chat [--mode MODE] [--suite SUITE] NAME [NAME...]   open a chat (it becomes the current chat)
         MODE: server-key (default; the server makes and could read the key), contributory (members agree
@@ -197,6 +200,12 @@ class Shell:
 
     def cmd_who(self, args: list[str]) -> None:
         self.say("online: " + ", ".join(self.client.who()))
+
+    def cmd_renew(self, args: list[str]) -> None:
+        """PROTOCOL.md 6.6: a new certificate for the same keys, in the last 30 days of the current one."""
+        cert = self.client.renew_certificate().certificate
+        until = time.strftime("%Y-%m-%d", time.gmtime(cert.not_after))
+        self.say(f"certificate renewed for the same keys: valid until {until} UTC")
 
     def cmd_status(self, args: list[str]) -> None:
         self.say(f"{args[0]} is {'online' if self.client.status(args[0]) else 'offline'}")

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("securechat.server")
     if CTF in args.lab:  # the capture-the-flag server runs its own registry and bots (securechat.labs.ctf)
         from .labs.ctf import run_ctf
-        return run_ctf(host=args.host, port=args.port, student=args.student, lobby=args.lobby)
+        return run_ctf(host=args.host, port=args.port, student=args.student)
     passphrase = os.environ.get("SECURECHAT_SERVER_PASSPHRASE") or DEFAULT_PASSPHRASE
     if passphrase == DEFAULT_PASSPHRASE:
         if not args.allow_default_passphrase:

@@ -84,6 +84,14 @@ class MemoryRegistry:
         with self._lock:
             return len(self._users)
 
+    def replace_certificate(self, username: str, certificate: Certificate) -> None:
+        with self._lock:
+            record = self._users.get(username)
+            if record is None or self.fail_writes:
+                raise StorageFailed("registry write failed")
+            self._users[username] = UserRecord(username=username, password_record=record.password_record,
+                                               certificate=certificate)
+
     def record_login(self, username: str, now: float) -> None:
         with self._lock:
             if username in self._users:
@@ -217,6 +225,16 @@ class SqliteRegistry:
     def count_users(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    def replace_certificate(self, username: str, certificate: Certificate) -> None:
+        cert = json.dumps(certificate.to_dict(), sort_keys=True)
+        with self._lock:
+            try:
+                cursor = self._db.execute("UPDATE users SET certificate = ? WHERE username = ?", (cert, username))
+            except sqlite3.Error:
+                raise StorageFailed("registry write failed") from None
+        if cursor.rowcount != 1:
+            raise StorageFailed(f"no user {username}")
 
     def has_server_key(self) -> bool:
         with self._lock:

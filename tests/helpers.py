@@ -373,6 +373,8 @@ def sample_messages() -> dict[str, m.Message]:
         m.KeyConfirm(chat_id="c0123", epoch=3, mac=b32),
         m.KeyConfirmed(chat_id="c0123", epoch=3, sender="bob", mac=b32),
         m.RoundTimeout(chat_id="c0123", epoch=3, missing=("carol",)),
+        m.CertRenew(rid=12, signature=sig),
+        m.CertRenewed(rid=12, certificate=cert),
     ]
     return {msg.TYPE: msg for msg in samples}
 

@@ -91,3 +91,15 @@ def test_check_flag_command_accepts_only_this_students_flag(monkeypatch):
     accepted, refused = check(STUDENT), check("s7654321")
     assert (accepted.returncode, accepted.stdout.strip()) == (0, "flag accepted")
     assert (refused.returncode, refused.stdout.strip()) == (1, "not this student's flag")
+
+
+def test_securechat_server_lab_ctf_runs_the_ctf_server(monkeypatch):
+    """``securechat-server --lab ctf`` hands over to run_ctf (the CtfServer itself is tested above); key
+    generation for seven bots would make a subprocess test slow."""
+    import securechat.labs.ctf as ctf_module
+    from securechat.server import main as server_main
+
+    calls = []
+    monkeypatch.setattr(ctf_module, "run_ctf", lambda **kw: calls.append(kw) or 0)
+    assert server_main(["--lab", "ctf", "--port", "0", "--student", STUDENT]) == 0
+    assert calls == [{"host": "127.0.0.1", "port": 0, "student": STUDENT}]

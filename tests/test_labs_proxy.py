@@ -18,16 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.errors import LocalProtocolError
 from securechat.labs.keylog import KeyLogWriter, read_keylog
 from securechat.labs.proxy import InterceptionProxy, Rule, main as proxy_main
 from securechat.net.tcp_client import TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
-from securechat.protocol.limits import ServerConfig
-from securechat.store import MemoryRegistry, new_server_key
 from tests.helpers import user_keys
+from tests.live import start_server
 
 WAIT = 10.0
 
@@ -55,8 +53,7 @@ class Setup:
 
 @contextmanager
 def proxied(keylog: Path | None = None) -> Iterator[Setup]:
-    server = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
-                       config=ServerConfig(scrypt=FAST_SCRYPT)).start()
+    server = start_server()
     shown = Lines()
     proxy = InterceptionProxy(server.address, keylog=keylog, show=shown).start()
     try:
@@ -234,9 +231,53 @@ def test_proxy_cli_refuses_bad_rules(capsys):
     assert "--flip takes DIR:N" in capsys.readouterr().err
 
 
+def test_describe_fields_shortens_unless_full_and_always_redacts_and_escapes():
+    from securechat.labs.proxy import describe_fields
+
+    frame = {"type": "login", "username": "bob\x1b[2J", "password": "hunter2", "signature": "A" * 100}
+    short, full = describe_fields(frame), describe_fields(frame, full=True)
+    assert "signature=" + "A" * 48 + "...(100 chars)" in short and "signature=" + "A" * 100 in full
+    assert "hunter2" not in short + full and "password=<redacted, 7 chars>" in full
+    assert "\x1b" not in short and "bob\\x1b[2J" in short  # the escape is shown, not acted on
+
+
 def test_proxy_commands_arm_rules_for_the_next_record():
     proxy = InterceptionProxy(("127.0.0.1", 1))
     assert proxy.command("flip c2s next") == "armed: flip c2s record #0"
     assert proxy.command("delay s2c 4 2.5") == "armed: delay s2c record #4"
     assert proxy.command("explode c2s 1").startswith("commands:")
     assert [r.action for r in proxy.rules] == ["flip", "delay"]
+
+
+def test_proxy_command_relays_and_takes_commands_on_standard_input():
+    import subprocess
+    import sys
+
+    server = start_server()
+    proc = subprocess.Popen([sys.executable, "-m", "securechat.labs.proxy", "--listen", "0", "--to",
+                             f"{server.address[0]}:{server.address[1]}"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        first = proc.stdout.readline()
+        match = re.match(r"proxy on 127\.0\.0\.1:(\d+) -> ", first)
+        assert match, first
+        proc.stdout.readline()  # the list of commands
+        proc.stdin.write("flip c2s next\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "armed: flip c2s record #0"
+        key = server.protocol.server_key
+        client = TcpClient("127.0.0.1", int(match.group(1)), server_key=(key.public_der, key.scheme.value))
+        try:
+            with pytest.raises(Exception):  # the flipped first record ends the connection (bad_record)
+                client.register("alice", "pw-alice", user_keys("alice"))
+            assert client.closed is not None and client.closed.code == "bad_record"
+        finally:
+            client.close()
+        lines = [proc.stdout.readline() for _ in range(4)]
+        assert any("c2s client_hello" in line for line in lines)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        server.stop()

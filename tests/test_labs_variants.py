@@ -25,6 +25,7 @@ from securechat.protocol.lab import LAB_ACKNOWLEDGEMENT, LabMode, LabVariant, pa
 from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, new_server_key
 from tests.helpers import DSA, user_keys
+from tests.live import start_server
 
 WAIT = 10.0
 
@@ -39,8 +40,7 @@ def client_lab(*names: str) -> LabMode:
 
 @contextmanager
 def running_server(lab: LabMode | None = None) -> Iterator[TcpServer]:
-    srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
-                    config=ServerConfig(scrypt=FAST_SCRYPT, lab=lab)).start()
+    srv = start_server(lab=lab)
     try:
         yield srv
     finally:

@@ -311,8 +311,8 @@ class CtfServer:
             client.close()
 
 
-def run_ctf(*, host: str, port: int, student: str, weak: bool = True, lobby: bool = False) -> int:
-    """Run the CTF server until Ctrl-C (``securechat-server --lab ctf``). *lobby* is ignored: the bots use chats."""
+def run_ctf(*, host: str, port: int, student: str, weak: bool = True) -> int:
+    """Run the CTF server until Ctrl-C (``securechat-server --lab ctf``)."""
     try:
         ctf = CtfServer(student=student, weak=weak, host=host, port=port)
     except ValueError as exc:

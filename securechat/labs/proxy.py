@@ -75,13 +75,16 @@ def flip_bit(frame: bytes) -> bytes:
     return encode_record_frame(bytes([sealed[0] ^ 1]) + sealed[1:])
 
 
-def _short(value: object) -> str:
+def _short(value: object, full: bool = False) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    return text if len(text) <= 2 * _SHOWN_BYTES else f"{text[:2 * _SHOWN_BYTES]}...({len(text)} chars)"
+    if full or len(text) <= 2 * _SHOWN_BYTES:
+        return text
+    return f"{text[:2 * _SHOWN_BYTES]}...({len(text)} chars)"
 
 
-def describe_fields(obj: dict[str, object]) -> str:
-    """``type key=value ...`` with long values shortened and passwords redacted; escaped for a terminal."""
+def describe_fields(obj: dict[str, object], *, full: bool = False) -> str:
+    """``type key=value ...`` with long values shortened (unless *full*) and passwords redacted; escaped for a
+    terminal."""
     parts = [str(obj.get("type", "?"))]
     for key, value in obj.items():
         if key == "type":
@@ -89,7 +92,7 @@ def describe_fields(obj: dict[str, object]) -> str:
         if key in _REDACTED and isinstance(value, str):
             parts.append(f"{key}=<redacted, {len(value)} chars>")
         else:
-            parts.append(f"{key}={_short(value)}")
+            parts.append(f"{key}={_short(value, full)}")
         if key == "server_key" and isinstance(value, str):
             try:
                 parts.append(f"(fingerprint {fingerprint(base64.b64decode(value))})")
@@ -124,8 +127,9 @@ class InterceptionProxy:
 
     def __init__(self, target: tuple[str, int], *, host: str = "127.0.0.1", port: int = 0,
                  keylog: str | Path | None = None, rules: tuple[Rule, ...] = (),
-                 show: Callable[[str], None] | None = None) -> None:
+                 show: Callable[[str], None] | None = None, full: bool = False) -> None:
         self.target = target
+        self.full = full  # show long values (keys, signatures, ciphertexts) whole instead of shortened
         self._host, self._port = host, port
         self.keylog = Path(keylog) if keylog else None
         self.rules: list[Rule] = list(rules)
@@ -313,7 +317,7 @@ class InterceptionProxy:
                 conn.client_random = base64.b64decode(obj["random"])
             except ValueError:
                 pass
-        self._show(f"[conn {conn.number}] {direction} {describe_fields(obj)}")
+        self._show(f"[conn {conn.number}] {direction} {describe_fields(obj, full=self.full)}")
 
     def _opener(self, conn: _Connection, direction: str) -> RecordLayer | None:
         """The record opener of *direction*, once the client has logged this connection's keys."""
@@ -347,7 +351,7 @@ class InterceptionProxy:
             except ValueError:
                 continue
             if isinstance(obj, dict):
-                self._show(f"[conn {conn.number}] {direction}   inner {describe_fields(obj)}")
+                self._show(f"[conn {conn.number}] {direction}   inner {describe_fields(obj, full=self.full)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", required=True, metavar="HOST:PORT", help="the securechat server")
     parser.add_argument("--keylog", metavar="FILE",
                         help="a client key log (securechat-client --keylog FILE): show the records' inner frames")
+    parser.add_argument("--full", action="store_true",
+                        help="show long values (keys, signatures, ciphertexts) whole instead of shortened")
     for action in ACTIONS:
         form = "DIR:N:SECONDS" if action == "delay" else "DIR:N"
         parser.add_argument(f"--{action}", action="append", default=[], metavar=form,
@@ -375,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"proxy: {exc}", file=sys.stderr)
         return 2
-    proxy = InterceptionProxy(target, host=args.host, port=args.listen, keylog=args.keylog, rules=rules)
+    proxy = InterceptionProxy(target, host=args.host, port=args.listen, keylog=args.keylog, rules=rules,
+                              full=args.full)
     try:
         proxy.start()
     except OSError as exc:

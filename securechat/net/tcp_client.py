@@ -114,6 +114,10 @@ class TcpClient:
     def login(self, username: str, password: str, keys: UserKeys) -> ev.LoggedIn:
         return self._call(lambda p: p.login(username, password, keys))  # type: ignore[return-value]
 
+    def renew_certificate(self) -> ev.CertificateRenewed:
+        """PROTOCOL.md 6.6: a new certificate for the same keys (in its last 30 days); raises RequestError."""
+        return self._call(lambda p: p.renew_certificate())  # type: ignore[return-value]
+
     def who(self) -> tuple[str, ...]:
         return self._call(lambda p: p.who()).online  # type: ignore[attr-defined, no-any-return]
 

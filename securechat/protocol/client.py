@@ -33,7 +33,7 @@ from .codec import (
     MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
     record_payload, split_frames,
 )
-from .constructions import login_proof_bytes, register_proof_bytes
+from .constructions import login_proof_bytes, register_proof_bytes, renew_proof_bytes
 from .identity import UserKeys
 from .lab import LabMode, LabVariant, lab_has
 from .fields import normalize_username as _normalize
@@ -186,6 +186,15 @@ class ClientProtocol:
 
     def logout(self) -> int:
         return self._request(m.Logout(rid=self._next_rid))
+
+    def renew_certificate(self) -> int:
+        """Ask for a new certificate for the same keys (PROTOCOL.md 6.6), signed with our certified key on this
+        channel; answered by CertificateRenewed or RequestFailed. Allowed in the certificate's last 30 days."""
+        next_client_state(self.state, SEND, "cert_renew")  # ONLINE only; check before signing
+        assert self._keys is not None and self.certificate is not None and self.username is not None
+        signed = renew_proof_bytes(self.transcript, self.username, self.certificate.serial)
+        signature = sign(self._keys.scheme, self._keys.signing_key, signed, random_bytes=self._random_bytes)
+        return self._request(m.CertRenew(rid=self._next_rid, signature=signature))
 
     def who(self) -> int:
         return self._request(m.Who(rid=self._next_rid))
@@ -433,6 +442,14 @@ class ClientProtocol:
         self.state = next_client_state(self.state, SEND, "register_proof")
         self._send_inner(m.RegisterProof(rid=msg.rid, nonce=nonce, signature=signature))
 
+    def _on_cert_renewed(self, msg: m.CertRenewed) -> None:
+        """PROTOCOL.md 6.6: the same keys, our name, the CA's signature, and no earlier expiry than before."""
+        self._check_own_certificate(msg.certificate)
+        if self.certificate is not None and msg.certificate.not_after < self.certificate.not_after:
+            raise RemoteProtocolError("the renewed certificate expires earlier", ErrorCode.BAD_CERTIFICATE)
+        self.certificate = msg.certificate
+        self._events.append(ev.CertificateRenewed(rid=msg.rid, certificate=msg.certificate))
+
     def _check_own_certificate(self, cert: Certificate) -> None:
         assert self._keys is not None and self.server_scheme is not None
         verify_certificate(cert, ca_public_key=self.server_key, ca_scheme=self.server_scheme, now=self._now,
@@ -593,4 +610,5 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "key_share_delivery": ClientProtocol._on_round,
     "key_confirmed": ClientProtocol._on_round,
     "round_timeout": ClientProtocol._on_round_timeout,
+    "cert_renewed": ClientProtocol._on_cert_renewed,
 }

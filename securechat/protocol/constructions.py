@@ -14,6 +14,7 @@ from ..crypto.kdf import hkdf_sha256
 
 LOGIN_LABEL = "securechat v1 login"
 REGISTER_LABEL = "securechat v1 register"
+RENEW_LABEL = "securechat v1 renew"
 CHAT_KEY_LABEL = "securechat v1 chat key"
 CHAT_SALT_LABEL = "securechat v1 chat salt"
 SENDER_KEY_LABEL = "securechat v1 sender key"
@@ -26,6 +27,11 @@ MAX_SEQ = 2**32 - 1
 def login_proof_bytes(transcript: bytes, username: str) -> bytes:
     """PROTOCOL.md 6.2: the challenge is the channel's transcript hash, so a relayed proof fails elsewhere."""
     return encode_fields(LOGIN_LABEL, transcript, username)
+
+
+def renew_proof_bytes(transcript: bytes, username: str, serial: int) -> bytes:
+    """PROTOCOL.md 6.6: the holder of the certified signing key asks, on this channel, to renew that certificate."""
+    return encode_fields(RENEW_LABEL, transcript, username, serial)
 
 
 def register_proof_bytes(

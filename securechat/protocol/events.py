@@ -180,6 +180,14 @@ class ChatAborted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertificateRenewed(Event):
+    """PROTOCOL.md 6.6: the server issued a new certificate for our same keys (the driver should save it)."""
+
+    rid: int | None
+    certificate: Certificate
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoundTimedOut(Event):
     """The server gave up waiting for the key agreement of *epoch* (PROTOCOL.md 7.6): *missing* never
     confirmed (offline, or their client stalled). The chat has no key for that epoch until they take part, or
@@ -208,6 +216,14 @@ class ConnectionClosed(Event):
 @dataclass(frozen=True, kw_only=True)
 class ServerEvent:
     peer: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateRenewedFor(ServerEvent):
+    """PROTOCOL.md 6.6: *username*'s certificate was renewed until *not_after*."""
+
+    username: str
+    not_after: int
 
 
 @dataclass(frozen=True, kw_only=True)

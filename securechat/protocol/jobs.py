@@ -22,7 +22,7 @@ from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, ver
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
-from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes
+from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes, renew_proof_bytes
 from .registry import Registry, UserRecord
 
 
@@ -232,6 +232,48 @@ class RegisterJob(Job):
                 self.lookalike = self.registry.find_lookalike(req.username) or ""
             return
         self.outcome, self.certificate = "registered", cert
+
+
+@dataclass(eq=False)
+class RenewJob(Job):
+    """PROTOCOL.md 6.6: check the renewal signature with the certified key, then certify the same keys anew."""
+
+    registry: Registry = field(default=None)  # type: ignore[assignment]
+    username: str = ""
+    signature: bytes = b""
+    transcript: bytes = b""
+    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    validity_seconds: int = 0
+    serial: int = 0
+    now: float = 0.0
+    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    certificate: Certificate | None = None
+
+    def run(self) -> None:
+        record = self.registry.get_user(self.username)
+        if record is None:  # the account was removed meanwhile (securechat-admin)
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            return
+        old = record.certificate
+        try:
+            _, signing_key = verify_certificate(old, ca_public_key=load_public_key(self.ca.public_der),
+                                                ca_scheme=self.ca.scheme, now=self.now, username=self.username)
+            verify(old.signature_scheme, signing_key, renew_proof_bytes(self.transcript, self.username, old.serial),
+                   self.signature)
+        except SecureChatError:
+            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            return
+        cert = issue_certificate(
+            username=self.username, signature_scheme=old.signature_scheme, encryption_key=old.encryption_key,
+            signing_key=old.signing_key, serial=self.serial, now=int(self.now),
+            validity_seconds=self.validity_seconds, ca_private_key=self.ca.private_key, ca_scheme=self.ca.scheme,
+            random_bytes=self.random_bytes)
+        try:
+            self.registry.replace_certificate(self.username, cert)
+        except SecureChatError as exc:
+            self.outcome, self.code = "failed", exc.code
+            return
+        self.outcome, self.certificate = "renewed", cert
 
 
 @dataclass(eq=False)

@@ -36,6 +36,7 @@ class ServerConfig:
     registration_burst_per_address: float = 100.0      # a class behind one NAT registers at once
     tracked_keys: int = 100_000                # bound on throttle memory
     require_post_quantum: bool = False         # PROTOCOL.md 4.4: refuse clients without the ML-KEM exchange
+    renewal_window_seconds: int = 30 * 24 * 3600  # PROTOCOL.md 6.6: a certificate may be renewed in its last 30 days
     round_timeout_seconds: float = 120.0       # PROTOCOL.md 7.6: a contributory round not finished by then is reported
     lobby: bool = False                        # PROTOCOL.md 7.8: put every online user in the "lobby" chat
     # PROTOCOL.md 6.1 step 2: register budgets before login (token buckets: per second, burst).

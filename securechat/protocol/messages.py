@@ -400,6 +400,22 @@ class KeyConfirmed(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertRenew(Message):
+    """PROTOCOL.md 6.6: renew the sender's certificate for the same keys, signed with the certified key."""
+
+    TYPE: ClassVar[str] = "cert_renew"
+    rid: int | None = f(RID, None)
+    signature: bytes = f(SIGNATURE_BLOB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertRenewed(Message):
+    TYPE: ClassVar[str] = "cert_renewed"
+    rid: int | None = f(RID, None)
+    certificate: Certificate = f(Object(Certificate))
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoundTimeout(Message):
     """PROTOCOL.md 7.6: the key agreement of a contributory epoch did not finish in time; *missing* are the
     members the server has no key confirmation from."""
@@ -416,7 +432,7 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
     ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
     ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
-    RoundTimeout,
+    RoundTimeout, CertRenew, CertRenewed,
 )
 MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLASSES}
 
@@ -425,5 +441,6 @@ CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
 CLIENT_TO_SERVER = frozenset({
     "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
     "chat_open", "chat_invite", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
+    "cert_renew",
 })
 SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}

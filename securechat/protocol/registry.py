@@ -45,6 +45,10 @@ class Registry(Protocol):
 
     def count_users(self) -> int: ...
 
+    def replace_certificate(self, username: str, certificate: Certificate) -> None:
+        """Store a renewed certificate (PROTOCOL.md 6.6); StorageFailed if the user is gone or the write fails."""
+        ...
+
     def record_login(self, username: str, now: float) -> None:
         """Note a successful login (the admin tool's "last login"); best effort, never raises."""
         ...

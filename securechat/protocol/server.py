@@ -34,7 +34,7 @@ from .codec import (
     MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
     message_from_dict, parse_json, record_data, split_frames,
 )
-from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, ServerKey, make_decoys
+from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, RenewJob, ServerKey, make_decoys
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .preauth import PreAuthLimits
 from .registry import Registry
@@ -179,6 +179,8 @@ class ServerProtocol:
             server_accounts.login_done(self, p, job)
         elif isinstance(job, RegisterJob):
             server_accounts.register_done(self, p, job)
+        elif isinstance(job, RenewJob):
+            server_accounts.renew_done(self, p, job)
 
     def next_event(self) -> ev.ServerEvent | None:
         return self._events.popleft() if self._events else None
@@ -445,6 +447,7 @@ _DISPATCH: dict[str, Callable[[ServerProtocol, Peer, Any], None]] = {
     "register_proof": server_accounts.on_register_proof,
     "login": server_accounts.on_login,
     "logout": server_accounts.on_logout,
+    "cert_renew": server_accounts.on_cert_renew,
     "who": ServerProtocol._on_who,
     "status": ServerProtocol._on_status,
     "get_certificates": ServerProtocol._on_get_certificates,

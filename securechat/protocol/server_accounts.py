@@ -17,7 +17,7 @@ from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import server_modes
-from .jobs import Job, LoginJob, RegisterJob
+from .jobs import Job, LoginJob, RegisterJob, RenewJob
 from .lab import LabVariant, lab_has
 from .limits import TokenBucket
 from .states import PeerState, next_peer_state, next_peer_state_on_job
@@ -172,6 +172,43 @@ def login_done(server: ServerProtocol, p: Peer, job: LoginJob) -> None:
     server._broadcast_presence(job.username, True)
     server_modes.on_login(server, p, job.username)
     server._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
+
+
+def on_cert_renew(server: ServerProtocol, p: Peer, msg: m.CertRenew) -> None:
+    """PROTOCOL.md 6.6: renewal of the same keys, in the certificate's last ``renewal_window_seconds``."""
+    assert p.username is not None
+    record = server.registry.get_user(p.username)
+    if record is None:
+        server._reply_error(p, ErrorCode.AUTH_FAILED, "your account no longer exists", msg)
+        return
+    opens = record.certificate.not_after - server.config.renewal_window_seconds
+    if server._now < opens:
+        days = server.config.renewal_window_seconds // 86400
+        server._reply_error(p, ErrorCode.LIMIT_EXCEEDED, f"your certificate can be renewed in its last {days} days "
+                            f"(from unix time {opens})", msg)
+        return
+    if not admit_password_job(server, p, msg):
+        return
+    server._jobs.append(RenewJob(
+        peer=p.id, address=p.address, rid=msg.rid, registry=server.registry, username=p.username,
+        signature=msg.signature, transcript=p.transcript, ca=server.server_key,
+        validity_seconds=server.config.certificate_validity_seconds,
+        serial=int.from_bytes(server._random_bytes(8), "big") >> 1, now=server._now, random_bytes=server._random_bytes,
+    ))
+
+
+def renew_done(server: ServerProtocol, p: Peer, job: RenewJob) -> None:
+    if p.username != job.username:  # logged out meanwhile: nobody to tell (the renewal is stored all the same)
+        return
+    if job.outcome == "renewed" and job.certificate is not None:
+        server._send(p, m.CertRenewed(rid=job.rid, certificate=job.certificate))
+        server._events.append(ev.CertificateRenewedFor(peer=p.id, username=job.username,
+                                                       not_after=job.certificate.not_after))
+        return
+    assert job.code is not None
+    text = {ErrorCode.AUTH_FAILED: "renewal proof failed", ErrorCode.STORAGE_FAILED:
+            "the registry could not store the certificate; nothing changed"}.get(job.code, "renewal failed")
+    server._reply_error(p, job.code, text, job, ref="cert_renew")
 
 
 def on_logout(server: ServerProtocol, p: Peer, msg: m.Logout) -> None:
