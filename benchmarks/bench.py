@@ -1,5 +1,8 @@
 """securechat benchmark. Run: ``python -m benchmarks.bench [--quick] [--out FILE]
-[--aead-backend pycryptodome|cryptography|both]``.
+[--aead-backend pycryptodome|cryptography|both] [--only relay class burst setup schemes ws]``.
+
+``ws`` runs the relay flood at 50x5 over the server's WebSocket port and over its TCP port, interleaved, in one
+run (docs/PROTOCOL.md 15; target: WebSocket >= 0.8x TCP).
 
 ``--aead-backend both`` runs every part with pycryptodome (the top-level figures), then the relay, the class
 session and the per-message costs again with the optional ``cryptography`` backend in server and generator
@@ -73,11 +76,12 @@ def machine() -> dict:
 
 
 def relay_securechat(keyfile: Path, keys, clients: int, size: int, duration: float, window: int,
-                     full: bool = False) -> dict:
+                     full: bool = False, ws: bool = False) -> dict:
     server = lg.ServerHandle("securechat", keyfile, users=clients, unlimited_rate=True)
     cl: list[lg.Client] = []
     try:
-        cl = lg.connect_and_login(server.port, server.server_key, keys, range(clients))
+        port = server.ws_port if ws else server.port
+        cl = lg.connect_and_login(port, server.server_key, keys, range(clients), ws=ws)
         groups = lg.open_chats(cl, size)
         names = {c.name: c.idx for c in cl}
         kind = lg.FullEndpoint if full else lg.FastEndpoint
@@ -141,6 +145,35 @@ def bench_relay(keyfile: Path, keys, quick: bool) -> dict:
             "rows": rows, "end_to_end_50x5": e2e}
 
 
+def bench_ws(keyfile: Path, keys, quick: bool) -> dict:
+    """The relay over the WebSocket port against the TCP port (docs/PROTOCOL.md 15), interleaved in one run."""
+    clients, size = (10, 5) if quick else (50, 5)
+    duration, reps, window = (1.5, 1, 4) if quick else (4.0, 5, 4)
+    log(f"relay flood {clients}x{size}: WebSocket against TCP, {reps} runs each, interleaved")
+    tcp_runs, ws_runs = [], []
+    for _ in range(reps):  # interleaved, so drift on the VM hits both alike
+        tcp_runs.append(relay_securechat(keyfile, keys, clients, size, duration, window))
+        ws_runs.append(relay_securechat(keyfile, keys, clients, size, duration, window, ws=True))
+
+    def median(runs: list[dict]) -> dict:
+        best = sorted(runs, key=lambda r: r["deliveries_per_s"])[len(runs) // 2]
+        return {**best, "runs_deliveries_per_s": [r["deliveries_per_s"] for r in runs],
+                "lost": sum(r["lost"] for r in runs)}
+
+    tcp, over_ws = median(tcp_runs), median(ws_runs)
+    ratio = round(over_ws["deliveries_per_s"] / tcp["deliveries_per_s"], 3) if tcp["deliveries_per_s"] else 0.0
+    for side in (tcp, over_ws):  # server CPU per delivery: what the transport costs, whatever the machine's load
+        side["server_cpu_us_per_delivery"] = round(side["server_cpu_s_per_s"] / side["deliveries_per_s"] * 1e6, 1) \
+            if side["deliveries_per_s"] else 0.0
+    log(f"  tcp {tcp['deliveries_per_s']}/s p50 {tcp['p50_ms']} p99 {tcp['p99_ms']} "
+        f"({tcp['server_cpu_us_per_delivery']} us server CPU per delivery); websocket {over_ws['deliveries_per_s']}/s "
+        f"p50 {over_ws['p50_ms']} p99 {over_ws['p99_ms']} ({over_ws['server_cpu_us_per_delivery']} us); ratio {ratio}")
+    return {"clients": clients, "chat_size": size, "window_per_sender": window, "seconds_per_run": duration,
+            "runs_per_transport": reps, "tcp": tcp, "websocket": over_ws, "ratio_ws_to_tcp": ratio,
+            "pair_ratios": [round(w["deliveries_per_s"] / t["deliveries_per_s"], 3) if t["deliveries_per_s"] else 0.0
+                            for t, w in zip(tcp_runs, ws_runs)]}
+
+
 # --- class session ---------------------------------------------------------------------------------------------------
 
 
@@ -169,6 +202,65 @@ def bench_class(keyfile: Path, keys, quick: bool) -> dict:
                    "rss_idle_mb": round(rss[0], 1), "rss_after_logins_mb": round(rss_ready, 1),
                    "rss_peak_mb": round(max(rss), 1), "rss_samples_mb": [round(x, 1) for x in rss]})
     log(f"  p50 {result['p50_ms']} p99 {result['p99_ms']} lost {result['lost']} rss peak {result['rss_peak_mb']} MB")
+    return result
+
+
+# --- scale: 2,000 clients ------------------------------------------------------------------------------------------
+
+
+def raise_descriptor_limit(needed: int) -> dict:
+    """Each client holds one descriptor here and one in the server: raise the soft limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed and (hard == resource.RLIM_INFINITY or hard >= needed):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else needed, hard))
+    soft_now, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {"soft_before": soft, "hard": hard, "soft": soft_now, "needed": needed}
+
+
+def bench_scale(keyfile: Path, keys, quick: bool) -> dict:
+    """2,000 clients logged in (FAST scrypt for setup), chats of 5, the lobby on, 2,000 msg/s offered for 60 s."""
+    clients, size, rate, duration = (50, 5, 100.0, 2.0) if quick else (2000, 5, 2000.0, 60.0)
+    fds = raise_descriptor_limit(2 * clients + 256)  # the server process inherits the raised limit
+    log(f"scale: {clients} clients, chats of {size}, lobby on, {rate:.0f} msg/s for {duration:.0f} s (fds {fds})")
+    server = lg.ServerHandle("securechat", keyfile, users=clients,
+                             extra=("--lobby", "--max-connections", str(clients + 64)))
+    cl: list[lg.Client] = []
+    rss: list[float] = []
+    try:
+        rss.append(server.rss_mb())
+        t0 = time.perf_counter()
+        cl = []
+        for first in range(0, clients, 250):  # batches: the listen backlog is 512
+            batch = lg.connect_and_login(server.port, server.server_key, keys,
+                                         range(first, min(first + 250, clients)), timeout=600)
+            cl += batch
+            until = time.monotonic() + 0.5
+            lg.pump(cl, lambda: time.monotonic() > until, 5, "drain")  # read what the lobby sent meanwhile
+        login_s = time.perf_counter() - t0
+        groups = lg.open_chats(cl, size, timeout=600)
+        setup_s = time.perf_counter() - t0
+        rss_ready = server.rss_mb()
+        lobby_full = sum(1 for c in cl for e in c.events
+                         if isinstance(e, ev.RequestFailed) and e.ref == "lobby")
+        names = {c.name: c.idx for c in cl}
+        eps = [lg.FastEndpoint(c, [x.idx for x in g], names) for g in groups for c in g]
+        cpu0 = server.cpu_seconds()
+        result = lg.run_relay(eps, duration=duration, rate=rate, warmup=0.5 if quick else 2.0,
+                              sample=lambda: rss.append(server.rss_mb()))
+        result["server_cpu_s_per_s"] = round((server.cpu_seconds() - cpu0) / max(result["seconds"], 1e-9), 2)
+        rss.append(server.rss_mb())
+    finally:
+        lg.close_all(cl)
+        server.stop()
+    result.update({"clients": clients, "chat_size": size, "lobby": True, "offered_messages_per_s": rate,
+                   "duration_s": duration, "login_s": round(login_s, 1), "setup_s": round(setup_s, 1),
+                   "told_lobby_full": lobby_full, "descriptors": fds,
+                   "rss_idle_mb": round(rss[0], 1), "rss_after_setup_mb": round(rss_ready, 1),
+                   "rss_peak_mb": round(max(rss), 1)})
+    log(f"  logins {login_s:.1f} s; p50 {result['p50_ms']} p99 {result['p99_ms']} lost {result['lost']} "
+        f"rss peak {result['rss_peak_mb']} MB; {lobby_full} told the lobby is full")
     return result
 
 
@@ -365,8 +457,30 @@ def bench_schemes(quick: bool) -> dict:
 # --- main ------------------------------------------------------------------------------------------------------------
 
 
+def evaluate_scale(results: dict) -> dict:
+    """Targets of the scale and fairness parts (docs/PERFORMANCE.md)."""
+    out: dict = {}
+    s = results.get("scale")
+    if s is not None:
+        out["scale_2000_p99_ms"] = {"target": "< 50", "value": s["p99_ms"], "met": s["p99_ms"] < 50}
+        out["scale_2000_lost"] = {"target": "0", "value": s["lost"], "met": s["lost"] == 0}
+        out["scale_2000_rss_mb"] = {"target": "< 500", "value": s["rss_peak_mb"], "met": s["rss_peak_mb"] < 500}
+    f = results.get("fair_admission")
+    if f is not None:
+        worst = max(p["honest_p99_s"] for p in f["phases"])
+        out["fair_honest_login_p99_s"] = {"target": "< 3", "value": worst, "met": worst < 3}
+        admitted = max(p["admitted_guesses_per_address_per_minute"] for p in f["phases"])
+        out["fair_guesses_per_address_per_minute"] = {"target": "<= 30 (+ 8 in flight)", "value": admitted,
+                                                      "met": admitted <= 38}
+    return out
+
+
 def evaluate(results: dict) -> dict:
-    out = {}
+    out = evaluate_scale(results)
+    w = results.get("ws_relay")
+    if w and not results.get("quick"):
+        out["ws_relay_ratio_to_tcp"] = {"target": ">= 0.8", "value": w["ratio_ws_to_tcp"],
+                                        "met": w["ratio_ws_to_tcp"] >= 0.8}
     relay = {(r["clients"], r["chat_size"]): r for r in results.get("relay", {}).get("rows", [])}
     r = relay.get((50, 5))
     if r:
@@ -399,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these parts (relay class burst setup schemes)")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="run only these parts (relay class burst setup schemes ws scale fairness); their results "
+                         "are merged into --out when it exists")
     ap.add_argument("--aead-backend", choices=(*aead.BACKENDS, "both"), default="pycryptodome",
                     help="AES-GCM backend of server and generator; 'both' adds a cryptography pass (relay, class, "
                          "schemes)")
@@ -411,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
                      "command": "python -m benchmarks.bench" + (" --quick" if args.quick else "")
                      + (f" --aead-backend {args.aead_backend}" if args.aead_backend != "pycryptodome" else ""),
                      "aead_backend": backends[0]}
-    parts = args.only or ["relay", "class", "burst", "setup", "schemes"]
+    # ws (WebSocket against TCP) is in a full run; the quick smoke leaves it to its own smoke test
+    parts = args.only or ["relay", "class", "burst", "setup", "schemes", *([] if args.quick else ["ws"]),
+                          "scale", "fairness"]
     with tempfile.TemporaryDirectory() as tmp:
         keyfile = Path(tmp) / "keys.bin"
         keys = make_keys(keyfile)
@@ -426,6 +544,14 @@ def main(argv: list[str] | None = None) -> int:
             results["chat_setup"] = bench_setup(keyfile, keys, args.quick)
         if "schemes" in parts:
             results["signature_schemes"] = bench_schemes(args.quick)
+        if "ws" in parts:
+            results["ws_relay"] = bench_ws(keyfile, keys, args.quick)
+        if "scale" in parts:
+            results["scale"] = bench_scale(keyfile, keys, args.quick)
+        if "fairness" in parts:
+            from .fairness import bench_fairness
+
+            results["fair_admission"] = bench_fairness(keyfile, keys, args.quick)
         for name in backends[1:]:
             log(f"--- again with the {name} AEAD backend ---")
             aead.set_backend(name)
@@ -436,12 +562,25 @@ def main(argv: list[str] | None = None) -> int:
                 other["class_session"] = bench_class(keyfile, keys, args.quick)
             if "schemes" in parts:
                 other["signature_schemes"] = bench_schemes(args.quick)
+            if "ws" in parts:
+                other["ws_relay"] = bench_ws(keyfile, keys, args.quick)
             other["targets"] = evaluate(other)  # relay and class targets; burst and setup are not AEAD-bound
             results.setdefault("by_backend", {})[name] = other
         aead.set_backend("pycryptodome")
     if not args.only:
         results["targets"] = evaluate(results)
+    elif "ws" in parts:
+        results["targets"] = evaluate({"quick": args.quick, "ws_relay": results["ws_relay"]})
+    if args.only:
+        results.setdefault("targets", {}).update(evaluate_scale(results))
     results["elapsed_s"] = round(time.time() - started, 1)
+    if args.only and Path(args.out).exists():  # a partial run updates its parts, keeping the others' figures
+        merged = json.loads(Path(args.out).read_text())
+        merged.setdefault("targets", {}).update(results.pop("targets", {}))  # only this run's targets change
+        merged.update({k: v for k, v in results.items() if k not in ("machine", "started", "command", "quick")})
+        merged.setdefault("partial_runs", []).append({"parts": parts, "started": results["started"],
+                                                      "quick": args.quick, "machine": results["machine"]})
+        results = merged
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {args.out} in {results['elapsed_s']} s")
     if not args.no_plots and not args.only:

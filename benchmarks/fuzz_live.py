@@ -1,6 +1,6 @@
 """Mutation fuzzing of a LIVE securechat server (docs/THREATS.md "Mutation fuzzing").
 
-``python -m benchmarks.fuzz_live [--frames N] [--seconds S] [--seed K] [--json FILE]``
+``python -m benchmarks.fuzz_live [--frames N] [--seconds S] [--seed K] [--json FILE] [--ws-share F]``
 
 1. Starts a real server in a subprocess (``python -m benchmarks.fuzz_live --serve``: TcpServer on 127.0.0.1
    port 0, MemoryRegistry, FAST scrypt, no message rate limit so the fuzzer is not merely rate-limited; its
@@ -18,7 +18,12 @@
    logged in, some not), in batches; after each batch a ``who`` (or a pre-login probe) is sent: the server
    must answer it or close the connection within the deadline, else it is a hang. A few outer records are
    mutated after sealing (the AEAD must refuse them).
-4. After every batch round, and at the end, an honest sanity client registers, logs in and runs ``who``.
+   WebSocket mutants (docs/PROTOCOL.md 15) go to the server's WebSocket port on fresh connections, half-closed
+   like the clear ones: byte mutants of the opening request, and, after a real upgrade, hand-built frames that
+   break RFC 6455 or the binding (unmasked, text, reserved bits, bad opcodes, long control frames, broken
+   fragmentation, announced oversize, not-one-frame payloads) or byte mutants of a valid binary frame.
+4. After every batch round, and at the end, an honest sanity client registers, logs in and runs ``who``, once
+   over TCP and once over WebSocket.
 
 Reports JSON (``--json``) and text: frames tried per mutation kind, crashes (server died, or a traceback or
 "internal error" in its stderr: must be 0), hangs, sanity failures, server RSS at start, end and peak
@@ -60,6 +65,7 @@ def serve() -> int:
     import logging
 
     from securechat.crypto.kdf import FAST_SCRYPT
+    from securechat.net import ws
     from securechat.net.tcp_server import TcpServer
     from securechat.protocol.limits import ServerConfig
     from securechat.store import MemoryRegistry, new_server_key
@@ -72,9 +78,12 @@ def serve() -> int:
                                  frame_deadline_seconds=FRAME_DEADLINE_SECONDS,
                                  handshake_deadline_seconds=FRAME_DEADLINE_SECONDS)
     key = new_server_key()
-    server = TcpServer(server_key=key, registry=MemoryRegistry(), config=config, relay_events=False).start()
+    ws.HANDSHAKE_DEADLINE_SECONDS = FRAME_DEADLINE_SECONDS  # the same cut for the WebSocket opening handshake
+    server = TcpServer(server_key=key, registry=MemoryRegistry(), config=config, relay_events=False,
+                       ws_port=0).start()
+    assert server.ws_address is not None
     print(json.dumps({"port": server.address[1], "server_key": key.public_der.hex(), "scheme": key.scheme.value,
-                      "pid": os.getpid()}), flush=True)
+                      "pid": os.getpid(), "ws_port": server.ws_address[1]}), flush=True)
     sys.stdin.read()
     server.stop()
     return 0
@@ -92,6 +101,8 @@ class ServerProcess:
             raise RuntimeError("server process did not start: " + self.stderr_text())
         info = json.loads(line)
         self.address = ("127.0.0.1", int(info["port"]))
+        # the fuzz server has a WebSocket port; other servers started through this class may not
+        self.ws_address = ("127.0.0.1", int(info["ws_port"])) if "ws_port" in info else None
         self.server_key = (bytes.fromhex(info["server_key"]), info["scheme"])
 
     def alive(self) -> bool:
@@ -386,17 +397,24 @@ def mutate(rng: random.Random, corpus: list[bytes]) -> tuple[str, bytes]:
 # --------------------------------------------------------------------------------------------------------------
 
 def sanity(srv: ServerProcess, keys: Any, n: int) -> bool:
+    """An honest user over TCP and another over WebSocket register, log in and list themselves."""
     from securechat.net.tcp_client import TcpClient
 
-    name = f"sane{os.getpid() % 1000}x{n}"
-    try:
-        with TcpClient(*srv.address, server_key=srv.server_key, timeout=20) as client:
-            client.register(name, PASSWORD, keys)
-            client.login(name, PASSWORD, keys)
-            return name in client.who()
-    except Exception as exc:
-        print(f"sanity failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return False
+    urls = {"t": f"tcp://{srv.address[0]}:{srv.address[1]}"}
+    if srv.ws_address is not None:
+        urls["w"] = f"ws://{srv.ws_address[0]}:{srv.ws_address[1]}/securechat"
+    for tag, url in urls.items():
+        name = f"sane{os.getpid() % 1000}x{n}{tag}"
+        try:
+            with TcpClient(url=url, server_key=srv.server_key, timeout=20) as client:
+                client.register(name, PASSWORD, keys)
+                client.login(name, PASSWORD, keys)
+                if name not in client.who():
+                    return False
+        except Exception as exc:
+            print(f"sanity failed ({url}): {type(exc).__name__}: {exc}", file=sys.stderr)
+            return False
+    return True
 
 
 def crash_lines(text: str) -> list[str]:
@@ -404,7 +422,8 @@ def crash_lines(text: str) -> list[str]:
             if "Traceback" in line or "internal error" in line or "job " in line and "failed" in line]
 
 
-def run(frames: int, seconds: float, seed: int, quiet: bool = False) -> dict[str, Any]:
+def run(frames: int, seconds: float, seed: int, quiet: bool = False, ws_share: float = 0.08) -> dict[str, Any]:
+    """*ws_share*: the fraction of shots that go to the WebSocket port."""
     from securechat.crypto.signatures import SignatureScheme
     from securechat.protocol.identity import generate_user_keys
 
@@ -441,7 +460,16 @@ def run(frames: int, seconds: float, seed: int, quiet: bool = False) -> dict[str
                 outcomes[_clear_shot(srv, data)] += 1
                 if outcomes["hang"] > len(hangs):
                     hangs.append("clear:" + kind)
-            elif roll < 0.14:
+            elif roll < 0.12 + ws_share:
+                # WebSocket mutants on a fresh connection to the WebSocket port, half-closed (PROTOCOL.md 15)
+                kind, data, upgrade = _ws_mutant(rng, clear)
+                kinds[kind] += 1
+                tried += 1
+                result = _ws_shot(srv, data, upgrade)
+                outcomes[result] += 1
+                if result == "hang":
+                    hangs.append(kind)
+            elif roll < 0.14 + ws_share:
                 # a sealed record mutated after sealing: the AEAD must refuse it (bad_record, closed)
                 ch = Channel(srv.address, srv.server_key)
                 try:
@@ -520,12 +548,96 @@ def run(frames: int, seconds: float, seed: int, quiet: bool = False) -> dict[str
     return report
 
 
+WS_REQUEST = (b"GET /securechat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Protocol: securechat.v1\r\n\r\n")
+
+
+def _ws_frame(rng: random.Random, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
+              rsv: int = 0, announce: int | None = None) -> bytes:
+    """One client frame by hand (RFC 6455 5.2); *announce* lies about the payload length."""
+    n = len(payload) if announce is None else announce
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 1 << 16:
+        head += bytes([bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return head + payload
+    key = rng.randbytes(4)
+    stream = (key * (len(payload) // 4 + 1))[:len(payload)]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(payload), "big")
+    return head + key + masked
+
+
+def _ws_mutant(rng: random.Random, clear: list[bytes]) -> tuple[str, bytes, bool]:
+    """(kind, bytes, upgrade first?) for one WebSocket shot."""
+    if rng.random() < 0.3:
+        kind, data = _byte_mutation(rng, WS_REQUEST, rng.choice(clear))
+        return "ws-handshake:" + kind, data, False
+    payload = rng.choice(clear)
+    choice = rng.choice(["unmasked", "text", "rsv", "opcode", "long-ping", "continuation", "interleaved",
+                         "announce-oversize", "two-frames", "short-prefix", "bytes", "bytes"])
+    f = _ws_frame
+    data = {
+        "unmasked": lambda: f(rng, 2, payload, mask=False),
+        "text": lambda: f(rng, 1, payload),
+        "rsv": lambda: f(rng, 2, payload, rsv=rng.randrange(1, 8)),
+        "opcode": lambda: f(rng, rng.choice([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]), payload),
+        "long-ping": lambda: f(rng, 9, payload[:200].ljust(126, b"p")),
+        "continuation": lambda: f(rng, 0, payload),
+        "interleaved": lambda: f(rng, 2, payload[:3], fin=False) + f(rng, 2, payload[3:]),
+        "announce-oversize": lambda: f(rng, 2, payload, announce=rng.choice([2**20 + 1100, 2**32, 2**63 - 1])),
+        "two-frames": lambda: f(rng, 2, payload + payload),
+        "short-prefix": lambda: f(rng, 2, payload[:-1]),
+    }.get(choice)
+    if data is None:
+        kind, mutated = _byte_mutation(rng, f(rng, 2, payload), rng.choice(clear))
+        return "ws-frame:bytes:" + kind, mutated, True
+    return "ws-frame:" + choice, data(), True
+
+
+def _ws_shot(srv: ServerProcess, data: bytes, upgrade: bool) -> str:
+    """A fresh WebSocket connection (upgraded first if asked), *data*, half-close, then wait for the close."""
+    assert srv.ws_address is not None
+    try:
+        sock = socket.create_connection(srv.ws_address, timeout=DEADLINE_SECONDS)
+    except OSError:
+        return "connect_refused"
+    try:
+        if upgrade:
+            sock.sendall(WS_REQUEST)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return "ws:upgrade-refused"  # must not happen: counted apart, visible in the report
+                head += chunk
+            if not head.startswith(b"HTTP/1.1 101 "):
+                return "ws:upgrade-refused"
+        return "ws:" + _await_close(sock, data).removeprefix("clear:")
+    except OSError:
+        return "ws:reset"
+    finally:
+        sock.close()
+
+
 def _clear_shot(srv: ServerProcess, data: bytes) -> str:
     """Send *data* on a fresh connection, half-close, and wait for the server to close (it may answer first)."""
     try:
         sock = socket.create_connection(srv.address, timeout=DEADLINE_SECONDS)
     except OSError:
         return "connect_refused"
+    try:
+        return _await_close(sock, data)
+    finally:
+        sock.close()
+
+
+def _await_close(sock: socket.socket, data: bytes) -> str:
     try:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
@@ -541,8 +653,6 @@ def _clear_shot(srv: ServerProcess, data: bytes) -> str:
         return "hang"
     except OSError:
         return "clear:reset"
-    finally:
-        sock.close()
 
 
 def text_report(r: dict[str, Any]) -> str:
@@ -569,10 +679,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default="", help="write the report here too")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--ws-share", type=float, default=0.08, help="fraction of shots at the WebSocket port")
     args = ap.parse_args(argv)
     if args.serve:
         return serve()
-    report = run(args.frames, args.seconds, args.seed, quiet=args.quiet)
+    report = run(args.frames, args.seconds, args.seed, quiet=args.quiet, ws_share=args.ws_share)
     print(text_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

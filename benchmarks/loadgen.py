@@ -10,6 +10,12 @@ endpoint kinds sharing one runner:
 * ``FullEndpoint`` (securechat, end to end): ``ClientProtocol.send_chat`` (encrypt + sign) and
   ``receive_data`` (record, strict parsing, signature verify, decrypt) for every message.
 * ``PlainEndpoint``: the plaintext relay of ``plain_relay.py``.
+
+A securechat ``Client`` may connect to the server's WebSocket port instead (``ws=True``, docs/PROTOCOL.md 15):
+its ``sock`` is then a ``WsSocket``: the opening handshake is the client library's ``WsClientEndpoint``; after it,
+the generator masks and unframes with a minimal codec of its own (RFC 6455 5.2-5.3: masked binary frames out,
+unmasked binary, ping and close frames in), so that the ONE generator thread measures the server rather than
+wsproto's per-frame cost in the generator. Every endpoint kind runs unchanged over WebSocket.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.client import ClientProtocol
 from securechat.protocol.codec import encode_frame, split_frames
+from securechat.net.ws import WsClientEndpoint, WsState
 from securechat.protocol.identity import UserKeys
 
 from .server_proc import PASSWORD, user_name
@@ -47,9 +54,9 @@ class ServerHandle:
     """The server under test in a subprocess; ``stop()`` closes its stdin and waits (kills after 10 s)."""
 
     def __init__(self, kind: str, keyfile: Path, *, users: int = 0, scrypt: str = "fast",
-                 unlimited_rate: bool = False) -> None:
+                 unlimited_rate: bool = False, extra: tuple[str, ...] = ()) -> None:
         cmd = [sys.executable, "-m", "benchmarks.server_proc", kind, str(keyfile), "--users", str(users),
-               "--scrypt", scrypt]
+               "--scrypt", scrypt, *extra]
         if kind == "securechat":
             cmd += ["--aead-backend", aead.backend()]  # the server uses the generator's AEAD backend
         if unlimited_rate:
@@ -58,6 +65,7 @@ class ServerHandle:
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
         self.port: int = info["port"]
+        self.ws_port: int | None = info.get("ws_port")
         self.pid = self.proc.pid
         self.server_key = (bytes.fromhex(info["server_key"]), info["scheme"]) if "server_key" in info else None
 
@@ -90,11 +98,124 @@ class ServerHandle:
 # --- securechat clients through ClientProtocol ----------------------------------------------------------------------
 
 
+class WsSocket:
+    """The parts of a socket the generator uses, over a WebSocket connection (one frame per binary message).
+
+    ``send`` frames all it is given and writes it with ``sendall`` (the server always reads, so this never
+    deadlocks); ``recv`` returns the securechat bytes of whole messages, and raises BlockingIOError when the
+    bytes read completed none on a non-blocking socket (``b""`` stays end of stream).
+    """
+
+    def __init__(self, port: int) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._ws = WsClientEndpoint(f"127.0.0.1:{port}", time.time())
+        self._sock.sendall(self._ws.data_to_send())
+        while self._ws.state is WsState.HANDSHAKE:
+            data = self._sock.recv(READ)
+            if not data:
+                raise ConnectionError("WebSocket handshake: connection closed")
+            self._ws.receive_data(data, time.time())
+        if self._ws.state is not WsState.OPEN:
+            raise ConnectionError(f"WebSocket handshake refused: {self._ws.refused}")
+        self._early = self._ws.app_data()
+        self._buffer = bytearray()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def sendall(self, data: bytes) -> None:
+        out = bytearray()
+        offset = 0
+        while offset < len(data):  # one masked binary message per securechat frame (PROTOCOL.md 15.3)
+            end = offset + 4 + _LEN.unpack_from(data, offset)[0]
+            out += _masked(0x82, data[offset:end])
+            offset = end
+        self._sock.sendall(out)
+
+    def send(self, data: bytes | bytearray) -> int:
+        blocking = self._sock.gettimeout()
+        self._sock.setblocking(True)
+        try:
+            self.sendall(bytes(data))
+        finally:
+            self._sock.settimeout(blocking)
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        if self._early:
+            early, self._early = self._early, b""
+            return early
+        while True:
+            raw = self._sock.recv(size)
+            if not raw:
+                return b""
+            self._buffer += raw
+            data, closed = self._unframe()
+            if data or closed:
+                return data
+            if self._sock.gettimeout() == 0.0:
+                raise BlockingIOError("a partial WebSocket message")
+
+    def _unframe(self) -> tuple[bytes, bool]:
+        """Whole server frames out of the buffer: (binary payloads, closed?); pings are answered."""
+        buf, app, offset = self._buffer, bytearray(), 0
+        while len(buf) - offset >= 2:
+            opcode, n, head = buf[offset] & 0x0F, buf[offset + 1] & 0x7F, 2
+            if n == 126:
+                if len(buf) - offset < 4:
+                    break
+                n, head = int.from_bytes(buf[offset + 2:offset + 4], "big"), 4
+            elif n == 127:
+                if len(buf) - offset < 10:
+                    break
+                n, head = int.from_bytes(buf[offset + 2:offset + 10], "big"), 10
+            if len(buf) - offset < head + n:
+                break
+            payload = bytes(buf[offset + head:offset + head + n])
+            offset += head + n
+            if opcode == 0x2:
+                app += payload
+            elif opcode == 0x9:
+                self._sock.sendall(_masked(0x8A, payload))
+            elif opcode == 0x8:
+                del buf[:offset]
+                return bytes(app), True
+        del buf[:offset]
+        return bytes(app), False
+
+
+def _masked(first: int, payload: bytes) -> bytes:
+    """A client frame: FIN + opcode, masked with a random key (RFC 6455 5.3)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((first, 0x80 | n))
+    elif n < 1 << 16:
+        head = bytes((first, 0xFE)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0xFF)) + n.to_bytes(8, "big")
+    key = os.urandom(4)
+    stream = (key * (n // 4 + 1))[:n]
+    return head + key + (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
+
+
 class Client:
-    def __init__(self, idx: int, port: int, server_key: tuple[bytes, str] | None) -> None:
+    def __init__(self, idx: int, port: int, server_key: tuple[bytes, str] | None, *, ws: bool = False,
+                 source: str = "127.0.0.1") -> None:
         self.idx, self.name = idx, user_name(idx)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock: socket.socket | WsSocket
+        if ws:
+            self.sock = WsSocket(port)
+        else:
+            # *source*: another loopback address (127.0.0.2, ...) stands for another machine (fairness benchmark)
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.proto = ClientProtocol(server_key=server_key)
         self.events: list[ev.Event] = []
         self.closed = False
@@ -146,8 +267,9 @@ def pump(clients: list[Client], done: Callable[[], bool], timeout: float, what: 
 
 
 def connect_and_login(port: int, server_key: tuple[bytes, str] | None, keys: UserKeys, indices: range,
-                      timeout: float = 120.0) -> list[Client]:
-    clients = [Client(i, port, server_key) for i in indices]
+                      timeout: float = 120.0, *, ws: bool = False) -> list[Client]:
+    """*ws*: *port* is the server's WebSocket port (docs/PROTOCOL.md 15)."""
+    clients = [Client(i, port, server_key, ws=ws) for i in indices]
     for c in clients:
         c.proto.connect()
     pump(clients, lambda: all(any(isinstance(e, ev.HandshakeCompleted) for e in c.events) for c in clients),
@@ -168,8 +290,14 @@ def open_chats(clients: list[Client], size: int, timeout: float = 120.0) -> list
     for g in groups:
         g[0].proto.open_chat([c.name for c in g[1:]])
     members = [c for g in groups for c in g]
-    pump(clients, lambda: all(c.proto.book and c.proto.book.chats for c in members), timeout, "chat keys")
+    pump(clients, lambda: all(c.proto.book and _own_chat(c) for c in members), timeout, "chat keys")
     return groups
+
+
+def _own_chat(client: Client) -> str | None:
+    """The client's first chat other than the lobby (PROTOCOL.md 7.8), or None."""
+    book = client.proto.book
+    return next((cid for cid in book.chats if cid != m.LOBBY_ID), None) if book is not None else None
 
 
 def close_all(clients: list[Client]) -> None:
@@ -188,7 +316,8 @@ class FastEndpoint:
         self._records = proto._records
         self._names = name_to_idx
         self._buf = bytearray()
-        chat_id = next(iter(proto.book.chats))
+        chat_id = _own_chat(client)
+        assert chat_id is not None
         sealed = proto.book.seal(chat_id, "pre-sealed benchmark message, about one line of chat text", None)
         body = encode_frame(sealed)[4:]
         head, tail = body.split(b'"seq":%d' % sealed.seq, 1)
@@ -227,7 +356,7 @@ class FullEndpoint:
     def __init__(self, client: Client, members: list[int], name_to_idx: dict[str, int]) -> None:
         self.client, self.idx, self.sock, self.members = client, client.idx, client.sock, members
         self._names = name_to_idx
-        self._chat = next(iter(client.proto.book.chats))  # type: ignore[union-attr]
+        self._chat = _own_chat(client)
         self.errors = 0
         self.n = 0
 

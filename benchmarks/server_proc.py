@@ -39,6 +39,11 @@ def main() -> int:
     ap.add_argument("--scrypt", choices=("fast", "owasp"), default="fast")
     ap.add_argument("--unlimited-rate", action="store_true")
     ap.add_argument("--aead-backend", choices=aead.BACKENDS, default="pycryptodome")
+    ap.add_argument("--lobby", action="store_true", help="put every online user in the lobby (PROTOCOL.md 7.8)")
+    ap.add_argument("--max-connections", type=int, default=None, help="raise ServerConfig.max_connections")
+    ap.add_argument("--default-address-limits", action="store_true",
+                    help="keep the per-address password limits (the fairness benchmark); otherwise they are "
+                         "raised, because the load generator is ONE address standing for a whole class")
     args = ap.parse_args()
     aead.set_backend(args.aead_backend)
     if args.kind == "plain":
@@ -49,7 +54,18 @@ def main() -> int:
         return 0
     keys = load_keys(Path(args.keyfile))
     params = kdf.OWASP_SCRYPT if args.scrypt == "owasp" else kdf.FAST_SCRYPT
-    config = ServerConfig(scrypt=params)
+    config = ServerConfig(scrypt=params, lobby=args.lobby)
+    if not args.default_address_limits:
+        # Every benchmark client connects from 127.0.0.1: the per-address share of the password queue, the
+        # per-address window of logins in flight, the registration bucket (fair admission, PROTOCOL.md 6.1-6.2,
+        # meant for many addresses) and the per-address connection cap (PROTOCOL.md 10.1) would refuse a 50- or
+        # 300-client login wave, so all are lifted here; the fairness benchmark keeps them.
+        config = dataclasses.replace(config, max_pending_password_jobs_per_address=1_000_000,
+                                     address_failures_allowed=1_000_000, registration_burst_per_address=1e9,
+                                     max_connections_per_address=config.max_connections)
+    if args.max_connections:
+        config = dataclasses.replace(config, max_connections=args.max_connections,
+                                     max_connections_per_address=args.max_connections)
     if args.unlimited_rate:
         config = dataclasses.replace(config, messages_per_second=1e9, message_burst=1e9)
     server_key = new_server_key()
@@ -63,8 +79,9 @@ def main() -> int:
             ca_private_key=server_key.private_key, ca_scheme=server_key.scheme)
         registry.add_user(UserRecord(username=user_name(i), password_record=record, certificate=cert))
     server = TcpServer_start(server_key, registry, config)
+    assert server.ws_address is not None
     print(json.dumps({"port": server.address[1], "server_key": server_key.public_der.hex(),
-                      "scheme": server_key.scheme.value}), flush=True)
+                      "scheme": server_key.scheme.value, "ws_port": server.ws_address[1]}), flush=True)
     sys.stdin.read()
     server.stop()
     return 0
@@ -73,7 +90,8 @@ def main() -> int:
 def TcpServer_start(server_key, registry, config):  # type: ignore[no-untyped-def]
     from securechat.net.tcp_server import TcpServer
 
-    return TcpServer(server_key=server_key, registry=registry, config=config, relay_events=False).start()
+    # the WebSocket port (docs/PROTOCOL.md 15) is always open beside TCP: bench.py's ws part compares the two
+    return TcpServer(server_key=server_key, registry=registry, config=config, relay_events=False, ws_port=0).start()
 
 
 if __name__ == "__main__":

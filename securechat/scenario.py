@@ -302,8 +302,14 @@ class _SocketUser:
             book.record(self.name, event)
 
 
-def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0) -> Outcome:
+TRANSPORTS = ("tcp", "ws", "mixed")
+
+
+def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0, transport: str = "tcp") -> Outcome:
     """Run *steps* against a real ``TcpServer`` on 127.0.0.1 (port 0), one ``TcpClient`` per user.
+
+    *transport*: ``"tcp"`` (every user on the TCP port), ``"ws"`` (every user over WebSocket, PROTOCOL.md 15)
+    or ``"mixed"`` (users alternate, first TCP, in order of joining; all in the same chats).
 
     Uses a ``MemoryRegistry``, a fresh server key and ``ServerConfig(scrypt=FAST_SCRYPT)``. Every wait is bounded
     by *timeout* seconds (``TimeoutError``). The server and every client are stopped before returning or raising.
@@ -312,13 +318,22 @@ def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0) -> Outcome
     from .net.tcp_server import TcpServer  # noqa: PLC0415
     from .store import MemoryRegistry, new_server_key  # noqa: PLC0415
 
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
     steps = _steps(steps)
     book = _Book()
     users: dict[str, _SocketUser] = {}
     members: dict[str, list[str]] = {}  # label -> members of the chat's current epoch (server's order unknown)
     server = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(),
-                       config=ServerConfig(scrypt=FAST_SCRYPT), host="127.0.0.1", port=0)
+                       config=ServerConfig(scrypt=FAST_SCRYPT), host="127.0.0.1", port=0,
+                       ws_port=None if transport == "tcp" else 0)
     server.start()
+
+    def url() -> str:
+        over_ws = transport == "ws" or (transport == "mixed" and len(users) % 2 == 1)
+        if over_ws and server.ws_address is not None:
+            return f"ws://{server.ws_address[0]}:{server.ws_address[1]}/securechat"
+        return f"tcp://{server.address[0]}:{server.address[1]}"
     key = server.protocol.server_key
     pinned = (key.public_der, key.scheme.value)
 
@@ -367,7 +382,7 @@ def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0) -> Outcome
             if isinstance(step, Join):
                 keys = user_keys(step.user, step.scheme)
                 others = list(book.online)
-                users[step.user] = _SocketUser(step.user, TcpClient(*server.address, server_key=pinned,
+                users[step.user] = _SocketUser(step.user, TcpClient(url=url(), server_key=pinned,
                                                                     timeout=timeout))
                 book.joined.add(step.user)
                 users[step.user].client.register(step.user, step.password, keys)
@@ -427,5 +442,5 @@ def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0) -> Outcome
 
 __all__ = [
     "Invite", "Join", "Leave", "Logout", "OpenChat", "Outcome", "ScenarioError", "Send", "Step", "Who",
-    "run_in_simulation", "run_over_sockets", "user_keys",
+    "TRANSPORTS", "run_in_simulation", "run_over_sockets", "user_keys",
 ]

@@ -7,12 +7,15 @@ protocol logic (that is ``protocol/server.py``) or log contents (PROTOCOL.md 11)
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 
+from . import __version__
 from .crypto.aead import set_backend
 from .crypto.encoding import fingerprint
 from .crypto.kdf import OWASP_SCRYPT, ScryptParams
@@ -27,8 +30,17 @@ from .store import DEFAULT_PASSPHRASE, SqliteRegistry
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="securechat-server", description="Run a securechat server.")
+    parser.add_argument("--version", action="version", version=f"securechat-server {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a LAN)")
     parser.add_argument("--port", type=int, default=5050, help="TCP port (0 picks a free one)")
+    parser.add_argument("--ws-port", type=int, default=None, metavar="PORT",
+                        help="also accept WebSocket clients on this port at /securechat (0 picks a free one)")
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve the WebSocket port as wss:// with this PEM "
+                        "certificate chain (needs --tls-key; not needed behind a TLS-terminating proxy)")
+    parser.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    parser.add_argument("--ws-allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="a browser Origin allowed on the WebSocket port (repeatable; requests without an "
+                             "Origin header are always allowed)")
     parser.add_argument("--db", default="securechat.db", help="SQLite registry path (created if missing)")
     parser.add_argument("--export-key", metavar="FILE", help="write the server's public key here for clients")
     parser.add_argument("--server-key-file", metavar="FILE",
@@ -55,7 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_cert and args.ws_port is None):
+        parser.error("--tls-cert and --tls-key go together, with --ws-port")
+    tls: ssl.SSLContext | None = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"securechat-server: cannot load the TLS certificate or key: {exc}", file=sys.stderr)
+            return 2
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if args.log_format == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -90,9 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     announce(config.lab, log)
     if args.export_key:
         write_server_key_file(args.export_key, server_key.public_der, server_key.scheme.value)
-    server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
-                       password_workers=args.password_workers).start()
+    try:
+        server = TcpServer(server_key=server_key, registry=registry, host=args.host, port=args.port, config=config,
+                           password_workers=args.password_workers, ws_port=args.ws_port, tls=tls,
+                           ws_origins=frozenset(args.ws_allow_origin)).start()
+    except OSError as exc:
+        registry.close()
+        ports = f"{args.port}" + (f" or {args.ws_port}" if args.ws_port is not None else "")
+        if exc.errno == errno.EADDRINUSE:
+            print(f"securechat-server: port {ports} on {args.host} is in use (another server running?): stop "
+                  "it or choose another port with --port/--ws-port", file=sys.stderr)
+        else:
+            print(f"securechat-server: cannot listen on {args.host}:{ports}: {exc.strerror or exc}",
+                  file=sys.stderr)
+        return 1
     print(f"securechat server on {server.address[0]}:{server.address[1]}  db={args.db}", flush=True)
+    if server.ws_address is not None:
+        scheme = "wss" if tls is not None else "ws"
+        print(f"websocket: {scheme}://{server.ws_address[0]}:{server.ws_address[1]}/securechat", flush=True)
     print(f"lobby: {'on' if args.lobby else 'off'}", flush=True)
     print(f"server key fingerprint ({server_key.scheme.value}): {fingerprint(server_key.public_der)}", flush=True)
     done = threading.Event()

@@ -358,7 +358,7 @@ def sample_messages() -> dict[str, m.Message]:
         m.ChatLeave(rid=9, chat_id="c0123"),
         m.ChatLeft(rid=9, chat_id="c0123"),
         m.ChatKey(chat_id="c0123", epoch=2, mode="server-key", suite="aes-256-gcm", reason="invite", actor="alice",
-                  members=("alice", "bob", "carol"), wrap_digests=(b32, b32, b32), wrapped_key=b"\x07" * 256,
+                  members=("alice", "bob", "carol"), wrap_root=b32, wrap_path=(b32, b32), wrapped_key=b"\x07" * 256,
                   signature=sig),
         m.ChatSend(rid=10, chat_id="c0123", epoch=2, seq=1, ciphertext=b"\x01" * 40, signature=sig),
         m.ChatMessage(chat_id="c0123", epoch=2, sender="alice", seq=1, ciphertext=b"\x01" * 40, signature=sig),

@@ -266,7 +266,7 @@ OPEN = {"type": "chat_open", "mode": "server-key", "suite": "aes-256-gcm"}
     {**OPEN, "members": ["bob"], "suite": "rot13"},
     {"type": "registered", "certificate": {"serial": 1}},
     {"type": "chat_key", "chat_id": "c", "epoch": 1, "mode": "server-key", "suite": "aes-256-gcm", "reason": "coup",
-     "actor": "alice", "members": [], "wrap_digests": [], "wrapped_key": "", "signature": ""},
+     "actor": "alice", "members": [], "wrap_root": "", "wrap_path": [], "wrapped_key": "", "signature": ""},
 ])
 def test_schema_violations_are_bad_field(body: dict[str, object]) -> None:
     expect(ErrorCode.BAD_FIELD, body_of(body))

@@ -78,6 +78,7 @@ from securechat.crypto import (
 )
 from securechat.crypto.aead import _cbc_encrypt
 from securechat.crypto import kdf
+from securechat.crypto.certificates import CLOCK_SKEW_SECONDS
 from securechat.crypto.kdf import _scrypt
 from securechat.errors import AuthenticationError, ErrorCode, IntegrityError, RemoteProtocolError
 
@@ -862,7 +863,7 @@ def test_issue_and_verify(
     certificate: Certificate, ca_key: object, encryption_key: object, signing_keys: dict[SignatureScheme, object]
 ) -> None:
     assert certificate.version == CERT_VERSION == 1
-    assert (certificate.not_before, certificate.not_after) == (NOW, NOW + 3600)
+    assert (certificate.not_before, certificate.not_after) == (NOW - CLOCK_SKEW_SECONDS, NOW + 3600)  # backdated
     assert certificate.issuer == key_fingerprint(ca_key) and certificate.issuer_scheme is CA_SCHEME
     enc, sig = _verify(certificate, ca_key, username="alice")
     assert public_key_der(enc) == public_key_der(encryption_key)
@@ -910,10 +911,15 @@ def _rejected(call: Any) -> str:
 
 
 def test_certificate_validity_window(certificate: Certificate, ca_key: object) -> None:
-    _verify(certificate, ca_key, now=NOW)  # not_before is inclusive
-    assert "validity" in _rejected(lambda: _verify(certificate, ca_key, now=NOW + 3600))  # not_after exclusive
+    """PROTOCOL.md 6.3: issued backdated by CLOCK_SKEW_SECONDS and accepted up to CLOCK_SKEW_SECONDS outside
+    [not_before, not_after): a verifier whose clock is up to twice the tolerance behind the CA still accepts."""
+    skew = CLOCK_SKEW_SECONDS
+    _verify(certificate, ca_key, now=NOW - 120)  # a client 2 minutes behind the server that issued it
+    _verify(certificate, ca_key, now=NOW - 2 * skew)  # the earliest accepted instant, inclusive
+    _verify(certificate, ca_key, now=NOW + 3600 + skew - 0.5)
+    assert "validity" in _rejected(lambda: _verify(certificate, ca_key, now=NOW + 3600 + skew))  # exclusive
     assert "validity" in _rejected(lambda: _verify(certificate, ca_key, now=NOW + 10**6))
-    assert "validity" in _rejected(lambda: _verify(certificate, ca_key, now=NOW - 0.5))
+    assert "validity" in _rejected(lambda: _verify(certificate, ca_key, now=NOW - 2 * skew - 0.5))
 
 
 def test_certificate_rejection_rules(

@@ -32,3 +32,16 @@ def test_security_figures_login_timing_smoke() -> None:
     result = security_figures.login_timing(200, "fast", generate_user_keys(SignatureScheme.ED25519))
     assert result["answers"] == ["auth_failed (login failed)"]
     assert result["wilcoxon"]["p"] > 0.01, result
+
+
+def test_fuzz_live_smoke_reaches_the_websocket_port() -> None:
+    """The live fuzzer's WebSocket share (PROTOCOL.md 15): mutants of the upgrade and of frames, every one closed
+    cleanly (no hang, no crash) and the sanity users (TCP and WebSocket) still served."""
+    report = fuzz_live.run(frames=150, seconds=20, seed=12, quiet=True, ws_share=0.8)
+    ws_kinds = {k: v for k, v in report["mutations"].items() if k.startswith("ws-")}
+    assert sum(ws_kinds.values()) >= 15, report["mutations"]
+    assert any(k.startswith("ws-frame:") for k in ws_kinds) and any(k.startswith("ws-handshake:") for k in ws_kinds)
+    ws_outcomes = {k: v for k, v in report["outcomes"].items() if k.startswith("ws:")}
+    assert ws_outcomes and "ws:upgrade-refused" not in ws_outcomes, report["outcomes"]
+    assert report["crashes"] == 0 and report["hangs"] == 0, (report["stderr_error_lines"], report["hang_kinds"])
+    assert report["sanity_failures"] == 0

@@ -8,12 +8,11 @@ key change (bob re-registered with new keys) must still complete.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
 
-from securechat.client import Shell
+from securechat.shell import Session, Shell
 from securechat.crypto.certificates import Certificate, issue_certificate
 from securechat.errors import ErrorCode, LocalProtocolError
 from securechat.protocol import events as ev
@@ -202,6 +201,13 @@ class _SimClient:
     def pins(self) -> dict[str, str]:
         return dict(self.protocol.pins)
 
+    @property
+    def username(self) -> str | None:
+        return self.protocol.username
+
+    def identity_fingerprint(self) -> str | None:
+        return None if self.protocol.certificate is None else self.protocol.certificate.identity_fingerprint()
+
 
 class _Store:
     def __init__(self) -> None:
@@ -218,19 +224,23 @@ def test_cli_fingerprint_shows_offered_number_and_trust_needs_the_exact_fingerpr
     alice = _alice_again(sim)
     alice.fetch_certificates(["bob"])
     sim.run_until_idle()
-    out, store = io.StringIO(), _Store()
-    shell = Shell(_SimClient(sim, "alice2"), store, out=out)  # type: ignore[arg-type]
+    lines: list[str] = []
+    store = _Store()
+    client = _SimClient(sim, "alice2")
+    shell = Shell(lambda on_event: client, store, emit=lines.append, ask_password=lambda q: "")  # type: ignore[arg-type, return-value]
+    shell.attach(client)  # type: ignore[arg-type]
+    shell.session = Session(username="alice", password="", keys=user_keys("alice"))
     shell.handle("/fingerprint bob")
-    shown = out.getvalue()
+    shown = "\n".join(lines)
     assert alice.safety_number("bob", offered=True) in shown and alice.safety_number("bob") in shown
     assert "OFFERED" in shown and f"/trust bob {forged.identity_fingerprint()}" in shown
 
-    out.truncate(0)
+    lines.clear()
     shell.handle("/trust bob")  # no fingerprint: refused, as a usage line
     shell.handle(f"/trust bob {real_fp}")  # what the real bob would read: not the presented key
-    assert "NOT trusted" in out.getvalue() and alice.pins["bob"] == real_fp and not store.saved
+    assert "NOT trusted" in "\n".join(lines) and alice.pins["bob"] == real_fp and not store.saved
     shell.handle("/trust carol 0000:0000:0000:0000:0000:0000:0000:0000")
-    assert "have not changed" in out.getvalue()
+    assert "have not changed" in "\n".join(lines)
 
     shell.handle(f"/trust bob {forged.identity_fingerprint()}")
     assert alice.pins["bob"] == forged.identity_fingerprint()

@@ -21,7 +21,7 @@ import pytest
 from securechat.errors import LocalProtocolError
 from securechat.labs.keylog import KeyLogWriter, read_keylog
 from securechat.labs.proxy import InterceptionProxy, Rule, main as proxy_main
-from securechat.net.tcp_client import TcpClient
+from securechat.net.tcp_client import ConnectionClosedError, TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from tests.helpers import user_keys
@@ -281,3 +281,47 @@ def test_proxy_command_relays_and_takes_commands_on_standard_input():
         proc.terminate()
         proc.wait(timeout=30)
         server.stop()
+
+
+# --- no-replay-window: a replayed record is a repeated command ----------------------------------------------
+
+
+def _replay_chat_open(lab: object) -> tuple[list[str], ev.ConnectionClosed | None]:
+    """The proxy replays alice's chat_open record; returns the chats bob was put in and alice's close, if any."""
+    from securechat.labs import attacks
+    from securechat.protocol.lab import LAB_ACKNOWLEDGEMENT, LabMode, parse_variants
+
+    mode = LabMode(parse_variants([str(lab)]), "server", LAB_ACKNOWLEDGEMENT) if lab else None
+    alice_in: queue.Queue[ev.Event] = queue.Queue()
+    bob_in: queue.Queue[ev.Event] = queue.Queue()
+    server = start_server(lab=mode)
+    shown = Lines()
+    proxy = InterceptionProxy(server.address, show=shown).start()
+    setup = Setup(server, proxy, shown)
+    alice = connect(setup, "alice", via_proxy=True, inbox=alice_in)
+    bob = connect(setup, "bob", via_proxy=False, inbox=bob_in)
+    try:
+        attacks.replay_next_record(proxy, "c2s")
+        with contextlib.suppress(ConnectionClosedError):  # the default server may close before it answers
+            alice.open_chat(["bob"])
+        chats = {expect(bob_in, ev.ChatKeyed).chat_id}
+        if mode is None:
+            expect(alice_in, ev.ConnectionClosed)
+        else:
+            chats.add(expect(bob_in, ev.ChatKeyed, lambda e: e.chat_id not in chats).chat_id)
+        return sorted(chats), alice.closed
+    finally:
+        alice.close()
+        bob.close()
+        proxy.stop()
+        server.stop()
+
+
+def test_no_replay_window_lets_a_replayed_record_repeat_a_command():
+    chats, closed = _replay_chat_open("no-replay-window")
+    assert len(chats) == 2 and closed is None  # one chat_open sent, two chats opened
+
+
+def test_a_replayed_record_is_refused_by_the_default_server():
+    chats, closed = _replay_chat_open(None)
+    assert len(chats) == 1 and closed is not None and closed.code == "bad_record"

@@ -466,15 +466,14 @@ def test_bad_distribution_is_rejected_and_changes_nothing(attack: str, code: Err
         message = replace(good["bob"], wrapped_key=good["alice"].wrapped_key)
     elif attack == "resigned_wrong_wrap":
         # a server that signs a distribution where bob's wrap is really alice's: the digest matches, OAEP fails
-        from securechat.crypto.encoding import sha256
-        from securechat.protocol.constructions import chat_key_signed_bytes
+        from securechat.protocol.constructions import chat_key_signed_bytes, wrap_tree
 
         wrong = good["alice"].wrapped_key
-        digests = (good["alice"].wrap_digests[0], sha256(wrong))
+        root, paths = wrap_tree(("alice", "bob"), (good["alice"].wrapped_key, wrong))
         signature = sign(sim.server_key.scheme, sim.server_key.private_key, chat_key_signed_bytes(
             chat_id=cid, epoch=2, mode="server-key", suite="aes-256-gcm", reason="invite", actor="alice",
-            members=("alice", "bob"), wrap_digests=digests))
-        message = replace(good["bob"], wrap_digests=digests, wrapped_key=wrong, signature=signature)
+            members=("alice", "bob"), wrap_root=root))
+        message = replace(good["bob"], wrap_root=root, wrap_path=paths[1], wrapped_key=wrong, signature=signature)
     elif attack == "not_listing_us":
         message = _distribution(sim, cid, 2, ("alice", "carol"))["carol"]
     elif attack == "stale_epoch":

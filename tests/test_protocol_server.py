@@ -11,6 +11,7 @@ import struct
 
 import pytest
 
+from securechat.crypto.certificates import CLOCK_SKEW_SECONDS
 from securechat.crypto.signatures import sign
 from securechat.errors import ErrorCode
 from securechat.protocol import codec
@@ -1133,19 +1134,6 @@ def test_chat_directory_membership_rules() -> None:
         big.open("x", names, mode="server-key", suite="aes-256-gcm", chat_id="too-big")
 
 
-def test_chat_directory_releases_distributions_in_epoch_order() -> None:
-    from securechat.protocol.server_chats import ChatDirectory
-
-    chats = ChatDirectory(max_chats_per_user=8)
-    chats.open("alice", ["bob"], mode="server-key", suite="aes-256-gcm", chat_id="c1")
-    chats.add("c1", "carol")
-    chats.add("c1", "dave")
-    assert list(chats.ready("c1", 3, "e3")) == []  # epochs 1 and 2 not done yet
-    assert list(chats.ready("c1", 2, "e2")) == []
-    assert list(chats.ready("c1", 1, "e1")) == ["e1", "e2", "e3"]
-    assert list(chats.ready("gone", 1, "x")) == []
-
-
 def test_token_bucket_rate_and_burst() -> None:
     from securechat.protocol.limits import TokenBucket
 
@@ -1246,7 +1234,8 @@ def test_password_is_compared_after_nfc_normalisation() -> None:
 def test_expired_certificate_is_the_same_auth_failed() -> None:
     sim = make_simulation("alice")
     register_only(sim, "b1", "bob")
-    sim.now += sim.config.certificate_validity_seconds + 1  # a year later (no timers: alice stays online)
+    # a year later, past the clock tolerance too (PROTOCOL.md 6.3; no timers: alice stays online)
+    sim.now += sim.config.certificate_validity_seconds + CLOCK_SKEW_SECONDS + 1
     late = connect(sim, "late")
     late.login("bob", password_of("bob"), user_keys("bob"))
     sim.run_until_idle()
@@ -1255,9 +1244,10 @@ def test_expired_certificate_is_the_same_auth_failed() -> None:
     assert "bob" not in online(sim)
 
 
-def test_distributions_finishing_out_of_order_are_released_in_epoch_order() -> None:
-    """PROTOCOL.md 7.2 "in-order release": jobs may finish out of order (worker threads); clients must still see
-    epoch e before e+1, and a user removed meanwhile gets nothing of the later epochs."""
+def test_rekeys_while_a_key_job_runs_are_merged_into_the_newest_epoch() -> None:
+    """PROTOCOL.md 7.2 "bounded rekey": one key job per chat at a time; the changes made while it runs are
+    merged into one job for the newest epoch; the overtaken distribution is never sent, and a user removed
+    meanwhile gets nothing of the later epochs."""
     sim = make_simulation("alice", "bob", "carol")
     cid = open_chat(sim, "alice", "bob")
     held: list = []
@@ -1270,16 +1260,21 @@ def test_distributions_finishing_out_of_order_are_released_in_epoch_order() -> N
         sim.run_until_idle()
         while (job := real_next_job()) is not None:
             held.append(job)
-        assert [j.epoch for j in held] == [2, 3]
-        for job in reversed(held):  # epoch 3 finishes first
-            job.run()
-            sim.server.job_done(job, sim.now)
-            sim.flush()
+        assert [j.epoch for j in held] == [2]  # epoch 3 waits for the running job: merged, not queued
+        held[0].run()
+        sim.server.job_done(held[0], sim.now)  # epoch 2's key is overtaken: not sent
+        while (job := real_next_job()) is not None:
+            held.append(job)
+        assert [j.epoch for j in held] == [2, 3] and held[1].members == ("alice", "carol")
+        assert (held[1].reason, held[1].actor) == ("disconnect", "bob")
+        held[1].run()
+        sim.server.job_done(held[1], sim.now)
+        sim.flush()
         sim.run_until_idle()
     finally:
         sim.server.next_job = real_next_job  # type: ignore[method-assign]
-    assert [k.epoch for k in sim.events_of("alice", ev.ChatKeyed)] == [1, 2, 3]
-    assert [k.epoch for k in sim.events_of("carol", ev.ChatKeyed)] == [2, 3]
+    assert [k.epoch for k in sim.events_of("alice", ev.ChatKeyed)] == [1, 3]
+    assert [k.epoch for k in sim.events_of("carol", ev.ChatKeyed)] == [3]
     assert [k.epoch for k in sim.events_of("bob", ev.ChatKeyed)] == [1]
     assert not sim.events_of("alice", ev.MessageRejected) and not sim.events_of("carol", ev.MessageRejected)
     sim.clients["carol"].send_chat(cid, "epoch three")

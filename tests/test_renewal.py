@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from securechat import admin
-from securechat.crypto.certificates import issue_certificate
+from securechat.crypto.certificates import CLOCK_SKEW_SECONDS, issue_certificate
 from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.errors import ErrorCode, LocalProtocolError
 from securechat.net.tcp_client import TcpClient
@@ -131,24 +130,29 @@ def test_renewal_over_tcp_and_admin_recovery_of_an_expired_account(tmp_path: Pat
         finally:
             client.close()
         # recovery: the instructor re-certifies an expired account's same keys
+        from securechat import admin
+
         monkeypatch.setenv("SECURECHAT_SERVER_PASSPHRASE", "renewal test")
         assert admin.main(["--db", str(db), "renew", "erin", "--yes", "--days", "30"]) == 0
         assert "certificate renewed for the same keys" in capsys.readouterr().out
         cert = registry.get_user("erin").certificate
-        assert cert.not_after - cert.not_before == 30 * DAY and cert.signing_key == keys.signing_public
+        # issued backdated by the clock tolerance (PROTOCOL.md 6.3)
+        assert cert.not_after - cert.not_before == 30 * DAY + CLOCK_SKEW_SECONDS
+        assert cert.signing_key == keys.signing_public
     finally:
         server.stop()
         registry.close()
 
 
 def test_cli_renew_command_says_until_when() -> None:
-    import io
     import types
 
-    from securechat.client import Shell
+    from securechat.shell import Shell
 
-    out = io.StringIO()
+    lines: list[str] = []
     renewed = types.SimpleNamespace(certificate=types.SimpleNamespace(not_after=2_000_000_000))
-    shell = Shell(types.SimpleNamespace(renew_certificate=lambda: renewed), store=None, out=out)  # type: ignore[arg-type]
+    client = types.SimpleNamespace(renew_certificate=lambda: renewed)
+    shell = Shell(lambda on_event: client, store=None, emit=lines.append, ask_password=lambda q: "")  # type: ignore[arg-type, return-value]
+    shell.attach(client)  # type: ignore[arg-type]
     shell.cmd_renew([])
-    assert out.getvalue().strip() == "certificate renewed for the same keys: valid until 2033-05-18 UTC"
+    assert lines == ["certificate renewed for the same keys: valid until 2033-05-18 UTC"]

@@ -98,3 +98,20 @@ def test_socket_runs_stop_every_thread_and_socket() -> None:
     with pytest.raises(ScenarioError):
         run_over_sockets([Join("alice", "pw-alice", RSA), Send("alice", "c9", "to nowhere")])
     assert _settled_thread_count(baseline) == baseline, [t.name for t in threading.enumerate()]
+
+
+@pytest.mark.parametrize("transport", ["ws", "mixed"])
+def test_demo_story_over_websocket_equals_tcp_and_the_simulation(transport: str) -> None:
+    """PROTOCOL.md 15: the same story over WebSocket (every user, or TCP and WebSocket users in one chat)."""
+    steps = demo_story("contributory")
+    simulated = run_in_simulation(steps, seed=7)  # type: ignore[arg-type]
+    over_tcp = run_over_sockets(steps, timeout=10)  # type: ignore[arg-type]
+    over_ws = run_over_sockets(steps, timeout=10, transport=transport)  # type: ignore[arg-type]
+    assert over_ws == simulated, "\n".join(simulated.differences(over_ws))
+    assert over_ws == over_tcp, "\n".join(over_tcp.differences(over_ws))
+    assert ("message", "c1", "alice", "hi bob", "rsa-pss-sha256") in over_ws.of("bob")
+
+
+def test_an_unknown_transport_is_refused() -> None:
+    with pytest.raises(ValueError, match="transport must be one of"):
+        run_over_sockets([Join("alice", "pw-alice", RSA)], transport="udp")

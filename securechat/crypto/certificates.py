@@ -147,6 +147,11 @@ def _bad_field(message: str) -> RemoteProtocolError:
     return RemoteProtocolError(message, ErrorCode.BAD_FIELD)
 
 
+# PROTOCOL.md 6.3: the one tolerance for clocks that disagree. Certificates are issued backdated by it and
+# accepted up to it outside their window; key-share envelope timestamps use the same window (PROTOCOL.md 7.6).
+CLOCK_SKEW_SECONDS = 300
+
+
 def issue_certificate(
     *,
     username: str,
@@ -160,7 +165,8 @@ def issue_certificate(
     ca_scheme: SignatureScheme,
     random_bytes: RandomBytes = os.urandom,
 ) -> Certificate:
-    """Certify *username*'s keys (SPKI DER), valid from *now* for *validity_seconds*, signed by the CA.
+    """Certify *username*'s keys (SPKI DER), valid from ``now - CLOCK_SKEW_SECONDS`` (backdated, PROTOCOL.md 6.3)
+    until ``now + validity_seconds``, signed by the CA.
 
     Raises:
         ValueError: *validity_seconds* is not positive, or the CA key does not fit *ca_scheme*.
@@ -174,7 +180,7 @@ def issue_certificate(
         signature_scheme=SignatureScheme(signature_scheme),
         encryption_key=encryption_key,
         signing_key=signing_key,
-        not_before=now,
+        not_before=max(0, now - CLOCK_SKEW_SECONDS),  # backdated: a client whose clock is behind accepts it
         not_after=now + validity_seconds,
         issuer=key_fingerprint(ca_private_key),
         issuer_scheme=SignatureScheme(ca_scheme),
@@ -207,7 +213,8 @@ def verify_certificate(
     """Check *cert* against the CA key and the time *now*; returns (encryption key, signing key).
 
     Rules, in order: version, issuer is the CA's key fingerprint, issuer scheme is *ca_scheme*, the
-    CA signature over ``tbs()``, ``not_before <= now < not_after``, the username (if given), and
+    CA signature over ``tbs()``, ``not_before - CLOCK_SKEW_SECONDS <= now < not_after + CLOCK_SKEW_SECONDS``
+    (PROTOCOL.md 6.3: clocks of a LAN's laptops are often minutes apart), the username (if given), and
     both keys load, the encryption key being RSA >= 2048 bits and the signing key of the kind
     ``signature_scheme`` needs.
 
@@ -224,11 +231,11 @@ def verify_certificate(
         verify(ca_scheme, ca_public_key, cert.tbs(), cert.signature)
     except (SecureChatError, ValueError, TypeError):
         raise _reject("bad CA signature") from None
-    if not cert.not_before <= now < cert.not_after:
+    if not cert.not_before - CLOCK_SKEW_SECONDS <= now < cert.not_after + CLOCK_SKEW_SECONDS:
         raise _reject("outside its validity period")
     if username is not None and cert.username != username:
         raise _reject("issued to another user")
     return _load_keys(cert)
 
 
-__all__ = ["CERT_VERSION", "Certificate", "issue_certificate", "verify_certificate"]
+__all__ = ["CERT_VERSION", "CLOCK_SKEW_SECONDS", "Certificate", "issue_certificate", "verify_certificate"]

@@ -36,6 +36,7 @@ from ..protocol.constructions import chat_header, sender_key
 from ..protocol.jobs import ServerKey
 from ..protocol.limits import ServerConfig
 from ..protocol.registry import Registry
+from .proxy import InterceptionProxy, Rule
 
 
 class AttackFailed(Exception):
@@ -218,6 +219,20 @@ def replay_login(host: str, port: int, login: CapturedLogin, *, server_key: tupl
     raise AttackFailed("no answer to the replayed login")
 
 
+# --- no-replay-window ------------------------------------------------------------------------------------
+
+
+def replay_next_record(proxy: InterceptionProxy, direction: str = "c2s") -> int:
+    """Arm *proxy* to send the newest connection's next record of *direction* twice; returns its number.
+
+    Against no-replay-window the server runs the command in that record a second time (a second chat_open
+    opens a second chat); the default server closes the connection with ``bad_record`` (PROTOCOL.md 5.2).
+    """
+    index = proxy.records_seen(direction)
+    proxy.add_rule(Rule(direction, index, "replay"))
+    return index
+
+
 # --- no-rekey-on-leave --------------------------------------------------------------------------------------
 
 
@@ -256,4 +271,4 @@ def read_after_leave(kept: KeptKey, message: m.ChatMessage) -> str:
 
 
 __all__ = ["AttackFailed", "CapturedLogin", "KeptKey", "LoginCatcher", "forge_dsa_signature", "keep_key", "login_catcher",
-           "read_after_leave", "recover_dsa_key", "replay_login", "signatures_from_trace"]
+           "read_after_leave", "recover_dsa_key", "replay_login", "replay_next_record", "signatures_from_trace"]

@@ -19,6 +19,7 @@ WHAT_EACH_DOES = {
     "unbound-login": "login proofs are not bound to the channel: a captured proof logs in elsewhere",
     "dsa-nonce-reuse": "this client signs with ONE DSA nonce: two signatures reveal its private key",
     "no-rekey-on-leave": "a member who leaves keeps a working key: it can read what is said afterwards",
+    "no-replay-window": "this server accepts a replayed record: a network attacker repeats a command",
     "unpinned-client": "this client accepts ANY server key: a rogue server gets its password",
     "no-key-commitment": "this client skips the key commitment: a sender can show members different texts",
     CTF: "capture-the-flag server with scripted bots and weakened variants",

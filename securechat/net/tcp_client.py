@@ -2,18 +2,22 @@
 
 Owns: the socket, the reader thread, and matching replies to requests by ``rid``. Commands either return at
 once (``send``) or wait for the server's answer with a timeout (``login``, ``who``...), raising
-``RequestError`` on an error reply. Every event is also put on ``events`` (a queue) and passed to
-``on_event``, which is how the CLI, the GUI and the demo see pushes (presence, chat keys, messages).
+``RequestError`` on an error reply. Every event is passed to ``on_event``, which is how the CLI and the GUI see
+pushes (presence, chat keys, messages), and put on ``events``, a *bounded* queue for drivers that poll
+(``wait_for``, the demos): when nobody reads it, the oldest events are dropped (``dropped_events`` counts them),
+so memory stays bounded however long the session and however chatty the peers. Protocol state belongs to the
+reader thread: other threads read it only through the locked accessors below (``username``, ``chat_list``...).
 Must not: make protocol decisions; it only moves bytes and waits.
 """
 
 from __future__ import annotations
 
 import queue
-import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import ErrorCode, SecureChatError
@@ -21,10 +25,27 @@ from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
 from ..protocol.identity import UserKeys
 from ..protocol.lab import LabMode
+from .transport import Transport, parse_url, tcp_url
 
 E = TypeVar("E", bound=ev.Event)
 READ_SIZE_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0  # a login at the OWASP scrypt cost behind a queue can take a few seconds
+# How many unread events ``events`` keeps: plenty for a poller between two reads, small enough that a session
+# nobody polls (the CLI and GUI use on_event) holds a few hundred events at most, never the whole session.
+EVENT_QUEUE_LIMIT = 1024
+EVENT_QUEUE_LIMIT_WITH_CALLBACK = 64
+
+
+@dataclass(frozen=True)
+class ChatInfo:
+    """A snapshot of one chat, taken under the client's lock (safe to read from any thread)."""
+
+    chat_id: str
+    mode: str
+    suite: str
+    epoch: int
+    members: tuple[str, ...]
+    state: str
 
 
 class RequestError(SecureChatError):
@@ -63,13 +84,17 @@ class TcpClient:
         server_key: pinned (SPKI DER, scheme) of the server, or None to trust on first use.
         on_event: called from the reader thread with every event (keep it quick; hand off to a queue).
         trace: called with every frame at every layer (the GUI's wire pane, the demo's excerpts).
+        url: where to connect instead of *host*/*port*: ``tcp://HOST:PORT``, ``ws://HOST:PORT/securechat`` or
+            ``wss://...`` (PROTOCOL.md 15); *tls* is the context for ``wss://`` (default: the system's CAs).
     """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 5050,
         *,
+        url: str | None = None,
+        tls: ssl.SSLContext | None = None,
         server_key: tuple[bytes, str] | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
         trace: Callable[[ev.TraceEntry], None] | None = None,
@@ -78,6 +103,8 @@ class TcpClient:
         key_exchange: str = "x25519",
         lab: LabMode | None = None,
         keylog: Callable[[bytes, bytes, bytes], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        event_queue_limit: int | None = None,
     ) -> None:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
@@ -85,7 +112,12 @@ class TcpClient:
         # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
         self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange,
                                        lab=lab, keylog=keylog)
-        self.events: queue.Queue[ev.Event] = queue.Queue()
+        # clock: the wall clock handed to the protocol (certificate validity, envelope timestamps); injectable
+        # so tests can run a client whose clock is minutes off the server's (PROTOCOL.md 6.3).
+        self._clock = clock
+        limit = event_queue_limit or (EVENT_QUEUE_LIMIT if on_event is None else EVENT_QUEUE_LIMIT_WITH_CALLBACK)
+        self.events: queue.Queue[ev.Event] = queue.Queue(maxsize=limit)
+        self.dropped_events = 0
         self._on_event = on_event
         self._timeout = timeout
         self._lock = threading.Lock()
@@ -96,13 +128,12 @@ class TcpClient:
         self.closed: ev.ConnectionClosed | None = None
         self._keyed: dict[str, int] = {}  # chat id -> highest epoch a ChatKeyed reported (the key is usable)
         self._aborted: dict[str, ev.ChatAborted] = {}  # chat id -> the last ChatAborted for it
-        self._sock = socket.create_connection((host, port), timeout=timeout)
-        self._sock.settimeout(None)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.endpoint = parse_url(url if url is not None else tcp_url(host, port))
+        self._transport = Transport(self.endpoint, timeout=timeout, tls=tls)
         self._reader = threading.Thread(target=self._read_loop, name="securechat-client-read", daemon=True)
         with self._lock:
             self.protocol.connect()
-            self._sock.sendall(self.protocol.data_to_send())
+            self._transport.send(self.protocol.data_to_send())
         self._reader.start()
         self._wait(lambda: self.handshake is not None, "handshake")
 
@@ -172,9 +203,10 @@ class TcpClient:
     def leave(self, chat_id: str) -> ev.ChatLeft:
         return self._call(lambda p: p.leave(chat_id))  # type: ignore[return-value]
 
-    def send(self, chat_id: str, text: str) -> None:
-        """Encrypt, sign and send; does not wait (errors arrive later as RequestFailed events)."""
-        self._command(lambda p: p.send_chat(chat_id, text))
+    def send(self, chat_id: str, text: str) -> int:
+        """Encrypt, sign and send; does not wait. Returns the request id: a refusal arrives later as a
+        RequestFailed event with that ``rid`` (and ``ref`` "chat_send")."""
+        return self._command(lambda p: p.send_chat(chat_id, text))
 
     def logout(self) -> None:
         try:
@@ -184,11 +216,7 @@ class TcpClient:
 
     def close(self) -> None:
         """Close the socket and join the reader thread."""
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
+        self._transport.close()
         if self._reader.is_alive() and threading.current_thread() is not self._reader:
             self._reader.join(5.0)
 
@@ -235,6 +263,34 @@ class TcpClient:
         with self._cond:
             return self._keyed.get(chat_id, 0)
 
+    @property
+    def username(self) -> str | None:
+        """The logged-in user's name (None before login)."""
+        with self._lock:
+            return self.protocol.username
+
+    @property
+    def logged_in(self) -> bool:
+        with self._lock:
+            return self.protocol.username is not None and not self.protocol.closed
+
+    def identity_fingerprint(self) -> str | None:
+        """Our own certificate's identity fingerprint (None before login)."""
+        with self._lock:
+            cert = self.protocol.certificate
+            return None if cert is None else cert.identity_fingerprint()
+
+    def chat_list(self) -> list[ChatInfo]:
+        """Snapshots of every chat the protocol knows, in the order it learned them."""
+        with self._lock:
+            chats = list(self.protocol.chats.values())
+            return [ChatInfo(chat_id=c.chat_id, mode=c.mode, suite=c.suite, epoch=c.epoch,  # type: ignore[attr-defined]
+                             members=tuple(c.members), state=c.state.value)  # type: ignore[attr-defined]
+                    for c in chats]
+
+    def chat_info(self, chat_id: str) -> ChatInfo | None:
+        return next((c for c in self.chat_list() if c.chat_id == chat_id), None)
+
     # --- internals --------------------------------------------------------------------------------------------
 
     def _command(self, command: Callable[[ClientProtocol], int], *, wait: bool = False) -> int:
@@ -245,7 +301,10 @@ class TcpClient:
                     self._waiting.add(rid)
             data = self.protocol.data_to_send()
             if data:
-                self._sock.sendall(data)
+                try:
+                    self._transport.send(data)
+                except OSError as exc:  # the server went away between two commands
+                    raise ConnectionClosedError(f"connection lost while sending ({exc.strerror or exc})") from None
         return rid
 
     def _call(self, command: Callable[[ClientProtocol], int]) -> ev.Event:
@@ -275,23 +334,33 @@ class TcpClient:
 
     def _read_loop(self) -> None:
         while True:
-            try:
-                data = self._sock.recv(READ_SIZE_BYTES)
-            except OSError:
-                data = b""
+            data = self._transport.recv()
             with self._lock:
-                self.protocol.receive_data(data, time.time())
+                self.protocol.receive_data(data, self._clock())
                 events = list(iter(self.protocol.next_event, None))
                 outgoing = self.protocol.data_to_send()
                 if outgoing:
                     try:
-                        self._sock.sendall(outgoing)
+                        self._transport.send(outgoing)
                     except OSError:
                         pass
             for event in events:
                 self._dispatch(event)
             if not data or self.closed is not None:
                 return
+
+    def _enqueue(self, event: ev.Event) -> None:
+        """Put *event* on ``events``; if it is full (nobody reads it), drop the oldest first."""
+        while True:
+            try:
+                self.events.put_nowait(event)
+                return
+            except queue.Full:
+                try:
+                    self.events.get_nowait()
+                    self.dropped_events += 1
+                except queue.Empty:
+                    pass
 
     def _dispatch(self, event: ev.Event) -> None:
         with self._cond:
@@ -307,6 +376,6 @@ class TcpClient:
             if rid is not None and rid in self._waiting:
                 self._replies[rid] = event
             self._cond.notify_all()
-        self.events.put(event)
+        self._enqueue(event)
         if self._on_event is not None:
             self._on_event(event)

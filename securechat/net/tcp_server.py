@@ -17,6 +17,7 @@ import logging
 import queue
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from ..protocol.limits import ServerConfig
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
 from .server_log import EventDescriber
+from . import ws as websocket
+from .ws import ServerStack, close_code_for, http_error
 
 log = logging.getLogger("securechat.server")
 
@@ -53,6 +56,12 @@ class _Conn:
     closing: bool = False
     closed: bool = False
     eof_sent: bool = False  # the engine was told the stream ended (only the I/O thread reads or sets it)
+    ws: ServerStack | None = None  # a WebSocket connection (PROTOCOL.md 15): the layer between socket and engine
+    announced: bool = True  # the engine heard "open" (a WebSocket connection: once its handshake completed)
+    ws_ended: bool = False  # the engine was told the WebSocket session ended
+
+
+_WS_LISTENER = "ws"  # selector data of the WebSocket listener
 
 
 class TcpServer:
@@ -70,7 +79,13 @@ class TcpServer:
         on_event: Callable[[ev.ServerEvent], None] | None = None,
         trace: Callable[[ev.TraceEntry], None] | None = None,
         relay_events: bool = True,
+        ws_port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        ws_origins: frozenset[str] = frozenset(),
     ) -> None:
+        # ws_port: also accept WebSocket clients there (PROTOCOL.md 15; 0 picks a free port), fed to the SAME
+        # ServerProtocol; tls: serve that port as wss:// (TLS in memory, ws.TlsLayer); ws_origins: browser Origins
+        # allowed (requests without Origin are always allowed, PROTOCOL.md 15.2).
         self.protocol = ServerProtocol(server_key=server_key, registry=registry, config=config, trace=trace,
                                        relay_events=relay_events)
         self._host, self._port = host, port
@@ -92,30 +107,47 @@ class TcpServer:
         self._closed_conns: list[_Conn] = []  # closed by the engine or a writer; the I/O thread unregisters them
         self._wake: tuple[socket.socket, socket.socket] | None = None  # wakes the I/O thread out of select
         self.address: tuple[str, int] = (host, port)
+        self._ws_port, self._tls, self._ws_origins = ws_port, tls, ws_origins
+        self._ws_listener: socket.socket | None = None
+        self.ws_address: tuple[str, int] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
-    def start(self) -> TcpServer:
+    def _listen(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self._host, self._port))
+        listener.bind((self._host, port))
         listener.listen(LISTEN_BACKLOG)
         listener.setblocking(False)
-        self._listener = listener
+        return listener
+
+    def start(self) -> TcpServer:
+        listener = self._listener = self._listen(self._port)
         self.address = listener.getsockname()[:2]
+        if self._ws_port is not None:
+            try:
+                self._ws_listener = self._listen(self._ws_port)
+            except OSError:
+                listener.close()
+                raise
+            self.ws_address = self._ws_listener.getsockname()[:2]
         self._wake = socket.socketpair()
         for end in self._wake:
             end.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake[0], selectors.EVENT_READ, None)
+        if self._ws_listener is not None:
+            self._selector.register(self._ws_listener, selectors.EVENT_READ, _WS_LISTENER)
         workers = [(self._password_loop, f"scrypt-{i}") for i in range(self._password_workers)]
         for target, name in ((self._io_loop, "io"), (self._engine_loop, "engine"), *workers):
             thread = threading.Thread(target=target, name=f"securechat-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("listening on %s:%d", *self.address)
+        if self.ws_address is not None:
+            log.info("WebSocket%s endpoint on %s:%d", " (TLS)" if self._tls else "", *self.ws_address)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -145,6 +177,8 @@ class TcpServer:
         self._key_pool.shutdown(wait=True, cancel_futures=True)
         if self._listener is not None:
             self._listener.close()
+        if self._ws_listener is not None:
+            self._ws_listener.close()
         if self._selector is not None:
             self._selector.close()
         if self._wake is not None:
@@ -169,6 +203,7 @@ class TcpServer:
         """Accept and read every socket; each round's reads go to the engine as ONE queue item, in order."""
         selector, listener, wake = self._selector, self._listener, self._wake
         assert selector is not None and listener is not None and wake is not None
+        next_tick = time.monotonic() + TIMER_SECONDS
         while not self._stopping.is_set():
             try:
                 ready = selector.select(TIMER_SECONDS)
@@ -185,6 +220,8 @@ class TcpServer:
                         pass
                 elif key.fileobj is listener:
                     self._accept_ready(listener, reads)
+                elif key.data is _WS_LISTENER:
+                    self._accept_ready(key.fileobj, reads, ws=True)  # type: ignore[arg-type]
                 else:
                     conn: _Conn = key.data
                     if conn.eof_sent:
@@ -195,10 +232,17 @@ class TcpServer:
                         continue
                     except OSError:
                         data = b""
-                    if not data:
+                    if conn.ws is not None:
+                        self._ws_received(conn, data, reads)
+                        if not data:
+                            self._unregister(conn, reads)
+                    elif not data:
                         self._unregister(conn, reads)
                     else:
                         reads.append((conn.peer, data))
+            if self._ws_listener is not None and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TIMER_SECONDS
+                self._ws_timers(reads)
             self._reap_closed(reads)
             if reads:
                 self._inbound.put(("reads", reads, None))  # blocks while the engine is behind: TCP backpressure
@@ -206,7 +250,7 @@ class TcpServer:
             if isinstance(key.data, _Conn):
                 selector.unregister(key.fileobj)
 
-    def _accept_ready(self, listener: socket.socket, reads: list[tuple[int, bytes]]) -> None:
+    def _accept_ready(self, listener: socket.socket, reads: list[tuple[int, bytes]], *, ws: bool = False) -> None:
         for _ in range(64):  # a burst of connects: take what is waiting, then serve reads again
             if self._stopping.is_set():
                 return
@@ -217,16 +261,97 @@ class TcpServer:
             sock.setblocking(True)  # writer threads use blocking sendall; the I/O thread reads with MSG_DONTWAIT
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Conn(peer=next(self._ids), sock=sock, address=str(addr[0]))
+            if ws:  # the engine hears "open" once the opening handshake completed (_ws_received)
+                if not self._ws_may_start(conn.address):
+                    log.warning("WebSocket handshakes: too many under way (from %s): refused", conn.address)
+                    try:
+                        sock.send(http_error(503, "too many WebSocket handshakes under way"), socket.MSG_DONTWAIT)
+                    except OSError:
+                        pass
+                    sock.close()
+                    continue
+                conn.ws = ServerStack(time.time(), tls=self._tls, allowed_origins=self._ws_origins)
+                conn.announced = False
             self._reap_closed(reads)  # a closed socket's fd may be this one's: forget the old registration first
             assert self._selector is not None
             # Registered before the engine hears of it: from "open" on, the engine may close it at any time.
             self._selector.register(sock, selectors.EVENT_READ, conn)
             with self._conns_lock:
                 self._conns[conn.peer] = conn
-            if reads:  # keep the engine's order: what was read before this connect goes first
-                self._inbound.put(("reads", list(reads), None))
-                reads.clear()
-            self._inbound.put(("open", conn.peer, conn.address))
+            if conn.announced:
+                self._announce(conn, reads)
+
+    def _announce(self, conn: _Conn, reads: list[tuple[int, bytes]]) -> None:
+        conn.announced = True
+        if reads:  # keep the engine's order: what was read before this connect goes first
+            self._inbound.put(("reads", list(reads), None))
+            reads.clear()
+        self._inbound.put(("open", conn.peer, conn.address))
+
+    # --- WebSocket connections (PROTOCOL.md 15; the layer itself is ws.py) ----------------------------------
+
+    def _ws_may_start(self, address: str) -> bool:
+        """PROTOCOL.md 15.2: cap the opening handshakes under way (the engine's connection caps start at the
+        upgrade); over the cap the connection gets a 503 at once and is closed."""
+        with self._conns_lock:
+            pending = [c.address for c in self._conns.values() if c.ws is not None and not c.announced]
+        if len(pending) < websocket.MAX_PENDING_HANDSHAKES and \
+                pending.count(address) < websocket.MAX_PENDING_HANDSHAKES_PER_ADDRESS:
+            return True
+        return False
+
+    def _ws_received(self, conn: _Conn, data: bytes, reads: list[tuple[int, bytes]]) -> None:
+        """I/O thread: bytes (b"" at end of stream) through the WebSocket layer; the securechat stream to *reads*."""
+        stack = conn.ws
+        assert stack is not None
+        with conn.lock:
+            if conn.closed:
+                return
+            stack.receive(data, time.time())
+            opened, items = self._ws_progress(conn)
+        if opened:  # outside conn.lock: the queue may block until the engine, which takes conn.lock, catches up
+            self._announce(conn, reads)
+        reads.extend(items)
+
+    def _ws_timers(self, reads: list[tuple[int, bytes]]) -> None:
+        """I/O thread: handshake deadline, keepalive pings, idle timeout and close grace of every WS connection."""
+        with self._conns_lock:
+            conns = [conn for conn in self._conns.values() if conn.ws is not None]
+        now = time.time()
+        for conn in conns:
+            assert conn.ws is not None
+            with conn.lock:
+                if conn.closed:
+                    continue
+                conn.ws.handle_timer(now)
+                opened, items = self._ws_progress(conn)
+            if opened:  # pragma: no cover - a timer never completes a handshake; kept for symmetry
+                self._announce(conn, reads)
+            reads.extend(items)
+
+    def _ws_progress(self, conn: _Conn) -> tuple[bool, list[tuple[int, bytes]]]:
+        """(conn.lock held) Write what the layer produced and close if it is done. Returns (the handshake just
+        completed: announce the connection first, what to feed the engine after that)."""
+        stack = conn.ws
+        assert stack is not None
+        items: list[tuple[int, bytes]] = []
+        opened = stack.ws.take_opened()
+        app = stack.ws.app_data()
+        if app:
+            items.append((conn.peer, app))
+        out = stack.data_to_send()
+        if out:
+            self._send_locked(conn, out)
+        if (conn.announced or opened) and not stack.opened and not conn.ws_ended:
+            conn.ws_ended = True
+            items.append((conn.peer, b""))  # the WebSocket session ended: end of stream for the engine
+        if stack.finished and not conn.closed:
+            conn.closing = True
+            if conn.writer is not None and conn.wakeup is not None:
+                conn.wakeup.notify()
+            else:
+                self._close_socket_locked(conn)
+        return opened, items
 
     def _unregister(self, conn: _Conn, reads: list[tuple[int, bytes]]) -> None:
         """Forget *conn* in the selector (a closed socket is found by identity); its end of stream goes to
@@ -315,11 +440,13 @@ class TcpServer:
             conn = self._conns.get(peer)
             if conn is not None:
                 self._send(conn, data)
-        for peer in protocol.peers_to_close():
+        closing = protocol.peers_to_close()
+        events = list(iter(protocol.next_event, None))
+        for peer in closing:
             conn = self._conns.get(peer)
             if conn is not None:
-                self._finish(conn)
-        while (event := protocol.next_event()) is not None:
+                self._finish(conn, events)
+        for event in events:
             self._report(event)
 
     def _password_loop(self) -> None:
@@ -349,24 +476,32 @@ class TcpServer:
         with conn.lock:
             if conn.closed:
                 return
-            if not conn.backlog:
-                try:
-                    sent = conn.sock.send(data, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    return
-                data = data[sent:]
+            if conn.ws is not None:  # PROTOCOL.md 15.3: each frame as one binary message
+                conn.ws.send(data)
+                data = conn.ws.data_to_send()
                 if not data:
                     return
-            if len(conn.backlog) + len(data) > MAX_BACKLOG_BYTES:
-                log.warning("peer %d: slow reader disconnected (backlog over %d bytes)", conn.peer,
-                            MAX_BACKLOG_BYTES)
-                conn.backlog.clear()
-                self._close_socket_locked(conn)
+            self._send_locked(conn, data)
+
+    def _send_locked(self, conn: _Conn, data: bytes) -> None:
+        if not conn.backlog:
+            try:
+                sent = conn.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
                 return
-            conn.backlog += data
-            self._wake_writer(conn)
+            data = data[sent:]
+            if not data:
+                return
+        if len(conn.backlog) + len(data) > MAX_BACKLOG_BYTES:
+            log.warning("peer %d: slow reader disconnected (backlog over %d bytes)", conn.peer,
+                        MAX_BACKLOG_BYTES)
+            conn.backlog.clear()
+            self._close_socket_locked(conn)
+            return
+        conn.backlog += data
+        self._wake_writer(conn)
 
     def _wake_writer(self, conn: _Conn) -> None:
         if conn.writer is None:
@@ -396,9 +531,17 @@ class TcpServer:
             with conn.lock:
                 del conn.backlog[:len(chunk)]
 
-    def _finish(self, conn: _Conn) -> None:
+    def _finish(self, conn: _Conn, events: list[ev.ServerEvent] | None = None) -> None:
         """Close after the bytes already queued (a final error frame, or bye) are written."""
         with conn.lock:
+            if conn.ws is not None and not conn.closed:  # PROTOCOL.md 15.6: a close frame naming the error
+                error = _closing_error(conn.peer, events or [])
+                conn.ws.close(close_code_for(error), error.value if error is not None else "")
+                out = conn.ws.data_to_send()
+                if out:
+                    self._send_locked(conn, out)
+            if conn.closed:
+                return
             conn.closing = True
             if conn.writer is not None and conn.wakeup is not None:
                 conn.wakeup.notify()
@@ -437,3 +580,16 @@ class TcpServer:
             log.log(logging.DEBUG if relayed else logging.INFO, "%s", text, extra={"securechat": fields})
         if self._on_event is not None:
             self._on_event(event)
+
+
+def _closing_error(peer: int, events: list[ev.ServerEvent]) -> ErrorCode | None:
+    """The error code the engine closed *peer* for (its PeerClosed reason reads "error <code>"), if any."""
+    for event in events:
+        if isinstance(event, ev.PeerClosed) and event.peer == peer:
+            kind, _, code = event.reason.partition(" ")
+            if kind == "error":
+                try:
+                    return ErrorCode(code)
+                except ValueError:
+                    return None
+    return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..crypto.certificates import CLOCK_SKEW_SECONDS
 from ..crypto.encoding import RandomBytes, constant_time_equal, encode_fields, hmac_sha256, sha256
 from ..crypto.kdf import hkdf_sha256
 from ..crypto.signatures import SignatureScheme, sign, verify
@@ -31,7 +32,7 @@ from .states import AgreementState, next_agreement_state
 SHARE_BYTES = 32
 NONCE_BYTES = 16
 # PROTOCOL.md 7.6: an envelope's timestamp must be within this of the receiver's clock (docs/THREATS.md 49).
-TIMESTAMP_WINDOW_SECONDS = 300
+TIMESTAMP_WINDOW_SECONDS = CLOCK_SKEW_SECONDS  # the one clock tolerance (PROTOCOL.md 6.3)
 SECURE, XOR = "contributory", "contributory-xor"
 # An honest member sends each other member at most a commitment, an envelope and a confirmation per epoch.
 MAX_INBOX_PER_MEMBER = 4

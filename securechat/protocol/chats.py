@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 
 from ..crypto import aead
 from ..crypto.certificates import Certificate, verify_certificate
-from ..crypto.encoding import RandomBytes, constant_time_equal, sha256
+from ..crypto.encoding import RandomBytes, constant_time_equal
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, LocalProtocolError, SecureChatError
 from . import events as ev
 from .constructions import (
     HYBRID_CHAIN_START, MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, hybrid_chain_hash,
-    hybrid_message_keys, hybrid_signed_bytes, sender_key,
+    hybrid_message_keys, hybrid_signed_bytes, root_from_path, sender_key, wrap_leaf,
 )
 from .agreement import Agreement
 from .identity import UserKeys
@@ -199,15 +199,18 @@ class ChatBook:
         )
 
     def _check_distribution(self, msg: ChatKey) -> bytes:
+        """PROTOCOL.md 7.2 client checks: the server's signature over the members and the wraps' Merkle root,
+        then our own wrap's audit path up to that root, then the unwrap."""
         signed = chat_key_signed_bytes(
             chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite, reason=msg.reason,
-            actor=msg.actor, members=msg.members, wrap_digests=msg.wrap_digests,
+            actor=msg.actor, members=msg.members, wrap_root=msg.wrap_root,
         )
         verify(self._server_scheme, self._server_key, signed, msg.signature)
-        if self.username not in msg.members or len(msg.wrap_digests) != len(msg.members):
+        if self.username not in msg.members:
             raise SecureChatError("distribution does not list us", ErrorCode.NOT_MEMBER)
-        mine = msg.wrap_digests[msg.members.index(self.username)]
-        if not constant_time_equal(mine, sha256(msg.wrapped_key)):
+        root = root_from_path(wrap_leaf(self.username, msg.wrapped_key), msg.members.index(self.username),
+                              len(msg.members), msg.wrap_path)
+        if root is None or not constant_time_equal(root, msg.wrap_root):
             raise SecureChatError("our wrap is not the one the server signed", ErrorCode.KEY_UNWRAP_FAILED)
         return unwrap_key(self.keys.encryption_key, msg.wrapped_key, expected_length=32)
 

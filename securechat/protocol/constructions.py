@@ -15,7 +15,8 @@ from ..crypto.kdf import hkdf_sha256
 LOGIN_LABEL = "securechat v1 login"
 REGISTER_LABEL = "securechat v1 register"
 RENEW_LABEL = "securechat v1 renew"
-CHAT_KEY_LABEL = "securechat v1 chat key"
+CHAT_KEY_LABEL = "securechat v1 chat key tree"
+WRAP_LEAF_LABEL = "securechat v1 wrap leaf"
 CHAT_SALT_LABEL = "securechat v1 chat salt"
 SENDER_KEY_LABEL = "securechat v1 sender key"
 CHAT_HEADER_LABEL = "securechat v1 chat message"
@@ -52,14 +53,63 @@ def chat_key_signed_bytes(
     reason: str,
     actor: str,
     members: tuple[str, ...],
-    wrap_digests: tuple[bytes, ...],
+    wrap_root: bytes,
 ) -> bytes:
     """PROTOCOL.md 7.2: one server signature covers the whole distribution, so every member sees the same
-    member list and can tell if its wrap was swapped (docs/THREATS.md 44)."""
+    member list and can tell if its wrap was swapped (docs/THREATS.md 44). The wraps enter through the root of
+    a Merkle tree over them (``wrap_tree``): each member gets only its own wrap and its audit path, so a
+    distribution costs O(N log N) bytes of hashes instead of N digests to each of N members."""
     return encode_fields(
         CHAT_KEY_LABEL, chat_id, epoch, mode, suite, reason, actor,
-        encode_fields("members", *members), encode_fields("wraps", *wrap_digests),
+        encode_fields("members", *members), wrap_root,
     )
+
+
+def wrap_leaf(member: str, wrapped_key: bytes) -> bytes:
+    """PROTOCOL.md 7.2: the leaf hash of *member*'s wrap (RFC 9162 2.1.1: SHA-256(0x00 || leaf data))."""
+    return sha256(b"\x00" + encode_fields(WRAP_LEAF_LABEL, member, wrapped_key))
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return sha256(b"\x01" + left + right)
+
+
+def _tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """RFC 9162 2.1.1 and 2.1.3.1: the tree hash of *leaves* (leaf hashes) and each leaf's audit path."""
+    if len(leaves) == 1:
+        return leaves[0], [[]]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)  # the largest power of two below len(leaves)
+    left, left_paths = _tree(leaves[:split])
+    right, right_paths = _tree(leaves[split:])
+    return _node(left, right), [p + [right] for p in left_paths] + [p + [left] for p in right_paths]
+
+
+def wrap_tree(members: tuple[str, ...], wraps: tuple[bytes, ...]) -> tuple[bytes, tuple[tuple[bytes, ...], ...]]:
+    """The Merkle root over every member's wrap, in member order, and each member's audit path (PROTOCOL.md 7.2).
+    Needs at least one member and one wrap per member."""
+    if not members or len(members) != len(wraps):
+        raise ValueError("one wrap per member, at least one member")
+    root, paths = _tree([wrap_leaf(member, wrap) for member, wrap in zip(members, wraps)])
+    return root, tuple(tuple(path) for path in paths)
+
+
+def root_from_path(leaf: bytes, index: int, size: int, path: tuple[bytes, ...]) -> bytes | None:
+    """RFC 9162 2.1.3.2: the root that *leaf* at *index* of a tree of *size* leaves and its audit *path* lead to,
+    or None if the path cannot belong to such a leaf (wrong length, index out of range)."""
+    if not 0 <= index < size:
+        return None
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = _node(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
 
 
 def sender_key(chat_key: bytes, *, chat_id: str, epoch: int, sender: str) -> bytes:

@@ -16,13 +16,15 @@ from typing import Any, Generic, TypeVar
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
-from ..crypto.encoding import RandomBytes, constant_time_equal, sha256
+from ..crypto.encoding import RandomBytes, constant_time_equal
 from ..crypto.keys import generate_encryption_key, load_public_key, public_key_der
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
-from .constructions import chat_key_signed_bytes, login_proof_bytes, register_proof_bytes, renew_proof_bytes
+from .constructions import (
+    chat_key_signed_bytes, login_proof_bytes, register_proof_bytes, renew_proof_bytes, wrap_tree,
+)
 from .registry import Registry, UserRecord
 
 
@@ -294,17 +296,18 @@ class ChatKeyJob(Job):
 
     def run(self) -> None:
         chat_key = self.random_bytes(32)
-        wraps = [wrap_key(k, chat_key, random_bytes=self.random_bytes) for k in self.encryption_keys]
-        digests = tuple(sha256(w) for w in wraps)
+        wraps = tuple(wrap_key(k, chat_key, random_bytes=self.random_bytes) for k in self.encryption_keys)
+        root, paths = wrap_tree(self.members, wraps)
         signature = sign(self.ca.scheme, self.ca.private_key, chat_key_signed_bytes(
             chat_id=self.chat_id, epoch=self.epoch, mode=self.mode, suite=self.suite, reason=self.reason,
-            actor=self.actor, members=self.members, wrap_digests=digests,
+            actor=self.actor, members=self.members, wrap_root=root,
         ), random_bytes=self.random_bytes)
         # PROTOCOL.md 7.2: the server forgets chat_key here; in this mode it could have kept it (trust model).
+        # Each member gets its own wrap and audit path: O(log N) hashes each, not the N digests of every wrap.
         self.messages = {
             member: m.ChatKey(chat_id=self.chat_id, epoch=self.epoch, mode=self.mode, suite=self.suite,
-                              reason=self.reason, actor=self.actor, members=self.members, wrap_digests=digests,
-                              wrapped_key=wrap, signature=signature)
-            for member, wrap in zip(self.members, wraps)
+                              reason=self.reason, actor=self.actor, members=self.members, wrap_root=root,
+                              wrap_path=path, wrapped_key=wrap, signature=signature)
+            for member, wrap, path in zip(self.members, wraps, paths)
         }
         self.outcome = "done"

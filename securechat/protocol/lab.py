@@ -25,11 +25,13 @@ class LabVariant(StrEnum):
     UNBOUND_LOGIN = "unbound-login"            # login proof not bound to the channel transcript (6.2)
     DSA_NONCE_REUSE = "dsa-nonce-reuse"        # client signs every message with the same DSA nonce k
     NO_REKEY_ON_LEAVE = "no-rekey-on-leave"    # server keeps the epoch and key when a member leaves (7.5)
+    NO_REPLAY_WINDOW = "no-replay-window"      # server accepts a copy of a recent record again (5.2)
     UNPINNED_CLIENT = "unpinned-client"        # client accepts any server key, even when one is pinned (4.2)
     NO_KEY_COMMITMENT = "no-key-commitment"    # client skips the hybrid key commitment check (7.7)
 
 
-SERVER_VARIANTS = frozenset({LabVariant.UNBOUND_LOGIN, LabVariant.NO_REKEY_ON_LEAVE})
+SERVER_VARIANTS = frozenset({LabVariant.UNBOUND_LOGIN, LabVariant.NO_REKEY_ON_LEAVE, LabVariant.NO_REPLAY_WINDOW})
+LAB_REPLAY_WINDOW = 64  # no-replay-window: how many earlier records the server accepts again
 CLIENT_VARIANTS = frozenset({LabVariant.UNBOUND_LOGIN, LabVariant.DSA_NONCE_REUSE, LabVariant.UNPINNED_CLIENT,
                              LabVariant.NO_KEY_COMMITMENT})
 
@@ -85,8 +87,13 @@ class LabMode:
 
 def lab_has(lab: LabMode | None, variant: LabVariant) -> bool:
     """True only when *lab* is an explicit LabMode that names *variant* (None is the secure default)."""
-    return lab is not None and lab.has(variant)
+    return isinstance(lab, LabMode) and lab.has(variant)
 
 
-__all__ = ["CLIENT_VARIANTS", "LAB_ACKNOWLEDGEMENT", "SERVER_VARIANTS", "LabMode", "LabVariant", "lab_has",
-           "parse_variants"]
+def lab_replay_window(lab: LabMode | None) -> int:
+    """0 (the default: replays fail, PROTOCOL.md 5.2), or LAB_REPLAY_WINDOW under no-replay-window."""
+    return LAB_REPLAY_WINDOW if lab_has(lab, LabVariant.NO_REPLAY_WINDOW) else 0
+
+
+__all__ = ["CLIENT_VARIANTS", "LAB_ACKNOWLEDGEMENT", "LAB_REPLAY_WINDOW", "SERVER_VARIANTS", "LabMode", "LabVariant",
+           "lab_has", "lab_replay_window", "parse_variants"]

@@ -19,13 +19,17 @@ class ServerConfig:
     scrypt: ScryptParams = OWASP_SCRYPT        # docs/THREATS.md: OWASP minimum N=2^17, r=8, p=1 by default
     certificate_validity_seconds: int = 365 * 24 * 3600
     max_connections: int = 1024                # a class session is 300; leaves room without unbounded growth
-    max_connections_per_address: int = 512     # loopback benchmarks connect 300 clients from one address
+    max_connections_per_address: int = 128     # PROTOCOL.md 10.1: an eighth of the slots (benchmarks raise it)
     handshake_deadline_seconds: float = 10.0   # docs/THREATS.md 10: slowloris connections are closed by then
     auth_deadline_seconds: float = 120.0       # a connection must log in within this (key generation is local)
+    first_request_deadline_seconds: float = 10.0  # PROTOCOL.md 10.1: under pressure, first request within this
     frame_deadline_seconds: float = 30.0       # a started frame must complete within this (docs/THREATS.md 1)
     max_pending_password_jobs: int = 512       # docs/THREATS.md 14: queued scrypt work beyond this gets server_busy
     max_pending_password_jobs_per_address: int = 8  # PROTOCOL.md 6.2: one address cannot fill the queue
     max_chats_per_user: int = 64               # docs/THREATS.md 15
+    max_key_jobs: int = 16                     # PROTOCOL.md 7.2: chat key jobs at once; other chats wait their turn
+    invites_per_chat_per_second: float = 1.0   # PROTOCOL.md 7.5: each invitation rekeys every member
+    invite_burst_per_chat: float = 20.0
     messages_per_second: float = 200.0         # docs/THREATS.md 15: per user, sustained
     message_burst: float = 2000.0              # per user, burst
     failures_before_backoff: int = 3           # docs/THREATS.md 18: per (account, address)

@@ -18,6 +18,7 @@ from .fields import Blob, Boolean, Choice, Integer, Kind, ListOf, Name, Object, 
 
 PROTOCOL_VERSION = 1
 MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
+MAX_WRAP_PATH = (MAX_CHAT_MEMBERS - 1).bit_length()  # PROTOCOL.md 7.2: a Merkle audit path over 256 wraps: 8
 MAX_CHAT_BODY_BYTES = 64 * 1024  # PROTOCOL.md 10: one chat message's ciphertext
 MAX_PASSWORD_CHARS = 1024        # docs/THREATS.md 9: a 1 MB password must not reach scrypt
 MAX_LIST_ITEMS = 10_000          # who/online lists: more users than a class session holds
@@ -278,7 +279,8 @@ class ChatKey(Message):
     reason: str = f(Choice(REKEY_REASONS))
     actor: str = f(Name())
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
-    wrap_digests: tuple[bytes, ...] = f(ListOf(Blob(exact=32), MAX_CHAT_MEMBERS))
+    wrap_root: bytes = f(Blob(exact=32))  # PROTOCOL.md 7.2: Merkle root over every member's wrap
+    wrap_path: tuple[bytes, ...] = f(ListOf(Blob(exact=32), MAX_WRAP_PATH))  # this member's audit path
     wrapped_key: bytes = f(Blob(max_bytes=1024))
     signature: bytes = f(SIGNATURE_BLOB)
 

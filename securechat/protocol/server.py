@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 from dataclasses import dataclass, field
@@ -35,10 +35,11 @@ from .codec import (
     message_from_dict, parse_json, record_data, split_frames,
 )
 from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, RenewJob, ServerKey, make_decoys
+from .lab import lab_replay_window
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .preauth import PreAuthLimits
 from .registry import Registry
-from . import server_accounts, server_modes, server_relay
+from . import admission, server_accounts, server_modes, server_relay
 from .server_chats import ChatDirectory
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -76,6 +77,7 @@ class Peer:
     bucket: TokenBucket | None = None
     errors: int = 0  # malformed inner frames, and refusals before login, answered so far (MAX_ERRORS_PER_CONNECTION)
     register_budget: TokenBucket | None = None  # PROTOCOL.md 6.1: this connection's register requests
+    spoke: bool = False  # a record arrived after the handshake (PROTOCOL.md 10.1: first request deadline)
 
 
 class ServerProtocol:
@@ -106,6 +108,8 @@ class ServerProtocol:
         self._dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
         self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self._jobs: deque[Job] = deque()
+        self.key_jobs = 0                                       # ChatKeyJobs handed out and not back yet
+        self.key_waiting: OrderedDict[str, None] = OrderedDict()  # chats waiting for a key job slot (7.2)
         self.pending_password_jobs = 0
         self.pending_by_address: dict[str, int] = {}  # PROTOCOL.md 6.2: admitted password jobs per address
         self._registrations = AddressBuckets(config.registrations_per_address_per_hour / 3600.0,
@@ -120,12 +124,25 @@ class ServerProtocol:
     # --- driver API -----------------------------------------------------------------------------------------
 
     def connection_made(self, peer: int, address: str, now: float) -> None:
-        """Admit a new connection, or queue server_busy and close it (docs/THREATS.md 11)."""
+        """Admit a new connection, or queue server_busy and close it (docs/THREATS.md 11, PROTOCOL.md 10.1).
+
+        A full server makes room by evicting the oldest connection that has not logged in from the address
+        holding the most connections (``admission.eviction_victim``), so a few addresses cannot lock others out.
+        """
+        self._now = now
         self.peers[peer] = p = Peer(id=peer, address=address, opened_at=now)
         self._events.append(ev.PeerConnected(peer=peer, address=address))
-        same_address = sum(1 for q in self.peers.values() if q.address == address)
-        if len(self.peers) > self.config.max_connections or same_address > self.config.max_connections_per_address:
+        peers = admission.live(self.peers.values())
+        counts = admission.per_address(peers)
+        if counts[address] > self.config.max_connections_per_address:
             self._fail(p, RemoteProtocolError("too many connections", ErrorCode.SERVER_BUSY), None)
+        elif len(peers) > self.config.max_connections:
+            victim = admission.eviction_victim(peers, p, counts)
+            if victim is None:
+                self._fail(p, RemoteProtocolError("too many connections", ErrorCode.SERVER_BUSY), None)
+            else:
+                self._fail(victim, RemoteProtocolError("server full: an idle connection from your address was "
+                                                       "closed to make room", ErrorCode.SERVER_BUSY), None)
 
     def receive_data(self, peer: int, data: bytes, now: float) -> None:
         """Feed bytes received from *peer*; ``b""`` is end of stream. Never raises for what the peer sent."""
@@ -151,11 +168,18 @@ class ServerProtocol:
         """Enforce deadlines (docs/THREATS.md 1, 10): call about once a second."""
         self._now = now
         cfg = self.config
-        for p in list(self.peers.values()):
+        peers = admission.live(self.peers.values())
+        counts = admission.per_address(peers)
+        for p in peers:
             if p.closing:
                 continue
             if p.state is PeerState.AWAIT_HELLO and now - p.opened_at > cfg.handshake_deadline_seconds:
                 self._fail(p, RemoteProtocolError("handshake deadline passed", ErrorCode.HANDSHAKE_FAILED), None)
+            elif (p.state is PeerState.CONNECTED and not p.spoke
+                  and now - p.opened_at > cfg.first_request_deadline_seconds
+                  and admission.under_pressure(cfg, len(peers), counts[p.address])):
+                # PROTOCOL.md 10.1: a busy server does not hold a slot for a connection that says nothing.
+                self._fail(p, RemoteProtocolError("no request after the handshake", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.state is not PeerState.ONLINE and now - p.opened_at > cfg.auth_deadline_seconds:
                 self._fail(p, RemoteProtocolError("login deadline passed", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.frame_started is not None and now - p.frame_started > cfg.frame_deadline_seconds:
@@ -232,6 +256,7 @@ class ServerProtocol:
         data, kind = record_data(body)
         self._tracing(p, "receive", "record", kind, body)
         frames = split_frames(p.records.open(data))
+        p.spoke = True  # PROTOCOL.md 10.1: its first request arrived
         if len(frames) > MAX_INNER_FRAMES_PER_RECORD:
             raise RemoteProtocolError("too many frames in one record", ErrorCode.BAD_FRAME)
         for inner in frames:
@@ -287,7 +312,8 @@ class ServerProtocol:
                                           server_scheme=key.scheme.value, signature=signature,
                                           kem_ciphertext=kem_ciphertext))
         keys = derive_channel_keys(secret, p.transcript)
-        p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server)
+        p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server,
+                                lab_replay_window=lab_replay_window(self.config.lab))  # LAB ONLY when set
         p.decoder.max_frame_bytes = MAX_FRAME_BYTES
         self._events.append(ev.PeerHandshakeCompleted(peer=p.id))
 

@@ -1,4 +1,4 @@
-"""The server's chats: members, epochs and the in-order release of key distributions (PROTOCOL.md 7).
+"""The server's chats: members, epochs and each chat's rekey bookkeeping (PROTOCOL.md 7).
 
 Owns: ``ServerChat`` and the ``ChatDirectory`` that applies membership changes one at a time (each one a new
 epoch, docs/THREATS.md 50) and enforces per-user chat limits. Must not: do crypto or build frames.
@@ -6,11 +6,10 @@ epoch, docs/THREATS.md 50) and enforces per-user chat limits. Must not: do crypt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ErrorCode, SecureChatError
+from .limits import TokenBucket
 from .messages import MAX_CHAT_MEMBERS
 
 
@@ -21,12 +20,14 @@ class ServerChat:
     suite: str
     members: list[str]
     epoch: int = 1
-    distributed: int = 0                     # the last epoch whose key distribution was sent
-    ready: dict[int, Any] = field(default_factory=dict)  # finished distributions waiting for earlier ones
     announcement: bytes = b""                # keyless modes: the signed chat_epoch frame of the current epoch
     round_started: float | None = None       # contributory modes: when the current epoch's round began
     committed: set[str] = field(default_factory=set)  # members whose share_commit for this epoch arrived
     confirmed: set[str] = field(default_factory=set)  # members whose key_confirm for this epoch arrived
+    # PROTOCOL.md 7.2 bounded rekey (server-key mode): one key job at a time; changes meanwhile are merged.
+    key_job: bool = False                    # a ChatKeyJob for this chat is running
+    rekey: tuple[str, str] | None = None     # (reason, actor) of the newest change not yet in a key job
+    changes: TokenBucket | None = None       # invitations into this chat (PROTOCOL.md 7.5)
 
 
 class ChatDirectory:
@@ -99,13 +100,3 @@ class ChatDirectory:
         left = self.remove(chat_id, username)
         self._by_user.pop(username, None)
         return left > 0
-
-    def ready(self, chat_id: str, epoch: int, messages: Any) -> Iterator[Any]:
-        """Record a finished distribution; yield every distribution now releasable, in epoch order."""
-        chat = self._chats.get(chat_id)
-        if chat is None:
-            return
-        chat.ready[epoch] = messages
-        while chat.distributed + 1 in chat.ready:
-            chat.distributed += 1
-            yield chat.ready.pop(chat.distributed)

@@ -19,10 +19,12 @@ from . import messages as m
 from . import server_modes
 from .codec import frame
 from .jobs import ChatKeyJob
+from .limits import TokenBucket
 from .lab import LabVariant, lab_has
 
 if TYPE_CHECKING:
     from .server import Peer, ServerProtocol
+    from .server_chats import ServerChat
 
 
 def availability_of(server: ServerProtocol, name: str) -> str:
@@ -61,7 +63,9 @@ def on_chat_invite(server: ServerProtocol, p: Peer, msg: m.ChatInvite) -> None:
         return
     availability = availability_of(server, msg.username)
     try:
-        server.chats.check_member(msg.chat_id, p.username)
+        chat = server.chats.check_member(msg.chat_id, p.username)
+        if not membership_change_allowed(server, chat):
+            raise SecureChatError("too many invitations into this chat, retry shortly", ErrorCode.RATE_LIMITED)
         if availability != "online":
             code = ErrorCode.USER_OFFLINE if availability == "offline" else ErrorCode.UNKNOWN_USER
             raise SecureChatError(f"{msg.username} is {availability}", code)
@@ -153,7 +157,13 @@ def on_round(server: ServerProtocol, p: Peer, msg: m.Message, handler: Callable[
 
 
 def rekey(server: ServerProtocol, chat_id: str, reason: str, actor: str) -> None:
-    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40)."""
+    """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40).
+
+    PROTOCOL.md 7.2 "bounded rekey": a chat has at most one key job at a time. Changes that arrive while it
+    runs are merged: when it ends, one job makes the key of the newest epoch, for the members of that epoch,
+    and a distribution overtaken by a later change is never sent. At most ``max_key_jobs`` run at once; other
+    chats wait in arrival order, each at most once.
+    """
     chat = server.chats.get(chat_id)
     if chat is None:
         return
@@ -162,8 +172,21 @@ def rekey(server: ServerProtocol, chat_id: str, reason: str, actor: str) -> None
     if chat.mode in m.KEYLESS_MODES:
         server_modes.announce_epoch(server, chat, reason, actor)  # no key: only signed membership
         return
+    chat.rekey = (reason, actor)  # the newest change names the distribution that covers all merged ones
+    if not chat.key_job and chat_id not in server.key_waiting:
+        _start_or_wait(server, chat)
+
+
+def _start_or_wait(server: ServerProtocol, chat: ServerChat) -> None:
+    if server.key_jobs >= server.config.max_key_jobs:
+        server.key_waiting[chat.chat_id] = None
+        return
+    assert chat.rekey is not None
+    (reason, actor), chat.rekey = chat.rekey, None
+    chat.key_job = True
+    server.key_jobs += 1
     server._jobs.append(ChatKeyJob(
-        peer=-1, chat_id=chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
+        peer=-1, chat_id=chat.chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite, reason=reason,
         actor=actor, members=tuple(chat.members),
         encryption_keys=tuple(server._encryption_keys[n] for n in chat.members), ca=server.server_key,
         random_bytes=server._random_bytes,
@@ -171,10 +194,30 @@ def rekey(server: ServerProtocol, chat_id: str, reason: str, actor: str) -> None
 
 
 def distribute(server: ServerProtocol, job: ChatKeyJob) -> None:
-    """Send finished distributions strictly in epoch order, only to members still in the chat."""
-    for epoch_messages in server.chats.ready(job.chat_id, job.epoch, job.messages):
-        chat = server.chats.get(job.chat_id)
-        for member, message in epoch_messages.items():
-            peer = server.online.get(member)
-            if chat is not None and member in chat.members and peer is not None:
-                server._send(server.peers[peer], message)
+    """Send a finished distribution if its epoch is still the chat's; then start the merged rekey, if the chat
+    changed meanwhile, and any chat waiting for a key job slot."""
+    server.key_jobs -= 1
+    chat = server.chats.get(job.chat_id)
+    if chat is not None:
+        chat.key_job = False
+        if job.epoch == chat.epoch:
+            for member, message in job.messages.items():
+                peer = server.online.get(member)
+                if member in chat.members and peer is not None:
+                    server._send(server.peers[peer], message)
+        if chat.rekey is not None:
+            _start_or_wait(server, chat)
+    while server.key_waiting and server.key_jobs < server.config.max_key_jobs:
+        chat_id = next(iter(server.key_waiting))
+        del server.key_waiting[chat_id]
+        waiting = server.chats.get(chat_id)
+        if waiting is not None and waiting.rekey is not None and not waiting.key_job:
+            _start_or_wait(server, waiting)
+
+
+def membership_change_allowed(server: ServerProtocol, chat: ServerChat) -> bool:
+    """PROTOCOL.md 7.5: invitations into one chat are rate limited (each costs a rekey of every member)."""
+    if chat.changes is None:
+        chat.changes = TokenBucket(server.config.invites_per_chat_per_second, server.config.invite_burst_per_chat,
+                                   server._now)
+    return chat.changes.take(server._now)

@@ -238,7 +238,6 @@ def test_e44_ghost_member_or_altered_distribution_is_rejected(server, key_pool, 
         forged = dict(key)
         if change == "ghost_member":
             forged["members"] = key["members"] + ["ghost"]
-            forged["wrap_digests"] = key["wrap_digests"] + [key["wrap_digests"][0]]
         elif change == "other_epoch":
             forged["epoch"] = 5
         else:
@@ -280,21 +279,22 @@ def test_e45_malformed_oaep_wraps_give_one_error(server, key_pool, how):
 def test_e45_wrap_matching_signed_digest_but_bad_padding(server, key_pool):
     """A malicious server can sign a digest of a bad wrap: the unwrap itself must fail with the same code."""
     from securechat.crypto.signatures import sign
-    from securechat.protocol.constructions import chat_key_signed_bytes
-    from securechat.crypto.encoding import sha256
+    from securechat.protocol.constructions import chat_key_signed_bytes, wrap_tree
     import os
     alice, member, key = _captured_chat_key(server, key_pool)
     try:
         msg = message_from_dict(key)
         bad_wrap = os.urandom(len(msg.wrapped_key))
-        digests = list(msg.wrap_digests)
-        digests[msg.members.index(member.cp.username)] = sha256(bad_wrap)
+        mine = msg.members.index(member.cp.username)
+        wraps = tuple(bad_wrap if i == mine else os.urandom(len(bad_wrap)) for i in range(len(msg.members)))
+        root, paths = wrap_tree(msg.members, wraps)
         ca = server.protocol.server_key
         signature = sign(ca.scheme, ca.private_key, chat_key_signed_bytes(
             chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite, reason=msg.reason,
-            actor=msg.actor, members=msg.members, wrap_digests=tuple(digests)))
+            actor=msg.actor, members=msg.members, wrap_root=root))
         import dataclasses
-        forged = dataclasses.replace(msg, wrap_digests=tuple(digests), wrapped_key=bad_wrap, signature=signature)
+        forged = dataclasses.replace(msg, wrap_root=root, wrap_path=paths[mine], wrapped_key=bad_wrap,
+                                     signature=signature)
         count("E")
         result = member.cp.book.install_key(forged)
         assert isinstance(result, ev.MessageRejected) and result.code == E.KEY_UNWRAP_FAILED.value

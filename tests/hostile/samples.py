@@ -52,6 +52,7 @@ def sample(kind: str, world: HostileServer, conn: Conn) -> m.Message:
                                                          wrapped_share=b"\x05" * 256, nonce=b"\x06" * 16,
                                                          timestamp=int(world.now), signature=b"\x07" * 256),
         "key_confirmed": lambda: m.KeyConfirmed(chat_id=chat, epoch=1, sender="bob", mac=blob32),
+        "cert_renewed": lambda: m.CertRenewed(rid=None, certificate=cert),
         "round_timeout": lambda: m.RoundTimeout(chat_id=chat, epoch=1, missing=("bob",)),
     }
     return table[kind]()

@@ -183,6 +183,30 @@ def test_login_ok_naming_another_user_is_refused(world: HostileServer, people: d
     assert conn.events[-1].code == ErrorCode.BAD_CERTIFICATE.value, conn.events  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("lie", ["other-keys", "other-name", "earlier-expiry", "other-ca"])
+def test_cert_renewed_must_renew_our_own_certificate(world: HostileServer, people: dict, lie: str) -> None:
+    """cert_renewed (PROTOCOL.md 6.6) may only extend OUR certificate: same name, same keys, the pinned CA, no
+    earlier expiry; anything else closes bad_certificate and the client keeps its certificate."""
+    from securechat.store import new_server_key
+    alice = world.login("alice", people["alice"])
+    before = alice.client.certificate
+    cert = {
+        "other-keys": lambda: world.certify("alice", people["mallory"], lifetime=90 * 86400),
+        "other-name": lambda: world.certify("bob", people["alice"], lifetime=90 * 86400),
+        "earlier-expiry": lambda: world.certify("alice", people["alice"], lifetime=86400),
+        "other-ca": lambda: HostileServer(new_server_key()).certify("alice", people["alice"], lifetime=90 * 86400),
+    }[lie]()
+    closed_with(alice.push(m.CertRenewed(rid=None, certificate=cert)), ErrorCode.BAD_CERTIFICATE.value)
+    assert alice.client.certificate == before
+
+
+def test_cert_renewed_honest_renewal_is_reported(world: HostileServer, people: dict) -> None:
+    alice = world.login("alice", people["alice"])
+    cert = world.certify("alice", people["alice"], lifetime=90 * 86400)
+    assert alice.push(m.CertRenewed(rid=None, certificate=cert)) == [ev.CertificateRenewed(rid=None, certificate=cert)]
+    assert alice.client.certificate == cert
+
+
 # --- bye, who_result, status_result, presence, chat_opened, chat_invited ----------------------------------------
 
 def test_unasked_bye_closes_without_logging_out(world: HostileServer, people: dict) -> None:

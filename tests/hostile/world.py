@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from securechat.crypto.certificates import Certificate, issue_certificate
-from securechat.crypto.encoding import sha256
 from securechat.crypto.exchange import generate_ephemeral, shared_secret
 from securechat.crypto.keys import load_public_key
 from securechat.crypto.kem import encapsulate
@@ -40,7 +39,7 @@ from securechat.protocol.client import ClientProtocol
 from securechat.protocol.codec import (
     MAX_FRAME_BYTES, FrameDecoder, decode_message, encode_frame, encode_message, frame, record_data, split_frames,
 )
-from securechat.protocol.constructions import chat_epoch_signed_bytes, chat_key_signed_bytes
+from securechat.protocol.constructions import chat_epoch_signed_bytes, chat_key_signed_bytes, wrap_tree
 from securechat.protocol.identity import UserKeys
 from securechat.store import ServerKey
 
@@ -369,15 +368,16 @@ class HostileServer:
         in turn is not possible in one message, so the first online member is used)."""
         wraps = [wrap_key(load_public_key(self.keys[n].encryption_public), key, random_bytes=self.random_bytes)
                  if n in self.keys else self.random_bytes(256) for n in members]
-        digests = tuple(sha256(w) for w in wraps)
+        root, paths = wrap_tree(members, tuple(wraps))
         who = recipient if recipient is not None else next((n for n in members if n in self.online), members[0])
         actor = actor or members[0]
         signature = sign(self.ca.scheme, self.ca.private_key, chat_key_signed_bytes(
             chat_id=chat_id, epoch=epoch, mode=mode, suite=suite, reason=reason, actor=actor, members=members,
-            wrap_digests=digests), random_bytes=self.random_bytes)
+            wrap_root=root), random_bytes=self.random_bytes)
+        mine = members.index(who) if who in members else 0
         return m.ChatKey(chat_id=chat_id, epoch=epoch, mode=mode, suite=suite, reason=reason, actor=actor,
-                         members=members, wrap_digests=digests, wrapped_key=wraps[members.index(who)]
-                         if who in members else wraps[0], signature=signature)
+                         members=members, wrap_root=root, wrap_path=paths[mine], wrapped_key=wraps[mine],
+                         signature=signature)
 
     def chat_key_for(self, name: str, chat_id: str, epoch: int, mode: str, members: tuple[str, ...], key: bytes,
                      **kw: Any) -> m.ChatKey:
@@ -413,7 +413,7 @@ def resign(message: m.Message, ca: ServerKey, **changes: Any) -> m.Message:
     if isinstance(new, m.ChatKey):
         signed = chat_key_signed_bytes(chat_id=new.chat_id, epoch=new.epoch, mode=new.mode, suite=new.suite,
                                        reason=new.reason, actor=new.actor, members=new.members,
-                                       wrap_digests=new.wrap_digests)
+                                       wrap_root=new.wrap_root)
     elif isinstance(new, m.ChatEpoch):
         signed = chat_epoch_signed_bytes(chat_id=new.chat_id, epoch=new.epoch, mode=new.mode, suite=new.suite,
                                          reason=new.reason, actor=new.actor, members=new.members)
