@@ -97,6 +97,13 @@ def _solution_lines(nb: object) -> set[str]:
     return lines
 
 
+def test_release_carries_the_reading_notebooks_but_no_instructor_file(release_dir: Path) -> None:
+    names = {p.name for p in (release_dir / "notebooks").glob("*.ipynb")}
+    assert names == {p.name for p in (ROOT / "notebooks").glob("*.ipynb")} and len(names) == 9
+    assert not list(release_dir.rglob("notebook_answers.py")) and not list(release_dir.rglob("wrong_answers.py"))
+    assert not list(release_dir.rglob("*.db"))
+
+
 @pytest.mark.parametrize("lab", LAB_NAMES)
 def test_release_has_no_solutions_and_no_hidden_tests(release_dir: Path, lab: str) -> None:
     student = release_dir / lab / f"{lab}.ipynb"

@@ -226,7 +226,21 @@ def release(outdir: Path, labs: Sequence[str] | None = None) -> list[Path]:
     index = labs_dir() / "README.md"
     if index.is_file():
         shutil.copy2(index, outdir / "README.md")
+    _copy_reading_notebooks(outdir / "notebooks")
     return written
+
+
+def _copy_reading_notebooks(dest: Path) -> None:
+    """The numbered notebooks are student copies already (tests and hints, no answers: those stay in the
+    instructor's labs/notebook_answers.py); the release carries them, and their data, unchanged."""
+    source = labs_dir().parent / "notebooks"
+    if not source.is_dir():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for nb in sorted(source.glob("*.ipynb")):
+        shutil.copy2(nb, dest / nb.name)
+    if (source / "data").is_dir():
+        shutil.copytree(source / "data", dest / "data", dirs_exist_ok=True)
 
 
 def lab_of(notebook: Path) -> str:
