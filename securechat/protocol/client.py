@@ -404,7 +404,7 @@ class ClientProtocol:
         self.server_key, self.server_scheme = server_key, scheme
         self._events.append(ev.HandshakeCompleted(
             server_fingerprint=fingerprint(hello.server_key), server_key=hello.server_key,
-            server_scheme=scheme.value, first_use=pinned is None, key_exchange=self._hello.key_exchange,
+            server_scheme=scheme.value, first_use=self._pinned is None, key_exchange=self._hello.key_exchange,
         ))
 
     def _receive_inner(self, message: m.Message) -> None:
