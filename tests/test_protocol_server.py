@@ -11,6 +11,7 @@ import struct
 
 import pytest
 
+from securechat.crypto.certificates import CLOCK_SKEW_SECONDS
 from securechat.crypto.signatures import sign
 from securechat.errors import ErrorCode
 from securechat.protocol import codec
@@ -1233,7 +1234,8 @@ def test_password_is_compared_after_nfc_normalisation() -> None:
 def test_expired_certificate_is_the_same_auth_failed() -> None:
     sim = make_simulation("alice")
     register_only(sim, "b1", "bob")
-    sim.now += sim.config.certificate_validity_seconds + 1  # a year later (no timers: alice stays online)
+    # a year later, past the clock tolerance too (PROTOCOL.md 6.3; no timers: alice stays online)
+    sim.now += sim.config.certificate_validity_seconds + CLOCK_SKEW_SECONDS + 1
     late = connect(sim, "late")
     late.login("bob", password_of("bob"), user_keys("bob"))
     sim.run_until_idle()

@@ -19,6 +19,7 @@ from typing import Any
 from ..crypto.signatures import SCHEMES as SCHEME_TABLE
 from ..crypto.signatures import SignatureScheme
 from ..display import explain, printable
+from ..keystore import KeyStoreError
 from ..errors import ErrorCode, SecureChatError
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
@@ -54,6 +55,8 @@ def wire_line(entry: ev.TraceEntry) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """One plain line for a failure of a command (never a traceback)."""
+    if isinstance(exc, KeyStoreError):  # already a plain sentence saying what to do
+        return printable(str(exc))
     if isinstance(exc, SecureChatError):
         return explain(exc.code, str(exc.args[0]) if exc.args else "")
     if isinstance(exc, TimeoutError):
@@ -377,9 +380,17 @@ class ClientWindow:
         assert client is not None
 
         def work() -> Any:
-            keys = store.create(name, password, scheme, progress=lambda s: self.app.post(self._busy, s + " ..."))
+            # keys are staged and move into the key folder only once the server accepted the name: a refused
+            # registration never touches an existing identity and leaves nothing behind (docs/SECURITY.md 7.4)
+            staged = store.stage(name, password, scheme, progress=lambda s: self.app.post(self._busy, s + " ..."))
             self.app.post(self._busy, "registering (proof of possession of both keys) ...")
-            return client.register(name, password, keys)
+            try:
+                result = client.register(name, password, staged.keys)
+            except BaseException:
+                store.discard(staged)
+                raise
+            store.commit(staged)
+            return result
         self._call(f"generating keys for {printable(name)} ...", work, self._registered)
 
     def _registered(self, result: ev.RegistrationSucceeded) -> None:
