@@ -85,6 +85,7 @@ class ClientWindow:
         self._survived: set[str] = set()
         self.trust: TrustDialog | None = None
         self._others: list[str] = []  # the online list's names, in display order
+        self._early_presence: dict[str, bool] = {}  # presence seen before the login reply was handled
         self.worker = app.pool(name)
         self.win = tk.Toplevel(app.root)
         self.win.title(f"securechat — {name}")
@@ -254,7 +255,7 @@ class ClientWindow:
             client.close()
             return
         self.client, self.attempt = client, 0
-        self.online = set(logged.online)
+        self._take_online(logged.online)
         self._show_users()
         self._set_state("online")
         self._say("reconnected and logged in again; checking which chats are still open ...")
@@ -313,6 +314,9 @@ class ClientWindow:
         match event:
             case ev.PresenceChanged():
                 (self.online.add if event.online else self.online.discard)(event.username)
+                if self.state != "online":
+                    # may beat the login reply through the queue: applied again on top of its list
+                    self._early_presence[event.username] = event.online
                 self._show_users()
             case ev.ChatKeyed():
                 tab = self._tab(event.chat_id)
@@ -416,13 +420,20 @@ class ClientWindow:
         self.keys, logged, self._password = result
         self.password_entry.delete(0, "end")  # kept in memory (to log in again after a drop), not on screen
         self.username, self.scheme_name = logged.username, self.keys.scheme.value
-        self.online = set(logged.online)
+        self._take_online(logged.online)
         self._show_users()
         self.register_button.configure(state="disabled")
         self.login_button.configure(state="disabled")
         self.win.title(f"securechat — {printable(logged.username)} ({self.scheme_name})")
         self._set_state("online")
         self._say(f"logged in as {printable(logged.username)} ({self.scheme_name})")
+
+    def _take_online(self, listed: tuple[str, ...]) -> None:
+        """The login reply's list, then any presence change that was handled before it (newer than the list)."""
+        self.online = set(listed)
+        for name, online in self._early_presence.items():
+            (self.online.add if online else self.online.discard)(name)
+        self._early_presence = {}
 
     def _save_pins(self) -> None:
         if self.client is not None and self.username:

@@ -109,7 +109,7 @@ class Mallory:
                 self._original(message)
             data = self.client.protocol.data_to_send()
             if data:
-                self.client.transport.sock.sendall(data)
+                self.client.transport.send(data)
         count("F", len(messages))
 
 
