@@ -72,6 +72,7 @@ def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             answer_cells[name] = cell
             cell.source += f"\n# --- test only: the reference answer ---\n{answers[name]}\n{match.group(0)}"
     assert set(answer_cells) == set(answers), "every exercise has exactly one reference answer"
+    reruns = _insert_reruns(path.stem, nb)
     client = nbclient.NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
@@ -85,6 +86,36 @@ def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         blank, _, answered = text.partition(f"Exercise {name}: not answered yet")
         assert _ and not re.search(r"Exercise \w+: correct", blank), f"exercise {name}: blank must not be correct"
         assert f"Exercise {name}: correct" in answered, f"exercise {name}: the reference answer must pass"
+    for first, again, expect in reruns:  # a cell run a second time changes nothing that follows
+        if expect is None:
+            assert _text(first) == _text(again), "running the cell again changed its results"
+        else:
+            assert expect in _text(again), f"after running the cell again: {expect!r} missing"
+
+
+# Cells that students re-run (Shift-Enter twice) and that once changed the notebook's results when they did:
+# (marker of the cell to run again, marker of the cell to run the copy before (None: right after it, and the two
+# outputs must be equal), what that later cell must still print).
+RERUN = {"04_register_login": ("guess_sim = Simulation(", None, None),
+         "08_key_designs": ("class RecordedAgreement", 'for mode in ("contributory", "contributory-xor"):',
+                            "== XOR of the shares? True")}
+
+
+def _text(cell: object) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs)  # type: ignore[attr-defined]
+
+
+def _insert_reruns(stem: str, nb: object) -> list[tuple[object, object, str | None]]:
+    if stem not in RERUN:
+        return []
+    marker, before, expect = RERUN[stem]
+    cells = nb.cells  # type: ignore[attr-defined]
+    index = next(i for i, c in enumerate(cells) if c.cell_type == "code" and marker in c.source)
+    at = index + 1 if before is None else next(i for i, c in enumerate(cells) if before in c.source)
+    copy = nbformat.from_dict(dict(cells[index]))
+    copy.outputs, copy.execution_count = [], None
+    cells.insert(at, copy)
+    return [(cells[index], copy, None)] if before is None else [(copy, cells[at + 1], expect)]
 
 
 SOURCES = {p.stem: "\n".join(c.source for c in nbformat.read(p, as_version=4).cells) for p in PATHS}
