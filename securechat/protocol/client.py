@@ -87,7 +87,7 @@ class ClientProtocol:
             raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
                                      "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
         # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
-        self.verify_key_commitment = verify_key_commitment
+        self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         # PROTOCOL.md 7.11: the server adds nobody without an answer. A program may accept every invitation
         # (its policy); the terminal client and the GUI set False and ask the user.
         self.auto_accept_invitations = auto_accept_invitations
