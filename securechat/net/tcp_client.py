@@ -13,6 +13,7 @@ Must not: make protocol decisions; it only moves bytes and waits.
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -139,6 +140,15 @@ class TcpClient:
             self._transport.send(self.protocol.data_to_send())
         self._reader.start()
         self._wait(lambda: self.handshake is not None, "handshake")
+
+    @property
+    def transport(self) -> Transport:
+        """The connection under the protocol: TCP, or WebSocket (PROTOCOL.md 15); ``transport.sock`` is the socket."""
+        return self._transport
+
+    @property
+    def _sock(self) -> socket.socket:  # the name older tests and scripts used for the raw socket
+        return self._transport.sock
 
     # --- commands -------------------------------------------------------------------------------------------
 
