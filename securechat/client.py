@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="AES-GCM implementation (byte-identical; cryptography must be installed)")
     parser.add_argument("--plain", action="store_true",
                         help="no line editor even on a terminal: read plain lines (for screen readers, scripts)")
+    parser.add_argument("--accept-invitations", action="store_true",
+                        help="join every chat you are invited to without asking (PROTOCOL.md 7.11; default: ask, "
+                             "answer with /accept or /decline)")
     add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
     return parser
 
@@ -223,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def make(server_key: tuple[bytes, str] | None, on_event: Callable[[ev.Event], None] | None = None) -> TcpClient:
         return TcpClient(url=str(endpoint), tls=tls, server_key=server_key, on_event=on_event,
-                         key_exchange=key_exchange, lab=lab, keylog=keylog)
+                         key_exchange=key_exchange, lab=lab, keylog=keylog,
+                         auto_accept_invitations=args.accept_invitations)
 
     def connect(on_event: Callable[[ev.Event], None]) -> TcpClient:
         return make(trusted[0], on_event)  # a reconnection insists on the key pinned at the first connection

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -37,8 +38,8 @@ WAIT = 20
 class Server:
     """A TcpServer that can be stopped and started again on the same port, with the same registry and key."""
 
-    def __init__(self, tmp: Path, lobby: bool = True) -> None:
-        self.registry, self.key, self.lobby = MemoryRegistry(), new_server_key(), lobby
+    def __init__(self, tmp: Path, lobby: bool = True, **config: float) -> None:
+        self.registry, self.key, self.lobby, self.config = MemoryRegistry(), new_server_key(), lobby, config
         self.key_file = tmp / "server-key.json"
         write_server_key_file(self.key_file, self.key.public_der, self.key.scheme.value)
         self.port = 0
@@ -47,7 +48,7 @@ class Server:
 
     def start(self) -> None:
         self.srv = TcpServer(server_key=self.key, registry=self.registry, port=self.port,
-                             config=ServerConfig(scrypt=FAST_SCRYPT, lobby=self.lobby)).start()
+                             config=ServerConfig(scrypt=FAST_SCRYPT, lobby=self.lobby, **self.config)).start()
         self.port = self.srv.address[1]
 
     def stop(self) -> None:
@@ -124,12 +125,12 @@ class Term:
         return self.screen()
 
 
-def _login_term(server: Server, tmp: Path, name: str) -> Term:
+def _login_term(server: Server, tmp: Path, name: str, *extra: str) -> Term:
     """A pty client for *name*, registered beforehand (cached keys saved in its key folder), logged in."""
     keys = tmp / f"keys-{name}"
     KeyStore(keys).save(name, password_of(name), user_keys(name))
     server.user(name, login=False).close()
-    term = Term(server, keys)
+    term = Term(server, keys, *extra)
     term.type(f"/login {name} {password_of(name)}")
     term.expect(f"logged in as {name}")
     return term
@@ -147,7 +148,7 @@ def _wait(predicate, what: str, timeout: float = WAIT) -> None:  # type: ignore[
 
 
 def test_escape_sequences_from_a_peer_are_shown_not_obeyed(server: Server, tmp_path: Path) -> None:
-    bob = _login_term(server, tmp_path, "bob")
+    bob = _login_term(server, tmp_path, "bob", "--accept-invitations")
     mallory = server.user("mallory")
     try:
         opened = mallory.open_chat(["bob"])
@@ -162,11 +163,36 @@ def test_escape_sequences_from_a_peer_are_shown_not_obeyed(server: Server, tmp_p
     assert "Traceback" not in out
 
 
+def test_an_invitation_is_asked_and_answered_on_the_terminal(server: Server, tmp_path: Path) -> None:
+    """PROTOCOL.md 7.11: a person is asked before joining; /accept with the start of the chat id joins."""
+    import threading
+    bob = _login_term(server, tmp_path, "bob")
+    carol = server.user("carol")
+    opened: list[Any] = []
+    try:
+        opener = threading.Thread(target=lambda: opened.append(carol.open_chat(["bob"])), daemon=True)
+        opener.start()
+        short = bob.expect(r"carol invites you to a server-key chat (\w+): /accept").group(1)
+        assert not opened  # carol's chat waits for bob's answer
+        bob.type(f"/accept {short[:4]}")
+        bob.expect(r"accepted the invitation to chat " + short)
+        opener.join(WAIT)
+        assert opened and set(opened[0].members) == {"bob", "carol"}
+        carol.send(opened[0].chat_id, "welcome, by consent")
+        bob.expect(r"carol: welcome, by consent")
+        bob.type("/decline")
+        bob.expect(r"which invitation\? /decline CHAT \(open invitations: none\)")
+    finally:
+        carol.close()
+        out = bob.close()
+    assert "Traceback" not in out
+
+
 # --- finding: the prompt shows the chat a reply goes to; /switch confirms; no jargon ----------------------------
 
 
 def test_prompt_names_the_chat_and_replies_go_there(server: Server, tmp_path: Path) -> None:
-    alice = _login_term(server, tmp_path, "alice")
+    alice = _login_term(server, tmp_path, "alice", "--accept-invitations")
     bob, carol = server.user("bob"), server.user("carol")
     try:
         alice.expect(r"alice>")
@@ -222,6 +248,27 @@ def test_before_login_the_client_says_log_in_first(server: Server, tmp_path: Pat
         out = term.close()
     assert "Traceback" not in out and "list index out of range" not in out
     assert "cannot send who in state" not in out
+
+
+def test_a_message_the_server_refuses_is_marked_not_delivered(tmp_path: Path) -> None:
+    server = Server(tmp_path, lobby=False, messages_per_second=0.001, message_burst=4)  # a tiny request budget
+    try:
+        alice = _login_term(server, tmp_path, "alice")
+        bob = server.user("bob")
+        try:
+            bob.open_chat(["alice"])
+            alice.expect(r"alice@bob>")
+            for i in range(8):
+                alice.type(f"note {i}")
+            alice.expect(r"\[bob\] you: note 0 .*sent")
+            refused = alice.expect(r'NOT delivered "note (\d)" to bob: too many attempts')
+            assert int(refused.group(1)) > 0
+        finally:
+            bob.close()
+            out = alice.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in out
 
 
 # --- finding: /register never destroys keys; checks come first; the password is asked twice --------------------
@@ -292,7 +339,7 @@ def test_ctrl_c_and_ctrl_d_log_out_cleanly(server: Server, tmp_path: Path) -> No
 
 
 def test_typing_after_the_server_went_away_and_reconnecting_after_a_restart(server: Server, tmp_path: Path) -> None:
-    alice = _login_term(server, tmp_path, "alice")
+    alice = _login_term(server, tmp_path, "alice", "--accept-invitations")
     bob = server.user("bob")
     try:
         bob.open_chat(["alice"])

@@ -93,6 +93,13 @@ def screenshot(display: str, path: Path) -> None:
     ImageGrab.grab(xdisplay=display).save(path)
 
 
+def accept_invitation(app: Any, window: Any, inviter: str) -> None:
+    """The invitation bar appears in *window* naming *inviter*; press Accept."""
+    app.pump_until(lambda: window.invite_bar.winfo_ismapped() and inviter in window.invite_label.cget("text"), WAIT,
+                   f"{inviter}'s invitation shown")
+    window.accept_button.invoke()
+
+
 def assert_tiled_on_screen(app: object, width: int, height: int) -> None:
     """Every window lies inside the screen and no two overlap (the windows are tiled, PROTOCOL-free check)."""
     boxes = []
@@ -138,6 +145,7 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
 
         alice.select_users(["bob"])
         alice.open_button.invoke()
+        accept_invitation(app, bob, "alice")  # nobody joins a chat without consent (PROTOCOL.md 7.11)
         app.pump_until(lambda: len(alice.tabs) == 1 and len(bob.tabs) == 1, WAIT, "chat tabs")
         (chat_id, alice_tab), = alice.tabs.items()
         bob_tab = bob.tabs[chat_id]
@@ -168,6 +176,7 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
         alice.select_users(["bob"])
         alice.mode_var.set("contributory")
         alice.open_button.invoke()
+        accept_invitation(app, bob, "alice")
         app.pump_until(lambda: len(alice.tabs) == 2 and len(bob.tabs) == 2, WAIT, "contributory chat tabs")
         new_id = next(c for c in alice.tabs if c != chat_id)
         c_alice, c_bob = alice.tabs[new_id], bob.tabs[new_id]
@@ -262,8 +271,10 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
         app.pump_until(lambda: "lobby" in alice.tabs and "lobby" in bob.tabs, WAIT, "lobby tabs")
         alice.select_users(["bob"])
         alice.open_button.invoke()
-        app.pump_until(lambda: len(alice.tabs) == 2 and all(t.epoch >= 1 for t in alice.tabs.values()), WAIT,
-                       "a server-key chat")
+        accept_invitation(app, bob, "alice")
+        app.pump_until(lambda: len(alice.tabs) == 2 and all(t.epoch >= 1 for t in alice.tabs.values())
+                       and len(alice.tabs[next(c for c in alice.tabs if c != "lobby")].members) == 2, WAIT,
+                       "a server-key chat with bob")
         chat_id = next(c for c in alice.tabs if c != "lobby")
         lobby = alice.tabs["lobby"]
 
@@ -328,6 +339,7 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
         app.pump_until(lambda: "Chats still open" in alice.status.cget("text"), WAIT, "alice back online")
         alice.select_users(["bob"])
         alice.open_button.invoke()
+        accept_invitation(app, bob, "alice")
         app.pump_until(lambda: "bob" in alice.client.pending_key_changes(), WAIT, "the key change")
         app.pump_until(lambda: alice.trust is not None and "DIFFERENT key" in alice.trust.detail.cget("text"),
                        WAIT, "the dialog showing bob's change")

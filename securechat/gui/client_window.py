@@ -19,6 +19,7 @@ from typing import Any
 from ..crypto.signatures import SCHEMES as SCHEME_TABLE
 from ..crypto.signatures import SignatureScheme
 from ..display import explain, printable
+from ..keystore import KeyStoreError
 from ..errors import ErrorCode, SecureChatError
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
@@ -54,6 +55,8 @@ def wire_line(entry: ev.TraceEntry) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """One plain line for a failure of a command (never a traceback)."""
+    if isinstance(exc, KeyStoreError):  # already a plain sentence saying what to do
+        return printable(str(exc))
     if isinstance(exc, SecureChatError):
         return explain(exc.code, str(exc.args[0]) if exc.args else "")
     if isinstance(exc, TimeoutError):
@@ -82,6 +85,7 @@ class ClientWindow:
         self._survived: set[str] = set()
         self.trust: TrustDialog | None = None
         self._others: list[str] = []  # the online list's names, in display order
+        self._early_presence: dict[str, bool] = {}  # presence seen before the login reply was handled
         self.worker = app.pool(name)
         self.win = tk.Toplevel(app.root)
         self.win.title(f"securechat — {name}")
@@ -122,6 +126,18 @@ class ClientWindow:
                                 justify="left")
         self.status.pack(fill="x")
         self.status.bind("<Configure>", lambda e: self.status.configure(wraplength=max(200, e.width - 8)))
+        # an invitation waits for the user's answer (PROTOCOL.md 7.11): nobody is put in a chat without consent
+        self.invite_bar = tk.Frame(self.win, background="#fff4c2", padx=4, pady=2)
+        self.invite_label = tk.Label(self.invite_bar, text="", background="#fff4c2", anchor="w", justify="left",
+                                     wraplength=360)
+        self.invite_label.pack(side="left", fill="x", expand=True)
+        self.decline_button = ttk.Button(self.invite_bar, text="Decline", width=8,
+                                         command=lambda: self.answer_invitation(False))
+        self.decline_button.pack(side="right")
+        self.accept_button = ttk.Button(self.invite_bar, text="Accept", width=7,
+                                        command=lambda: self.answer_invitation(True))
+        self.accept_button.pack(side="right", padx=2)
+        self._invitations: list[ev.InvitationReceived] = []
         body = ttk.PanedWindow(self.win, orient="horizontal")
         body.pack(fill="both", expand=True, padx=4, pady=2)
         left = ttk.Frame(body)
@@ -155,7 +171,7 @@ class ClientWindow:
     def _new_client(self, generation: int) -> TcpClient:
         """Blocking (worker thread): a fresh connection whose events are tagged with *generation*."""
         host, port = self.app.address
-        return TcpClient(host, port, url=self.app.url, server_key=self.app.pinned,
+        return TcpClient(host, port, url=self.app.url, server_key=self.app.pinned, auto_accept_invitations=False,
                          on_event=lambda e: self.app.post(self._on_network, generation, e),
                          trace=lambda t: self._from_wire(generation, t))
 
@@ -251,7 +267,7 @@ class ClientWindow:
             client.close()
             return
         self.client, self.attempt = client, 0
-        self.online = set(logged.online)
+        self._take_online(logged.online)
         self._show_users()
         self._set_state("online")
         self._say("reconnected and logged in again; checking which chats are still open ...")
@@ -308,8 +324,14 @@ class ClientWindow:
 
     def on_event(self, event: ev.Event) -> None:
         match event:
+            case ev.InvitationReceived() if not event.accepted:
+                self._invitations = [i for i in self._invitations if i.chat_id != event.chat_id][-15:] + [event]
+                self._show_invitation()
             case ev.PresenceChanged():
                 (self.online.add if event.online else self.online.discard)(event.username)
+                if self.state != "online":
+                    # may beat the login reply through the queue: applied again on top of its list
+                    self._early_presence[event.username] = event.online
                 self._show_users()
             case ev.ChatKeyed():
                 tab = self._tab(event.chat_id)
@@ -377,9 +399,17 @@ class ClientWindow:
         assert client is not None
 
         def work() -> Any:
-            keys = store.create(name, password, scheme, progress=lambda s: self.app.post(self._busy, s + " ..."))
+            # keys are staged and move into the key folder only once the server accepted the name: a refused
+            # registration never touches an existing identity and leaves nothing behind (docs/SECURITY.md 7.4)
+            staged = store.stage(name, password, scheme, progress=lambda s: self.app.post(self._busy, s + " ..."))
             self.app.post(self._busy, "registering (proof of possession of both keys) ...")
-            return client.register(name, password, keys)
+            try:
+                result = client.register(name, password, staged.keys)
+            except BaseException:
+                store.discard(staged)
+                raise
+            store.commit(staged)
+            return result
         self._call(f"generating keys for {printable(name)} ...", work, self._registered)
 
     def _registered(self, result: ev.RegistrationSucceeded) -> None:
@@ -405,13 +435,20 @@ class ClientWindow:
         self.keys, logged, self._password = result
         self.password_entry.delete(0, "end")  # kept in memory (to log in again after a drop), not on screen
         self.username, self.scheme_name = logged.username, self.keys.scheme.value
-        self.online = set(logged.online)
+        self._take_online(logged.online)
         self._show_users()
         self.register_button.configure(state="disabled")
         self.login_button.configure(state="disabled")
         self.win.title(f"securechat — {printable(logged.username)} ({self.scheme_name})")
         self._set_state("online")
         self._say(f"logged in as {printable(logged.username)} ({self.scheme_name})")
+
+    def _take_online(self, listed: tuple[str, ...]) -> None:
+        """The login reply's list, then any presence change that was handled before it (newer than the list)."""
+        self.online = set(listed)
+        for name, online in self._early_presence.items():
+            (self.online.add if online else self.online.discard)(name)
+        self._early_presence = {}
 
     def _save_pins(self) -> None:
         if self.client is not None and self.username:
@@ -525,6 +562,32 @@ class ClientWindow:
         if tab is not None and tab.unread:
             tab.unread = 0
             self._label(tab)
+
+    # --- invitations ---------------------------------------------------------------------------------------
+
+    def _show_invitation(self) -> None:
+        if not self._invitations:
+            self.invite_bar.pack_forget()
+            return
+        first = self._invitations[0]
+        more = f" (+{len(self._invitations) - 1} more)" if len(self._invitations) > 1 else ""
+        self.invite_label.configure(text=f"{printable(first.inviter)} invites you to a {printable(first.mode)} chat "
+                                         f"{printable(first.chat_id[:8])}{more}")
+        if not self.invite_bar.winfo_ismapped():
+            self.invite_bar.pack(fill="x", padx=4, after=self.status)
+
+    def answer_invitation(self, accept: bool) -> None:
+        """Answer the first pending invitation (the Accept / Decline buttons)."""
+        client = self.client
+        if not self._invitations or client is None:
+            return
+        invitation = self._invitations.pop(0)
+        self._show_invitation()
+        verb = "joining" if accept else "declining"
+        self._call(f"{verb} chat {printable(invitation.chat_id[:8])} ...",
+                   lambda: client.answer_invitation(invitation.chat_id, accept),
+                   lambda _r: self._say(f"{'accepted' if accept else 'declined'} the invitation of "
+                                        f"{printable(invitation.inviter)}"))
 
     # --- the safety-number dialog ---------------------------------------------------------------------------
 

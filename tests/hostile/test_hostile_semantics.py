@@ -234,6 +234,21 @@ def test_directory_lies_are_reported_but_create_nothing(world: HostileServer, pe
     assert snapshot(alice.client) == before and "never-opened" not in alice.client.chats
 
 
+def test_invitation_flood_stays_bounded_and_creates_no_chat(world: HostileServer, people: dict) -> None:
+    """chat_invitation, chat_answered and invitation_closed are information: a server sending thousands of
+    invitations makes the client remember at most MAX_OPEN_INVITATIONS and creates no chat, key or pin."""
+    from securechat.protocol.client import MAX_OPEN_INVITATIONS
+    alice = world.login("alice", people["alice"])
+    before = snapshot(alice.client)
+    for i in range(MAX_OPEN_INVITATIONS + 50):
+        alice.push(m.ChatInvitation(chat_id=f"inv{i}", inviter="mallory", mode="hybrid", suite="aes-256-gcm",
+                                    expires_in=600))
+    alice.push(m.ChatAnswered(rid=4242, chat_id="inv1", accepted=True),
+               m.InvitationClosed(chat_id="inv2", username="bob", outcome="declined"))
+    assert len(alice.client.invitations) <= MAX_OPEN_INVITATIONS
+    assert snapshot(alice.client) == before and alice.client.state is ClientState.ONLINE
+
+
 # --- certificates --------------------------------------------------------------------------------------------------
 
 def test_unasked_certificates_are_ignored(world: HostileServer, people: dict) -> None:
