@@ -206,7 +206,7 @@ class ClientProtocol:
         return self._request(m.Who(rid=self._next_rid))
 
     def status(self, username: str) -> int:
-        return self._request(m.Status(rid=self._next_rid, username=username))
+        return self._request(m.Status(rid=self._next_rid, username=normalize_username(username)))
 
     def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
                   suite: str = "aes-256-gcm") -> int:
@@ -215,7 +215,8 @@ class ClientProtocol:
 
     def invite(self, chat_id: str, username: str) -> int:
         self._chat_command(chat_id, "chat_invite")
-        return self._request(m.ChatInvite(rid=self._next_rid, chat_id=chat_id, username=username))
+        name = normalize_username(username)  # PROTOCOL.md 3.2, as open_chat: our mistake is a local error
+        return self._request(m.ChatInvite(rid=self._next_rid, chat_id=chat_id, username=name))
 
     def answer_invitation(self, chat_id: str, accept: bool) -> int:
         """Accept or decline an invitation we received (PROTOCOL.md 7.11)."""
