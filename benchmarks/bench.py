@@ -205,6 +205,65 @@ def bench_class(keyfile: Path, keys, quick: bool) -> dict:
     return result
 
 
+# --- scale: 2,000 clients ------------------------------------------------------------------------------------------
+
+
+def raise_descriptor_limit(needed: int) -> dict:
+    """Each client holds one descriptor here and one in the server: raise the soft limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed and (hard == resource.RLIM_INFINITY or hard >= needed):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else needed, hard))
+    soft_now, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {"soft_before": soft, "hard": hard, "soft": soft_now, "needed": needed}
+
+
+def bench_scale(keyfile: Path, keys, quick: bool) -> dict:
+    """2,000 clients logged in (FAST scrypt for setup), chats of 5, the lobby on, 2,000 msg/s offered for 60 s."""
+    clients, size, rate, duration = (50, 5, 100.0, 2.0) if quick else (2000, 5, 2000.0, 60.0)
+    fds = raise_descriptor_limit(2 * clients + 256)  # the server process inherits the raised limit
+    log(f"scale: {clients} clients, chats of {size}, lobby on, {rate:.0f} msg/s for {duration:.0f} s (fds {fds})")
+    server = lg.ServerHandle("securechat", keyfile, users=clients,
+                             extra=("--lobby", "--max-connections", str(clients + 64)))
+    cl: list[lg.Client] = []
+    rss: list[float] = []
+    try:
+        rss.append(server.rss_mb())
+        t0 = time.perf_counter()
+        cl = []
+        for first in range(0, clients, 250):  # batches: the listen backlog is 512
+            batch = lg.connect_and_login(server.port, server.server_key, keys,
+                                         range(first, min(first + 250, clients)), timeout=600)
+            cl += batch
+            until = time.monotonic() + 0.5
+            lg.pump(cl, lambda: time.monotonic() > until, 5, "drain")  # read what the lobby sent meanwhile
+        login_s = time.perf_counter() - t0
+        groups = lg.open_chats(cl, size, timeout=600)
+        setup_s = time.perf_counter() - t0
+        rss_ready = server.rss_mb()
+        lobby_full = sum(1 for c in cl for e in c.events
+                         if isinstance(e, ev.RequestFailed) and e.ref == "lobby")
+        names = {c.name: c.idx for c in cl}
+        eps = [lg.FastEndpoint(c, [x.idx for x in g], names) for g in groups for c in g]
+        cpu0 = server.cpu_seconds()
+        result = lg.run_relay(eps, duration=duration, rate=rate, warmup=0.5 if quick else 2.0,
+                              sample=lambda: rss.append(server.rss_mb()))
+        result["server_cpu_s_per_s"] = round((server.cpu_seconds() - cpu0) / max(result["seconds"], 1e-9), 2)
+        rss.append(server.rss_mb())
+    finally:
+        lg.close_all(cl)
+        server.stop()
+    result.update({"clients": clients, "chat_size": size, "lobby": True, "offered_messages_per_s": rate,
+                   "duration_s": duration, "login_s": round(login_s, 1), "setup_s": round(setup_s, 1),
+                   "told_lobby_full": lobby_full, "descriptors": fds,
+                   "rss_idle_mb": round(rss[0], 1), "rss_after_setup_mb": round(rss_ready, 1),
+                   "rss_peak_mb": round(max(rss), 1)})
+    log(f"  logins {login_s:.1f} s; p50 {result['p50_ms']} p99 {result['p99_ms']} lost {result['lost']} "
+        f"rss peak {result['rss_peak_mb']} MB; {lobby_full} told the lobby is full")
+    return result
+
+
 # --- login burst -----------------------------------------------------------------------------------------------------
 
 
@@ -398,8 +457,26 @@ def bench_schemes(quick: bool) -> dict:
 # --- main ------------------------------------------------------------------------------------------------------------
 
 
+def evaluate_scale(results: dict) -> dict:
+    """Targets of the scale and fairness parts (docs/PERFORMANCE.md)."""
+    out: dict = {}
+    s = results.get("scale")
+    if s is not None:
+        out["scale_2000_p99_ms"] = {"target": "< 50", "value": s["p99_ms"], "met": s["p99_ms"] < 50}
+        out["scale_2000_lost"] = {"target": "0", "value": s["lost"], "met": s["lost"] == 0}
+        out["scale_2000_rss_mb"] = {"target": "< 500", "value": s["rss_peak_mb"], "met": s["rss_peak_mb"] < 500}
+    f = results.get("fair_admission")
+    if f is not None:
+        worst = max(p["honest_p99_s"] for p in f["phases"])
+        out["fair_honest_login_p99_s"] = {"target": "< 3", "value": worst, "met": worst < 3}
+        admitted = max(p["admitted_guesses_per_address_per_minute"] for p in f["phases"])
+        out["fair_guesses_per_address_per_minute"] = {"target": "<= 30 (+ 8 in flight)", "value": admitted,
+                                                      "met": admitted <= 38}
+    return out
+
+
 def evaluate(results: dict) -> dict:
-    out = {}
+    out = evaluate_scale(results)
     w = results.get("ws_relay")
     if w and not results.get("quick"):
         out["ws_relay_ratio_to_tcp"] = {"target": ">= 0.8", "value": w["ratio_ws_to_tcp"],
@@ -436,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these parts (relay class burst setup schemes ws)")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="run only these parts (relay class burst setup schemes ws scale fairness); their results "
+                         "are merged into --out when it exists")
     ap.add_argument("--aead-backend", choices=(*aead.BACKENDS, "both"), default="pycryptodome",
                     help="AES-GCM backend of server and generator; 'both' adds a cryptography pass (relay, class, "
                          "schemes)")
@@ -449,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
                      + (f" --aead-backend {args.aead_backend}" if args.aead_backend != "pycryptodome" else ""),
                      "aead_backend": backends[0]}
     # ws (WebSocket against TCP) is in a full run; the quick smoke leaves it to its own smoke test
-    parts = args.only or ["relay", "class", "burst", "setup", "schemes", *([] if args.quick else ["ws"])]
+    parts = args.only or ["relay", "class", "burst", "setup", "schemes", *([] if args.quick else ["ws"]),
+                          "scale", "fairness"]
     with tempfile.TemporaryDirectory() as tmp:
         keyfile = Path(tmp) / "keys.bin"
         keys = make_keys(keyfile)
@@ -466,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
             results["signature_schemes"] = bench_schemes(args.quick)
         if "ws" in parts:
             results["ws_relay"] = bench_ws(keyfile, keys, args.quick)
+        if "scale" in parts:
+            results["scale"] = bench_scale(keyfile, keys, args.quick)
+        if "fairness" in parts:
+            from .fairness import bench_fairness
+
+            results["fair_admission"] = bench_fairness(keyfile, keys, args.quick)
         for name in backends[1:]:
             log(f"--- again with the {name} AEAD backend ---")
             aead.set_backend(name)
@@ -485,7 +571,16 @@ def main(argv: list[str] | None = None) -> int:
         results["targets"] = evaluate(results)
     elif "ws" in parts:
         results["targets"] = evaluate({"quick": args.quick, "ws_relay": results["ws_relay"]})
+    if args.only:
+        results.setdefault("targets", {}).update(evaluate_scale(results))
     results["elapsed_s"] = round(time.time() - started, 1)
+    if args.only and Path(args.out).exists():  # a partial run updates its parts, keeping the others' figures
+        merged = json.loads(Path(args.out).read_text())
+        merged.setdefault("targets", {}).update(results.pop("targets", {}))  # only this run's targets change
+        merged.update({k: v for k, v in results.items() if k not in ("machine", "started", "command", "quick")})
+        merged.setdefault("partial_runs", []).append({"parts": parts, "started": results["started"],
+                                                      "quick": args.quick, "machine": results["machine"]})
+        results = merged
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {args.out} in {results['elapsed_s']} s")
     if not args.no_plots and not args.only:

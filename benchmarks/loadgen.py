@@ -54,9 +54,9 @@ class ServerHandle:
     """The server under test in a subprocess; ``stop()`` closes its stdin and waits (kills after 10 s)."""
 
     def __init__(self, kind: str, keyfile: Path, *, users: int = 0, scrypt: str = "fast",
-                 unlimited_rate: bool = False) -> None:
+                 unlimited_rate: bool = False, extra: tuple[str, ...] = ()) -> None:
         cmd = [sys.executable, "-m", "benchmarks.server_proc", kind, str(keyfile), "--users", str(users),
-               "--scrypt", scrypt]
+               "--scrypt", scrypt, *extra]
         if kind == "securechat":
             cmd += ["--aead-backend", aead.backend()]  # the server uses the generator's AEAD backend
         if unlimited_rate:
@@ -206,13 +206,15 @@ def _masked(first: int, payload: bytes) -> bytes:
 
 
 class Client:
-    def __init__(self, idx: int, port: int, server_key: tuple[bytes, str] | None, *, ws: bool = False) -> None:
+    def __init__(self, idx: int, port: int, server_key: tuple[bytes, str] | None, *, ws: bool = False,
+                 source: str = "127.0.0.1") -> None:
         self.idx, self.name = idx, user_name(idx)
         self.sock: socket.socket | WsSocket
         if ws:
             self.sock = WsSocket(port)
         else:
-            self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            # *source*: another loopback address (127.0.0.2, ...) stands for another machine (fairness benchmark)
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.proto = ClientProtocol(server_key=server_key)
         self.events: list[ev.Event] = []
@@ -288,8 +290,14 @@ def open_chats(clients: list[Client], size: int, timeout: float = 120.0) -> list
     for g in groups:
         g[0].proto.open_chat([c.name for c in g[1:]])
     members = [c for g in groups for c in g]
-    pump(clients, lambda: all(c.proto.book and c.proto.book.chats for c in members), timeout, "chat keys")
+    pump(clients, lambda: all(c.proto.book and _own_chat(c) for c in members), timeout, "chat keys")
     return groups
+
+
+def _own_chat(client: Client) -> str | None:
+    """The client's first chat other than the lobby (PROTOCOL.md 7.8), or None."""
+    book = client.proto.book
+    return next((cid for cid in book.chats if cid != m.LOBBY_ID), None) if book is not None else None
 
 
 def close_all(clients: list[Client]) -> None:
@@ -308,7 +316,8 @@ class FastEndpoint:
         self._records = proto._records
         self._names = name_to_idx
         self._buf = bytearray()
-        chat_id = next(iter(proto.book.chats))
+        chat_id = _own_chat(client)
+        assert chat_id is not None
         sealed = proto.book.seal(chat_id, "pre-sealed benchmark message, about one line of chat text", None)
         body = encode_frame(sealed)[4:]
         head, tail = body.split(b'"seq":%d' % sealed.seq, 1)
@@ -347,7 +356,7 @@ class FullEndpoint:
     def __init__(self, client: Client, members: list[int], name_to_idx: dict[str, int]) -> None:
         self.client, self.idx, self.sock, self.members = client, client.idx, client.sock, members
         self._names = name_to_idx
-        self._chat = next(iter(client.proto.book.chats))  # type: ignore[union-attr]
+        self._chat = _own_chat(client)
         self.errors = 0
         self.n = 0
 

@@ -39,6 +39,11 @@ def main() -> int:
     ap.add_argument("--scrypt", choices=("fast", "owasp"), default="fast")
     ap.add_argument("--unlimited-rate", action="store_true")
     ap.add_argument("--aead-backend", choices=aead.BACKENDS, default="pycryptodome")
+    ap.add_argument("--lobby", action="store_true", help="put every online user in the lobby (PROTOCOL.md 7.8)")
+    ap.add_argument("--max-connections", type=int, default=None, help="raise ServerConfig.max_connections")
+    ap.add_argument("--default-address-limits", action="store_true",
+                    help="keep the per-address password limits (the fairness benchmark); otherwise they are "
+                         "raised, because the load generator is ONE address standing for a whole class")
     args = ap.parse_args()
     aead.set_backend(args.aead_backend)
     if args.kind == "plain":
@@ -49,12 +54,18 @@ def main() -> int:
         return 0
     keys = load_keys(Path(args.keyfile))
     params = kdf.OWASP_SCRYPT if args.scrypt == "owasp" else kdf.FAST_SCRYPT
-    # Every benchmark client connects from 127.0.0.1: the per-address share of the password queue, the
-    # per-address window of logins in flight (fair admission, meant for many addresses) and the per-address
-    # connection cap (PROTOCOL.md 10.1) would refuse a 50- or 300-client login wave, so all are lifted here.
-    config = ServerConfig(scrypt=params, max_pending_password_jobs_per_address=1_000_000,
-                          address_failures_allowed=1_000_000,
-                          max_connections_per_address=ServerConfig().max_connections)
+    config = ServerConfig(scrypt=params, lobby=args.lobby)
+    if not args.default_address_limits:
+        # Every benchmark client connects from 127.0.0.1: the per-address share of the password queue, the
+        # per-address window of logins in flight, the registration bucket (fair admission, PROTOCOL.md 6.1-6.2,
+        # meant for many addresses) and the per-address connection cap (PROTOCOL.md 10.1) would refuse a 50- or
+        # 300-client login wave, so all are lifted here; the fairness benchmark keeps them.
+        config = dataclasses.replace(config, max_pending_password_jobs_per_address=1_000_000,
+                                     address_failures_allowed=1_000_000, registration_burst_per_address=1e9,
+                                     max_connections_per_address=config.max_connections)
+    if args.max_connections:
+        config = dataclasses.replace(config, max_connections=args.max_connections,
+                                     max_connections_per_address=args.max_connections)
     if args.unlimited_rate:
         config = dataclasses.replace(config, messages_per_second=1e9, message_burst=1e9)
     server_key = new_server_key()

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="AES-GCM implementation (byte-identical; cryptography must be installed)")
     parser.add_argument("--plain", action="store_true",
                         help="no line editor even on a terminal: read plain lines (for screen readers, scripts)")
+    parser.add_argument("--accept-invitations", action="store_true",
+                        help="join every chat you are invited to without asking (PROTOCOL.md 7.11; default: ask, "
+                             "answer with /accept or /decline)")
     add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
     return parser
 
@@ -66,10 +69,9 @@ class PlainTerminal:
     (it refuses such lines) instead of ending the program."""
 
     def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
-        stdin = sys.stdin if stdin is None else stdin
-        buffer = getattr(stdin, "buffer", None)
-        self.stdin: TextIO = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape") \
-            if buffer is not None else stdin
+        self.stdin: TextIO = sys.stdin if stdin is None else stdin
+        if isinstance(self.stdin, io.TextIOWrapper):  # not a new wrapper: that would close stdin when freed
+            self.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
         self.stdout = sys.stdout if stdout is None else stdout
         self._lock = threading.Lock()
 
@@ -210,13 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     if keylog is not None:
         print(f"LAB TOOL: writing this connection's record keys to {keylog.path}", flush=True)
     interactive = not args.plain and sys.stdin.isatty() and sys.stdout.isatty()
-    terminal: PlainTerminal | PromptTerminal = PromptTerminal() if interactive else PlainTerminal()
+    terminal: PlainTerminal | PromptTerminal | None = None
+    if interactive:
+        try:
+            terminal = PromptTerminal()
+        except ImportError:  # prompt_toolkit missing (it is in requirements.txt): plain lines still work
+            print("securechat-client: prompt_toolkit is not installed: no line editing (pip install "
+                  "prompt_toolkit)", file=sys.stderr)
+    if terminal is None:
+        terminal = PlainTerminal()
     route: list[Callable[[ev.Event], None]] = []
     trusted = [pinned]
 
     def make(server_key: tuple[bytes, str] | None, on_event: Callable[[ev.Event], None] | None = None) -> TcpClient:
         return TcpClient(url=str(endpoint), tls=tls, server_key=server_key, on_event=on_event,
-                         key_exchange=key_exchange, lab=lab, keylog=keylog)
+                         key_exchange=key_exchange, lab=lab, keylog=keylog,
+                         auto_accept_invitations=args.accept_invitations)
 
     def connect(on_event: Callable[[ev.Event], None]) -> TcpClient:
         return make(trusted[0], on_event)  # a reconnection insists on the key pinned at the first connection

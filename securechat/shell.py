@@ -46,7 +46,9 @@ HELP = """commands:
                                 (after a key change: the pinned and the OFFERED key's numbers side by side)
   /trust NAME FINGERPRINT       accept NAME's CHANGED key, exactly the one with FINGERPRINT (only after
                                 comparing the offered key's safety number out of band: /fingerprint NAME)
-  /invite NAME                  invite NAME to the current chat (new epoch, new key)
+  /invite NAME                  invite NAME to the current chat (they join, with a new epoch and key, if
+                                they accept)
+  /accept CHAT   /decline CHAT  answer an invitation you received (the start of its chat id is enough)
   /leave                        leave the current chat
   /chats                        list your chats;  /switch CHAT  makes CHAT current (its name, number or id)
   /renew                        renew your certificate (same keys) in its last 30 days; an expired one is
@@ -61,6 +63,8 @@ USAGE = {
     "status": "/status NAME",
     "chat": "/chat [--mode MODE] [--suite SUITE] NAME [NAME...]",
     "invite": "/invite NAME",
+    "accept": "/accept CHAT   (the start of the chat id in the invitation)",
+    "decline": "/decline CHAT   (the start of the chat id in the invitation)",
     "switch": "/switch CHAT   (a name or number from /chats, or the start of a chat id)",
     "fingerprint": "/fingerprint NAME",
     "trust": "/trust NAME FINGERPRINT",
@@ -70,7 +74,7 @@ XOR_WARNING = ("!!! INSECURE (XOR of shares, no commitments): the last member to
                "contributory-xor derives the key as the XOR of the shares; use --mode contributory for the real "
                "derivation")
 RULE = "!" * 78
-# Bounded backoff (PROTOCOL.md 5): waits between reconnection attempts, the last one repeated until the cap.
+# Bounded backoff: waits between reconnection attempts, the last one repeated until the cap.
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 RECONNECT_ATTEMPTS = 12
 SETTLE_SECONDS = 1.5  # after a new login, how long to wait for the server's chat keys before the survivor list
@@ -230,8 +234,10 @@ class Shell:
             thread = threading.Thread(target=self._reconnect_loop, args=(previous,), name="securechat-reconnect",
                                       daemon=True)
             self._reconnecting = thread
-        reason = explain(event.code or ErrorCode.CONNECTION_LOST, event.message)
-        self.say(f"* {self._stamp()} connection lost: {reason}; reconnecting (what you type now is not sent)")
+        code = event.code or ErrorCode.CONNECTION_LOST
+        reason = printable(event.message) if code == ErrorCode.CONNECTION_LOST else explain(code, event.message)
+        self.say(f"* {self._stamp()} connection to the server lost ({reason}); reconnecting (what you type now "
+                 "is not sent)")
         self._changed()
         thread.start()
 
@@ -349,6 +355,16 @@ class Shell:
                 return (f"! key agreement in {self.label(event.chat_id)} (epoch {event.epoch}) timed out waiting "
                         f"for {', '.join(printable(m) for m in event.missing)}: no key until they take part "
                         "(/leave, then open the chat again without them)")
+            case ev.InvitationReceived() if event.accepted:
+                return (f"* {printable(event.inviter)} invited you to a {printable(event.mode)} chat: accepted "
+                        "(--accept-invitations)")
+            case ev.InvitationReceived():
+                short = printable(event.chat_id[:8])
+                return (f"* {printable(event.inviter)} invites you to a {printable(event.mode)} chat {short}: "
+                        f"/accept {short} or /decline {short} (open for {event.expires_in} s)")
+            case ev.InvitationClosed():
+                what = {"declined": "declined", "expired": "did not answer"}.get(event.outcome, "withdrew from")
+                return f"* {printable(event.username)} {what} your invitation to {self.label(event.chat_id)}"
             case ev.PeerMisbehaved():
                 return (f"! WARNING: {printable(event.sender)} MISBEHAVED in {self.label(event.chat_id)} at message "
                         f"{event.seq}: {explain(event.code, event.reason)}")
@@ -377,10 +393,12 @@ class Shell:
             return  # the lobby rekeys at every login and logout: the presence line already said it
         if new and event.actor == me and event.chat_id != LOBBY_ID:
             return  # our own /chat prints its line when it returns
-        if new:
-            name = "lobby" if event.chat_id == LOBBY_ID else f"chat {label}"
-            self.say(f"* {name} [{printable(event.mode)}, {printable(event.suite)}] epoch {event.epoch}: members "
-                     f"{', '.join(printable(m) for m in event.members)} (opened by {printable(event.actor)}); "
+        if new and event.chat_id == LOBBY_ID:
+            self.say(f"* lobby [{printable(event.mode)}, {printable(event.suite)}]: everyone online "
+                     f"({', '.join(printable(m) for m in event.members)}); /lobby to talk there")
+        elif new:
+            self.say(f"* chat {label} [{printable(event.mode)}, {printable(event.suite)}] epoch {event.epoch}: "
+                     f"members {', '.join(printable(m) for m in event.members)} (opened by {printable(event.actor)}); "
                      f"{_mode_promise(event.mode)}")
             if event.actor != me and event.chat_id != LOBBY_ID:
                 self.say(f"  now talking in {label}" if became_current else f"  /switch {label} to talk there")
@@ -616,18 +634,23 @@ class Shell:
         client = self._online_client()
         if mode == "contributory-xor":
             self.say(XOR_WARNING)
+        self.say(f"  inviting {', '.join(printable(n) for n in others)}: the chat starts when they have answered "
+                 "(at most 20 s; latecomers can still accept)")
         if mode in ("contributory", "contributory-xor"):
-            self.say(f"  {mode}: running the key agreement rounds with the members ...")
+            self.say(f"  {mode}: then running the key agreement rounds with the members ...")
         opened = client.open_chat(others, mode=mode, suite=suite)
         with self._lock:
             self.current = opened.chat_id
             self._known.add(opened.chat_id)
-        for name in opened.offline:
-            self.say(f"  {printable(name)} is offline: not added")
+        for name in opened.pending:
+            where = "is offline" if name in opened.offline else "has not answered yet"
+            self.say(f"  {printable(name)} {where}: invited, joins if they accept")
+        for name in opened.declined:
+            self.say(f"  {printable(name)} declined (or cannot take another chat): not added")
         for name in opened.unknown:
             self.say(f"  {printable(name)} is not a registered user: not added")
-        if len(opened.members) < 2:
-            self.say("  nobody else could be added: the chat has only you (/invite NAME when they are online)")
+        if len(opened.members) < 2 and not opened.pending:
+            self.say("  nobody else joined: the chat has only you (/invite NAME)")
         self.say(f"chat {printable(opened.chat_id[:8])} [{mode}, {suite}] with "
                  f"{', '.join(printable(m) for m in opened.members)}: {_mode_promise(mode)}; now talking in "
                  f"{self.label(opened.chat_id)}")
@@ -640,6 +663,31 @@ class Shell:
             self.say("! no current chat: /switch to one first")
             return
         self._online_client().invite(self.current, self._name(args[0]))
+
+    def _answer(self, args: list[str], accept: bool) -> None:
+        """PROTOCOL.md 7.11: nobody joins a chat without answering its invitation."""
+        if len(args) > 1:
+            raise UsageError
+        client = self._online_client()
+        open_ = list(client.protocol.invitations)
+        matches = [cid for cid in open_ if cid.startswith(args[0])] if args else open_
+        if len(matches) != 1:
+            listed = ", ".join(printable(cid[:8]) for cid in open_) or "none"
+            self.say(f"! which invitation? /{'accept' if accept else 'decline'} CHAT (open invitations: {listed})")
+            return
+        answered = client.answer_invitation(matches[0], accept)
+        self.say(f"* {'accepted' if answered.accepted else 'declined'} the invitation to chat "
+                 f"{printable(matches[0][:8])}")
+        if answered.accepted:
+            with self._lock:
+                self.current = matches[0]
+        self._changed()
+
+    def cmd_accept(self, args: list[str]) -> None:
+        self._answer(args, True)
+
+    def cmd_decline(self, args: list[str]) -> None:
+        self._answer(args, False)
 
     def cmd_leave(self, args: list[str]) -> None:
         current = self.current

@@ -29,6 +29,13 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert results["login_burst"]["burst"]["failed"] == 0
     assert results["login_burst"]["chat_during"]["lost"] == 0
     assert [r["members"] for r in results["chat_setup"]["rows"]] == [2, 5]
+    # the scale part (2,000 clients, lobby on) and fair admission, at tiny sizes: figures reported, none asserted
+    scale = results["scale"]
+    assert scale["lost"] == 0 and scale["lobby"] is True and scale["rss_peak_mb"] > 0 and "p99_ms" in scale
+    for phase in results["fair_admission"]["phases"]:
+        assert phase["honest_logins"] > 0 and not phase["honest_failures"]
+        assert phase["admitted_guesses_total"] > 0 and "honest_p99_s" in phase
+    assert {"scale_2000_p99_ms", "fair_honest_login_p99_s"} <= set(results["targets"])
     assert {r["scheme"] for r in results["signature_schemes"]["rows"]} == {
         "rsa-pss-sha256", "dsa-2048-sha256", "ecdsa-p256-sha256", "ed25519"}
 

@@ -115,6 +115,9 @@ def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
         alice.wait_for(r"logged in as alice")
         alice.wait_for(r"/fingerprint NAME")
         alice.type("/chat --mode contributory bob")
+        # PROTOCOL.md 7.11: bob is asked, and joins only by accepting
+        invited = bob.wait_for(r"alice invites you to a contributory chat (\w+): /accept").group(1)
+        bob.type(f"/accept {invited}")
         alice.wait_for(r"chat \w+ \[contributory, aes-256-gcm\] with alice, bob")
         bob.wait_for(r"\[contributory, aes-256-gcm\] epoch 1: members alice, bob .*key agreed by every member")
         alice.type("hello over a key the server never saw")
@@ -128,6 +131,8 @@ def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
         alice.wait_for(r"current chat: the lobby")
         alice.type("/chat --mode contributory-xor bob")
         alice.wait_for(r"INSECURE \(XOR of shares, no commitments\): the last member to reveal chooses the key")
+        invited = bob.wait_for(r"alice invites you to a contributory-xor chat (\w+): /accept").group(1)
+        bob.type(f"/accept {invited[:4]}")  # a prefix of the chat id is enough
         bob.wait_for(r"INSECURE \(XOR of shares, no commitments\)")
         alice.wait_for(r"first sight of bob: fingerprint")
         pins = json.loads((tmp_path / "keys" / "alice" / "known_peers.json").read_text())

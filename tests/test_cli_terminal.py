@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -124,12 +125,12 @@ class Term:
         return self.screen()
 
 
-def _login_term(server: Server, tmp: Path, name: str) -> Term:
+def _login_term(server: Server, tmp: Path, name: str, *extra: str) -> Term:
     """A pty client for *name*, registered beforehand (cached keys saved in its key folder), logged in."""
     keys = tmp / f"keys-{name}"
     KeyStore(keys).save(name, password_of(name), user_keys(name))
     server.user(name, login=False).close()
-    term = Term(server, keys)
+    term = Term(server, keys, *extra)
     term.type(f"/login {name} {password_of(name)}")
     term.expect(f"logged in as {name}")
     return term
@@ -147,7 +148,7 @@ def _wait(predicate, what: str, timeout: float = WAIT) -> None:  # type: ignore[
 
 
 def test_escape_sequences_from_a_peer_are_shown_not_obeyed(server: Server, tmp_path: Path) -> None:
-    bob = _login_term(server, tmp_path, "bob")
+    bob = _login_term(server, tmp_path, "bob", "--accept-invitations")
     mallory = server.user("mallory")
     try:
         opened = mallory.open_chat(["bob"])
@@ -162,11 +163,36 @@ def test_escape_sequences_from_a_peer_are_shown_not_obeyed(server: Server, tmp_p
     assert "Traceback" not in out
 
 
+def test_an_invitation_is_asked_and_answered_on_the_terminal(server: Server, tmp_path: Path) -> None:
+    """PROTOCOL.md 7.11: a person is asked before joining; /accept with the start of the chat id joins."""
+    import threading
+    bob = _login_term(server, tmp_path, "bob")
+    carol = server.user("carol")
+    opened: list[Any] = []
+    try:
+        opener = threading.Thread(target=lambda: opened.append(carol.open_chat(["bob"])), daemon=True)
+        opener.start()
+        short = bob.expect(r"carol invites you to a server-key chat (\w+): /accept").group(1)
+        assert not opened  # carol's chat waits for bob's answer
+        bob.type(f"/accept {short[:4]}")
+        bob.expect(r"accepted the invitation to chat " + short)
+        opener.join(WAIT)
+        assert opened and set(opened[0].members) == {"bob", "carol"}
+        carol.send(opened[0].chat_id, "welcome, by consent")
+        bob.expect(r"carol: welcome, by consent")
+        bob.type("/decline")
+        bob.expect(r"which invitation\? /decline CHAT \(open invitations: none\)")
+    finally:
+        carol.close()
+        out = bob.close()
+    assert "Traceback" not in out
+
+
 # --- finding: the prompt shows the chat a reply goes to; /switch confirms; no jargon ----------------------------
 
 
 def test_prompt_names_the_chat_and_replies_go_there(server: Server, tmp_path: Path) -> None:
-    alice = _login_term(server, tmp_path, "alice")
+    alice = _login_term(server, tmp_path, "alice", "--accept-invitations")
     bob, carol = server.user("bob"), server.user("carol")
     try:
         alice.expect(r"alice>")
@@ -278,6 +304,7 @@ def test_ctrl_c_and_ctrl_d_log_out_cleanly(server: Server, tmp_path: Path) -> No
             term = _login_term(server, tmp_path, name)
             _wait(lambda: any(isinstance(e, ev.PresenceChanged) and e.username == name and e.online  # noqa: B023
                               for e in watcher.inbox), f"{name} online")  # type: ignore[attr-defined]
+            term.expect(f"{name}>")  # the line editor is waiting (a key typed while a command runs is the tty's)
             term.child.sendcontrol(key)
             term.expect(r"logged out")
             term.child.expect(pexpect.EOF)
@@ -291,14 +318,14 @@ def test_ctrl_c_and_ctrl_d_log_out_cleanly(server: Server, tmp_path: Path) -> No
 
 
 def test_typing_after_the_server_went_away_and_reconnecting_after_a_restart(server: Server, tmp_path: Path) -> None:
-    alice = _login_term(server, tmp_path, "alice")
+    alice = _login_term(server, tmp_path, "alice", "--accept-invitations")
     bob = server.user("bob")
     try:
         bob.open_chat(["alice"])
         alice.expect(r"alice@bob>")
         bob.close()
         server.stop()
-        alice.expect(r"connection lost: .*reconnecting")
+        alice.expect(r"connection to the server lost .*reconnecting")
         alice.type("are you there?")
         alice.expect(r"not connected: your message was not sent")
         server.start()
@@ -315,7 +342,7 @@ def test_typing_after_the_server_went_away_and_reconnecting_after_a_restart(serv
     finally:
         out = alice.close()
     assert "Traceback" not in out
-    assert "password:" not in out.split("connection lost")[-1]  # logged in again without asking
+    assert "password:" not in out.split("connection to the server lost")[-1]  # logged in again without asking
 
 
 def _plain(server: Server, keys: Path, stdin: bytes) -> subprocess.CompletedProcess[bytes]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from securechat.errors import ErrorCode
 from securechat.protocol import events as ev
-from securechat.protocol.jobs import FairQueue, LoginJob
-from securechat.protocol.limits import AddressBuckets
+from securechat.protocol.jobs import LoginJob
 from securechat.protocol.states import ClientState
 from tests.helpers import (
     assert_serves,
@@ -118,6 +117,8 @@ def test_registrations_are_throttled_per_address_when_admitted() -> None:
 def test_fair_queue_serves_addresses_round_robin() -> None:
     """The password workers take jobs round robin across addresses: 40 queued jobs of one address delay
     another address's job by one, not by 40."""
+    from securechat.protocol.jobs import FairQueue
+
     queue: FairQueue[str] = FairQueue()
     for i in range(40):
         queue.push(ATTACKER, f"guess{i}")
@@ -130,6 +131,8 @@ def test_fair_queue_serves_addresses_round_robin() -> None:
 
 
 def test_address_buckets_forget_the_oldest_addresses_first() -> None:
+    from securechat.protocol.limits import AddressBuckets
+
     buckets = AddressBuckets(rate=0.0, burst=1.0, tracked_keys=2)
     assert buckets.take("a", 0.0) and not buckets.take("a", 1.0)
     assert buckets.take("b", 1.0) and buckets.take("c", 1.0)

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,8 +43,9 @@ def _free_display() -> int:
     pytest.fail("no free X display number in :90..:99")
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def xvfb() -> Iterator[str]:
+    """One Xvfb for the module: a Tk interpreter that outlived its display would abort the process (XIO)."""
     binary = shutil.which("Xvfb")
     if binary is None:
         missing("Xvfb is not installed: the GUI test needs it (apt-get install -y xvfb; .ci/run does this)")
@@ -54,7 +56,7 @@ def xvfb() -> Iterator[str]:
     assert binary is not None
     n = _free_display()
     display = f":{n}"
-    proc = subprocess.Popen([binary, display, "-screen", "0", "1880x560x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen([binary, display, "-screen", "0", "1366x768x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     old = os.environ.get("DISPLAY")
     try:
@@ -91,18 +93,48 @@ def screenshot(display: str, path: Path) -> None:
     ImageGrab.grab(xdisplay=display).save(path)
 
 
+def accept_invitation(app: Any, window: Any, inviter: str) -> None:
+    """The invitation bar appears in *window* naming *inviter*; press Accept."""
+    app.pump_until(lambda: window.invite_bar.winfo_ismapped() and inviter in window.invite_label.cget("text"), WAIT,
+                   f"{inviter}'s invitation shown")
+    window.accept_button.invoke()
+
+
+def assert_tiled_on_screen(app: object, width: int, height: int) -> None:
+    """Every window lies inside the screen and no two overlap (the windows are tiled, PROTOCOL-free check)."""
+    boxes = []
+    for win in [app.root] + [c.win for c in app.clients]:  # type: ignore[attr-defined]
+        win.update_idletasks()
+        x, y, w, h = win.winfo_x(), win.winfo_y(), win.winfo_width(), win.winfo_height()
+        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height, (win.title(), x, y, w, h)
+        boxes.append((x, y, x + w, y + h))
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
 def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
     from securechat.emoji import render
     from securechat.gui.app import launch
+    from securechat.crypto.signatures import SCHEMES as SCHEME_TABLE
+    from securechat.crypto.signatures import SignatureScheme
     from securechat.gui.chat_tab import VERIFIED
+    from securechat.gui.client_window import SCHEMES
 
     app = launch(clients=2, scrypt_n=2**10)
     try:
         alice, bob = app.clients
         app.pump_until(lambda: alice.client is not None and bob.client is not None, WAIT, "connections")
-        for window, password, scheme in ((alice, "pw-alice-gui", "RSA-PSS"), (bob, "pw-bob-gui", "DSA")):
+        assert_tiled_on_screen(app, 1366, 768)
+        # every scheme of the signature table is offered at registration
+        offered = {scheme for _label, scheme in SCHEMES}
+        assert offered == {s for s, p in SCHEME_TABLE.items() if p.user_selectable} and len(offered) == 4
+        assert list(alice.scheme_choice.cget("values")) == [label for label, _ in SCHEMES]
+        labels = {scheme: label for label, scheme in SCHEMES}
+        for window, password, scheme in ((alice, "pw-alice-gui", SignatureScheme.RSA_PSS_SHA256),
+                                         (bob, "pw-bob-gui", SignatureScheme.DSA_SHA256)):
             window.password_entry.insert(0, password)
-            window.scheme_var.set(scheme)
+            window.scheme_var.set(labels[scheme])
             window.register_button.invoke()
         app.pump_until(lambda: all("registered" in w.status.cget("text") for w in (alice, bob)), WAIT,
                        "registrations")
@@ -113,6 +145,7 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
 
         alice.select_users(["bob"])
         alice.open_button.invoke()
+        accept_invitation(app, bob, "alice")  # nobody joins a chat without consent (PROTOCOL.md 7.11)
         app.pump_until(lambda: len(alice.tabs) == 1 and len(bob.tabs) == 1, WAIT, "chat tabs")
         (chat_id, alice_tab), = alice.tabs.items()
         bob_tab = bob.tabs[chat_id]
@@ -143,6 +176,7 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
         alice.select_users(["bob"])
         alice.mode_var.set("contributory")
         alice.open_button.invoke()
+        accept_invitation(app, bob, "alice")
         app.pump_until(lambda: len(alice.tabs) == 2 and len(bob.tabs) == 2, WAIT, "contributory chat tabs")
         new_id = next(c for c in alice.tabs if c != chat_id)
         c_alice, c_bob = alice.tabs[new_id], bob.tabs[new_id]
@@ -195,3 +229,135 @@ def test_a_window_joins_a_remote_server_over_websocket(xvfb: str, tmp_path: Path
             del app
             gc.collect()
         server.stop()
+
+
+# --- after a dropped connection; the trust dialog, unread markers and safe display --------------------------
+# The connection is dropped by closing alice's socket under her window; the window must then disable Send (keeping
+# what was typed), reconnect with bounded backoff, log in again with the password it holds in memory (nothing is
+# asked), and say which chats survived (the lobby, which the server rejoins on login) and which were lost (a
+# server-key chat: the server removed her when the connection dropped). A pin that does not match bob's key then
+# raises the safety-number dialog, which accepts only the fingerprint of the key the server offers.
+
+KEPT = "typed while the connection was down"
+
+
+def online_pair(app: Any) -> tuple[Any, Any]:
+    alice, bob = app.clients
+    app.pump_until(lambda: alice.client is not None and bob.client is not None, WAIT, "connections")
+    for window, password in ((alice, "pw-alice-gui"), (bob, "pw-bob-gui")):
+        window.password_entry.insert(0, password)
+        window.register_button.invoke()
+    app.pump_until(lambda: all("registered" in w.status.cget("text") for w in (alice, bob)), WAIT, "registrations")
+    for window in (alice, bob):
+        window.login_button.invoke()  # the password typed for the registration is still in the field
+    app.pump_until(lambda: alice.username == "alice" and bob.username == "bob", WAIT, "logins")
+    app.pump_until(lambda: "bob" in alice.users.get(0, "end"), WAIT, "bob in alice's online list")
+    return alice, bob
+
+
+def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_fingerprint(
+        xvfb: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from securechat.gui import client_window
+    from securechat.gui.app import launch
+    from securechat.protocol import events as ev
+
+    monkeypatch.setattr(client_window, "RECONNECT_DELAYS", (0.6, 1.0))  # bounded: the last value repeats
+    monkeypatch.setattr(client_window, "SURVIVAL_WAIT_MS", 800)
+    app = launch(clients=2, scrypt_n=2**10, lobby=True)
+    try:
+        alice, bob = online_pair(app)
+        assert alice.password_entry.get() == ""  # the password is not left on screen
+        assert "online as alice" in alice.state_label.cget("text")
+        app.pump_until(lambda: "lobby" in alice.tabs and "lobby" in bob.tabs, WAIT, "lobby tabs")
+        alice.select_users(["bob"])
+        alice.open_button.invoke()
+        accept_invitation(app, bob, "alice")
+        app.pump_until(lambda: len(alice.tabs) == 2 and all(t.epoch >= 1 for t in alice.tabs.values())
+                       and len(alice.tabs[next(c for c in alice.tabs if c != "lobby")].members) == 2, WAIT,
+                       "a server-key chat with bob")
+        chat_id = next(c for c in alice.tabs if c != "lobby")
+        lobby = alice.tabs["lobby"]
+
+        # unread markers: bob looks at another tab; alice writes in the lobby
+        app.pump_until(lambda: chat_id in bob.tabs, WAIT, "bob's tab of the chat")
+        bob.notebook.select(bob.tabs[chat_id])
+        app.pump(0.2)
+        lobby.entry.insert(0, "hello lobby")
+        lobby.send_button.invoke()
+        app.pump_until(lambda: "hello lobby" in bob.tabs["lobby"].text(), WAIT, "bob receiving in the lobby")
+        assert bob.notebook.tab(bob.tabs["lobby"], "text").startswith("\N{BLACK CIRCLE}")
+        assert "(1)" in bob.notebook.tab(bob.tabs["lobby"], "text")
+        bob.notebook.select(bob.tabs["lobby"])
+        app.pump(0.2)
+        assert bob.notebook.tab(bob.tabs["lobby"], "text") == "lobby"
+
+        # untrusted text is made visible, never acted on (display.printable)
+        alice.on_event(ev.ChatReceived(chat_id="lobby", epoch=lobby.epoch, sender="bob\x1b[2K", seq=99,
+                                       text="ok\x1b[2K\r[lobby] carol: \u202everified", signature_scheme="ed25519",
+                                       gap=0))
+        assert "\x1b" not in lobby.text() and "\u202e" not in lobby.text()
+        assert "\\x1b[2K\\r[lobby] carol: <U+202E>verified" in lobby.text()
+
+        # the connection drops: Send is disabled, the typed text stays
+        lobby.entry.insert(0, KEPT)
+        alice.client.close()
+        app.pump_until(lambda: alice.state == "reconnecting", WAIT, "alice noticing the drop")
+        assert str(lobby.send_button.cget("state")) == "disabled" and lobby.entry.get() == KEPT
+        assert "reconnecting" in alice.state_label.cget("text")
+        assert str(alice.open_button.cget("state")) == "disabled"
+        # errors are wrapped to the window, not cut
+        assert 0 < int(str(alice.status.cget("wraplength"))) <= alice.win.winfo_width()
+
+        # it logs in again by itself and says what survived
+        app.pump_until(lambda: "Chats still open" in alice.status.cget("text"), WAIT, "the reconnection report")
+        report = alice.status.cget("text")
+        assert "Chats still open: lobby" in report and "Lost" in report and chat_id[:6] in report.split("Lost")[1]
+        assert alice.state == "online" and alice.username == "alice" and alice.password_entry.get() == ""
+        assert "lost when the connection dropped" in alice.tabs[chat_id].text()
+        assert str(alice.tabs[chat_id].send_button.cget("state")) == "disabled"
+        assert str(lobby.send_button.cget("state")) == "normal" and lobby.entry.get() == KEPT
+        lobby.send_button.invoke()
+        app.pump_until(lambda: KEPT in bob.tabs["lobby"].text(), WAIT, "bob receiving what was kept")
+        app.pump_until(lambda: lobby.entry.get() == "", WAIT, "the entry cleared once sent")
+        app.pump(0.3)
+        screenshot(xvfb, ARTIFACT.with_name("gui-reconnected.png"))
+
+        # the safety-number dialog: a number for a pinned peer; a changed key accepted only by its fingerprint
+        app.pump_until(lambda: "bob" in alice.client.pins, WAIT, "bob pinned")
+        alice.trust_button.invoke()
+        app.pump_until(lambda: alice.trust is not None, WAIT, "the safety-number dialog")
+        alice.trust.select("bob")
+        shown = alice.trust.detail.cget("text")
+        assert "Safety number with bob" in shown and alice.client.safety_number("bob") in shown
+        assert str(alice.trust.trust_button.cget("state")) == "disabled"  # nothing to accept: no change pending
+
+        # the pin saved for bob no longer matches the key the server presents (as after a key change)
+        real = alice.client.pins["bob"]
+        app.keystore.save_pins("alice", {"bob": "00" * 16})
+        alice.client.close()  # the next session loads the saved pins
+        app.pump_until(lambda: alice.state == "reconnecting", WAIT, "the second drop")
+        app.pump_until(lambda: "Chats still open" in alice.status.cget("text"), WAIT, "alice back online")
+        alice.select_users(["bob"])
+        alice.open_button.invoke()
+        accept_invitation(app, bob, "alice")
+        app.pump_until(lambda: "bob" in alice.client.pending_key_changes(), WAIT, "the key change")
+        app.pump_until(lambda: alice.trust is not None and "DIFFERENT key" in alice.trust.detail.cget("text"),
+                       WAIT, "the dialog showing bob's change")
+        assert str(alice.trust.trust_button.cget("state")) == "normal"
+        assert alice.client.safety_number("bob", offered=True) in alice.trust.detail.cget("text")
+        alice.trust.fingerprint.insert(0, "11" * 16)
+        alice.trust.trust_button.invoke()
+        app.pump_until(lambda: "NOT trusted" in alice.trust.message.cget("text"), WAIT, "a wrong fingerprint refused")
+        assert "bob" in alice.client.pending_key_changes()
+        alice.trust.fingerprint.delete(0, "end")
+        alice.trust.fingerprint.insert(0, real)
+        alice.trust.trust_button.invoke()
+        app.pump_until(lambda: "now trusted" in alice.trust.message.cget("text"), WAIT, "the right one accepted")
+        assert alice.client.pins["bob"] == real and "bob" not in alice.client.pending_key_changes()
+        app.pump_until(lambda: app.keystore.load_pins("alice").get("bob") == real, WAIT, "the pin saved")
+        app.pump(0.3)
+        screenshot(xvfb, ARTIFACT.with_name("gui-trust.png"))
+    finally:
+        app.close()
+        del app
+        gc.collect()

@@ -103,6 +103,10 @@ def test_keylog_file_is_created_owner_only_and_refuses_a_readable_one(tmp_path):
     readable.chmod(0o644)
     with pytest.raises(ValueError, match="only you can read"):
         KeyLogWriter(readable)
+    link = tmp_path / "link.log"
+    link.symlink_to(path)
+    with pytest.raises(ValueError, match="cannot open key log"):  # a symlink planted where the log goes
+        KeyLogWriter(link)
 
 
 def test_no_keylog_is_written_unless_asked(tmp_path, monkeypatch):

@@ -162,6 +162,8 @@ def _victim_logs_into(catcher: attacks.LoginCatcher, real: TcpServer, lab: LabMo
     keys = user_keys("victim")
     key = real.protocol.server_key if pinned_real else catcher.server.protocol.server_key
     client = TcpClient(*catcher.server.address, server_key=(key.public_der, key.scheme.value), lab=lab)
+    # a key was pinned: even the unpinned-client variant does not invite the driver to re-pin the rogue key
+    assert client.handshake is not None and client.handshake.first_use is False
     try:
         with pytest.raises(Exception):  # the victim has no account on the rogue server: its login fails there
             client.login("victim", "pw-victim", keys)

@@ -729,24 +729,26 @@ def test_safety_number_is_symmetric_for_every_pair() -> None:
 # --- 7. an offline member (PROTOCOL.md 7.6 mailboxes) -------------------------------------------------------------
 
 
-def test_offline_member_gets_epoch_and_envelopes_at_login() -> None:
+def test_offline_invitee_accepts_at_login_and_joins_the_agreement() -> None:
+    """PROTOCOL.md 7.11: an offline invitee is not a member (it takes no slot and holds up no round); its
+    invitation waits for its login, and accepting starts a new epoch that all three agree on."""
     sim = make_simulation("alice", "bob", seed=7, dsa=("bob",))
     carol = register_only(sim, "carol")
     sim.clients["alice"].open_chat(["bob", "carol"], mode=SECURE)
     sim.run_until_idle()
     opened = sim.last_event("alice", ev.ChatOpened)
     cid = opened.chat_id
-    assert set(opened.members) == {"alice", "bob", "carol"}
-    assert not keyed(sim, "alice", cid) and not keyed(sim, "bob", cid)  # waiting for carol's commitment
-    assert sim.server.mailboxes.get("carol")
+    assert set(opened.members) == {"alice", "bob"} and opened.offline == ("carol",) and opened.pending == ("carol",)
+    assert keyed(sim, "alice", cid, 1) and keyed(sim, "bob", cid, 1)  # nobody waits for carol
+    assert not sim.server.mailboxes.get("carol")
     carol.login("carol", password_of("carol"), user_keys("carol"))
     sim.run_until_idle()
-    got = {type(x).__name__ for x in sim.messages_of("carol", "receive")}
-    assert {"ChatEpoch", "ShareCommitted"} <= got
+    invitation = sim.last_event("carol", ev.InvitationReceived)
+    assert (invitation.chat_id, invitation.inviter, invitation.mode) == (cid, "alice", SECURE)
     for name in ("alice", "bob", "carol"):
-        assert keyed(sim, name, cid, 1), (name, aborted(sim, name))
+        assert keyed(sim, name, cid, 2), (name, aborted(sim, name))
+    assert keyed(sim, "bob", cid, 2)[0].joined == ("carol",)
     assert chat_of(sim, "alice", cid).key == chat_of(sim, "bob", cid).key == chat_of(sim, "carol", cid).key
-    assert not sim.server.mailboxes.get("carol")
     say(sim, "carol", cid, "I was offline")
     say(sim, "bob", cid, "welcome")
     assert texts(sim, "alice", cid) == [("carol", "I was offline"), ("bob", "welcome")]

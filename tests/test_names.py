@@ -12,7 +12,6 @@ import pytest
 
 from securechat.errors import ErrorCode
 from securechat.protocol import events as ev
-from securechat.protocol.names import UTS39_ASCII, skeleton
 from securechat.protocol.registry import NameTaken
 from securechat.protocol.states import ClientState
 from securechat.store import MemoryRegistry, SqliteRegistry
@@ -24,18 +23,24 @@ LOOKALIKES = [("alice", "a1ice"), ("bob", "b0b"), ("mallory", "rnallory"), ("car
 
 @pytest.mark.parametrize(("name", "lookalike"), LOOKALIKES)
 def test_skeletons_of_lookalikes_are_equal(name: str, lookalike: str) -> None:
+    from securechat.protocol.names import skeleton
+
     assert skeleton(name) == skeleton(lookalike)
 
 
 @pytest.mark.parametrize(("one", "other"), [("ian", "lan"), ("alice", "alicia"), ("bob", "bob2"),
                                             ("m", "n"), ("r-n", "mx"), ("carol", "caro")])
 def test_names_that_do_not_look_alike_have_different_skeletons(one: str, other: str) -> None:
+    from securechat.protocol.names import skeleton
+
     assert skeleton(one) != skeleton(other)
 
 
 def test_the_table_is_uts39_restricted_to_the_username_alphabet() -> None:
     """UTS39_ASCII is the Unicode confusables data (as the confusable-homoglyphs package ships it) between
     strings of a-z 0-9 _ . - after casefolding, minus capital I ~ l (names are shown casefolded)."""
+    from securechat.protocol.names import UTS39_ASCII
+
     data = json.loads(resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8"))
     alphabet = set(string.ascii_letters + string.digits + "_.-")
     pairs = set()

@@ -11,6 +11,7 @@ import struct
 
 import pytest
 
+from securechat.crypto.certificates import CLOCK_SKEW_SECONDS
 from securechat.crypto.signatures import sign
 from securechat.errors import ErrorCode
 from securechat.protocol import codec
@@ -436,11 +437,15 @@ def test_too_many_chats_is_limit_exceeded() -> None:
     sim.run_until_idle()
     failure = last_failure(sim, "alice")
     assert (failure.rid, failure.code) == (rid, A.LIMIT_EXCEEDED)
-    # carol has room, but bob is full: a chat carol opens with bob is refused as well
+    # carol has room, but bob is full: bob's acceptance is refused (told to bob), carol's chat starts without him
+    # (PROTOCOL.md 7.11: an invitation takes no slot, so nobody can fill bob's quota for him)
     rid = sim.clients["carol"].open_chat(["bob"])
     sim.run_until_idle()
-    assert (last_failure(sim, "carol").rid, last_failure(sim, "carol").code) == (rid, A.LIMIT_EXCEEDED)
-    assert len(sim.server.chats) == chats_before and not sim.events_of("carol", ev.ChatKeyed)
+    opened = sim.last_event("carol", ev.ChatOpened)
+    assert (opened.rid, opened.members, opened.declined) == (rid, ("carol",), ("bob",))
+    assert last_failure(sim, "bob").code == A.LIMIT_EXCEEDED and last_failure(sim, "bob").ref == "chat_answer"
+    assert len(sim.server.chats) == chats_before + 1
+    assert len(sim.server.chats.chats_of("bob")) == 1
     assert not is_closed(sim, "alice")
     assert_serves(sim, "carol")
 
@@ -744,11 +749,10 @@ def test_get_certificates_returns_known_and_lists_unknown() -> None:
 # =============================================================================================================
 
 
-def test_chat_open_with_only_offline_or_unknown_invitees_is_user_offline() -> None:
+def test_chat_open_with_nobody_registered_to_invite_is_user_offline() -> None:
     sim = make_simulation("alice", "bob")
-    register_only(sim, "c1", "carol")
     alice = sim.clients["alice"]
-    for members in (["carol"], ["dave"], ["carol", "dave"], ["alice"]):
+    for members in (["dave"], ["dave", "erin"], ["alice"]):
         rid = alice.open_chat(members)
         sim.run_until_idle()
         failure = last_failure(sim, "alice")
@@ -756,6 +760,18 @@ def test_chat_open_with_only_offline_or_unknown_invitees_is_user_offline() -> No
     assert len(sim.server.chats) == 0 and not sim.events_of("alice", ev.ChatKeyed)
     assert not [e for e in sim.server_events if isinstance(e, ev.ChatRekeyed)]
     assert_serves(sim, "bob")
+
+
+def test_chat_open_with_only_offline_invitees_starts_with_their_invitations_open() -> None:
+    """PROTOCOL.md 7.11: offline invitees are invited, not added; they may accept when they log in."""
+    sim = make_simulation("alice", "bob")
+    register_only(sim, "c1", "carol")
+    rid = sim.clients["alice"].open_chat(["carol", "dave"])
+    sim.run_until_idle()
+    opened = sim.last_event("alice", ev.ChatOpened)
+    assert (opened.rid, opened.members, opened.offline, opened.unknown, opened.pending) == (
+        rid, ("alice",), ("carol",), ("dave",), ("carol",))
+    assert sim.server.chats.chats_of("carol") == set()  # no slot taken
 
 
 def test_chat_open_with_mixed_invitees_reports_offline_and_unknown() -> None:
@@ -800,7 +816,6 @@ def test_invite_errors_change_nothing() -> None:
     chat = sim.server.chats.get(cid)
     assert chat is not None
     cases = [
-        ("alice", m.ChatInvite(chat_id=cid, username="dave"), A.USER_OFFLINE),
         ("alice", m.ChatInvite(chat_id=cid, username="nobody"), A.UNKNOWN_USER),
         ("alice", m.ChatInvite(chat_id=cid, username="bob"), A.ALREADY_MEMBER),
         ("alice", m.ChatInvite(chat_id=cid, username="alice"), A.ALREADY_MEMBER),
@@ -816,6 +831,10 @@ def test_invite_errors_change_nothing() -> None:
         assert not is_closed(sim, label)
     assert not sim.events_of("carol", ev.ChatKeyed)
     assert_serves(sim, "carol")
+    # an offline user is invited, not refused (PROTOCOL.md 7.11): nothing changes until it accepts
+    rid = request(sim, "alice", m.ChatInvite(chat_id=cid, username="dave"))
+    assert sim.last_event("alice", ev.ChatInvited).rid == rid
+    assert (chat.members, chat.epoch) == (["alice", "bob"], 1)
 
 
 def test_invite_rekeys_and_reaches_the_newcomer() -> None:
@@ -1233,7 +1252,8 @@ def test_password_is_compared_after_nfc_normalisation() -> None:
 def test_expired_certificate_is_the_same_auth_failed() -> None:
     sim = make_simulation("alice")
     register_only(sim, "b1", "bob")
-    sim.now += sim.config.certificate_validity_seconds + 1  # a year later (no timers: alice stays online)
+    # a year later, past the clock tolerance too (PROTOCOL.md 6.3; no timers: alice stays online)
+    sim.now += sim.config.certificate_validity_seconds + CLOCK_SKEW_SECONDS + 1
     late = connect(sim, "late")
     late.login("bob", password_of("bob"), user_keys("bob"))
     sim.run_until_idle()

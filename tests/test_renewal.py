@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from securechat import admin
 from securechat.crypto.certificates import CLOCK_SKEW_SECONDS, issue_certificate
 from securechat.crypto.kdf import FAST_SCRYPT
 from securechat.errors import ErrorCode, LocalProtocolError
@@ -131,6 +130,8 @@ def test_renewal_over_tcp_and_admin_recovery_of_an_expired_account(tmp_path: Pat
         finally:
             client.close()
         # recovery: the instructor re-certifies an expired account's same keys
+        from securechat import admin
+
         monkeypatch.setenv("SECURECHAT_SERVER_PASSPHRASE", "renewal test")
         assert admin.main(["--db", str(db), "renew", "erin", "--yes", "--days", "30"]) == 0
         assert "certificate renewed for the same keys" in capsys.readouterr().out

@@ -210,7 +210,16 @@ def test_server_and_cli_client_processes(tmp_path):
             time.sleep(0.2)
         time.sleep(1.0)
         alice = _run(common, stdin=subprocess.PIPE)
-        out, err = alice.communicate(alice_script, timeout=60)
+        alice.stdin.write(alice_script)  # type: ignore[union-attr]
+        alice.stdin.close()  # type: ignore[union-attr]
+        # PROTOCOL.md 7.11: bob joins only by accepting; "/accept" with one open invitation takes it
+        deadline = time.monotonic() + 60
+        while alice.poll() is None and time.monotonic() < deadline:
+            bob.stdin.write("/accept\n")  # type: ignore[union-attr]
+            bob.stdin.flush()  # type: ignore[union-attr]
+            time.sleep(0.5)
+        alice.wait(timeout=60)
+        out, err = alice.stdout.read(), alice.stderr.read()  # type: ignore[union-attr]
         assert "logged in as alice" in out, out + err
         assert "chat " in out and "bob" in out
         bob_out, _ = bob.communicate("/quit\n", timeout=30)

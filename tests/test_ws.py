@@ -95,6 +95,50 @@ def test_the_servers_own_binary_frame_encoder_matches_wsproto(size: int) -> None
     assert ws.server_binary_frame(payload) == FrameProtocol(client=False, extensions=[]).send_data(payload, fin=True)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_servers_inbound_fast_path_agrees_with_wsproto_under_any_chunking(seed: int) -> None:
+    """Whole binary frames are unmasked by the server itself, everything else by wsproto (ws.py): the
+    securechat stream and the answers (pongs) must not depend on how TCP cut the bytes."""
+    import random
+
+    from wsproto.frame_protocol import FrameProtocol
+    rng = random.Random(seed)
+    client = FrameProtocol(client=True, extensions=[])
+    wire, expected, pongs = b"", b"", 0
+    for _ in range(40):
+        body = rng.randbytes(rng.choice([1, 20, 121, 122, 123, 124, 125, 126, 127, 500, 65531, 65532, 70_000]))
+        one = frame(body)
+        kind = rng.random()
+        if kind < 0.6:
+            wire += client.send_data(one, fin=True)
+        elif kind < 0.8:  # fragmented, with a ping in between
+            cut = rng.randrange(1, len(one))
+            wire += client.send_data(one[:cut], fin=False) + client.ping(b"p") + client.send_data(one[cut:], fin=True)
+            pongs += 1
+        else:
+            wire += client.ping(rng.randbytes(rng.randrange(0, 126)))
+            wire += client.send_data(one, fin=True)
+            pongs += 1
+        expected += one
+    server, _ = _handshaken()
+    server.data_to_send()
+    offset = 0
+    while offset < len(wire):
+        step = rng.choice([1, 2, 3, 7, 100, 4096, 65536, len(wire)])
+        server.receive_data(wire[offset:offset + step], 1.0)
+        offset += step
+    assert server.state is ws.WsState.OPEN
+    assert server.app_data() == expected
+    assert server.data_to_send().count(b"\x8a") >= pongs  # every ping answered
+
+
+def test_a_data_frame_announcing_too_much_is_refused_from_its_header() -> None:
+    server, _ = _handshaken()
+    header = bytes([0x82, 0xFF]) + (ws.MAX_MESSAGE_BYTES + 1).to_bytes(8, "big") + b"mask"
+    server.receive_data(header, 1.0)  # no payload at all yet
+    assert server.closed is not None and server.closed.code == ws.CloseCode.MESSAGE_TOO_BIG
+
+
 def test_the_layer_refuses_a_message_that_is_not_exactly_one_frame() -> None:
     from wsproto.frame_protocol import FrameProtocol
     server, _ = _handshaken()

@@ -16,7 +16,6 @@ def can_read(chat_key, epoch, msg):
     except SecureChatError:
         return False
 '''}, 8),
-    ("can_read always says True", {"task1-solution": "def can_read(chat_key, epoch, msg):\n    return True\n"}, 6),
     ("task 2 answered with another student's secret (copied)", {
         "task2-solution": 'answer_2 = ["epoch 1: hello bob and carol", labparams.secret_message("someone-else")]\n'}, 7),
 ]

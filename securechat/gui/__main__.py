@@ -1,4 +1,4 @@
-"""``python -m securechat.gui [--clients N] [--host H --port P | --url URL] [--db PATH] [--scrypt-n N]``."""
+"""``python -m securechat.gui [--clients N] [--host H --port P | --url URL] [--db PATH] [--scrypt-n N] [--lobby]``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"scrypt N of the local server (default 2**14 for the demo; production is 2**17)")
     parser.add_argument("--keys-dir", help="key directory (default: a temporary one locally, ~/.securechat remote)")
     parser.add_argument("--server-key", metavar="FILE", help="server key file to pin (remote server)")
+    parser.add_argument("--lobby", action="store_true", help="the local server puts everyone in the lobby chat")
     args = parser.parse_args(argv)
     if args.clients < 0 or args.clients > len(DEFAULT_NAMES):
         parser.error(f"--clients must be between 0 and {len(DEFAULT_NAMES)}")
     app = launch(clients=args.clients, url=args.url, host=args.host, port=args.port if args.host else None, db=args.db,
-                 scrypt_n=args.scrypt_n, keys_dir=args.keys_dir, server_key_file=args.server_key)
+                 scrypt_n=args.scrypt_n, keys_dir=args.keys_dir, server_key_file=args.server_key, lobby=args.lobby)
     try:
         app.root.mainloop()
     finally:

@@ -27,7 +27,26 @@ DEMO_SCRYPT_N = 2**14  # the demo's cost (run_demo.py does the same); the server
 DEFAULT_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 DRAIN_MS = 50
 DRAIN_MAX_ITEMS = 500  # per tick, so a flood of frames never starves the Tk loop
-SERVER_W, CLIENT_W, CLIENT_H = 560, 660, 520
+SERVER_W, CLIENT_W, CLIENT_H = 560, 660, 520  # preferred sizes on a large screen
+MIN_SERVER_W, MIN_CLIENT_W = 340, 480  # below these a window stops being usable
+TITLE_BAR, TASKBAR = 30, 40  # what a window manager takes per row and at the screen's bottom edge
+
+
+def tile(clients: int, screen_w: int, screen_h: int) -> tuple[str, list[str]]:
+    """Geometries (``WxH+X+Y``) for the server window and *clients* client windows that do not overlap and fit
+    on a *screen_w* x *screen_h* screen (1366x768, a common laptop, included): the server window takes the left
+    column, the client windows a grid in the rest, as many columns as keep each at least MIN_CLIENT_W wide."""
+    height = max(300, screen_h - TASKBAR)
+    server_w = max(MIN_SERVER_W, min(SERVER_W, screen_w // 4))
+    area_w = max(MIN_CLIENT_W, screen_w - server_w)
+    columns = max(1, min(clients, area_w // MIN_CLIENT_W)) if clients else 1
+    rows = max(1, -(-clients // columns))
+    cell_w = min(CLIENT_W, area_w // columns)
+    cell_h = min(CLIENT_H + TITLE_BAR, height // rows)
+    server = f"{server_w}x{height - TITLE_BAR}+0+0"
+    windows = [f"{cell_w}x{cell_h - TITLE_BAR}+{server_w + (i % columns) * cell_w}+{(i // columns) * cell_h}"
+               for i in range(clients)]
+    return server, windows
 
 
 class App:
@@ -133,8 +152,9 @@ class App:
 
 def launch(clients: int = 3, *, host: str | None = None, port: int | None = None, db: str | None = None,
            scrypt_n: int = DEMO_SCRYPT_N, keys_dir: str | None = None, server_key_file: str | None = None,
-           names: tuple[str, ...] = DEFAULT_NAMES, url: str | None = None) -> App:
-    """Build the root, start a local server (unless *host*), open the server window and *clients* windows."""
+           names: tuple[str, ...] = DEFAULT_NAMES, url: str | None = None, lobby: bool = False) -> App:
+    """Build the root, start a local server (unless *host* or *url*), open the server window and *clients* windows.
+    *lobby*: the local server puts every online user in the lobby chat (PROTOCOL.md 7.8)."""
     from .client_window import ClientWindow
     from .server_window import ServerWindow
 
@@ -151,7 +171,7 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
             server_key = app.registry.load_or_create_server_key("securechat-gui-demo")
             app.server_window = ServerWindow(app, root)
             app.server = TcpServer(server_key=server_key, registry=app.registry,
-                                   config=ServerConfig(scrypt=ScryptParams(n=scrypt_n)),
+                                   config=ServerConfig(scrypt=ScryptParams(n=scrypt_n), lobby=lobby),
                                    on_event=lambda e: app.post(app.server_window.on_event, e)).start()
             app.address = (app.server.address[0], int(app.server.address[1]))
             app.pinned = (server_key.public_der, server_key.scheme.value)
@@ -165,13 +185,10 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
                 app.keystore.pinned_server(f"{host}:{app.address[1]}")
             app.server_window = ServerWindow(app, root)
             app.server_window.remote(app.address)
-        sw, sh = root.winfo_screenwidth(), root.winfo_screenheight()
-        root.geometry(f"{SERVER_W}x{max(300, min(sh - 40, 2 * CLIENT_H))}+0+0")
-        columns = max(1, (sw - SERVER_W) // CLIENT_W)
-        for i in range(clients):
-            x = SERVER_W + (i % columns) * CLIENT_W
-            y = (i // columns) * (CLIENT_H + 30)
-            app.clients.append(ClientWindow(app, names[i], f"{CLIENT_W}x{CLIENT_H}+{x}+{y}"))
+        server_geometry, client_geometries = tile(clients, root.winfo_screenwidth(), root.winfo_screenheight())
+        root.geometry(server_geometry)
+        for i, geometry in enumerate(client_geometries):
+            app.clients.append(ClientWindow(app, names[i], geometry))
         root.protocol("WM_DELETE_WINDOW", app.close)
     except BaseException:
         app.close()

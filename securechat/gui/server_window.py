@@ -13,9 +13,15 @@ from tkinter.scrolledtext import ScrolledText
 from typing import Any
 
 from ..crypto.encoding import fingerprint
+from ..display import printable
 from ..protocol import events as ev
 
 MAX_LOG_LINES = 2000
+
+
+def _rewrap(event: tk.Event[tk.Misc]) -> None:
+    """Keep a label's text wrapped to its current width (so nothing is cut when the window is narrow)."""
+    event.widget.configure(wraplength=max(200, event.width - 4))  # type: ignore[call-arg]
 
 
 def describe_server_event(event: ev.ServerEvent) -> str:
@@ -55,11 +61,14 @@ class ServerWindow:
         top.pack(fill="x")
         self.title = ttk.Label(top, text="securechat server", font=("TkDefaultFont", 12, "bold"))
         self.title.pack(anchor="w")
-        self.info = ttk.Label(top, text="starting ...", wraplength=530, justify="left")
-        self.info.pack(anchor="w")
-        self.stats = ttk.Label(top, text="")
-        self.stats.pack(anchor="w", pady=(4, 0))
-        ttk.Label(root, text="metadata log (names, sizes, codes — never contents)", padding=(6, 0)).pack(anchor="w")
+        self.info = ttk.Label(top, text="starting ...", wraplength=320, justify="left")
+        self.info.pack(anchor="w", fill="x")
+        self.stats = ttk.Label(top, text="", wraplength=320, justify="left")
+        self.stats.pack(anchor="w", fill="x", pady=(4, 0))
+        for label in (self.info, self.stats):  # wrapped to the window's width, never cut
+            label.bind("<Configure>", _rewrap)
+        ttk.Label(root, text="metadata log (names, sizes, codes — never contents)", padding=(6, 0),
+                  wraplength=320).pack(anchor="w")
         self.log = ScrolledText(root, height=20, wrap="word", font=("TkFixedFont", 9))
         self.log.pack(fill="both", expand=True, padx=6, pady=6)
         self.log.tag_configure("time", foreground="#777777")
@@ -94,7 +103,7 @@ class ServerWindow:
     def add(self, line: str, tag: str = "") -> None:
         self.log.configure(state="normal")
         self.log.insert("end", time.strftime("%H:%M:%S "), "time")
-        self.log.insert("end", line + "\n", tag)
+        self.log.insert("end", printable(line) + "\n", tag)  # user names and chat ids are chosen by clients
         if int(self.log.index("end-1c").split(".")[0]) > MAX_LOG_LINES:
             self.log.delete("1.0", "2.0")
         self.log.see("end")

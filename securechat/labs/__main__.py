@@ -54,7 +54,7 @@ def _submissions(folder: Path, lab: str) -> list[tuple[str, Path]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["ctf"]:
-        from . import ctf  # type: ignore[attr-defined,unused-ignore]
+        from . import ctf
 
         return int(ctf.main(args_list[1:]))
     args = _parser().parse_args(args_list)
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "params":
             print(json.dumps(student_params(args.student), indent=2, sort_keys=True))
         elif args.command == "check-flag":
-            from . import flags  # type: ignore[attr-defined,unused-ignore]
+            from . import flags
 
             ok = bool(flags.check_flag(check_student_id(args.student), args.flag))
             print("flag accepted" if ok else "not this student's flag")

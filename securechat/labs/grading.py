@@ -71,6 +71,7 @@ class GradeReport:
     lab: str
     student: str
     tasks: list[TaskScore]
+    crashed: list[str] = field(default_factory=list)  # cells other than tests that raised (grade_id)
 
     @property
     def score(self) -> float:
@@ -84,6 +85,8 @@ class GradeReport:
         out = [f"lab {self.lab}, student {self.student}"]
         for t in self.tasks:
             out.append(f"  {t.task}: {_num(t.score)}/{_num(t.max_score)}")
+        if self.crashed:
+            out.append(f"  note: these cells raised an error: {', '.join(self.crashed)}")
         out.append(f"score: {_num(self.score)}/{_num(self.max_score)}")
         return out
 
@@ -161,7 +164,22 @@ class Course:
         path = os.pathsep.join(x for x in (repo, os.environ.get("PYTHONPATH", "")) if x)
         with _env(**{ENV_STUDENT: student, "PYTHONPATH": path}):
             self._check(self._api.autograde(lab, student, force=True, create=True), f"autograde {lab} {student}")
-        return self._report(lab, student)
+        report = self._report(lab, student)
+        report.crashed = self._crashed(lab, student)
+        return report
+
+    def _crashed(self, lab: str, student: str) -> list[str]:
+        import nbformat
+
+        path = self.root / "autograded" / student / lab / f"{lab}.ipynb"
+        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        out = []
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and not meta.get("grade") and any(
+                    o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                out.append(str(meta.get("grade_id", "?")))
+        return out
 
     def _report(self, lab: str, student: str) -> GradeReport:
         from nbgrader.api import Gradebook  # type: ignore[import-untyped]
@@ -208,7 +226,21 @@ def release(outdir: Path, labs: Sequence[str] | None = None) -> list[Path]:
     index = labs_dir() / "README.md"
     if index.is_file():
         shutil.copy2(index, outdir / "README.md")
+    _copy_reading_notebooks(outdir / "notebooks")
     return written
+
+
+def _copy_reading_notebooks(dest: Path) -> None:
+    """The numbered notebooks are student copies already (tests and hints, no answers: those stay in the
+    instructor's labs/notebook_answers.py); the release carries them, and their data, unchanged."""
+    source = labs_dir().parent / "notebooks"
+    if not source.is_dir():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for nb in sorted(source.glob("*.ipynb")):
+        shutil.copy2(nb, dest / nb.name)
+    if (source / "data").is_dir():
+        shutil.copytree(source / "data", dest / "data", dirs_exist_ok=True)
 
 
 def lab_of(notebook: Path) -> str:

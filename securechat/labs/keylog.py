@@ -13,6 +13,7 @@ own traffic, never for a real deployment. Must not: log anything else (no passwo
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ class KeyLogWriter:
         except OSError as exc:
             raise ValueError(f"cannot open key log {self.path}: {exc.strerror}") from None
         info = os.fstat(fd)
-        if not os.path.isfile(self.path) or info.st_mode & 0o077 or info.st_uid != os.getuid():
+        if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077 or info.st_uid != os.getuid():
             os.close(fd)
             raise ValueError(f"key log {self.path} must be a file of yours that only you can read (chmod 600)")
         self._fd = fd

@@ -103,6 +103,7 @@ class TcpClient:
         key_exchange: str = "x25519",
         lab: LabMode | None = None,
         keylog: Callable[[bytes, bytes, bytes], None] | None = None,
+        auto_accept_invitations: bool = True,
         clock: Callable[[], float] = time.time,
         event_queue_limit: int | None = None,
     ) -> None:
@@ -110,8 +111,10 @@ class TcpClient:
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
         # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
         # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
+        # auto_accept_invitations: this program's policy for invitations (PROTOCOL.md 7.11); the terminal client
+        # and the GUI pass False and ask the user (answer_invitation)
         self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange,
-                                       lab=lab, keylog=keylog)
+                                       lab=lab, keylog=keylog, auto_accept_invitations=auto_accept_invitations)
         # clock: the wall clock handed to the protocol (certificate validity, envelope timestamps); injectable
         # so tests can run a client whose clock is minutes off the server's (PROTOCOL.md 6.3).
         self._clock = clock
@@ -199,6 +202,10 @@ class TcpClient:
 
     def invite(self, chat_id: str, username: str) -> ev.ChatInvited:
         return self._call(lambda p: p.invite(chat_id, username))  # type: ignore[return-value]
+
+    def answer_invitation(self, chat_id: str, accept: bool) -> ev.InvitationAnswered:
+        """Accept or decline an invitation received as an InvitationReceived event (PROTOCOL.md 7.11)."""
+        return self._call(lambda p: p.answer_invitation(chat_id, accept))  # type: ignore[return-value]
 
     def leave(self, chat_id: str) -> ev.ChatLeft:
         return self._call(lambda p: p.leave(chat_id))  # type: ignore[return-value]

@@ -308,7 +308,10 @@ class TcpServer:
             if conn.closed:
                 return
             stack.receive(data, time.time())
-            self._ws_progress(conn, reads)
+            opened, items = self._ws_progress(conn)
+        if opened:  # outside conn.lock: the queue may block until the engine, which takes conn.lock, catches up
+            self._announce(conn, reads)
+        reads.extend(items)
 
     def _ws_timers(self, reads: list[tuple[int, bytes]]) -> None:
         """I/O thread: handshake deadline, keepalive pings, idle timeout and close grace of every WS connection."""
@@ -321,29 +324,34 @@ class TcpServer:
                 if conn.closed:
                     continue
                 conn.ws.handle_timer(now)
-                self._ws_progress(conn, reads)
+                opened, items = self._ws_progress(conn)
+            if opened:  # pragma: no cover - a timer never completes a handshake; kept for symmetry
+                self._announce(conn, reads)
+            reads.extend(items)
 
-    def _ws_progress(self, conn: _Conn, reads: list[tuple[int, bytes]]) -> None:
-        """(conn.lock held) Write what the layer produced; announce, feed or end the connection at the engine."""
+    def _ws_progress(self, conn: _Conn) -> tuple[bool, list[tuple[int, bytes]]]:
+        """(conn.lock held) Write what the layer produced and close if it is done. Returns (the handshake just
+        completed: announce the connection first, what to feed the engine after that)."""
         stack = conn.ws
         assert stack is not None
-        if stack.ws.take_opened():
-            self._announce(conn, reads)
+        items: list[tuple[int, bytes]] = []
+        opened = stack.ws.take_opened()
         app = stack.ws.app_data()
         if app:
-            reads.append((conn.peer, app))
+            items.append((conn.peer, app))
         out = stack.data_to_send()
         if out:
             self._send_locked(conn, out)
-        if conn.announced and not stack.opened and not conn.ws_ended:
+        if (conn.announced or opened) and not stack.opened and not conn.ws_ended:
             conn.ws_ended = True
-            reads.append((conn.peer, b""))  # the WebSocket session ended: end of stream for the engine
+            items.append((conn.peer, b""))  # the WebSocket session ended: end of stream for the engine
         if stack.finished and not conn.closed:
             conn.closing = True
             if conn.writer is not None and conn.wakeup is not None:
                 conn.wakeup.notify()
             else:
                 self._close_socket_locked(conn)
+        return opened, items
 
     def _unregister(self, conn: _Conn, reads: list[tuple[int, bytes]]) -> None:
         """Forget *conn* in the selector (a closed socket is found by identity); its end of stream goes to

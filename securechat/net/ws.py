@@ -9,7 +9,10 @@ the securechat error codes (PROTOCOL.md 15.6). ``TlsLayer`` is the standard libr
 (``ssl.MemoryBIO``), for ``wss://`` without a proxy.
 
 Like the protocol core, nothing here touches a socket, a thread or a clock: bytes in, bytes out, ``now`` passed
-in. The drivers (``tcp_server.py``, ``transport.py``) move the bytes. Must not: parse securechat messages (only
+in. wsproto runs the opening handshake (with h11), control frames, text, fragments and every malformed frame;
+the server's relay hot path (whole unfragmented binary frames in, binary frames out) is framed here, byte for
+byte as wsproto would, because wsproto's general per-frame code cost more than the relay's own work
+(docs/PERFORMANCE.md, "WebSocket against TCP"; tests/test_ws.py checks both paths agree). The drivers (``tcp_server.py``, ``transport.py``) move the bytes. Must not: parse securechat messages (only
 the 4-byte frame header, to keep one frame per message) or log contents.
 """
 
@@ -207,14 +210,18 @@ class _Endpoint:
             self.state = WsState.CLOSED
             return
         self._last_received = now
+        if self.state is not WsState.HANDSHAKE:
+            self._receive_frames(data)
+            return
         try:
-            if self.state is WsState.HANDSHAKE:
-                self._receive_handshake(data, now)
-            else:
-                self._ws.receive_data(data)
+            self._receive_handshake(data, now)
         except RemoteProtocolError as exc:  # wsproto (h11) refused the opening handshake
             self._handshake_failed(exc)
             return
+        self._pump()
+
+    def _receive_frames(self, data: bytes) -> None:
+        self._ws.receive_data(data)
         self._pump()
 
     def handle_timer(self, now: float) -> None:
@@ -334,6 +341,9 @@ def server_binary_frame(payload: bytes) -> bytes:
     return b"\x82\x7f" + n.to_bytes(8, "big") + payload
 
 
+_FAST_FIRST_BYTE = 0x82  # FIN, no RSV bits, opcode 2 (binary)
+
+
 class WsServerEndpoint(_Endpoint):
     """The server end of one WebSocket connection.
 
@@ -349,10 +359,81 @@ class WsServerEndpoint(_Endpoint):
         self._opened_at = now
         self._head = bytearray()
         self.status: int | None = None  # the HTTP status answered (101, or why it was refused)
+        self._inbuf = bytearray()   # the start of a frame not yet complete (fast path, below)
+        self._fragmented = False    # a fragmented message is under way in wsproto
+        self._wsproto_owns = False  # wsproto holds a partial frame: every later byte goes to it
         self.just_opened = False  # True once, after the handshake completed: the driver tells the core
 
     def _encode(self, frame: bytes) -> bytes:
         return server_binary_frame(frame)  # only while OPEN (send checks), as wsproto would
+
+    def _receive_frames(self, data: bytes) -> None:
+        """The relay's inbound hot path. Frames are cut out here by their headers; the common frame (a whole,
+        masked, unfragmented binary message with a minimally encoded length, no RSV bit) is unmasked and taken
+        directly, byte for byte what wsproto would yield; every other frame (control frames, text, fragments,
+        anything malformed) goes to wsproto whole, in order, so wsproto never holds a partial frame and applies
+        all of RFC 6455's checks to them. A data frame announcing more than MAX_MESSAGE_BYTES is refused from its
+        header (1009), before any payload is buffered (PROTOCOL.md 15.3)."""
+        if self.state is not WsState.OPEN or self._wsproto_owns:
+            if self._inbuf:
+                data, self._inbuf = bytes(self._inbuf) + data, bytearray()
+            super()._receive_frames(data)
+            return
+        buf = self._inbuf
+        buf += data
+        offset, size = 0, len(buf)
+        while size - offset >= 2 and self.state is WsState.OPEN:
+            first, second = buf[offset], buf[offset + 1]
+            length, head = second & 0x7F, 2
+            if length == 126:
+                if size - offset < 4:
+                    break
+                length, head = int.from_bytes(buf[offset + 2:offset + 4], "big"), 4
+                minimal = length >= 126
+            elif length == 127:
+                if size - offset < 10:
+                    break
+                length, head = int.from_bytes(buf[offset + 2:offset + 10], "big"), 10
+                minimal = length >= 1 << 16 and length < 1 << 63
+            else:
+                minimal = True
+            opcode = first & 0x0F
+            regular = second & 0x80 and not first & 0x70 and (opcode in (0, 1, 2) or (opcode in (8, 9, 10) and
+                                                                                        first & 0x80 and length < 126))
+            if not regular or not minimal:  # wsproto refuses it from its header: hand over what there is
+                self._wsproto_owns = True
+                rest = bytes(buf[offset:])
+                del buf[:]
+                super()._receive_frames(rest)
+                return
+            if opcode in (0, 1, 2) and length > MAX_MESSAGE_BYTES:
+                del buf[:]
+                self._too_big()
+                return
+            end = offset + head + 4 + length
+            if end > size:
+                break
+            if first == _FAST_FIRST_BYTE and not self._fragmented:
+                key = bytes(buf[offset + head:offset + head + 4])
+                payload = int.from_bytes(buf[offset + head + 4:end], "big") ^ int.from_bytes(
+                    (key * (length // 4 + 1))[:length], "big")
+                self._frame(payload.to_bytes(length, "big"))
+            else:
+                if opcode in (1, 2):
+                    self._fragmented = not first & 0x80
+                elif opcode == 0 and first & 0x80:
+                    self._fragmented = False
+                super()._receive_frames(bytes(buf[offset:end]))
+            offset = end
+        if self.state is not WsState.OPEN:
+            del buf[:]
+            return
+        del buf[:offset]
+        # PROTOCOL.md 15.3: the message deadline also covers a frame still arriving here
+        if buf and self._message_started is None:
+            self._message_started = self._last_received
+        elif not buf and not self._message:
+            self._message_started = None
 
     def take_opened(self) -> bool:
         """True exactly once, when the opening handshake has just completed."""

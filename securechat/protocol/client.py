@@ -74,6 +74,7 @@ class ClientProtocol:
         lab: LabMode | None = None,
         keylog: Callable[[bytes, bytes, bytes], None] | None = None,
         verify_key_commitment: bool = True,
+        auto_accept_invitations: bool = True,
     ) -> None:
         if lab is not None and (not isinstance(lab, LabMode) or lab.side != "client"):
             raise LocalProtocolError("lab must be a client LabMode (securechat.protocol.lab)", ErrorCode.BAD_FIELD)
@@ -86,7 +87,11 @@ class ClientProtocol:
             raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
                                      "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
         # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
-        self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
+        self.verify_key_commitment = verify_key_commitment
+        # PROTOCOL.md 7.11: the server adds nobody without an answer. A program may accept every invitation
+        # (its policy); the terminal client and the GUI set False and ask the user.
+        self.auto_accept_invitations = auto_accept_invitations
+        self.invitations: dict[str, ev.InvitationReceived] = {}  # open invitations to us, by chat id and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -210,6 +215,25 @@ class ClientProtocol:
     def invite(self, chat_id: str, username: str) -> int:
         self._chat_command(chat_id, "chat_invite")
         return self._request(m.ChatInvite(rid=self._next_rid, chat_id=chat_id, username=username))
+
+    def answer_invitation(self, chat_id: str, accept: bool) -> int:
+        """Accept or decline an invitation we received (PROTOCOL.md 7.11)."""
+        next_client_state(self.state, SEND, "chat_answer")
+        if chat_id not in self.invitations:
+            raise LocalProtocolError(f"no open invitation to chat {chat_id}", ErrorCode.UNKNOWN_CHAT)
+        del self.invitations[chat_id]
+        return self._request(m.ChatAnswer(rid=self._next_rid, chat_id=chat_id, accept=accept))
+
+    def _on_chat_invitation(self, msg: m.ChatInvitation) -> None:
+        event = ev.InvitationReceived(chat_id=msg.chat_id, inviter=msg.inviter, mode=msg.mode, suite=msg.suite,
+                                      expires_in=msg.expires_in, accepted=self.auto_accept_invitations)
+        self.invitations[msg.chat_id] = event
+        del_oldest = len(self.invitations) - MAX_OPEN_INVITATIONS
+        for stale in list(self.invitations)[:max(0, del_oldest)]:
+            del self.invitations[stale]  # the server caps them too; a lying server cannot grow this
+        self._events.append(event)
+        if self.auto_accept_invitations:
+            self.answer_invitation(msg.chat_id, True)
 
     def leave(self, chat_id: str) -> int:
         chat = self._chat_command(chat_id, "chat_leave")
@@ -404,7 +428,7 @@ class ClientProtocol:
         self.server_key, self.server_scheme = server_key, scheme
         self._events.append(ev.HandshakeCompleted(
             server_fingerprint=fingerprint(hello.server_key), server_key=hello.server_key,
-            server_scheme=scheme.value, first_use=pinned is None, key_exchange=self._hello.key_exchange,
+            server_scheme=scheme.value, first_use=self._pinned is None, key_exchange=self._hello.key_exchange,
         ))
 
     def _receive_inner(self, message: m.Message) -> None:
@@ -586,6 +610,8 @@ _FATAL_CODES = frozenset({
     ErrorCode.BAD_RECORD, ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.HANDSHAKE_FAILED,
 })
 
+MAX_OPEN_INVITATIONS = 64  # PROTOCOL.md 7.11: the server keeps at most 32 per user; more is a lying server
+
 # Each handler takes its own message class; the table is keyed by that class's TYPE, hence Any.
 _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "error": ClientProtocol._on_error,
@@ -599,7 +625,13 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
         ev.StatusReported(rid=msg.rid, username=msg.username, online=msg.online)),
     "certificates": ClientProtocol._on_certificates,
     "chat_opened": lambda self, msg: self._events.append(ev.ChatOpened(
-        rid=msg.rid, chat_id=msg.chat_id, members=msg.members, offline=msg.offline, unknown=msg.unknown)),
+        rid=msg.rid, chat_id=msg.chat_id, members=msg.members, offline=msg.offline, unknown=msg.unknown,
+        declined=msg.declined, pending=msg.pending)),
+    "chat_invitation": ClientProtocol._on_chat_invitation,
+    "chat_answered": lambda self, msg: self._events.append(
+        ev.InvitationAnswered(rid=msg.rid, chat_id=msg.chat_id, accepted=msg.accepted)),
+    "invitation_closed": lambda self, msg: self._events.append(
+        ev.InvitationClosed(chat_id=msg.chat_id, username=msg.username, outcome=msg.outcome)),
     "chat_invited": lambda self, msg: self._events.append(
         ev.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username)),
     "chat_left": ClientProtocol._on_chat_left,

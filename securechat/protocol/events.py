@@ -71,13 +71,46 @@ class StatusReported(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ChatOpened(Event):
-    """Our chat_open was accepted; ``offline`` and ``unknown`` invitees were left out."""
+    """Our chat started with ``members`` (us and those who accepted); ``unknown`` names do not exist,
+    ``declined`` said no or did not answer in time, ``pending`` (offline ones among them: ``offline``) may still
+    accept later (PROTOCOL.md 7.11)."""
 
     rid: int | None
     chat_id: str
     members: tuple[str, ...]
     offline: tuple[str, ...]
     unknown: tuple[str, ...]
+    declined: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvitationReceived(Event):
+    """*inviter* invites us to *chat_id* (PROTOCOL.md 7.11). Nothing happens until we answer with
+    ``answer_invitation`` (a client built with ``auto_accept_invitations=True`` has already accepted)."""
+
+    chat_id: str
+    inviter: str
+    mode: str
+    suite: str
+    expires_in: int
+    accepted: bool = False  # True when the client's policy accepted it already
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvitationAnswered(Event):
+    rid: int | None
+    chat_id: str
+    accepted: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvitationClosed(Event):
+    """An invitation we sent was declined, expired or cancelled: *username* did not join."""
+
+    chat_id: str
+    username: str
+    outcome: str
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,6 +54,12 @@ class ServerConfig:
     refusals_per_address_burst: float = 256.0          # PROTOCOL.md 10.1: refusals before login, per address;
     refusals_per_address_per_second: float = 8.0       # once spent, its new connections get server_busy
     lab: LabMode | None = None                 # PROTOCOL.md 15: deliberately weakened, labs only
+    # PROTOCOL.md 7.11: invitations (consent to join)
+    invitation_seconds: float = 600.0          # an open invitation expires after this
+    open_wait_seconds: float = 20.0            # chat_open waits at most this for online invitees' answers
+    max_invitations_per_user: int = 32         # open invitations to one user (older ones expire)
+    max_invitations_per_inviter: int = 64      # open invitations sent by one user
+    max_invitations_per_pair: int = 2          # open invitations from one user to another
 
     def __post_init__(self) -> None:
         if self.lab is not None and (not isinstance(self.lab, LabMode) or self.lab.side != "server"):

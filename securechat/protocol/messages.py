@@ -235,6 +235,10 @@ class ChatOpened(Message):
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
     offline: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
     unknown: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
+    # PROTOCOL.md 7.11: invitees who declined or did not answer in time (not members), and those whose
+    # invitation is still open (offline ones: they may accept when they log in)
+    declined: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS), ())
+    pending: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS), ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,6 +255,48 @@ class ChatInvited(Message):
     rid: int | None = f(RID, None)
     chat_id: str = f(CHAT_ID)
     username: str = f(Name())
+
+
+# --- invitations: nobody becomes a member without answering (PROTOCOL.md 7.11) -------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ChatInvitation(Message):
+    """An invitation to a chat, pushed to the invitee: who asks and how the chat is keyed, nothing more."""
+
+    TYPE: ClassVar[str] = "chat_invitation"
+    chat_id: str = f(CHAT_ID)
+    inviter: str = f(Name())
+    mode: str = f(Choice(CHAT_MODES))
+    suite: str = f(Choice(SUITE_NAMES))
+    expires_in: int = f(Integer(0, 86_400))  # seconds the server keeps the invitation open
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatAnswer(Message):
+    """The invitee's answer: accept (join at the next epoch) or decline."""
+
+    TYPE: ClassVar[str] = "chat_answer"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+    accept: bool = f(Boolean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatAnswered(Message):
+    TYPE: ClassVar[str] = "chat_answered"
+    rid: int | None = f(RID, None)
+    chat_id: str = f(CHAT_ID)
+    accepted: bool = f(Boolean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvitationClosed(Message):
+    """To the inviter: an invitation was declined or expired (it never learns more than that)."""
+
+    TYPE: ClassVar[str] = "invitation_closed"
+    chat_id: str = f(CHAT_ID)
+    username: str = f(Name())
+    outcome: str = f(Choice(("declined", "expired", "cancelled")))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -432,7 +478,8 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     ClientHello, ServerHello, Record, Error,
     Register, RegisterChallenge, RegisterProof, Registered, Login, LoginOk, Logout, Bye,
     Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
-    ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
+    ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatInvitation, ChatAnswer, ChatAnswered, InvitationClosed,
+    ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
     ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
     RoundTimeout, CertRenew, CertRenewed,
 )
@@ -442,7 +489,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLAS
 CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
 CLIENT_TO_SERVER = frozenset({
     "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
-    "chat_open", "chat_invite", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
+    "chat_open", "chat_invite", "chat_answer", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
     "cert_renew",
 })
 SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}

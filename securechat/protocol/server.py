@@ -39,7 +39,7 @@ from .lab import lab_replay_window
 from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
 from .preauth import PreAuthLimits
 from .registry import Registry
-from . import admission, server_accounts, server_modes, server_relay
+from . import admission, server_accounts, server_invitations, server_modes, server_relay
 from .server_chats import ChatDirectory
 from .states import PeerState, next_peer_state, next_peer_state_on_job
 
@@ -123,6 +123,7 @@ class ServerProtocol:
         self.open_rounds: set[str] = set()  # contributory chats whose current round has not finished (7.6)
         self._to_close: list[int] = []
         self._now = 0.0
+        self.invitations = server_invitations.Invitations()  # PROTOCOL.md 7.11
 
     # --- driver API -----------------------------------------------------------------------------------------
 
@@ -172,9 +173,15 @@ class ServerProtocol:
     def connection_lost(self, peer: int, now: float) -> None:
         self.receive_data(peer, b"", now)
 
+    @property
+    def now(self) -> float:
+        """The driver's clock at the last input (time is passed in, never read)."""
+        return self._now
+
     def handle_timer(self, now: float) -> None:
         """Enforce deadlines (docs/THREATS.md 1, 10): call about once a second."""
         self._now = now
+        server_relay.start_openings(self, server_invitations.expire(self))
         cfg = self.config
         peers = admission.live(self.peers.values())
         counts = admission.per_address(peers)
@@ -442,6 +449,7 @@ class ServerProtocol:
         if name is not None and self.online.get(name) == p.id:
             del self.online[name]
             self._encryption_keys.pop(name, None)
+            server_relay.start_openings(self, server_invitations.on_logout(self, name))
             for chat_id in self.chats.leave_all(name):
                 server_relay.rekey(self, chat_id, "disconnect", name)
             self._broadcast_presence(name, False)
@@ -495,6 +503,7 @@ _DISPATCH: dict[str, Callable[[ServerProtocol, Peer, Any], None]] = {
     "get_certificates": ServerProtocol._on_get_certificates,
     "chat_open": server_relay.on_chat_open,
     "chat_invite": server_relay.on_chat_invite,
+    "chat_answer": server_relay.on_chat_answer,
     "chat_leave": server_relay.on_chat_leave,
     "chat_send": server_relay.on_chat_send,
     "share_commit": lambda server, p, msg: server_relay.on_round(server, p, msg, server_modes.on_share_commit),

@@ -16,7 +16,7 @@ from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
-from . import server_modes
+from . import server_invitations, server_modes
 from .jobs import Job, LoginJob, RegisterJob, RenewJob
 from .lab import LabVariant, lab_has
 from .limits import TokenBucket
@@ -171,6 +171,7 @@ def login_done(server: ServerProtocol, p: Peer, job: LoginJob) -> None:
                             online=tuple(sorted(server.online))))
     server._broadcast_presence(job.username, True)
     server_modes.on_login(server, p, job.username)
+    server_invitations.on_login(server, job.username)
     server._events.append(ev.UserLoggedIn(peer=p.id, username=job.username))
 
 

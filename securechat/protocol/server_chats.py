@@ -45,6 +45,10 @@ class ChatDirectory:
     def chats_of(self, username: str) -> set[str]:
         return set(self._by_user.get(username, ()))
 
+    def has_room(self, username: str) -> bool:
+        """Whether *username* may be in one more chat (max_chats_per_user)."""
+        return len(self._by_user.get(username, ())) < self._max_per_user
+
     def _check_room(self, username: str) -> None:
         if len(self._by_user.get(username, ())) >= self._max_per_user:
             raise SecureChatError(f"{username} is in too many chats", ErrorCode.LIMIT_EXCEEDED)

@@ -16,7 +16,7 @@ from ..crypto.encoding import b64e
 from ..errors import ErrorCode, SecureChatError
 from . import events as ev
 from . import messages as m
-from . import server_modes
+from . import server_invitations, server_modes
 from .codec import frame
 from .jobs import ChatKeyJob
 from .limits import TokenBucket
@@ -34,29 +34,39 @@ def availability_of(server: ServerProtocol, name: str) -> str:
 
 
 def on_chat_open(server: ServerProtocol, p: Peer, msg: m.ChatOpen) -> None:
+    """PROTOCOL.md 7.1 and 7.11: invite the named users; the chat starts when they have answered."""
     assert p.username is not None
     wanted = [n for n in msg.members if n != p.username]
     status = {n: availability_of(server, n) for n in wanted}
-    # PROTOCOL.md 7.6: a contributory chat may wait for registered members who are offline.
-    joinable = ("online", "offline") if msg.mode in server_modes.CONTRIBUTORY else ("online",)
-    members = [n for n in wanted if status[n] in joinable]
-    if not members:
+    if not any(status[n] != "unknown" for n in wanted):
         missing = ", ".join(wanted) or "nobody"
-        server._reply_error(p, ErrorCode.USER_OFFLINE, f"no invitee is online ({missing})", msg)
+        server._reply_error(p, ErrorCode.USER_OFFLINE, f"nobody to invite ({missing} not registered)", msg)
         return
-    try:
-        chat = server.chats.open(p.username, members, mode=msg.mode, suite=msg.suite,
-                               chat_id="c" + server._random_bytes(16).hex())
-    except SecureChatError as exc:
-        server._reply_error(p, exc.code, str(exc.args[0]), msg)
+    if len(server.chats.chats_of(p.username)) >= server.config.max_chats_per_user:
+        server._reply_error(p, ErrorCode.LIMIT_EXCEEDED, f"{p.username} is in too many chats", msg)
         return
-    server._send(p, m.ChatOpened(rid=msg.rid, chat_id=chat.chat_id, members=tuple(chat.members),
-                               offline=tuple(n for n in wanted if status[n] == "offline" and n not in members),
-                               unknown=tuple(n for n in wanted if status[n] == "unknown")))
-    rekey(server, chat.chat_id, "open", p.username)
+    opening = server_invitations.begin_opening(server, p, msg, wanted, status)
+    if opening is not None:
+        start_openings(server, [opening])
+
+
+def start_openings(server: ServerProtocol, openings: list[server_invitations.Opening]) -> None:
+    """Start epoch 1 of each chat whose invitees answered (or whose wait ended), PROTOCOL.md 7.11."""
+    for opening in openings:
+        if server_invitations.start(server, opening):
+            rekey(server, opening.chat_id, "open", opening.opener)
+
+
+def on_chat_answer(server: ServerProtocol, p: Peer, msg: m.ChatAnswer) -> None:
+    answered = server_invitations.answer(server, p, msg)
+    if answered.opening is not None:
+        start_openings(server, [answered.opening])
+    elif answered.joined:
+        rekey(server, msg.chat_id, answered.reason, answered.actor)
 
 
 def on_chat_invite(server: ServerProtocol, p: Peer, msg: m.ChatInvite) -> None:
+    """PROTOCOL.md 7.11: an invitation the invitee answers; it joins (a new epoch) only by accepting."""
     assert p.username is not None
     if msg.chat_id == m.LOBBY_ID:
         server._reply_error(p, ErrorCode.UNEXPECTED_MESSAGE, "the lobby has every online user already", msg)
@@ -66,15 +76,15 @@ def on_chat_invite(server: ServerProtocol, p: Peer, msg: m.ChatInvite) -> None:
         chat = server.chats.check_member(msg.chat_id, p.username)
         if not membership_change_allowed(server, chat):
             raise SecureChatError("too many invitations into this chat, retry shortly", ErrorCode.RATE_LIMITED)
-        if availability != "online":
-            code = ErrorCode.USER_OFFLINE if availability == "offline" else ErrorCode.UNKNOWN_USER
-            raise SecureChatError(f"{msg.username} is {availability}", code)
-        server.chats.add(msg.chat_id, msg.username)
+        if availability == "unknown":
+            raise SecureChatError(f"{msg.username} is not registered", ErrorCode.UNKNOWN_USER)
+        if msg.username in chat.members:
+            raise SecureChatError(f"{msg.username} is already a member", ErrorCode.ALREADY_MEMBER)
+        server_invitations.invite(server, msg.chat_id, msg.username, p.username, chat.mode, chat.suite)
     except SecureChatError as exc:
         server._reply_error(p, exc.code, str(exc.args[0]), msg)
         return
     server._send(p, m.ChatInvited(rid=msg.rid, chat_id=msg.chat_id, username=msg.username))
-    rekey(server, msg.chat_id, "invite", p.username)
 
 
 def on_chat_leave(server: ServerProtocol, p: Peer, msg: m.ChatLeave) -> None:

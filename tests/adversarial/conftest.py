@@ -139,6 +139,7 @@ class RawConn:
         self.sock.settimeout(IO_TIMEOUT)
         self.cp = ClientProtocol(server_key=server_key or pinned(server))
         self.events: list[ev.Event] = []
+        self._later: list[dict[str, Any]] = []  # frames read after the one expect() looked for
         if handshake:
             self.handshake()
 
@@ -200,7 +201,8 @@ class RawConn:
 
     def read_frames(self, timeout: float = IO_TIMEOUT) -> tuple[list[dict[str, Any]], bool]:
         """Read until at least one message arrives (then drain briefly) or EOF. Returns (messages, eof)."""
-        messages: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = self._later
+        self._later = []
         eof = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -244,12 +246,20 @@ class RawConn:
         while time.monotonic() < deadline:
             messages, eof = self.read_frames(max(0.05, deadline - time.monotonic()))
             seen.extend(messages)
-            for msg in messages:
+            for i, msg in enumerate(messages):
                 if msg.get("type") == kind and all(msg.get(k) == v for k, v in fields.items()):
+                    self._later = messages[i + 1:] + self._later
                     return msg
             if eof:
                 break
         raise AssertionError(f"expected {kind} {fields}, saw {seen}")
+
+    def accept_invitation(self, rid: int = 9000) -> str:
+        """Answer the next chat_invitation with accept (PROTOCOL.md 7.11); returns its chat id."""
+        invitation = self.expect("chat_invitation")
+        self.send_obj({"type": "chat_answer", "rid": rid, "chat_id": invitation["chat_id"], "accept": True})
+        self.expect("chat_answered", rid=rid)
+        return str(invitation["chat_id"])
 
     def expect_error(self, code: ErrorCode, *, closed: bool, timeout: float = IO_TIMEOUT) -> dict[str, Any]:
         """The server answers with error{code}; then the connection is closed, or still serves a who."""
@@ -320,3 +330,27 @@ def length_prefix(n: int) -> bytes:
 def pytest_terminal_summary(terminalreporter: Any) -> None:  # pragma: no cover - reporting only
     if SENT:
         terminalreporter.write_line("adversarial inputs sent per category: " + json.dumps(dict(sorted(SENT.items()))))
+
+
+def open_with(opener: TcpClient, raws: list[RawConn], others: tuple[str, ...] = (), **kw: Any) -> ev.ChatOpened:
+    """*opener* opens a chat with raw connections that accept their invitations (PROTOCOL.md 7.11) and with
+    *others* (TcpClients, which accept by themselves)."""
+    import threading
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(_try(lambda: opener.open_chat(
+        [r.cp.username or "" for r in raws] + list(others), **kw))), daemon=True)
+    thread.start()
+    for conn in raws:
+        conn.accept_invitation()
+    thread.join(IO_TIMEOUT * 3)
+    assert result, "the chat did not open"
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]  # type: ignore[no-any-return]
+
+
+def _try(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception as exc:  # handed to the test's thread by open_with
+        return exc

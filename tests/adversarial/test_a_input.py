@@ -179,6 +179,7 @@ def test_a5_lone_surrogate_password_before_login(server, raw):
 def test_a5_duplicate_keys_in_chat_send_relays_nothing(server, raw, keys, key_pool):
     sender, receiver = online(raw, key_pool[0]), online(raw, key_pool[1])
     sender.send_obj({"type": "chat_open", "rid": 5, "members": [receiver.cp.username], **CHAT})
+    receiver.accept_invitation()
     opened = sender.expect("chat_opened", rid=5)
     receiver.expect("chat_key", chat_id=opened["chat_id"])
     body = ('{"type":"chat_send","chat_id":"%s","chat_id":"cx","epoch":1,"seq":1,"ciphertext":"AAAA",'
@@ -316,6 +317,7 @@ def test_a8_second_register_after_login_keeps(server, raw, keys):
 def test_a8_leave_or_invite_for_chat_not_in(server, raw, key_pool):
     a, b, c = (online(raw, k) for k in key_pool[:3])
     a.send_obj({"type": "chat_open", "rid": 1, "members": [b.cp.username], **CHAT})
+    b.accept_invitation()
     chat_id = a.expect("chat_opened", rid=1)["chat_id"]
     count("A", 4)
     c.send_obj({"type": "chat_leave", "rid": 2, "chat_id": chat_id})

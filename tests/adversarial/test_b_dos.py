@@ -14,7 +14,7 @@ from securechat.net import tcp_server
 from securechat.protocol import events as ev
 from securechat.protocol.server import MAX_PRELOGIN_FRAME_BYTES
 
-from .conftest import RawConn, count, fresh_name, length_prefix, online_client, sanity, wait_until
+from .conftest import RawConn, count, fresh_name, length_prefix, online_client, open_with, sanity, wait_until
 
 E = ErrorCode
 
@@ -158,6 +158,7 @@ def test_b15_rate_limit_and_chat_cap(make_server, raw, keys, key_pool):
     for i in range(2):
         b.send_obj({"type": "chat_open", "rid": 100 + i, "members": [a.cp.username], "mode": "server-key",
                     "suite": "aes-256-gcm"})
+        a.accept_invitation(rid=200 + i)
         b.expect("chat_opened", rid=100 + i)
     count("B")
     b.send_obj({"type": "chat_open", "rid": 102, "members": [a.cp.username], "mode": "server-key",
@@ -176,7 +177,7 @@ def test_b16_slow_reader_is_disconnected_alone(make_server, raw, key_pool, monke
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.register_and_login(fresh_name("slow"), key_pool[2])
     try:
-        chat = flooder.open_chat([reader.protocol.username, slow.cp.username])
+        chat = open_with(flooder, [slow], (reader.protocol.username or "",))
         text = "x" * 8000
         sent = 0
         deadline = time.monotonic() + 20

@@ -164,6 +164,7 @@ def test_d32_tampered_record_releases_nothing(server, raw, key_pool, how):
     sender, receiver = online_raw(raw, key_pool[0]), online_raw(raw, key_pool[1])
     sender.send_obj({"type": "chat_open", "rid": 1, "members": [receiver.cp.username], "mode": "server-key",
                      "suite": "aes-256-gcm"})
+    receiver.accept_invitation()
     chat_id = sender.expect("chat_opened", rid=1)["chat_id"]
     receiver.expect("chat_key", chat_id=chat_id)
     body = json.dumps({"type": "chat_send", "chat_id": chat_id, "epoch": 1, "seq": 1, "ciphertext": "AAAA",

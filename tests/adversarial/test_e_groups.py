@@ -15,7 +15,7 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.codec import decode_message, message_from_dict
 
-from .conftest import RawConn, count, fresh_name, online_client, registered_name, sanity, wait_until
+from .conftest import RawConn, count, fresh_name, online_client, open_with, registered_name, sanity, wait_until
 
 E = ErrorCode
 CHAT = {"mode": "server-key", "suite": "aes-256-gcm"}
@@ -79,13 +79,11 @@ def test_e37_invitee_not_online(server, trio, keys):
     alice, bob, _ = trio
     offline = registered_name(server, keys)
     count("E", 2)
-    with pytest.raises(Exception) as info:
-        alice.client.open_chat([offline])
-    assert getattr(info.value, "code", None) is E.USER_OFFLINE
+    # PROTOCOL.md 7.11: an offline invitee is invited, never added; nothing changes until it accepts
+    alone = alice.client.open_chat([offline])
+    assert alone.members == (alice.name,) and alone.offline == (offline,) and alone.pending == (offline,)
     chat = alice.client.open_chat([bob.name])
-    with pytest.raises(Exception) as info:
-        alice.client.invite(chat.chat_id, offline)
-    assert getattr(info.value, "code", None) is E.USER_OFFLINE
+    alice.client.invite(chat.chat_id, offline)
     server_chat = server.protocol.chats.get(chat.chat_id)
     assert server_chat.epoch == 1 and offline not in server_chat.members
     assert alice.client.chat_epoch(chat.chat_id) == 1
@@ -126,7 +124,7 @@ def test_e39_ex_member_cannot_send_after_leaving(server, key_pool):
     carol = RawConn(server)
     try:
         carol.register_and_login(fresh_name("carol"), key_pool[1])
-        chat = alice.client.open_chat([carol.cp.username])
+        chat = open_with(alice.client, [carol])
         carol.send_obj({"type": "chat_leave", "rid": 2, "chat_id": chat.chat_id})
         carol.expect("chat_left", rid=2)
         count("E")
@@ -160,7 +158,7 @@ def test_e41_spoofed_sender_fails_signature(server, key_pool):
     mallory = RawConn(server)
     try:
         mallory.register_and_login(fresh_name("mallory"), key_pool[2])
-        chat = alice.client.open_chat([bob.name, mallory.cp.username])
+        chat = open_with(alice.client, [mallory], (bob.name,))
         bob.client.wait_for_key(chat.chat_id, 1)
         alice.client.send(chat.chat_id, "from alice")
         bob.wait_text("from alice")
@@ -226,7 +224,7 @@ def _captured_chat_key(server, key_pool):
     alice = Traced(server, key_pool[0])
     member = RawConn(server)
     member.register_and_login(fresh_name("member"), key_pool[1])
-    chat = alice.client.open_chat([member.cp.username])
+    chat = open_with(alice.client, [member])
     key = member.expect("chat_key", chat_id=chat.chat_id)
     return alice, member, key
 
@@ -330,7 +328,9 @@ def test_e50_concurrent_invite_leave_converge(server, key_pool):
             t.join(10)
         assert not errors
         final = server.protocol.chats.get(chat.chat_id)
-        assert final.epoch == 4 and set(final.members) == {a.name, b.name, d.name, e.name}
+        # PROTOCOL.md 7.11: an invite returns when the invitation is recorded; the join follows the answer
+        assert wait_until(lambda: final.epoch == 4, 10)
+        assert set(final.members) == {a.name, b.name, d.name, e.name}
         members = [a, b, d, e]
         for p in members:
             p.client.wait_for_key(chat.chat_id, 4)

@@ -109,7 +109,7 @@ class Mallory:
                 self._original(message)
             data = self.client.protocol.data_to_send()
             if data:
-                self.client._sock.sendall(data)  # noqa: SLF001
+                self.client._transport.send(data)  # noqa: SLF001
         count("F", len(messages))
 
 

@@ -41,6 +41,10 @@ def sample(kind: str, world: HostileServer, conn: Conn) -> m.Message:
         "certificates": lambda: m.Certificates(rid=1, certificates=(cert,), unknown=()),
         "chat_opened": lambda: m.ChatOpened(rid=1, chat_id=chat, members=members, offline=(), unknown=()),
         "chat_invited": lambda: m.ChatInvited(rid=1, chat_id=chat, username="carol"),
+        "chat_invitation": lambda: m.ChatInvitation(chat_id=chat, inviter="carol", mode="hybrid", suite="aes-256-gcm",
+                                                    expires_in=600),
+        "chat_answered": lambda: m.ChatAnswered(rid=1, chat_id=chat, accepted=True),
+        "invitation_closed": lambda: m.InvitationClosed(chat_id=chat, username="carol", outcome="declined"),
         "chat_left": lambda: m.ChatLeft(rid=1, chat_id=chat),
         "chat_key": lambda: world.chat_key(chat, 1, "server-key", members, blob32, recipient=name),
         "chat_message": lambda: m.ChatMessage(chat_id=chat, epoch=1, sender="bob", seq=1, ciphertext=b"x" * 40,
@@ -52,6 +56,7 @@ def sample(kind: str, world: HostileServer, conn: Conn) -> m.Message:
                                                          wrapped_share=b"\x05" * 256, nonce=b"\x06" * 16,
                                                          timestamp=int(world.now), signature=b"\x07" * 256),
         "key_confirmed": lambda: m.KeyConfirmed(chat_id=chat, epoch=1, sender="bob", mac=blob32),
+        "cert_renewed": lambda: m.CertRenewed(rid=None, certificate=cert),
         "round_timeout": lambda: m.RoundTimeout(chat_id=chat, epoch=1, missing=("bob",)),
     }
     return table[kind]()

@@ -183,6 +183,30 @@ def test_login_ok_naming_another_user_is_refused(world: HostileServer, people: d
     assert conn.events[-1].code == ErrorCode.BAD_CERTIFICATE.value, conn.events  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("lie", ["other-keys", "other-name", "earlier-expiry", "other-ca"])
+def test_cert_renewed_must_renew_our_own_certificate(world: HostileServer, people: dict, lie: str) -> None:
+    """cert_renewed (PROTOCOL.md 6.6) may only extend OUR certificate: same name, same keys, the pinned CA, no
+    earlier expiry; anything else closes bad_certificate and the client keeps its certificate."""
+    from securechat.store import new_server_key
+    alice = world.login("alice", people["alice"])
+    before = alice.client.certificate
+    cert = {
+        "other-keys": lambda: world.certify("alice", people["mallory"], lifetime=90 * 86400),
+        "other-name": lambda: world.certify("bob", people["alice"], lifetime=90 * 86400),
+        "earlier-expiry": lambda: world.certify("alice", people["alice"], lifetime=86400),
+        "other-ca": lambda: HostileServer(new_server_key()).certify("alice", people["alice"], lifetime=90 * 86400),
+    }[lie]()
+    closed_with(alice.push(m.CertRenewed(rid=None, certificate=cert)), ErrorCode.BAD_CERTIFICATE.value)
+    assert alice.client.certificate == before
+
+
+def test_cert_renewed_honest_renewal_is_reported(world: HostileServer, people: dict) -> None:
+    alice = world.login("alice", people["alice"])
+    cert = world.certify("alice", people["alice"], lifetime=90 * 86400)
+    assert alice.push(m.CertRenewed(rid=None, certificate=cert)) == [ev.CertificateRenewed(rid=None, certificate=cert)]
+    assert alice.client.certificate == cert
+
+
 # --- bye, who_result, status_result, presence, chat_opened, chat_invited ----------------------------------------
 
 def test_unasked_bye_closes_without_logging_out(world: HostileServer, people: dict) -> None:
@@ -208,6 +232,21 @@ def test_directory_lies_are_reported_but_create_nothing(world: HostileServer, pe
     events = alice.push(message)
     assert len(events) == 1 and not isinstance(events[0], ev.ConnectionClosed), events
     assert snapshot(alice.client) == before and "never-opened" not in alice.client.chats
+
+
+def test_invitation_flood_stays_bounded_and_creates_no_chat(world: HostileServer, people: dict) -> None:
+    """chat_invitation, chat_answered and invitation_closed are information: a server sending thousands of
+    invitations makes the client remember at most MAX_OPEN_INVITATIONS and creates no chat, key or pin."""
+    from securechat.protocol.client import MAX_OPEN_INVITATIONS
+    alice = world.login("alice", people["alice"])
+    before = snapshot(alice.client)
+    for i in range(MAX_OPEN_INVITATIONS + 50):
+        alice.push(m.ChatInvitation(chat_id=f"inv{i}", inviter="mallory", mode="hybrid", suite="aes-256-gcm",
+                                    expires_in=600))
+    alice.push(m.ChatAnswered(rid=4242, chat_id="inv1", accepted=True),
+               m.InvitationClosed(chat_id="inv2", username="bob", outcome="declined"))
+    assert len(alice.client.invitations) <= MAX_OPEN_INVITATIONS
+    assert snapshot(alice.client) == before and alice.client.state is ClientState.ONLINE
 
 
 # --- certificates --------------------------------------------------------------------------------------------------
