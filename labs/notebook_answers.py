@@ -61,3 +61,17 @@ ANSWERS = {
         '5': "answer_5 = (PQ[\"x25519+mlkem768\"][\"client_hello\"] - PQ[\"x25519\"][\"client_hello\"])",
     },
 }
+
+# Typical wrong answers the checks must refuse (the two checks that once accepted them): tests/test_notebooks.py
+# runs each after the reference answer and expects "Exercise N: not yet".
+WRONG = {
+    "06_membership": {
+        "3": '''def _ignores_epoch(chat_key, epoch, msg):
+    return try_decrypt(chat_key, msg.epoch, msg)      # derives with the message's epoch, not the one it is given
+answer_3 = _ignores_epoch''',
+    },
+    "07_attacks": {
+        # the notebook's own tamper helper: alice's channel closes with bad_record, but nothing was duplicated
+        "2": "answer_2 = lambda: tamper(source=\"alice\", carrying=\"chat_send\")",
+    },
+}

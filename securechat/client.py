@@ -32,6 +32,7 @@ from .labs.variants import add_lab_arguments, announce, lab_mode
 from .net.tcp_client import TcpClient
 from .net.transport import Scheme, parse_url, tcp_url
 from .protocol import events as ev
+from .protocol.vocabulary import KeyExchange
 from .shell import HELP, SCHEME_ALIASES, Shell, key_changed_warning
 
 __all__ = ["HELP", "SCHEME_ALIASES", "Shell", "build_parser", "key_changed_warning", "main"]
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     except PinFileError as exc:  # fail closed: a damaged pin file never means "trust on first use"
         print(f"securechat-client: {exc.args[0]}", file=sys.stderr)
         return 1
-    key_exchange = "x25519+mlkem768" if args.post_quantum else "x25519"
+    key_exchange = KeyExchange.X25519_MLKEM768 if args.post_quantum else KeyExchange.X25519
     lab = lab_mode(args.lab, "client")
     announce(lab, logging.getLogger("securechat.client"))
     try:

@@ -65,6 +65,25 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
+def error_code(text: str) -> ErrorCode | str:
+    """The ErrorCode a received ``error.code`` names; a code this version does not know stays its string
+    (PROTOCOL.md 9: receivers treat it as a failure of the request)."""
+    try:
+        return ErrorCode(text)
+    except ValueError:
+        return text
+
+
+#: PROTOCOL.md 9.1, the one table both sides use: these codes always end the connection, whoever meets them
+#: (the client closes on receiving one inside the channel; the server closes after sending one).
+FATAL_CODES = frozenset({
+    ErrorCode.FRAME_TOO_LARGE, ErrorCode.BAD_FRAME, ErrorCode.BAD_RECORD, ErrorCode.HANDSHAKE_FAILED,
+})
+#: PROTOCOL.md 9.1: these also end it when raised against the connection itself (admission, the login deadline,
+#: an exhausted record counter); as the answer to one request (9.2) the connection stays.
+CONNECTION_FATAL_CODES = FATAL_CODES | {ErrorCode.SERVER_BUSY, ErrorCode.LIMIT_EXCEEDED}
+
+
 class SecureChatError(Exception):
     """Base of every securechat error. ``code`` is the ErrorCode that names the failed rule."""
 

@@ -43,6 +43,7 @@ from typing import Any
 from .crypto.kdf import FAST_SCRYPT
 from .crypto.signatures import SignatureScheme
 from .errors import SecureChatError
+from .protocol.vocabulary import ChatMode
 from .protocol import events as ev
 from .protocol.identity import UserKeys, generate_user_keys
 from .protocol.limits import ServerConfig
@@ -65,7 +66,7 @@ class OpenChat:
 
     user: str
     members: tuple[str, ...]
-    mode: str = "server-key"
+    mode: str = ChatMode.SERVER_KEY
     suite: str = "aes-256-gcm"
     label: str = "c1"
 
@@ -395,8 +396,8 @@ def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0, transport:
             client = users[step.user].client
             try:
                 if isinstance(step, OpenChat):
-                    opened = client._call(  # noqa: SLF001 (wait for the key below, at every member)
-                        lambda p, s=step: p.open_chat(list(s.members), mode=s.mode, suite=s.suite))
+                    opened = client.open_chat(list(step.members), mode=step.mode, suite=step.suite,
+                                              wait_for_key=False)  # the key is awaited below, at every member
                     book.name_chat(step.label, opened.chat_id)
                     wait_rekey(step.label, list(dict.fromkeys((step.user, *opened.members))), 1)
                 elif isinstance(step, Invite):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .crypto.aead import CipherSuite
 from .crypto.signatures import SignatureScheme
 from .display import explain, printable
 from .emoji import render
@@ -25,6 +26,7 @@ from .protocol import events as ev
 from .protocol.fields import normalize_username
 from .protocol.identity import UserKeys
 from .protocol.messages import CHAT_MODES, LOBBY_ID, MAX_PASSWORD_CHARS
+from .protocol.vocabulary import CONTRIBUTORY_MODES, ChatMode
 
 SCHEME_ALIASES = {"rsa": SignatureScheme.RSA_PSS_SHA256, "dsa": SignatureScheme.DSA_SHA256,
                   "ecdsa": SignatureScheme.ECDSA_P256_SHA256, "ed25519": SignatureScheme.ED25519}
@@ -110,9 +112,15 @@ def key_changed_warning(event: ev.PeerKeyChanged) -> str:
 
 
 def _mode_promise(mode: str) -> str:
-    return {"server-key": "new key verified", "contributory": "key agreed by every member and confirmed",
-            "contributory-xor": "XOR key agreed (INSECURE variant)",
-            "hybrid": "membership verified (a fresh key per message)"}.get(mode, "new key verified")
+    return _MODE_PROMISES.get(mode, "new key verified")
+
+
+_MODE_PROMISES: dict[str, str] = {
+    ChatMode.SERVER_KEY: "new key verified",
+    ChatMode.CONTRIBUTORY: "key agreed by every member and confirmed",
+    ChatMode.CONTRIBUTORY_XOR: "XOR key agreed (INSECURE variant)",
+    ChatMode.HYBRID: "membership verified (a fresh key per message)",
+}
 
 
 class Shell:
@@ -402,7 +410,7 @@ class Shell:
                      f"{_mode_promise(event.mode)}")
             if event.actor != me and event.chat_id != LOBBY_ID:
                 self.say(f"  now talking in {label}" if became_current else f"  /switch {label} to talk there")
-            if event.mode == "contributory-xor" and event.actor != me:
+            if event.mode == ChatMode.CONTRIBUTORY_XOR and event.actor != me:
                 self.say(XOR_WARNING)
         else:
             change = [f"{printable(m)} joined" for m in event.joined] + [f"{printable(m)} left" for m in event.left]
@@ -594,7 +602,7 @@ class Shell:
         self.say(f"{printable(args[0])} is {'online' if online else 'offline'}")
 
     def cmd_chat(self, args: list[str]) -> None:
-        options = {"--mode": "server-key", "--suite": "aes-256-gcm"}
+        options: dict[str, str] = {"--mode": ChatMode.SERVER_KEY, "--suite": CipherSuite.AES_256_GCM}
         names: list[str] = []
         i = 0
         while i < len(args):
@@ -632,11 +640,11 @@ class Shell:
             self.say("! you cannot open a chat with only yourself: name someone else (/who lists who is online)")
             return
         client = self._online_client()
-        if mode == "contributory-xor":
+        if mode == ChatMode.CONTRIBUTORY_XOR:
             self.say(XOR_WARNING)
         self.say(f"  inviting {', '.join(printable(n) for n in others)}: the chat starts when they have answered "
                  "(at most 20 s; latecomers can still accept)")
-        if mode in ("contributory", "contributory-xor"):
+        if mode in CONTRIBUTORY_MODES:
             self.say(f"  {mode}: then running the key agreement rounds with the members ...")
         opened = client.open_chat(others, mode=mode, suite=suite)
         with self._lock:

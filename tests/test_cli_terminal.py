@@ -38,8 +38,8 @@ WAIT = 20
 class Server:
     """A TcpServer that can be stopped and started again on the same port, with the same registry and key."""
 
-    def __init__(self, tmp: Path, lobby: bool = True) -> None:
-        self.registry, self.key, self.lobby = MemoryRegistry(), new_server_key(), lobby
+    def __init__(self, tmp: Path, lobby: bool = True, **config: float) -> None:
+        self.registry, self.key, self.lobby, self.config = MemoryRegistry(), new_server_key(), lobby, config
         self.key_file = tmp / "server-key.json"
         write_server_key_file(self.key_file, self.key.public_der, self.key.scheme.value)
         self.port = 0
@@ -48,7 +48,7 @@ class Server:
 
     def start(self) -> None:
         self.srv = TcpServer(server_key=self.key, registry=self.registry, port=self.port,
-                             config=ServerConfig(scrypt=FAST_SCRYPT, lobby=self.lobby)).start()
+                             config=ServerConfig(scrypt=FAST_SCRYPT, lobby=self.lobby, **self.config)).start()
         self.port = self.srv.address[1]
 
     def stop(self) -> None:
@@ -248,6 +248,27 @@ def test_before_login_the_client_says_log_in_first(server: Server, tmp_path: Pat
         out = term.close()
     assert "Traceback" not in out and "list index out of range" not in out
     assert "cannot send who in state" not in out
+
+
+def test_a_message_the_server_refuses_is_marked_not_delivered(tmp_path: Path) -> None:
+    server = Server(tmp_path, lobby=False, messages_per_second=0.001, message_burst=4)  # a tiny request budget
+    try:
+        alice = _login_term(server, tmp_path, "alice")
+        bob = server.user("bob")
+        try:
+            bob.open_chat(["alice"])
+            alice.expect(r"alice@bob>")
+            for i in range(8):
+                alice.type(f"note {i}")
+            alice.expect(r"\[bob\] you: note 0 .*sent")
+            refused = alice.expect(r'NOT delivered "note (\d)" to bob: too many attempts')
+            assert int(refused.group(1)) > 0
+        finally:
+            bob.close()
+            out = alice.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in out
 
 
 # --- finding: /register never destroys keys; checks come first; the password is asked twice --------------------

@@ -289,8 +289,8 @@ def test_clients_killed_mid_handshake_login_and_message_leave_nothing(fkeys):
             victim.login("victim", PASSWORD, fkeys[1])
             chat = victim.open_chat(["observer"])
             victim.send(chat.chat_id, "first")
-            victim._transport._sock.sendall(struct.pack(">I", 4000) + b'{"type":"record","data":"')
-            victim._transport._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            victim.transport.sock.sendall(struct.pack(">I", 4000) + b'{"type":"record","data":"')
+            victim.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             victim.close()  # shutdown wakes its reader thread; close with linger 0 resets
 
             assert _wait(lambda: "victim" not in server.protocol.online)

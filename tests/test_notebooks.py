@@ -64,6 +64,7 @@ def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = _read(path)
     answers = _answers()[path.stem]
+    wrong = _answers("WRONG").get(path.stem, {})
     answer_cells: dict[str, object] = {}
     for cell in nb.cells:  # type: ignore[attr-defined]
         match = re.search(r'^check\("(\w+)", (answer_\w+)\)', cell.source, re.M) if cell.cell_type == "code" else None
@@ -71,6 +72,9 @@ def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             name = match.group(1)
             answer_cells[name] = cell
             cell.source += f"\n# --- test only: the reference answer ---\n{answers[name]}\n{match.group(0)}"
+            if name in wrong:
+                cell.source += (f"\n# --- test only: a typical wrong answer ---\n{wrong[name]}\ntry:\n"
+                                f"    {match.group(0)}\nexcept AssertionError:\n    print('Exercise {name}: wrong answer refused')")
     assert set(answer_cells) == set(answers), "every exercise has exactly one reference answer"
     reruns = _insert_reruns(path.stem, nb)
     client = nbclient.NotebookClient(
@@ -86,6 +90,8 @@ def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         blank, _, answered = text.partition(f"Exercise {name}: not answered yet")
         assert _ and not re.search(r"Exercise \w+: correct", blank), f"exercise {name}: blank must not be correct"
         assert f"Exercise {name}: correct" in answered, f"exercise {name}: the reference answer must pass"
+        if name in wrong:
+            assert answered.endswith(f"Exercise {name}: wrong answer refused\n"), f"exercise {name}: a wrong answer passed"
     for first, again, expect in reruns:  # a cell run a second time changes nothing that follows
         if expect is None:
             assert _text(first) == _text(again), "running the cell again changed its results"
@@ -121,7 +127,7 @@ def _insert_reruns(stem: str, nb: object) -> list[tuple[object, object, str | No
 SOURCES = {p.stem: "\n".join(c.source for c in nbformat.read(p, as_version=4).cells) for p in PATHS}
 
 
-def _answers() -> dict[str, dict[str, str]]:
+def _answers(table: str = "ANSWERS") -> dict[str, dict[str, str]]:
     """The instructor-only reference answers (labs/notebook_answers.py), never shipped in a student copy."""
     import importlib.util
 
@@ -129,7 +135,7 @@ def _answers() -> dict[str, dict[str, str]]:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return dict(module.ANSWERS)
+    return dict(getattr(module, table))
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])

@@ -800,13 +800,14 @@ def test_direct_client_receive_of_a_valid_record_stream() -> None:
     assert pair.client_events[-1].certificate.username == "dave"
 
 
-def test_secure_chat_error_codes_are_strings_on_events() -> None:
-    # events carry plain strings, so drivers can log or compare them without importing ErrorCode
+def test_error_codes_on_events_are_error_codes_that_compare_as_strings() -> None:
+    # events carry ErrorCode (a StrEnum), so drivers can still log or compare them as plain strings
     sim = make_simulation("alice")
     rid = sim.clients["alice"].status("nobody")
     sim.run_until_idle()
     failure = last_failure(sim, "alice")
-    assert failure.rid == rid and type(failure.code) is str and failure.code == "unknown_user"
+    assert failure.rid == rid and failure.code is A.UNKNOWN_USER and failure.code == "unknown_user"
+    assert f"{failure.code}" == "unknown_user"
     assert isinstance(RemoteProtocolError("x"), SecureChatError)
 
 

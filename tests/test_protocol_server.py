@@ -1073,7 +1073,7 @@ def test_a_long_guessing_campaign_never_breaks_receive_data() -> None:
     guesser = connect(sim, "guesser")
     address = sim.server.peers[peer_of(sim, "guesser")].address
     for _ in range(1030):  # the state a patient attacker reaches, one failure per backoff period
-        sim.server._throttle.failed("bob", address, sim.now - 10_000)
+        sim.server.accounts.throttle.failed("bob", address, sim.now - 10_000)
     guesser.login("bob", "guess 1031", user_keys("bob"))
     sim.run_until_idle()  # must not raise
     assert last_failure(sim, "guesser").code in (A.AUTH_FAILED, A.RATE_LIMITED)
@@ -1097,7 +1097,7 @@ def test_unknown_user_and_wrong_password_cost_the_same() -> None:
         samples = []
         for _ in range(9):
             job = LoginJob(peer=1, registry=sim.registry, username=name, password="wrong", signature=b"\x01" * 64,
-                           transcript=b"t" * 32, dummy_record=sim.server._dummy_record, ca=sim.server_key,
+                           transcript=b"t" * 32, dummy_record=sim.server.accounts.dummy_record, ca=sim.server_key,
                            now=sim.now)
             start = time.perf_counter()
             job.run()

@@ -18,6 +18,7 @@ from securechat.protocol.limits import ServerConfig
 from securechat.protocol.states import ClientState
 from securechat.store import SqliteRegistry
 from tests.helpers import (
+    server_push,
     assert_serves,
     connect,
     is_closed,
@@ -103,9 +104,7 @@ def test_the_client_refuses_a_renewal_that_would_shorten_its_certificate() -> No
         username="alice", signature_scheme=current.signature_scheme, encryption_key=current.encryption_key,
         signing_key=current.signing_key, serial=7, now=int(sim.now) - 1, validity_seconds=DAY,
         ca_private_key=ca.private_key, ca_scheme=ca.scheme)
-    sim.server._send(sim.server.peers[peer_of(sim, "alice")], m.CertRenewed(rid=None, certificate=shorter))
-    sim.flush()
-    sim.run_until_idle()
+    server_push(sim, "alice", m.CertRenewed(rid=None, certificate=shorter))
     assert not sim.events_of("alice", ev.CertificateRenewed)
     assert sim.clients["alice"].certificate == current
 

@@ -8,7 +8,7 @@ import pytest
 from securechat.errors import ErrorCode
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
-from tests.helpers import make_simulation, register_only, relogin
+from tests.helpers import make_simulation, register_only, relogin, server_push
 
 SECURE = "contributory"
 
@@ -65,21 +65,17 @@ def test_a_stale_round_timeout_is_ignored_by_the_client() -> None:
     sim.clients["alice"].open_chat(["bob"], mode=SECURE)
     sim.run_until_idle()
     cid = sim.last_event("alice", ev.ChatOpened).chat_id
-    peer = sim._peer_ids["alice"]
-    for notice in (m.RoundTimeout(chat_id=cid, epoch=7, missing=("bob",)),
-                   m.RoundTimeout(chat_id="not-a-chat", epoch=1, missing=("bob",))):
-        sim.server._send(sim.server.peers[peer], notice)
-    sim.flush()
-    sim.run_until_idle()
+    server_push(sim, "alice", m.RoundTimeout(chat_id=cid, epoch=7, missing=("bob",)),
+                m.RoundTimeout(chat_id="not-a-chat", epoch=1, missing=("bob",)))
     assert not timeouts(sim, "alice")
 
 
 def test_a_full_lobby_tells_the_user_who_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """Finding: the lobby silently stopped adding users past 256 members."""
-    from securechat.protocol import server_chats, server_modes
+    from securechat.protocol import server_chats, server_relay
 
     monkeypatch.setattr(server_chats, "MAX_CHAT_MEMBERS", 2)
-    monkeypatch.setattr(server_modes, "MAX_CHAT_MEMBERS", 2)
+    monkeypatch.setattr(server_relay, "MAX_CHAT_MEMBERS", 2)
     sim = make_simulation("alice", "bob", "carol", lobby=True)
     assert set(sim.server.chats.get(m.LOBBY_ID).members) == {"alice", "bob"}
     told = [e for e in sim.events_of("carol", ev.RequestFailed) if e.ref == "lobby"]

@@ -391,6 +391,8 @@ def test_terminal_client_registers_logs_in_and_chats_over_ws(tmp_path: Path) -> 
         alice.type("/register alice ed25519 pw-alice", "/login alice pw-alice")
         alice.wait_for(r"logged in as alice")
         bob.type("/chat alice")
+        invited = alice.wait_for(r"bob invites you to a \S+ chat (\w+): /accept").group(1)  # PROTOCOL.md 7.11
+        alice.type(f"/accept {invited}")
         bob.wait_for(r"chat \w+ .*with .*alice")
         alice.wait_for(r"chat \w+ \[server-key.*epoch 1: members (alice, bob|bob, alice)")
         bob.type("hello from a websocket")

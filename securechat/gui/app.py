@@ -63,7 +63,7 @@ class App:
         self.keystore: KeyStore = KeyStore(DEFAULT_ROOT)
         self.server_window: Any = None
         self.clients: list[Any] = []
-        self._tmp: str | None = None
+        self.tmp_dir: str | None = None
         self._pools: list[ThreadPoolExecutor] = []
         self._closed = False
         self._after: str | None = self.root.after(DRAIN_MS, self._drain)
@@ -146,8 +146,8 @@ class App:
             self.root.destroy()
         except tk.TclError:
             pass
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
 def launch(clients: int = 3, *, host: str | None = None, port: int | None = None, db: str | None = None,
@@ -166,8 +166,8 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
     app = App(root)
     try:
         if host is None:
-            app._tmp = tempfile.mkdtemp(prefix="securechat-gui-")
-            app.registry = SqliteRegistry(db or Path(app._tmp) / "registry.db")
+            app.tmp_dir = tempfile.mkdtemp(prefix="securechat-gui-")
+            app.registry = SqliteRegistry(db or Path(app.tmp_dir) / "registry.db")
             server_key = app.registry.load_or_create_server_key("securechat-gui-demo")
             app.server_window = ServerWindow(app, root)
             app.server = TcpServer(server_key=server_key, registry=app.registry,
@@ -175,7 +175,7 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
                                    on_event=lambda e: app.post(app.server_window.on_event, e)).start()
             app.address = (app.server.address[0], int(app.server.address[1]))
             app.pinned = (server_key.public_der, server_key.scheme.value)
-            app.keystore = KeyStore(keys_dir or Path(app._tmp) / "keys")
+            app.keystore = KeyStore(keys_dir or Path(app.tmp_dir) / "keys")
             app.server_window.started(app.address, server_key.public_der, server_key.scheme.value, scrypt_n)
         else:
             app.address = (host, port or 5050)

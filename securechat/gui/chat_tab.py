@@ -17,14 +17,15 @@ from tkinter.scrolledtext import ScrolledText
 from ..display import printable
 from ..emoji import render
 from ..protocol import events as ev
+from ..protocol.vocabulary import ChatMode
 
 VERIFIED = "\N{HEAVY CHECK MARK} signature verified"
 XOR_WARNING = "INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key"
-KEY_NOTES = {
-    "server-key": "new key verified",
-    "contributory": "key agreed by every member and confirmed (the server cannot read)",
-    "contributory-xor": "XOR key agreed (INSECURE variant)",
-    "hybrid": "membership verified; a fresh key per message",
+KEY_NOTES: dict[str, str] = {
+    ChatMode.SERVER_KEY: "new key verified",
+    ChatMode.CONTRIBUTORY: "key agreed by every member and confirmed (the server cannot read)",
+    ChatMode.CONTRIBUTORY_XOR: "XOR key agreed (INSECURE variant)",
+    ChatMode.HYBRID: "membership verified; a fresh key per message",
 }
 MAX_LINES = 2000
 
@@ -123,7 +124,7 @@ class ChatTab(ttk.Frame):
         self.system(f"rekeyed: epoch {event.epoch}, members {members} "
                     f"({event.reason} by {printable(event.actor)}{change}); "
                     f"{KEY_NOTES.get(event.mode, 'new key verified')}")
-        if first and event.mode == "contributory-xor":
+        if first and event.mode == ChatMode.CONTRIBUTORY_XOR:
             self._line((f"\N{WARNING SIGN} {XOR_WARNING}", "warning"))
 
     def received(self, event: ev.ChatReceived) -> None:

@@ -24,6 +24,7 @@ from ..errors import ErrorCode, SecureChatError
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
 from ..protocol.messages import CHAT_MODES, LOBBY_ID
+from ..protocol.vocabulary import CONTRIBUTORY_MODES
 from .chat_tab import ChatTab
 from .trust_dialog import TrustDialog
 
@@ -478,7 +479,7 @@ class ClientWindow:
             self._say("select one or more online users first", error=True)
             return
         mode = self.mode_var.get()
-        rounds = " (commit, reveal, confirm rounds)" if mode.startswith("contributory") else ""
+        rounds = " (commit, reveal, confirm rounds)" if mode in CONTRIBUTORY_MODES else ""
         self._call(f"opening a {mode} chat with {', '.join(printable(n) for n in members)}{rounds} ...",
                    lambda: (mode, client.open_chat(members, mode=mode)), self._opened)
 

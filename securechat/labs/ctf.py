@@ -331,7 +331,8 @@ def run_ctf(*, host: str, port: int, student: str, weak: bool = True) -> int:
         return 1
     print(f"CTF for student {student} on {ctf.address[0]}:{ctf.address[1]}; server key fingerprint "
           f"{fingerprint(ctf.server_key.public_der)}", flush=True)
-    print("register any username with securechat-client and log in: the bots will talk to you.", flush=True)
+    print("register any username with securechat-client, log in and accept the bots' invitations: they will talk "
+          "to you.", flush=True)
     try:
         while True:
             time.sleep(0.5)

@@ -13,6 +13,7 @@ Must not: make protocol decisions; it only moves bytes and waits.
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
 from ..protocol.client import ClientProtocol
+from ..protocol.vocabulary import ChatMode, KeyExchange
 from ..protocol.identity import UserKeys
 from ..protocol.lab import LabMode
 from .transport import Transport, parse_url, tcp_url
@@ -100,7 +102,7 @@ class TcpClient:
         trace: Callable[[ev.TraceEntry], None] | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         pins: dict[str, str] | None = None,
-        key_exchange: str = "x25519",
+        key_exchange: str = KeyExchange.X25519,
         lab: LabMode | None = None,
         keylog: Callable[[bytes, bytes, bytes], None] | None = None,
         auto_accept_invitations: bool = True,
@@ -109,7 +111,7 @@ class TcpClient:
     ) -> None:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
-        # key_exchange: "x25519" (default) or "x25519+mlkem768", the post-quantum hybrid (PROTOCOL.md 4.4)
+        # key_exchange: KeyExchange.X25519 (default) or X25519_MLKEM768, the post-quantum hybrid (PROTOCOL.md 4.4)
         # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
         # auto_accept_invitations: this program's policy for invitations (PROTOCOL.md 7.11); the terminal client
         # and the GUI pass False and ask the user (answer_invitation)
@@ -140,6 +142,15 @@ class TcpClient:
         self._reader.start()
         self._wait(lambda: self.handshake is not None, "handshake")
 
+    @property
+    def transport(self) -> Transport:
+        """The connection under the protocol: TCP, or WebSocket (PROTOCOL.md 15); ``transport.sock`` is the socket."""
+        return self._transport
+
+    @property
+    def _sock(self) -> socket.socket:  # the name older tests and scripts used for the raw socket
+        return self._transport.sock
+
     # --- commands -------------------------------------------------------------------------------------------
 
     def register(self, username: str, password: str, keys: UserKeys) -> ev.RegistrationSucceeded:
@@ -158,12 +169,14 @@ class TcpClient:
     def status(self, username: str) -> bool:
         return self._call(lambda p: p.status(username)).online  # type: ignore[attr-defined, no-any-return]
 
-    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
-                  suite: str = "aes-256-gcm") -> ev.ChatOpened:
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
+                  suite: str = "aes-256-gcm", wait_for_key: bool = True) -> ev.ChatOpened:
         """Open a chat and wait until it is usable: for contributory modes only after the commit, reveal and
-        confirmation rounds (a ChatKeyed for it); raises ChatAbortedError if the agreement aborts."""
+        confirmation rounds (a ChatKeyed for it); raises ChatAbortedError if the agreement aborts. With
+        ``wait_for_key=False`` it returns on the server's ``chat_opened`` (the caller waits for the key)."""
         opened: ev.ChatOpened = self._call(lambda p: p.open_chat(members, mode=mode, suite=suite))  # type: ignore
-        self.wait_for_key(opened.chat_id, 1)
+        if wait_for_key:
+            self.wait_for_key(opened.chat_id, 1)
         return opened
 
     def accept_key_change(self, username: str, fingerprint: str) -> None:

@@ -29,6 +29,7 @@ from ..errors import ErrorCode
 from ..protocol import events as ev
 from ..protocol.jobs import ChatKeyJob, FairQueue, Job, ServerKey
 from ..protocol.limits import ServerConfig
+from ..protocol.vocabulary import JobOutcome
 from ..protocol.registry import Registry
 from ..protocol.server import ServerProtocol
 from .server_log import EventDescriber
@@ -466,7 +467,7 @@ class TcpServer:
             job.run()
         except Exception:
             log.exception("job %s failed", type(job).__name__)
-            job.outcome, job.code = "failed", ErrorCode.INTERNAL_ERROR
+            job.outcome, job.code = JobOutcome.FAILED, ErrorCode.INTERNAL_ERROR
         self._inbound.put(("job", job, None))
 
     # --- writing --------------------------------------------------------------------------------------------

@@ -118,6 +118,11 @@ class Transport:
         self._sock.settimeout(None)
 
     @property
+    def sock(self) -> socket.socket:
+        """The underlying TCP socket (fault-injection tests write raw bytes or set SO_LINGER on it)."""
+        return self._sock
+
+    @property
     def close_reason(self) -> str | None:
         """The WebSocket close code and reason, once the session ended (None on TCP or while open)."""
         closed = self._ws.closed if self._ws is not None else None

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from .limits import ServerConfig
+from .server_outbox import Peer
 from .states import PeerState
-
-if TYPE_CHECKING:
-    from .server import Peer
 
 
 def live(peers: Iterable[Peer]) -> list[Peer]:

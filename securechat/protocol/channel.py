@@ -13,6 +13,7 @@ from ..crypto import aead
 from ..crypto.encoding import encode_fields, sha256
 from ..crypto.kdf import hkdf_sha256
 from ..errors import ErrorCode, IntegrityError, RemoteProtocolError
+from .vocabulary import KeyExchange
 
 HANDSHAKE_LABEL = "securechat v1 handshake"
 SERVER_SIGNATURE_LABEL = "securechat v1 server signature"
@@ -50,8 +51,8 @@ def transcript_hash(
     return sha256(encode_fields(HANDSHAKE_LABEL, *fields))
 
 
-X25519 = "x25519"
-HYBRID_KEM = "x25519+mlkem768"
+X25519 = KeyExchange.X25519
+HYBRID_KEM = KeyExchange.X25519_MLKEM768
 KEM_CONTEXT = b"securechat v1 hybrid handshake"  # the HPKE info of the ML-KEM export (crypto/kem.py)
 
 

@@ -440,7 +440,7 @@ class ChatBook:
 
     @staticmethod
     def _misbehaved(msg: ChatMessage, code: ErrorCode, seq: int, reason: str) -> ev.PeerMisbehaved:
-        return ev.PeerMisbehaved(chat_id=msg.chat_id, sender=msg.sender, seq=seq, code=code.value, reason=reason)
+        return ev.PeerMisbehaved(chat_id=msg.chat_id, sender=msg.sender, seq=seq, code=code, reason=reason)
 
     def _message_key(self, msg: ChatMessage) -> bytes:
         """Hybrid mode (PROTOCOL.md 7.7): our RSA-OAEP wrap of this message's own key."""
@@ -470,4 +470,4 @@ def _decrypt(key: bytes, msg: ChatMessage, header: bytes, suite: str) -> str | N
 
 
 def _rejected(chat_id: str, sender: str, code: ErrorCode | str, reason: str) -> ev.MessageRejected:
-    return ev.MessageRejected(chat_id=chat_id, sender=sender, code=str(code), reason=reason)
+    return ev.MessageRejected(chat_id=chat_id, sender=sender, code=ErrorCode(code), reason=reason)

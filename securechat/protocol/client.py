@@ -19,19 +19,20 @@ from ..crypto.exchange import generate_ephemeral, shared_secret
 from ..crypto.keys import load_public_key, public_key_der
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key
-from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SecureChatError
+from ..errors import FATAL_CODES, ErrorCode, error_code, LocalProtocolError, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
 from . import modes
 from ..crypto.kem import decapsulate, generate_kem_key
+from .vocabulary import ChatMode, KeyExchange
 from .channel import (
     HYBRID_KEM, KEM_CONTEXT, X25519, RecordLayer, derive_channel_keys, handshake_secret, server_signed_bytes,
     transcript_hash,
 )
 from .chats import ChatBook
 from .codec import (
-    MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
-    record_payload, split_frames,
+    MAX_FRAME_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame, pack_records, record_payload,
+    split_frames,
 )
 from .constructions import login_proof_bytes, register_proof_bytes, renew_proof_bytes
 from .identity import UserKeys
@@ -70,7 +71,7 @@ class ClientProtocol:
         random_bytes: RandomBytes = os.urandom,
         trace: Tracer | None = None,
         pins: dict[str, str] | None = None,
-        key_exchange: str = "x25519",
+        key_exchange: str = KeyExchange.X25519,
         lab: LabMode | None = None,
         keylog: Callable[[bytes, bytes, bytes], None] | None = None,
         verify_key_commitment: bool = True,
@@ -87,7 +88,7 @@ class ClientProtocol:
             raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
                                      "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
         # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
-        self.verify_key_commitment = verify_key_commitment
+        self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         # PROTOCOL.md 7.11: the server adds nobody without an answer. A program may accept every invitation
         # (its policy); the terminal client and the GUI set False and ask the user.
         self.auto_accept_invitations = auto_accept_invitations
@@ -95,7 +96,7 @@ class ClientProtocol:
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
-        self.key_exchange = key_exchange  # PROTOCOL.md 4.4: "x25519+mlkem768" adds ML-KEM-768
+        self.key_exchange = key_exchange  # PROTOCOL.md 4.4: KeyExchange.X25519_MLKEM768 adds ML-KEM-768
         self._kem_private: object = None
         self._pinned = server_key
         self._random_bytes = random_bytes
@@ -207,7 +208,7 @@ class ClientProtocol:
     def status(self, username: str) -> int:
         return self._request(m.Status(rid=self._next_rid, username=username))
 
-    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = "server-key",
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
                   suite: str = "aes-256-gcm") -> int:
         names = tuple(dict.fromkeys(normalize_username(n) for n in members if n))
         return self._request(m.ChatOpen(rid=self._next_rid, members=names, mode=mode, suite=suite))
@@ -338,17 +339,10 @@ class ClientProtocol:
 
     def _flush_records(self) -> None:
         assert self._records is not None
-        batch: list[bytes] = []
-        size = 0
-        for data in self._inner + [b""]:
-            if batch and (not data or size + len(data) > MAX_RECORD_PLAINTEXT_BYTES):
-                record = encode_record_frame(self._records.seal(b"".join(batch)))
-                self._tracing("send", "record", "record", record)
-                self._out += record
-                batch, size = [], 0
-            if data:
-                batch.append(data)
-                size += len(data)
+        for plaintext in pack_records(self._inner):
+            record = encode_record_frame(self._records.seal(plaintext))
+            self._tracing("send", "record", "record", record)
+            self._out += record
         self._inner = []
 
     def _tracing(self, direction: str, layer: str, kind: str, data: bytes) -> None:
@@ -358,7 +352,7 @@ class ClientProtocol:
 
     def _close(self, code: ErrorCode | str | None, message: str) -> None:
         self.state = ClientState.CLOSED
-        self._events.append(ev.ConnectionClosed(code=None if code is None else str(code), message=message))
+        self._events.append(ev.ConnectionClosed(code=None if code is None else error_code(code), message=message))
 
     # --- internals: receiving ---------------------------------------------------------------------------------
 
@@ -451,7 +445,7 @@ class ClientProtocol:
         chat = self.book.chats.get(chat_id) if self.book and chat_id else None
         if chat is not None and chat.state is ChatState.LEAVING:
             chat.state = next_chat_state(chat.state, RECEIVE, "error")
-        self._events.append(ev.RequestFailed(rid=msg.rid, code=msg.code, message=msg.message, ref=msg.ref))
+        self._events.append(ev.RequestFailed(rid=msg.rid, code=error_code(msg.code), message=msg.message, ref=msg.ref))
 
     def _on_register_challenge(self, msg: m.RegisterChallenge) -> None:
         assert self._keys is not None
@@ -503,7 +497,7 @@ class ClientProtocol:
         assert self.book is not None
         if msg.sender == self.username:
             # our own message reflected back (we never receive our own): refused before any certificate fetch
-            self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER.value,
+            self._events.append(ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.NOT_MEMBER,
                                                    reason="a message under our own name"))
             return
         chat = self.book.chats.get(msg.chat_id)
@@ -604,11 +598,9 @@ def lab_weak_keys(keys: UserKeys) -> UserKeys:
     return replace(keys, signing_key=repeated_nonce_dsa_key(keys.signing_key))  # type: ignore[arg-type]
 
 
-# PROTOCOL.md 9.1: inside the channel only these end the connection; server_busy there is a reply to retry
-# (a clear server_busy before the handshake is always fatal, see _receive_frame).
-_FATAL_CODES = frozenset({
-    ErrorCode.BAD_RECORD, ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.HANDSHAKE_FAILED,
-})
+# PROTOCOL.md 9.1 (errors.FATAL_CODES): inside the channel only these end the connection; server_busy there is a
+# reply to retry (a clear server_busy before the handshake is always fatal, see _receive_frame).
+_FATAL_CODES = FATAL_CODES
 
 MAX_OPEN_INVITATIONS = 64  # PROTOCOL.md 7.11: the server keeps at most 32 per user; more is a lying server
 

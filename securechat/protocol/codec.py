@@ -1,7 +1,7 @@
 """Framing and (de)serialisation: bytes <-> Message, and nothing about state.
 
-Owns: the 4-byte big-endian length prefix, the frame size limits, strict JSON parsing (PROTOCOL.md 3) and the
-splitting of a record's plaintext into its inner frames (PROTOCOL.md 5.3). Must not: know which message is
+Owns: the 4-byte big-endian length prefix, the frame size limits, strict JSON parsing (PROTOCOL.md 3), and
+packing inner frames into record plaintexts and splitting them again (PROTOCOL.md 5.3). Must not: know which message is
 allowed when (``states.py``), touch keys, sockets or clocks.
 """
 
@@ -12,11 +12,13 @@ import binascii
 import dataclasses
 import json
 import struct
+from collections.abc import Sequence
 from typing import Any
 
+from ..crypto.encoding import b64e
 from ..errors import ErrorCode, RemoteProtocolError
 from .fields import Optional, bad
-from .messages import MESSAGE_TYPES, Message, Record
+from .messages import MESSAGE_TYPES, ChatMessage, ChatSend, Message, Record
 
 HEADER_BYTES = 4
 # PROTOCOL.md 3.1: before the channel is up only hellos and errors travel; 16 KiB is twenty times the largest.
@@ -85,6 +87,20 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return value
 
 
+def peek(body: bytes) -> tuple[int | None, str | None]:
+    """Best effort, for the error that answers a frame which failed validation (PROTOCOL.md 9): its ``rid`` and
+    its ``type`` if they can be read and are well-formed, else None. Parses the body once."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(value, dict):
+        return None, None
+    rid, kind = value.get("rid"), value.get("type")
+    return (rid if type(rid) is int and 0 <= rid < 2**63 else None,
+            kind if isinstance(kind, str) and kind in MESSAGE_TYPES else None)
+
+
 def message_from_dict(value: dict[str, Any]) -> Message:
     """Build the typed message from a parsed object, validating every field (PROTOCOL.md 3.2).
 
@@ -141,6 +157,48 @@ def encode_message(message: Message) -> bytes:
 
 def encode_frame(message: Message) -> bytes:
     return frame(encode_message(message))
+
+
+# The same compact UTF-8 JSON as encode_message, with one encoder built once instead of per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def chat_message_frame(msg: ChatSend, sender: str) -> bytes:
+    """The relayed chat_message frame, byte-identical to ``encode_frame(ChatMessage(...))``.
+
+    The relay hot path: every field of *msg* was validated when it was decoded, and
+    *sender* is the authenticated username, so the frame is built straight from them in ChatMessage's field
+    order, without a second dataclass -> per-field kinds -> dict round.
+    """
+    out = {"type": ChatMessage.TYPE, "chat_id": msg.chat_id, "epoch": msg.epoch, "sender": sender,
+           "seq": msg.seq, "ciphertext": b64e(msg.ciphertext), "signature": b64e(msg.signature)}
+    if msg.wrap_recipients is not None:
+        out["wrap_recipients"] = list(msg.wrap_recipients)
+    if msg.wraps is not None:
+        out["wraps"] = [b64e(w) for w in msg.wraps]
+    if msg.key_commitment is not None:
+        out["key_commitment"] = b64e(msg.key_commitment)
+    if msg.prev_hash is not None:
+        out["prev_hash"] = b64e(msg.prev_hash)
+    return frame(_JSON(out).encode("utf-8"))
+
+
+
+def pack_records(frames: Sequence[bytes], limit: int = MAX_RECORD_PLAINTEXT_BYTES) -> list[bytes]:
+    """PROTOCOL.md 5.3: the record plaintexts that carry *frames* (encoded inner frames), in order, as few as
+    *limit* allows; a frame longer than *limit* travels in a record of its own. Both sides pack with this."""
+    records: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for data in frames:
+        if batch and size + len(data) > limit:
+            records.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(data)
+        size += len(data)
+    if batch:
+        records.append(b"".join(batch))
+    return records
 
 
 def split_frames(plaintext: bytes) -> list[bytes]:
@@ -225,7 +283,8 @@ class FrameDecoder:
 # and goes through the strict general path). tests/test_codec.py checks both claims.
 _RECORD_PREFIX = b'{"type":"record","data":"'
 _RECORD_SUFFIX = b'"}'
-_RECORD_MAX_BYTES = 1024 * 1024  # messages.Record.data's Blob limit
+# The schema's limit on a record's sealed bytes (messages.Record.data), read from the schema itself.
+_RECORD_MAX_BYTES: int = next(f.metadata["kind"] for f in dataclasses.fields(Record) if f.name == "data").max_bytes
 
 
 def encode_record_frame(sealed: bytes) -> bytes:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..crypto.certificates import Certificate
+from ..errors import ErrorCode
+from .vocabulary import KeyExchange
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,7 +24,7 @@ class HandshakeCompleted(Event):
     server_key: bytes
     server_scheme: str
     first_use: bool  # True if no server key was pinned: the driver should pin it (trust on first use)
-    key_exchange: str = "x25519"  # or "x25519+mlkem768" (PROTOCOL.md 4.4)
+    key_exchange: str = KeyExchange.X25519  # or X25519_MLKEM768 (PROTOCOL.md 4.4)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +47,7 @@ class RequestFailed(Event):
     """The server answered a request with an error (PROTOCOL.md 9). Covers failed logins and registrations."""
 
     rid: int | None
-    code: str
+    code: ErrorCode | str  # a code this client does not know stays its string (PROTOCOL.md 9)
     message: str
     ref: str | None
 
@@ -160,7 +162,7 @@ class MessageRejected(Event):
 
     chat_id: str
     sender: str
-    code: str
+    code: ErrorCode
     reason: str
 
 
@@ -178,7 +180,7 @@ class PeerMisbehaved(Event):
     chat_id: str
     sender: str
     seq: int
-    code: str
+    code: ErrorCode
     reason: str
 
 
@@ -199,7 +201,7 @@ class PeerKeyChanged(Event):
     username: str
     pinned: str
     seen: str
-    code: str = "key_changed"
+    code: ErrorCode = ErrorCode.KEY_CHANGED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,7 +210,7 @@ class ChatAborted(Event):
 
     chat_id: str
     epoch: int
-    code: str
+    code: ErrorCode
     reason: str
 
 
@@ -240,7 +242,7 @@ class LoggedOut(Event):
 class ConnectionClosed(Event):
     """The connection ended. ``code`` is None for a clean end of stream after bye."""
 
-    code: str | None
+    code: ErrorCode | str | None
     message: str
 
 
@@ -313,7 +315,7 @@ class MessageRelayed(ServerEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class ErrorSent(ServerEvent):
-    code: str
+    code: ErrorCode
     ref: str | None
     fatal: bool
 

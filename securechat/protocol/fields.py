@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from ..crypto.encoding import b64d, b64e
@@ -79,11 +80,20 @@ class Name(Kind):
 @dataclass(frozen=True)
 class Choice(Kind):
     values: tuple[str, ...] = ()
+    names: type[StrEnum] | None = None  # when built with ``of``: decode to that enum's member
+
+    @classmethod
+    def of(cls, names: type[StrEnum]) -> Choice:
+        """The choice of one of *names*' values (securechat.protocol.vocabulary), decoded to the enum member."""
+        return cls(values=tuple(member.value for member in names), names=names)
 
     def decode(self, name: str, value: Any) -> str:
         if not isinstance(value, str) or value not in self.values:
             raise bad(name, f"must be one of {', '.join(self.values)}")
-        return value
+        return value if self.names is None else self.names(value)
+
+    def encode(self, value: Any) -> Any:
+        return str(value)  # a StrEnum member travels as its plain value
 
 
 @dataclass(frozen=True)

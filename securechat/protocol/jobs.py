@@ -21,6 +21,7 @@ from ..crypto.keys import generate_encryption_key, load_public_key, public_key_d
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
+from .vocabulary import JobOutcome
 from . import messages as m
 from .constructions import (
     chat_key_signed_bytes, login_proof_bytes, register_proof_bytes, renew_proof_bytes, wrap_tree,
@@ -42,7 +43,7 @@ class Job:
     peer: int
     rid: int | None = None         # the request this job answers
     address: str = ""              # the peer's address: password jobs are queued and counted per address
-    outcome: str = ""            # set by run(): a PEER_JOB_TRANSITIONS outcome or "done"
+    outcome: JobOutcome = JobOutcome.PENDING  # set by run(): a PEER_JOB_TRANSITIONS outcome or DONE
     code: ErrorCode | None = None  # set by run() on failure
 
     def run(self) -> None:
@@ -113,10 +114,10 @@ class LoginJob(Job):
         password_ok = kdf.verify_password(self.password, record.password_record if record else self.dummy_record)
         proof_ok = self._check_proof(record)
         if password_ok and proof_ok and record is not None:
-            self.outcome, self.record = "logged_in", record
+            self.outcome, self.record = JobOutcome.LOGGED_IN, record
             self.registry.record_login(self.username, self.now)  # the admin tool's "last login"
         else:
-            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.AUTH_FAILED
 
     def _check_proof(self, record: UserRecord | None) -> bool:
         """Verify one certificate and one signature of EVERY scheme: the user's own for its scheme, decoys for
@@ -208,14 +209,14 @@ class RegisterJob(Job):
             verify(scheme, signing_key, signed, self.proof.signature)
         except SecureChatError:
             # docs/THREATS.md 25: copied public keys cannot produce either proof.
-            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.AUTH_FAILED
             return
         if self.registry.get_user(req.username) is not None:
-            self.outcome, self.code = "failed", ErrorCode.NAME_TAKEN
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.NAME_TAKEN
             return
         lookalike = self.registry.find_lookalike(req.username)
         if lookalike is not None:  # registered meanwhile; add_user checks again in its transaction
-            self.outcome, self.code, self.lookalike = "failed", ErrorCode.NAME_TAKEN, lookalike
+            self.outcome, self.code, self.lookalike = JobOutcome.FAILED, ErrorCode.NAME_TAKEN, lookalike
             return
         cert = issue_certificate(
             username=req.username, signature_scheme=scheme, encryption_key=req.encryption_key,
@@ -229,11 +230,11 @@ class RegisterJob(Job):
         try:
             self.registry.add_user(record)
         except SecureChatError as exc:  # NameTaken (a race with another registration) or StorageFailed
-            self.outcome, self.code = "failed", exc.code
+            self.outcome, self.code = JobOutcome.FAILED, exc.code
             if exc.code is ErrorCode.NAME_TAKEN:
                 self.lookalike = self.registry.find_lookalike(req.username) or ""
             return
-        self.outcome, self.certificate = "registered", cert
+        self.outcome, self.certificate = JobOutcome.REGISTERED, cert
 
 
 @dataclass(eq=False)
@@ -254,7 +255,7 @@ class RenewJob(Job):
     def run(self) -> None:
         record = self.registry.get_user(self.username)
         if record is None:  # the account was removed meanwhile (securechat-admin)
-            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.AUTH_FAILED
             return
         old = record.certificate
         try:
@@ -263,7 +264,7 @@ class RenewJob(Job):
             verify(old.signature_scheme, signing_key, renew_proof_bytes(self.transcript, self.username, old.serial),
                    self.signature)
         except SecureChatError:
-            self.outcome, self.code = "failed", ErrorCode.AUTH_FAILED
+            self.outcome, self.code = JobOutcome.FAILED, ErrorCode.AUTH_FAILED
             return
         cert = issue_certificate(
             username=self.username, signature_scheme=old.signature_scheme, encryption_key=old.encryption_key,
@@ -273,9 +274,9 @@ class RenewJob(Job):
         try:
             self.registry.replace_certificate(self.username, cert)
         except SecureChatError as exc:
-            self.outcome, self.code = "failed", exc.code
+            self.outcome, self.code = JobOutcome.FAILED, exc.code
             return
-        self.outcome, self.certificate = "renewed", cert
+        self.outcome, self.certificate = JobOutcome.RENEWED, cert
 
 
 @dataclass(eq=False)
@@ -310,4 +311,4 @@ class ChatKeyJob(Job):
                               wrap_path=path, wrapped_key=wrap, signature=signature)
             for member, wrap, path in zip(self.members, wraps, paths)
         }
-        self.outcome = "done"
+        self.outcome = JobOutcome.DONE

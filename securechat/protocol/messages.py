@@ -15,6 +15,7 @@ from ..crypto.aead import CipherSuite
 from ..crypto.certificates import Certificate
 from ..crypto.signatures import SignatureScheme
 from .fields import Blob, Boolean, Choice, Integer, Kind, ListOf, Name, Object, Optional, Text
+from .vocabulary import ChatMode, KeyExchange, RekeyReason
 
 PROTOCOL_VERSION = 1
 MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
@@ -32,10 +33,11 @@ SUITE_NAMES = tuple(s.value for s in CipherSuite)
 # PROTOCOL.md 7: how a chat's keys are made. "server-key": the server generates and wraps them;
 # "contributory": members agree on them through a blind relay; "contributory-xor" (the XOR
 # derivation, INSECURE, for the attack labs); "hybrid": a fresh key per message.
-CHAT_MODES = ("server-key", "contributory", "contributory-xor", "hybrid")
-KEYLESS_MODES = ("contributory", "contributory-xor", "hybrid")  # the server never holds a key for these
+# The names themselves are enums in vocabulary.py; these tuples keep the old spellings importable.
+CHAT_MODES = tuple(ChatMode)
+KEYLESS_MODES = tuple(mode for mode in ChatMode if mode.keyless)  # the server never holds a key for these
 LOBBY_ID = "lobby"  # PROTOCOL.md 7.8: the single room every online user is in (hybrid mode)
-REKEY_REASONS = ("open", "invite", "leave", "disconnect", "join")
+REKEY_REASONS = tuple(RekeyReason)
 
 
 def f(kind: Kind, default: Any = dataclasses.MISSING) -> Any:
@@ -62,7 +64,7 @@ class ClientHello(Message):
     version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION), PROTOCOL_VERSION)
     random: bytes = f(Blob(exact=32))
     key_share: bytes = f(Blob(exact=32))
-    key_exchange: str = f(Choice(("x25519", "x25519+mlkem768")), "x25519")
+    key_exchange: str = f(Choice.of(KeyExchange), KeyExchange.X25519)
     kem_key: bytes | None = f(Optional(Blob(exact=1184)), None)  # PROTOCOL.md 4.4: ML-KEM-768 encapsulation key
 
 
@@ -223,7 +225,7 @@ class ChatOpen(Message):
     TYPE: ClassVar[str] = "chat_open"
     rid: int | None = f(RID, None)
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS - 1, unique=True))
-    mode: str = f(Choice(CHAT_MODES), "server-key")
+    mode: str = f(Choice.of(ChatMode), ChatMode.SERVER_KEY)
     suite: str = f(Choice(SUITE_NAMES), CipherSuite.AES_256_GCM.value)
 
 
@@ -320,9 +322,9 @@ class ChatKey(Message):
     TYPE: ClassVar[str] = "chat_key"
     chat_id: str = f(CHAT_ID)
     epoch: int = f(Integer(1))
-    mode: str = f(Choice(CHAT_MODES))
+    mode: str = f(Choice.of(ChatMode))
     suite: str = f(Choice(SUITE_NAMES))
-    reason: str = f(Choice(REKEY_REASONS))
+    reason: str = f(Choice.of(RekeyReason))
     actor: str = f(Name())
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
     wrap_root: bytes = f(Blob(exact=32))  # PROTOCOL.md 7.2: Merkle root over every member's wrap
@@ -376,9 +378,9 @@ class ChatEpoch(Message):
     TYPE: ClassVar[str] = "chat_epoch"
     chat_id: str = f(CHAT_ID)
     epoch: int = f(Integer(1))
-    mode: str = f(Choice(CHAT_MODES))
+    mode: str = f(Choice.of(ChatMode))
     suite: str = f(Choice(SUITE_NAMES))
-    reason: str = f(Choice(REKEY_REASONS))
+    reason: str = f(Choice.of(RekeyReason))
     actor: str = f(Name())
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
     signature: bytes = f(SIGNATURE_BLOB)

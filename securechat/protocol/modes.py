@@ -88,7 +88,7 @@ def on_round(book: ChatBook, msg: m.ShareCommitted | m.KeyShareDelivery | m.KeyC
     agreement = chat.agreement if chat is not None else None
     if chat is None or agreement is None or agreement.epoch != msg.epoch:
         # docs/THREATS.md 49: a share or commitment of another epoch (replayed by the server) is refused.
-        return Step([ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.STALE_EPOCH.value,
+        return Step([ev.MessageRejected(chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.STALE_EPOCH,
                                         reason=f"no agreement running at epoch {msg.epoch}")])
     try:
         agreement.receive(msg)
@@ -130,7 +130,7 @@ def _aborted(chat: ClientChat, agreement: Agreement, exc: AgreementFailed) -> St
     if chat.epoch == agreement.epoch:
         # An aborted epoch has no key: nothing is sent or read under the unconfirmed one.
         chat.key, chat.sender_keys = None, {}
-    return Step([ev.ChatAborted(chat_id=chat.chat_id, epoch=agreement.epoch, code=exc.code.value,
+    return Step([ev.ChatAborted(chat_id=chat.chat_id, epoch=agreement.epoch, code=exc.code,
                                 reason=str(exc.args[0]))])
 
 
@@ -158,4 +158,4 @@ def _keyed(msg: m.ChatEpoch, before: tuple[str, ...]) -> ev.ChatKeyed:
 
 
 def _rejected(msg: m.ChatEpoch, code: ErrorCode, reason: str) -> ev.MessageRejected:
-    return ev.MessageRejected(chat_id=msg.chat_id, sender="server", code=code.value, reason=reason)
+    return ev.MessageRejected(chat_id=msg.chat_id, sender="server", code=code, reason=reason)

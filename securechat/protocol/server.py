@@ -5,51 +5,52 @@ chat and its epoch, and the admission rules of PROTOCOL.md 10. The driver feeds 
 runs the slow ``Job``s it gets from ``next_job`` wherever it likes and returns them with ``job_done``, writes
 what ``data_to_send`` returns and closes what ``peers_to_close`` names. Must not: touch sockets, threads,
 clocks or files (the registry is injected); it is not thread-safe: one driver thread owns it.
+
+It is the connection half of h2's connection/stream split: this class owns the connections (handshake,
+records, admission, deadlines, closing) and the directory requests, and hands the rest to collaborators with
+narrow interfaces, none of which reaches into another: ``Outbox`` (server_outbox.py: everything sent, the
+events), ``Presence`` (server_presence.py: who is online), ``Accounts`` (server_accounts.py: registration,
+login, logout) and ``ChatRelay`` (server_relay.py: the chats, their epochs and keys, the relay, and through
+``KeylessModes`` the contributory rounds and mailboxes).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from dataclasses import dataclass, field
 
-from ..crypto import kdf
 from ..crypto.encoding import RandomBytes
 from ..crypto.exchange import generate_ephemeral, shared_secret
-from ..crypto.keys import load_public_key
-from ..crypto.signatures import SCHEMES, SignatureScheme, sign
-from ..crypto.wrap import wrap_key
-from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
+from ..crypto.kem import encapsulate
+from ..crypto.signatures import sign
+from ..errors import CONNECTION_FATAL_CODES, ErrorCode, RemoteProtocolError, SecureChatError
 from . import events as ev
 from . import messages as m
-from ..crypto.kem import encapsulate
 from .channel import (
     HYBRID_KEM, KEM_CONTEXT, RecordLayer, derive_channel_keys, handshake_secret, server_signed_bytes,
     transcript_hash,
 )
-from .codec import (
-    MAX_FRAME_BYTES, MAX_RECORD_PLAINTEXT_BYTES, FrameDecoder, decode_message, encode_frame, encode_record_frame,
-    message_from_dict, parse_json, record_data, split_frames,
-)
-from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, RenewJob, ServerKey, make_decoys
+from .codec import MAX_FRAME_BYTES, decode_message, message_from_dict, parse_json, peek, record_data, split_frames
+from .jobs import ChatKeyJob, Job, LoginJob, RegisterJob, RenewJob, ServerKey
 from .lab import lab_replay_window
-from .limits import AddressBuckets, LoginThrottle, ServerConfig, TokenBucket
-from .preauth import PreAuthLimits
+from .limits import ServerConfig
+from . import admission
 from .registry import Registry
-from . import admission, server_accounts, server_invitations, server_modes, server_relay
+from .server_accounts import Accounts
 from .server_chats import ChatDirectory
-from .states import PeerState, next_peer_state, next_peer_state_on_job
+from .server_invitations import Invitations
+from .server_outbox import Outbox, Peer, Tracer
+from .server_presence import Presence
+from .server_relay import ChatRelay
+from .states import PeerState, next_peer_state
 
-Tracer = Callable[[ev.TraceEntry], None]
+__all__ = ["FATAL_CODES", "Peer", "ServerProtocol", "Tracer"]
 
 # PROTOCOL.md 9.1: after these the channel cannot be trusted or the peer is not worth serving: close.
-FATAL_CODES = frozenset({
-    ErrorCode.FRAME_TOO_LARGE, ErrorCode.BAD_FRAME, ErrorCode.BAD_RECORD, ErrorCode.HANDSHAKE_FAILED,
-    ErrorCode.SERVER_BUSY, ErrorCode.LIMIT_EXCEEDED,
-})
+FATAL_CODES = CONNECTION_FATAL_CODES
 
 
 # PROTOCOL.md 10: a record plaintext of 256 KiB holds about 400 chat messages; 1024 frames is generous.
@@ -59,28 +60,6 @@ MAX_INNER_FRAMES_PER_RECORD = 1024
 MAX_PRELOGIN_FRAME_BYTES = 64 * 1024
 # PROTOCOL.md 9.2: bad frames are answered and the connection kept, but not without end (docs/THREATS.md 12, 15).
 MAX_ERRORS_PER_CONNECTION = 64
-
-
-@dataclass(eq=False)
-class Peer:
-    id: int
-    address: str
-    opened_at: float
-    state: PeerState = PeerState.AWAIT_HELLO
-    decoder: FrameDecoder = field(default_factory=FrameDecoder)
-    records: RecordLayer | None = None
-    transcript: bytes = b""
-    username: str | None = None
-    out: bytearray = field(default_factory=bytearray)
-    inner: list[bytes] = field(default_factory=list)
-    closing: bool = False
-    frame_started: float | None = None
-    register: m.Register | None = None
-    register_nonce: bytes = b""
-    bucket: TokenBucket | None = None
-    errors: int = 0  # malformed inner frames, and refusals before login, answered so far (MAX_ERRORS_PER_CONNECTION)
-    register_budget: TokenBucket | None = None  # PROTOCOL.md 6.1: this connection's register requests
-    spoke: bool = False  # a record arrived after the handshake (PROTOCOL.md 10.1: first request deadline)
 
 
 class ServerProtocol:
@@ -96,34 +75,82 @@ class ServerProtocol:
         trace: Tracer | None = None,
         relay_events: bool = True,
     ) -> None:
-        self.config = config
+        self._config = config
         self.registry = registry
         self.server_key = server_key
         self._random_bytes = random_bytes
         self._trace = trace
-        self._relay_events = relay_events
         self.peers: dict[int, Peer] = {}
-        self.online: dict[str, int] = {}                   # username -> peer id
-        self._encryption_keys: dict[str, object] = {}      # online users' certified RSA-OAEP keys
-        self.chats = ChatDirectory(config.max_chats_per_user)
-        self._throttle = LoginThrottle(config)
-        self._preauth = PreAuthLimits(config)  # PROTOCOL.md 6.1: register budgets before login
-        self._dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
-        self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self._jobs: deque[Job] = deque()
-        self.key_jobs = 0                                       # ChatKeyJobs handed out and not back yet
-        self.key_waiting: OrderedDict[str, None] = OrderedDict()  # chats waiting for a key job slot (7.2)
-        self.pending_password_jobs = 0
-        self.pending_by_address: dict[str, int] = {}  # PROTOCOL.md 6.2: admitted password jobs per address
-        self._registrations = AddressBuckets(config.registrations_per_address_per_hour / 3600.0,
-                                             config.registration_burst_per_address, config.tracked_keys)
-        self._events: deque[ev.ServerEvent] = deque()
-        self._dirty: set[int] = set()
-        self.mailboxes: dict[str, list[tuple[str, int, bytes, str]]] = {}  # offline contributory members
-        self.open_rounds: set[str] = set()  # contributory chats whose current round has not finished (7.6)
         self._to_close: list[int] = []
         self._now = 0.0
-        self.invitations = server_invitations.Invitations()  # PROTOCOL.md 7.11
+        self._outbox = outbox = Outbox(self.peers, trace, after_error=self._count_refusal)
+        self.presence = presence = Presence(outbox)
+        self.relay = ChatRelay(outbox=outbox, presence=presence, registry=registry, config=config,
+                               server_key=server_key, random_bytes=random_bytes, submit=self._jobs.append,
+                               now=lambda: self._now, relay_events=relay_events)
+        self.accounts = Accounts(outbox=outbox, presence=presence, registry=registry, config=config,
+                                 server_key=server_key, random_bytes=random_bytes, submit=self._jobs.append,
+                                 now=lambda: self._now, on_online=self.relay.member_online,
+                                 drop=lambda p, reason: self._drop(p, reason, close=True))
+        self._dispatch = self._handlers()
+
+    # --- the parts' state, read by drivers, tests and notebooks ---------------------------------------------------
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: ServerConfig) -> None:
+        """New limits take effect at once, in every part (an operator's change, or a test's)."""
+        self._config = self.accounts.config = self.relay.config = self.relay.modes.config = config
+        self.relay.invitations.config = config
+
+    @property
+    def now(self) -> float:
+        """The driver's clock at the last input (time is passed in, never read)."""
+        return self._now
+
+    @property
+    def invitations(self) -> Invitations:
+        """Open invitations and chats being opened (PROTOCOL.md 7.11)."""
+        return self.relay.invitations
+
+    @property
+    def online(self) -> dict[str, int]:
+        """username -> peer id of every logged-in user."""
+        return self.presence.online
+
+    @property
+    def chats(self) -> ChatDirectory:
+        return self.relay.chats
+
+    @property
+    def mailboxes(self) -> dict[str, list[tuple[str, int, bytes, str]]]:
+        return self.relay.modes.mailboxes
+
+    @property
+    def open_rounds(self) -> set[str]:
+        """Contributory chats whose current round has not finished (PROTOCOL.md 7.6)."""
+        return self.relay.modes.open_rounds
+
+    @property
+    def key_jobs(self) -> int:
+        """ChatKeyJobs handed out and not back yet (PROTOCOL.md 7.2)."""
+        return self.relay.key_jobs
+
+    @property
+    def key_waiting(self) -> OrderedDict[str, None]:
+        return self.relay.key_waiting
+
+    @property
+    def pending_password_jobs(self) -> int:
+        return self.accounts.pending_password_jobs
+
+    @property
+    def pending_by_address(self) -> dict[str, int]:
+        return self.accounts.pending_by_address
 
     # --- driver API -----------------------------------------------------------------------------------------
 
@@ -135,8 +162,8 @@ class ServerProtocol:
         """
         self._now = now
         self.peers[peer] = p = Peer(id=peer, address=address, opened_at=now)
-        self._events.append(ev.PeerConnected(peer=peer, address=address))
-        if not self._preauth.admit(address, now):
+        self._outbox.emit(ev.PeerConnected(peer=peer, address=address))
+        if not self.accounts.preauth.admit(address, now):
             # PROTOCOL.md 10.1: this address spent its budget of refusals before login: no handshake work for it.
             self._fail(p, RemoteProtocolError("too many refused requests from your address, retry later",
                                               ErrorCode.SERVER_BUSY), None)
@@ -173,15 +200,10 @@ class ServerProtocol:
     def connection_lost(self, peer: int, now: float) -> None:
         self.receive_data(peer, b"", now)
 
-    @property
-    def now(self) -> float:
-        """The driver's clock at the last input (time is passed in, never read)."""
-        return self._now
-
     def handle_timer(self, now: float) -> None:
         """Enforce deadlines (docs/THREATS.md 1, 10): call about once a second."""
         self._now = now
-        server_relay.start_openings(self, server_invitations.expire(self))
+        self.relay.start_openings(self.relay.invitations.expire())
         cfg = self.config
         peers = admission.live(self.peers.values())
         counts = admission.per_address(peers)
@@ -199,7 +221,7 @@ class ServerProtocol:
                 self._fail(p, RemoteProtocolError("login deadline passed", ErrorCode.LIMIT_EXCEEDED), None)
             elif p.frame_started is not None and now - p.frame_started > cfg.frame_deadline_seconds:
                 self._fail(p, RemoteProtocolError("frame not completed in time", ErrorCode.BAD_FRAME), None)
-        server_modes.check_rounds(self, now)
+        self.relay.modes.check_rounds(now)
 
     def next_job(self) -> Job | None:
         return self._jobs.popleft() if self._jobs else None
@@ -208,31 +230,30 @@ class ServerProtocol:
         """Apply the result of a job the driver ran (see ``jobs.py``)."""
         self._now = now
         if isinstance(job, ChatKeyJob):
-            server_relay.distribute(self, job)
+            self.relay.distribute(job)
             return
-        server_accounts.release_password_job(self, job)
+        self.accounts.release_password_job(job)
         p = self.peers.get(job.peer)
         if p is None or p.closing:
             return
         if isinstance(job, LoginJob):
-            server_accounts.login_done(self, p, job)
+            self.accounts.login_done(p, job)
             if p.state is PeerState.ONLINE:
                 p.decoder.max_frame_bytes = MAX_FRAME_BYTES
-                self._preauth.logged_in(p.address, now)  # PROTOCOL.md 10.1: its admission is given back
+                self.accounts.preauth.logged_in(p.address, now)  # PROTOCOL.md 10.1: its admission is given back
         elif isinstance(job, RegisterJob):
-            server_accounts.register_done(self, p, job)
+            self.accounts.register_done(p, job)
         elif isinstance(job, RenewJob):
-            server_accounts.renew_done(self, p, job)
+            self.accounts.renew_done(p, job)
 
     def next_event(self) -> ev.ServerEvent | None:
-        return self._events.popleft() if self._events else None
+        return self._outbox.next_event()
 
     def data_to_send(self) -> list[tuple[int, bytes]]:
         """Bytes to write, per peer. Every inner frame queued for a peer since the last call travels in one
         record (docs/PERF-NOTES.md: one AEAD operation per recipient per round, whatever the fan-out)."""
         out: list[tuple[int, bytes]] = []
-        while self._dirty:  # dropping a peer below can queue presence frames for others: go round again
-            dirty, self._dirty = self._dirty, set()
+        while dirty := self._outbox.take_dirty():  # dropping a peer below can queue presence frames: go again
             out.extend(self._drain(dirty))
         return out
 
@@ -244,7 +265,7 @@ class ServerProtocol:
                 continue
             if p.inner and p.records is not None:
                 try:
-                    self._seal_records(p)
+                    self._outbox.seal(p)
                 except SecureChatError as exc:  # PROTOCOL.md 5.2: counter exhausted; this peer must reconnect
                     p.inner.clear()
                     self._drop(p, f"error {exc.code.value}", close=True)
@@ -266,13 +287,13 @@ class ServerProtocol:
     def _receive_frame(self, p: Peer, body: bytes) -> None:
         if p.records is None:
             message = decode_message(body)
-            self._tracing(p, "receive", "clear", message.TYPE, body)
+            self._outbox.trace(p, "receive", "clear", message.TYPE, body)
             if not isinstance(message, m.ClientHello):
                 raise RemoteProtocolError(f"{message.TYPE} before the handshake", ErrorCode.UNEXPECTED_MESSAGE)
             self._on_client_hello(p, message)
             return
         data, kind = record_data(body)
-        self._tracing(p, "receive", "record", kind, body)
+        self._outbox.trace(p, "receive", "record", kind, body)
         frames = split_frames(p.records.open(data))
         p.spoke = True  # PROTOCOL.md 10.1: its first request arrived
         if len(frames) > MAX_INNER_FRAMES_PER_RECORD:
@@ -286,7 +307,7 @@ class ServerProtocol:
                 self._check_allowed(p, value["type"])
                 message = message_from_dict(value)
                 if self._trace is not None:
-                    self._tracing(p, "receive", "inner", message.TYPE, inner)
+                    self._outbox.trace(p, "receive", "inner", message.TYPE, inner)
                 self._receive_inner(p, message)
             except RemoteProtocolError as exc:
                 # docs/THREATS.md 4-9: a bad frame inside a valid record is answered; the connection stays, except
@@ -297,7 +318,8 @@ class ServerProtocol:
                     # No amplification: a peer that keeps sending bad frames is closed, not answered forever.
                     exc = RemoteProtocolError("too many malformed frames", ErrorCode.BAD_FRAME)
                     keep = False
-                self._fail(p, exc, _peek_rid(inner), keep=keep, ref=_peek_type(inner), counted=True)
+                rid, ref = peek(inner)
+                self._fail(p, exc, rid, keep=keep, ref=ref, counted=True)
 
     def _on_client_hello(self, p: Peer, hello: m.ClientHello) -> None:
         """PROTOCOL.md 4.2: answer with our share and a signature over the transcript, then switch to records."""
@@ -326,14 +348,14 @@ class ServerProtocol:
         )
         signature = sign(key.scheme, key.private_key, server_signed_bytes(p.transcript),
                          random_bytes=self._random_bytes)
-        self._send_clear(p, m.ServerHello(random=server_random, key_share=share, server_key=key.public_der,
+        self._outbox.send_clear(p, m.ServerHello(random=server_random, key_share=share, server_key=key.public_der,
                                           server_scheme=key.scheme.value, signature=signature,
                                           kem_ciphertext=kem_ciphertext))
         keys = derive_channel_keys(secret, p.transcript)
         p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server,
                                 lab_replay_window=lab_replay_window(self.config.lab))  # LAB ONLY when set
         p.decoder.max_frame_bytes = MAX_PRELOGIN_FRAME_BYTES  # PROTOCOL.md 10: MAX_FRAME_BYTES once logged in
-        self._events.append(ev.PeerHandshakeCompleted(peer=p.id))
+        self._outbox.emit(ev.PeerHandshakeCompleted(peer=p.id))
 
     def _check_allowed(self, p: Peer, kind: str) -> None:
         if kind not in m.CLIENT_TO_SERVER:
@@ -343,78 +365,31 @@ class ServerProtocol:
     def _receive_inner(self, p: Peer, message: m.Message) -> None:
         if (p.state is PeerState.ONLINE and p.bucket is not None and message.TYPE != "logout"
                 and not p.bucket.take(self._now)):  # leaving is never rate limited
-            self._reply_error(p, ErrorCode.RATE_LIMITED, "too many requests", message)
+            self._outbox.reply_error(p, ErrorCode.RATE_LIMITED, "too many requests", message)
             return
-        _DISPATCH[message.TYPE](self, p, message)
+        self._dispatch[message.TYPE](p, message)
 
     # --- directory (PROTOCOL.md 6.4) -------------------------------------------------------------------------------
 
     def _on_who(self, p: Peer, msg: m.Who) -> None:
-        self._send(p, m.WhoResult(rid=msg.rid, online=tuple(sorted(self.online))))
+        self._outbox.send(p, m.WhoResult(rid=msg.rid, online=self.presence.names()))
 
     def _on_status(self, p: Peer, msg: m.Status) -> None:
-        if msg.username not in self.online and self.registry.get_user(msg.username) is None:
-            self._reply_error(p, ErrorCode.UNKNOWN_USER, f"no user {msg.username}", msg)
+        if msg.username not in self.presence and self.registry.get_user(msg.username) is None:
+            self._outbox.reply_error(p, ErrorCode.UNKNOWN_USER, f"no user {msg.username}", msg)
             return
-        self._send(p, m.StatusResult(rid=msg.rid, username=msg.username, online=msg.username in self.online))
+        self._outbox.send(p, m.StatusResult(rid=msg.rid, username=msg.username, online=msg.username in self.presence))
 
     def _on_get_certificates(self, p: Peer, msg: m.GetCertificates) -> None:
         records = {name: self.registry.get_user(name) for name in msg.usernames}
-        self._send(p, m.Certificates(
+        self._outbox.send(p, m.Certificates(
             rid=msg.rid, certificates=tuple(r.certificate for r in records.values() if r is not None),
             unknown=tuple(name for name, r in records.items() if r is None),
         ))
 
-    def _broadcast_presence(self, username: str, online: bool) -> None:
-        frame = encode_frame(m.Presence(username=username, online=online))
-        for name, peer in self.online.items():
-            if name != username:
-                self._queue(self.peers[peer], frame, "presence")
+    # --- failing and closing -------------------------------------------------------------------------------
 
-    # --- sending and closing ------------------------------------------------------------------------------------
-
-    def _send_clear(self, p: Peer, message: m.Message) -> None:
-        data = encode_frame(message)
-        self._tracing(p, "send", "clear", message.TYPE, data)
-        p.out += data
-        self._dirty.add(p.id)
-
-    def _send(self, p: Peer, message: m.Message) -> None:
-        self._queue(p, encode_frame(message), message.TYPE)
-
-    def _queue(self, p: Peer, frame: bytes, kind: str) -> None:
-        if self._trace is not None:
-            self._tracing(p, "send", "inner", kind, frame)
-        p.inner.append(frame)
-        self._dirty.add(p.id)
-
-    def _seal_records(self, p: Peer) -> None:
-        assert p.records is not None
-        start = 0
-        while start < len(p.inner):
-            end, size = start, 0
-            while end < len(p.inner) and (end == start or size + len(p.inner[end]) <= MAX_RECORD_PLAINTEXT_BYTES):
-                size += len(p.inner[end])
-                end += 1
-            record = encode_record_frame(p.records.seal(b"".join(p.inner[start:end])))
-            if self._trace is not None:
-                self._tracing(p, "send", "record", "record", record)
-            p.out += record
-            start = end
-        p.inner.clear()
-
-    def _reply_error(self, p: Peer, code: ErrorCode, text: str, request: object, *, fatal: bool = False,
-                     ref: str | None = None, counted: bool = False) -> None:
-        rid = getattr(request, "rid", None)
-        kind = ref or getattr(request, "TYPE", None)
-        # PROTOCOL.md 9: the message field holds at most 512 characters; long texts (name lists) are cut.
-        text = text if len(text) <= 512 else text[:509] + "..."
-        error = m.Error(code=code.value, message=text, rid=rid, ref=kind)
-        if p.records is not None:
-            self._send(p, error)
-        else:
-            self._send_clear(p, error)
-        self._events.append(ev.ErrorSent(peer=p.id, code=code.value, ref=kind, fatal=fatal))
+    def _count_refusal(self, p: Peer, fatal: bool, counted: bool) -> None:
         if not fatal and not counted and not p.closing and p.state is not PeerState.ONLINE:
             # PROTOCOL.md 10: before login EVERY refusal (name_taken, rate_limited, auth_failed, server_busy ...)
             # counts toward the error cap, so no stranger is answered for ever (docs/THREATS.md 14).
@@ -426,7 +401,7 @@ class ServerProtocol:
     def _address_can_be_refused(self, p: Peer) -> bool:
         """PROTOCOL.md 10.1: a refusal before login also takes one from its address's budget; False once that
         budget is spent (the connection is then closed, and new ones from the address refused at admission)."""
-        return p.state is PeerState.ONLINE or self._preauth.refused(p.address, self._now)
+        return p.state is PeerState.ONLINE or self.accounts.preauth.refused(p.address, self._now)
 
     def _error_cap(self, p: Peer) -> int:
         """PROTOCOL.md 10: answered errors a connection may cause before it is closed."""
@@ -437,7 +412,7 @@ class ServerProtocol:
     def _fail(self, p: Peer, exc: SecureChatError, rid: int | None, *, keep: bool = False,
               ref: str | None = None, counted: bool = False) -> None:
         fatal = not keep or exc.code in FATAL_CODES
-        self._reply_error(p, exc.code, str(exc.args[0]), _Rid(rid), fatal=fatal, ref=ref, counted=counted)
+        self._outbox.reply_error(p, exc.code, str(exc.args[0]), _Rid(rid), fatal=fatal, ref=ref, counted=counted)
         if fatal:
             self._drop(p, f"error {exc.code.value}", close=True)
 
@@ -446,67 +421,41 @@ class ServerProtocol:
         p.closing = True
         p.state = PeerState.CLOSED
         name = p.username
-        if name is not None and self.online.get(name) == p.id:
-            del self.online[name]
-            self._encryption_keys.pop(name, None)
-            server_relay.start_openings(self, server_invitations.on_logout(self, name))
-            for chat_id in self.chats.leave_all(name):
-                server_relay.rekey(self, chat_id, "disconnect", name)
-            self._broadcast_presence(name, False)
-            self._events.append(ev.UserLoggedOut(peer=p.id, username=name, reason=reason))
-        self._events.append(ev.PeerClosed(peer=p.id, reason=reason))
+        if name is not None and self.presence.leave(name, p.id):
+            self.relay.member_offline(name)
+            self.presence.broadcast(name, False)
+            self._outbox.emit(ev.UserLoggedOut(peer=p.id, username=name, reason=reason))
+        self._outbox.emit(ev.PeerClosed(peer=p.id, reason=reason))
         if close:
-            self._dirty.add(p.id)
+            self._outbox.mark(p)
         else:
             self.peers.pop(p.id, None)
         self._to_close.append(p.id)
 
-    def _tracing(self, p: Peer, direction: str, layer: str, kind: str, data: bytes) -> None:
-        if self._trace is not None:
-            self._trace(ev.TraceEntry(direction=direction, peer=p.id, layer=layer, type=kind, size=len(data),
-                                      data=data))
+    def _handlers(self) -> dict[str, Callable[[Peer, Any], None]]:
+        """Each handler takes its own message class; the table is keyed by that class's TYPE, hence Any. The
+        round handlers are looked up at call time (tests replace them to play a malicious relay)."""
+        accounts, relay = self.accounts, self.relay
+        return {
+            "register": accounts.on_register,
+            "register_proof": accounts.on_register_proof,
+            "login": accounts.on_login,
+            "logout": accounts.on_logout,
+            "cert_renew": accounts.on_cert_renew,
+            "who": self._on_who,
+            "status": self._on_status,
+            "get_certificates": self._on_get_certificates,
+            "chat_open": relay.on_chat_open,
+            "chat_invite": relay.on_chat_invite,
+            "chat_answer": relay.on_chat_answer,
+            "chat_leave": relay.on_chat_leave,
+            "chat_send": relay.on_chat_send,
+            "share_commit": lambda p, msg: relay.on_round(p, msg, relay.modes.on_share_commit),
+            "key_share": lambda p, msg: relay.on_round(p, msg, relay.modes.on_key_share),
+            "key_confirm": lambda p, msg: relay.on_round(p, msg, relay.modes.on_key_confirm),
+        }
 
 
 @dataclass(frozen=True)
 class _Rid:
     rid: int | None
-
-
-def _peek_rid(body: bytes) -> int | None:
-    """Best effort: the rid of a frame that failed validation, so the error can name the request."""
-    try:
-        value = json.loads(body)
-        rid = value.get("rid") if isinstance(value, dict) else None
-        return rid if type(rid) is int and 0 <= rid < 2**63 else None
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        return None
-
-
-def _peek_type(body: bytes) -> str | None:
-    try:
-        value = json.loads(body)
-        kind = value.get("type") if isinstance(value, dict) else None
-        return kind if isinstance(kind, str) and kind in m.MESSAGE_TYPES else None
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        return None
-
-
-# Each handler takes its own message class; the table is keyed by that class's TYPE, hence Any.
-_DISPATCH: dict[str, Callable[[ServerProtocol, Peer, Any], None]] = {
-    "register": server_accounts.on_register,
-    "register_proof": server_accounts.on_register_proof,
-    "login": server_accounts.on_login,
-    "logout": server_accounts.on_logout,
-    "cert_renew": server_accounts.on_cert_renew,
-    "who": ServerProtocol._on_who,
-    "status": ServerProtocol._on_status,
-    "get_certificates": ServerProtocol._on_get_certificates,
-    "chat_open": server_relay.on_chat_open,
-    "chat_invite": server_relay.on_chat_invite,
-    "chat_answer": server_relay.on_chat_answer,
-    "chat_leave": server_relay.on_chat_leave,
-    "chat_send": server_relay.on_chat_send,
-    "share_commit": lambda server, p, msg: server_relay.on_round(server, p, msg, server_modes.on_share_commit),
-    "key_share": lambda server, p, msg: server_relay.on_round(server, p, msg, server_modes.on_key_share),
-    "key_confirm": lambda server, p, msg: server_relay.on_round(server, p, msg, server_modes.on_key_confirm),
-}

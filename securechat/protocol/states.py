@@ -19,6 +19,7 @@ from __future__ import annotations
 from enum import Enum
 
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .vocabulary import JobOutcome
 
 
 class Direction(Enum):
@@ -114,11 +115,11 @@ PEER_TRANSITIONS: dict[tuple[PeerState, str], PeerState] = {
     **{(PeerState.ONLINE, t): PeerState.ONLINE for t in _ONLINE_REQUESTS},
 }
 
-PEER_JOB_TRANSITIONS: dict[tuple[PeerState, str], PeerState] = {
-    (PeerState.REGISTER_PENDING, "registered"): PeerState.CONNECTED,
-    (PeerState.REGISTER_PENDING, "failed"): PeerState.CONNECTED,
-    (PeerState.LOGIN_PENDING, "logged_in"): PeerState.ONLINE,
-    (PeerState.LOGIN_PENDING, "failed"): PeerState.CONNECTED,
+PEER_JOB_TRANSITIONS: dict[tuple[PeerState, JobOutcome], PeerState] = {
+    (PeerState.REGISTER_PENDING, JobOutcome.REGISTERED): PeerState.CONNECTED,
+    (PeerState.REGISTER_PENDING, JobOutcome.FAILED): PeerState.CONNECTED,
+    (PeerState.LOGIN_PENDING, JobOutcome.LOGGED_IN): PeerState.ONLINE,
+    (PeerState.LOGIN_PENDING, JobOutcome.FAILED): PeerState.CONNECTED,
 }
 
 # Chat machine on the client. PROTOCOL.md 8.3.
@@ -159,7 +160,7 @@ def next_peer_state(state: PeerState, kind: str) -> PeerState:
         ) from None
 
 
-def next_peer_state_on_job(state: PeerState, outcome: str) -> PeerState:
+def next_peer_state_on_job(state: PeerState, outcome: JobOutcome) -> PeerState:
     try:
         return PEER_JOB_TRANSITIONS[state, outcome]
     except KeyError:

@@ -30,7 +30,6 @@ from securechat.net.tcp_server import TcpServer
 from securechat.protocol import agreement as ag
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
-from securechat.protocol import server_modes
 from securechat.protocol.codec import encode_frame
 from securechat.protocol.identity import UserKeys
 from securechat.protocol.limits import ServerConfig
@@ -109,7 +108,7 @@ class Mallory:
                 self._original(message)
             data = self.client.protocol.data_to_send()
             if data:
-                self.client._transport.send(data)  # noqa: SLF001
+                self.client.transport.send(data)
         count("F", len(messages))
 
 
@@ -431,17 +430,18 @@ def test_f49_replayed_old_epoch_envelope_rejected_by_client(server: TcpServer, k
         old = captured[0]
         assert b'"epoch":1' in old
 
-        original = server_modes.on_key_share
+        modes = server.protocol.relay.modes
+        original = modes.on_key_share
 
-        def malicious_relay(srv: Any, p: Any, msg: m.KeyShare) -> None:
-            original(srv, p, msg)
-            if replay_to:
-                peer = srv.online.get(replay_to.pop())
-                if peer is not None:  # the stale epoch-1 envelope, exactly as relayed before (framed body)
-                    framed = old if not old.startswith(b"{") else struct.pack(">I", len(old)) + old
-                    srv._queue(srv.peers[peer], framed, "key_share_delivery")  # noqa: SLF001
+        def malicious_relay(p: Any, msg: m.KeyShare) -> None:
+            original(p, msg)
+            chat = server.protocol.chats.get(msg.chat_id)
+            if replay_to and chat is not None:
+                # the stale epoch-1 envelope, exactly as relayed before (framed body), to that member if online
+                framed = old if not old.startswith(b"{") else struct.pack(">I", len(old)) + old
+                modes.deliver(chat, replay_to.pop(), framed, "key_share_delivery", mailbox=False)
 
-        monkeypatch.setattr(server_modes, "on_key_share", malicious_relay)
+        monkeypatch.setattr(modes, "on_key_share", malicious_relay)
         replay_to.append(bob.protocol.username)
         alice.invite(chat_id, carol.protocol.username)
         assert wait_until(lambda: any(e.code == ErrorCode.STALE_EPOCH.value
