@@ -41,7 +41,7 @@ def test_package_passes_mypy_strict() -> None:
     import subprocess
     import sys
 
-    targets = ["securechat", "run_demo.py", "run_modes_demo.py"]
+    targets = ["securechat", "run_demo.py", "run_modes_demo.py", "examples/plain_sockets.py"]
     result = subprocess.run([sys.executable, "-m", "mypy", "--strict", *targets], cwd=PACKAGE.parent,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -158,3 +158,21 @@ def test_no_module_reaches_into_another_modules_private_attributes() -> None:
                              and node.value.func.id == "super")):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: .{node.attr}")
     assert offenders == []
+
+
+def test_the_package_re_exports_its_public_api_lazily() -> None:
+    """``from securechat import TcpServer, Simulation, SecureChatError ...``; ``import securechat`` alone loads
+    no submodule (no sockets, threads or crypto until a name is used)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, securechat; assert [m for m in sys.modules if m.startswith('securechat.')] == [], "
+            "sys.modules.keys(); from securechat import *; import securechat as s; "
+            "assert {s.TcpClient.__name__, s.TcpServer.__name__, s.ClientProtocol.__name__, "
+            "s.ServerProtocol.__name__, s.Simulation.__name__} == {'TcpClient', 'TcpServer', 'ClientProtocol', "
+            "'ServerProtocol', 'Simulation'}; assert issubclass(s.IntegrityError, s.SecureChatError); "
+            "assert set(s.__all__) >= {'TcpClient', 'TcpServer', 'ClientProtocol', 'ServerProtocol', 'Simulation', "
+            "'SecureChatError', 'ErrorCode', 'LocalProtocolError', 'RemoteProtocolError'}")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr

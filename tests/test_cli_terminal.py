@@ -253,7 +253,7 @@ def test_before_login_the_client_says_log_in_first(server: Server, tmp_path: Pat
 def test_a_message_the_server_refuses_is_marked_not_delivered(tmp_path: Path) -> None:
     server = Server(tmp_path, lobby=False, messages_per_second=0.001, message_burst=4)  # a tiny request budget
     try:
-        alice = _login_term(server, tmp_path, "alice")
+        alice = _login_term(server, tmp_path, "alice", "--accept-invitations")
         bob = server.user("bob")
         try:
             bob.open_chat(["alice"])

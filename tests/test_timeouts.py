@@ -8,7 +8,7 @@ import pytest
 from securechat.errors import ErrorCode
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
-from tests.helpers import make_simulation, register_only, relogin, server_push
+from tests.helpers import make_simulation, peer_of, server_push
 
 SECURE = "contributory"
 
@@ -27,25 +27,44 @@ def keyed(sim, label: str, chat_id: str) -> bool:  # type: ignore[no-untyped-def
     return any(e.chat_id == chat_id for e in sim.events_of(label, ev.ChatKeyed))
 
 
-def test_a_round_waiting_for_an_offline_member_times_out_with_a_clear_event() -> None:
-    """Finding: a contributory round waited forever for a member who never came online."""
-    sim = make_simulation("alice", "bob", seed=7)
-    register_only(sim, "carol")
+def test_a_round_waiting_for_a_silent_member_times_out_with_a_clear_event() -> None:
+    """Finding: a contributory round waited forever for a member who never took part (an offline member, or
+    one whose client stalls): nobody was told anything. Here carol accepts, then her client goes silent."""
+    sim = make_simulation("alice", "bob", "carol", seed=7)
+    carol = sim.clients["carol"]
+    held = bytearray()
+    real_data_to_send = carol.data_to_send
+
+    def silent() -> bytes:  # carol's client stalls: what it sends is held back
+        held.extend(real_data_to_send())
+        return b""
+
+    carol.data_to_send = silent  # type: ignore[method-assign]
     sim.clients["alice"].open_chat(["bob", "carol"], mode=SECURE)
     sim.run_until_idle()
+    # consent to join (PROTOCOL.md 7.11): carol's acceptance goes through, then her client stalls
+    sim.server.receive_data(peer_of(sim, "carol"), bytes(held), sim.now)
+    held.clear()
+    sim.flush()
+    sim.run_until_idle()
     cid = sim.last_event("alice", ev.ChatOpened).chat_id
+    assert "carol" in sim.server.chats.get(cid).members and not keyed(sim, "alice", cid)
+    epoch = sim.server.chats.get(cid).epoch
     wait(sim, sim.config.round_timeout_seconds - 1)
     assert not timeouts(sim, "alice") and not timeouts(sim, "bob")
     wait(sim, 2)
     for name in ("alice", "bob"):
-        assert timeouts(sim, name) == [ev.RoundTimedOut(chat_id=cid, epoch=1, missing=("carol",))]
+        assert timeouts(sim, name) == [ev.RoundTimedOut(chat_id=cid, epoch=epoch, missing=("carol",))]
     sent = [e for e in sim.server_events if isinstance(e, ev.RoundTimeoutSent)]
-    assert [(e.chat_id, e.epoch, e.missing) for e in sent] == [(cid, 1, ("carol",))]
+    assert [(e.chat_id, e.epoch, e.missing) for e in sent] == [(cid, epoch, ("carol",))]
     wait(sim, sim.config.round_timeout_seconds * 3)
     assert len(timeouts(sim, "alice")) == 1  # told once, not every tick
-    # the chat stays: carol comes online late and the round still completes for everyone
-    relogin(sim, "carol-later", "carol")  # her first connection met the login deadline meanwhile
-    assert all(keyed(sim, name, cid) for name in ("alice", "bob", "carol-later"))
+    # the chat stays: carol's client wakes up and the round still completes for everyone
+    carol.data_to_send = real_data_to_send  # type: ignore[method-assign]
+    sim.server.receive_data(peer_of(sim, "carol"), bytes(held), sim.now)
+    sim.flush()
+    sim.run_until_idle()
+    assert all(keyed(sim, name, cid) for name in ("alice", "bob", "carol"))
 
 
 def test_a_round_that_finishes_is_never_reported() -> None:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ErrorCode
 from ..protocol import events as ev
@@ -65,6 +64,31 @@ class _Conn:
 _WS_LISTENER = "ws"  # selector data of the WebSocket listener
 
 
+
+# What the I/O thread and the job pools hand the engine thread, one typed item each.
+@dataclass(frozen=True)
+class _Reads:
+    reads: list[tuple[int, bytes]]  # (peer, bytes read; b"" for end of stream), in the order they were read
+
+
+@dataclass(frozen=True)
+class _Opened:
+    peer: int
+    address: str
+
+
+@dataclass(frozen=True)
+class _JobDone:
+    job: Job
+
+
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+_Inbound = _Reads | _Opened | _JobDone | _Stop
+
 class TcpServer:
     """A securechat server on a TCP port. ``start()`` returns once it listens; ``stop()`` ends every thread."""
 
@@ -92,7 +116,7 @@ class TcpServer:
         self._host, self._port = host, port
         self._on_event = on_event
         self._describer = EventDescriber()  # only the engine thread reports
-        self._inbound: queue.Queue[tuple[str, Any, Any]] = queue.Queue(INBOUND_QUEUE_ITEMS)
+        self._inbound: queue.Queue[_Inbound] = queue.Queue(INBOUND_QUEUE_ITEMS)
         self._conns: dict[int, _Conn] = {}
         self._conns_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -164,7 +188,7 @@ class TcpServer:
             conns = list(self._conns.values())
         for conn in conns:
             self._close_socket(conn)
-        self._inbound.put(("stop", None, None))
+        self._inbound.put(_Stop())
         for thread in self._threads:
             thread.join(timeout)
         with self._conns_lock:  # accepted by the I/O thread while stop() began
@@ -246,7 +270,7 @@ class TcpServer:
                 self._ws_timers(reads)
             self._reap_closed(reads)
             if reads:
-                self._inbound.put(("reads", reads, None))  # blocks while the engine is behind: TCP backpressure
+                self._inbound.put(_Reads(reads))  # blocks while the engine is behind: TCP backpressure
         for key in list(selector.get_map().values()):  # stopping: stop() closes the sockets; only forget them
             if isinstance(key.data, _Conn):
                 selector.unregister(key.fileobj)
@@ -285,9 +309,9 @@ class TcpServer:
     def _announce(self, conn: _Conn, reads: list[tuple[int, bytes]]) -> None:
         conn.announced = True
         if reads:  # keep the engine's order: what was read before this connect goes first
-            self._inbound.put(("reads", list(reads), None))
+            self._inbound.put(_Reads(list(reads)))
             reads.clear()
-        self._inbound.put(("open", conn.peer, conn.address))
+        self._inbound.put(_Opened(conn.peer, conn.address))
 
     # --- WebSocket connections (PROTOCOL.md 15; the layer itself is ws.py) ----------------------------------
 
@@ -396,13 +420,13 @@ class TcpServer:
                 except queue.Empty:
                     break
             now = time.time()
-            for kind, a, b in batch:
-                if kind == "stop":
+            for item in batch:
+                if isinstance(item, _Stop):
                     return
                 try:
-                    self._handle(kind, a, b, now)
+                    self._handle(item, now)
                 except Exception:  # a bug must not take the server down for everyone
-                    log.exception("internal error while handling %s", kind)
+                    log.exception("internal error while handling %s", type(item).__name__)
             try:
                 if time.monotonic() >= next_timer:
                     protocol.handle_timer(now)
@@ -411,19 +435,17 @@ class TcpServer:
             except Exception:  # the engine must outlive any bug; the relay keeps serving everyone else
                 log.exception("internal error in the engine round")
 
-    def _handle(self, kind: str, a: Any, b: Any, now: float) -> None:
-        if kind == "reads":
-            for peer, data in a:
+    def _handle(self, item: _Inbound, now: float) -> None:
+        if isinstance(item, _Reads):
+            for peer, data in item.reads:
                 try:
                     self.protocol.receive_data(peer, data, now)
                 except Exception:  # a bug must not cost the other connections read in the same round
                     log.exception("internal error while handling data")
-        elif kind == "data":
-            self.protocol.receive_data(a, b, now)
-        elif kind == "open":
-            self.protocol.connection_made(a, b, now)
-        elif kind == "job":
-            self.protocol.job_done(a, now)
+        elif isinstance(item, _Opened):
+            self.protocol.connection_made(item.peer, item.address, now)
+        elif isinstance(item, _JobDone):
+            self.protocol.job_done(item.job, now)
 
     def _flush(self) -> None:
         protocol = self.protocol
@@ -468,7 +490,7 @@ class TcpServer:
         except Exception:
             log.exception("job %s failed", type(job).__name__)
             job.outcome, job.code = JobOutcome.FAILED, ErrorCode.INTERNAL_ERROR
-        self._inbound.put(("job", job, None))
+        self._inbound.put(_JobDone(job))
 
     # --- writing --------------------------------------------------------------------------------------------
 

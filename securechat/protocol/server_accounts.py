@@ -168,7 +168,7 @@ class Accounts:
         self._submit(LoginJob(
             peer=p.id, address=p.address, registry=self.registry, username=msg.username, password=msg.password,
             signature=msg.signature, transcript=p.transcript, dummy_record=self.dummy_record,
-            lab_unbound=lab_has(self.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md 15.1)
+            lab_unbound=lab_has(self.config.lab, LabVariant.UNBOUND_LOGIN),  # LAB ONLY (PROTOCOL.md 16.1)
             ca=self.server_key, now=self._clock(), rid=msg.rid, decoys=self._decoys,
         ))
 
