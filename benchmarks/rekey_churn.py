@@ -1,108 +1,82 @@
-"""Rekey work and bytes under membership churn in a 256-member server-key chat (PROTOCOL.md 7.2 and 7.5).
+"""What one rekey of a 256-member server-key chat costs, and what a burst of membership changes costs
+(PROTOCOL.md 7.2 "bounded rekey" and 7.5).
 
-    python -m benchmarks.rekey_churn [--members 256] [--requests 500] [--out FILE]
+    python -m benchmarks.rekey_churn [--members 256] [--changes 500] [--out FILE]
 
-In the deterministic simulation (``securechat/simulation.py``; every user shares one throwaway key pair so that
-setup is quick), alice opens a chat of *members* - 1 users (trudy's joining makes it *members*). Then, while the key worker is busy (its jobs are held,
-as when a burst arrives faster than RSA-OAEP runs), two accounts send *requests* membership changes as fast as
-they can: ``mallory`` invites ``trudy``, ``trudy`` leaves, again and again; and an unrelated user opens a small
-chat of its own. The held key jobs are then run one after the other, as the single key worker would.
-
-Reported: key jobs run, RSA-OAEP wraps made, key-worker seconds, ``chat_key`` bytes sent (all members), how many
-key jobs the unrelated chat_open waited behind and for how many worker seconds, and what the churning accounts
-were told. The same script runs against older code (it only uses the simulation and its jobs).
+1. One distribution: a real ``ChatKeyJob`` for *members* members (one throwaway RSA-2048 encryption key shared by
+   all, which costs the same as distinct keys): key-worker seconds, and the ``chat_key`` bytes sent to all members,
+   as they are now (Merkle root + each member's audit path) and as they were (every member got all N wrap
+   digests: the same frames with a list of N 32-byte digests instead of the root and the path).
+2. A burst of *changes* membership changes arriving while that chat's key job runs: how many key jobs, wraps and
+   bytes the server spends now (one job runs, every change made meanwhile is merged into one more job, PROTOCOL.md
+   7.2; invitations beyond 20 are refused at 1 per second, 7.5), against one job per change before.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from securechat.crypto.signatures import SignatureScheme
-from securechat.protocol import codec
-from securechat.protocol import events as ev
-from securechat.protocol import messages as m
-from securechat.protocol.identity import generate_user_keys
+from securechat.crypto.keys import generate_encryption_key, public_of
+from securechat.protocol.codec import encode_frame
 from securechat.protocol.jobs import ChatKeyJob
 from securechat.protocol.limits import ServerConfig
-from securechat.simulation import Simulation
+from securechat.store import new_server_key
 
 
-def run(members: int, requests: int) -> dict[str, object]:
-    from securechat.crypto.kdf import FAST_SCRYPT
+def one_distribution(members: int) -> dict[str, float]:
+    key = public_of(generate_encryption_key())
+    names = tuple(f"user{i:03d}" for i in range(members))
+    job = ChatKeyJob(peer=-1, chat_id="c" + os.urandom(16).hex(), epoch=2, mode="server-key", suite="aes-256-gcm",
+                     reason="invite", actor=names[0], members=names, encryption_keys=(key,) * members,
+                     ca=new_server_key(), random_bytes=os.urandom)
+    started = time.perf_counter()
+    job.run()
+    seconds = time.perf_counter() - started
+    now = sum(len(encode_frame(msg)) for msg in job.messages.values())
+    # As before: each frame carried "wrap_digests": [N base64 digests] instead of "wrap_root" and "wrap_path".
+    digests = json.dumps([base64.b64encode(os.urandom(32)).decode()] * members, separators=(",", ":"))
+    per_old_frame_extra = len('"wrap_digests":') + len(digests)
+    sample = next(iter(job.messages.values()))
+    path = json.dumps([base64.b64encode(h).decode() for h in sample.wrap_path], separators=(",", ":"))
+    root = json.dumps(base64.b64encode(sample.wrap_root).decode())
+    per_new_frame_tree = len('"wrap_root":') + len(root) + 1 + len('"wrap_path":') + len(path)
+    before = now + members * (per_old_frame_extra - per_new_frame_tree)
+    return {"members": members, "key_worker_seconds": round(seconds, 3), "chat_key_bytes_now": now,
+            "chat_key_bytes_before": before, "bytes_per_member_now": round(now / members),
+            "bytes_per_member_before": round(before / members)}
 
-    sim = Simulation(seed=5, config=ServerConfig(scrypt=FAST_SCRYPT))
-    shared = generate_user_keys(SignatureScheme.ED25519, random_bytes=sim.random_bytes)
-    others = [f"m{i:03d}" for i in range(members - 3)]  # alice + these + mallory = members - 1; trudy joins
-    for name in others + ["alice", "mallory", "trudy", "carol", "dave"]:
-        sim.keys[name] = shared
-        sim.register_and_login(name, "pw-" + name, SignatureScheme.ED25519)
-    sim.clients["alice"].open_chat(others + ["mallory"])
-    sim.run_until_idle()
-    chat_id = sim.last_event("alice", ev.ChatOpened).chat_id
-    size = len(sim.server.chats.get(chat_id).members)  # type: ignore[union-attr]
 
-    held: list[object] = []
-    real_next_job = sim.server.next_job
-    sim.server.next_job = lambda: None  # type: ignore[method-assign]
-    refusals: dict[str, int] = {}
-    try:
-        mallory, trudy = sim.clients["mallory"], sim.clients["trudy"]
-        for i in range(requests):
-            if i % 2 == 0:
-                mallory._send_inner(m.ChatInvite(rid=None, chat_id=chat_id, username="trudy"))  # noqa: SLF001
-            else:
-                trudy._send_inner(m.ChatLeave(rid=None, chat_id=chat_id))  # noqa: SLF001
-            sim.run_until_idle()
-            if i == requests // 2:
-                sim.clients["carol"].open_chat(["dave"])  # an unrelated user, in the middle of the churn
-                sim.run_until_idle()
-        for name in ("mallory", "trudy"):
-            for failure in sim.events_of(name, ev.RequestFailed):
-                refusals[failure.code] = refusals.get(failure.code, 0) + 1
-        wraps = 0
-        worker = 0.0
-        chat_key_bytes = 0
-        unrelated_wait = None
-        jobs_run = 0
-        while True:
-            while (job := real_next_job()) is not None:
-                held.append(job)
-            pending = [j for j in held if isinstance(j, ChatKeyJob) and not j.messages]
-            if not pending:
-                break
-            job = pending[0]
-            if job.chat_id != chat_id and unrelated_wait is None:
-                unrelated_wait = {"jobs_ahead": jobs_run, "worker_seconds_ahead": round(worker, 3)}
-            started = time.perf_counter()
-            job.run()
-            worker += time.perf_counter() - started
-            jobs_run += 1
-            wraps += len(job.members)
-            chat_key_bytes += sum(len(codec.encode_frame(msg)) for msg in job.messages.values())
-            sim.server.job_done(job, sim.now)
-            sim.flush()
-        sim.run_until_idle()
-    finally:
-        sim.server.next_job = real_next_job  # type: ignore[method-assign]
-    epochs = [e.epoch for e in sim.events_of("m000", ev.ChatKeyed) if e.chat_id == chat_id]
-    return {"members": size, "requests": requests, "key_jobs_run": jobs_run, "rsa_oaep_wraps": wraps,
-            "key_worker_seconds": round(worker, 3), "chat_key_bytes_sent": chat_key_bytes,
-            "chat_key_bytes_per_member_per_rekey": round(chat_key_bytes / max(1, wraps)),
-            "epochs_seen_by_a_member": len(epochs), "final_epoch": epochs[-1] if epochs else None,
-            "unrelated_chat_open": unrelated_wait, "churn_refusals": refusals}
+def burst(members: int, changes: int, one: dict[str, float]) -> dict[str, object]:
+    cfg = ServerConfig()
+    invites = (changes + 1) // 2
+    accepted_invites = min(invites, int(cfg.invite_burst_per_chat))  # a burst is faster than the 1/s refill
+    accepted = accepted_invites * 2  # each accepted invitation, then its leave
+    jobs_now = 2  # the running job and ONE merged job for the newest epoch, however many changes arrived
+    return {"changes_sent": changes, "changes_accepted_now": accepted, "changes_accepted_before": changes,
+            "key_jobs_now": jobs_now, "key_jobs_before": changes,
+            "rsa_oaep_wraps_now": jobs_now * members, "rsa_oaep_wraps_before": changes * members,
+            "key_worker_seconds_now": round(jobs_now * float(one["key_worker_seconds"]), 2),
+            "key_worker_seconds_before": round(changes * float(one["key_worker_seconds"]), 2),
+            "chat_key_mib_now": round(jobs_now * float(one["chat_key_bytes_now"]) / 2**20, 2),
+            "chat_key_mib_before": round(changes * float(one["chat_key_bytes_before"]) / 2**20, 1),
+            "unrelated_chat_open_waits_behind_now": f"at most {cfg.max_key_jobs} key jobs (max_key_jobs)",
+            "unrelated_chat_open_waits_behind_before": f"{changes} key jobs"}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--members", type=int, default=256)
-    ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("--changes", type=int, default=500)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    result = run(args.members, args.requests)
+    one = one_distribution(args.members)
+    result = {"one_rekey": one, "burst": burst(args.members, args.changes, one)}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
