@@ -20,7 +20,7 @@ from securechat.crypto.signatures import SignatureScheme
 from securechat.net.tcp_client import RequestError, TcpClient
 from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
-from securechat.demo import COST_LINE, Demo, demo_server
+from securechat.teaching.demo import COST_LINE, Demo, demo_server
 
 WAIT_SECONDS = 15.0
 E = TypeVar("E", bound=ev.Event)

@@ -27,7 +27,7 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.codec import decode_message
 from securechat.protocol.identity import generate_user_keys
-from securechat.demo import COST_LINE, Demo, demo_server
+from securechat.teaching.demo import COST_LINE, Demo, demo_server
 
 WAIT_SECONDS = 15.0
 E = TypeVar("E", bound=ev.Event)

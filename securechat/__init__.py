@@ -22,7 +22,7 @@ _PUBLIC = {
     "ServerProtocol": "securechat.protocol.server",
     "TcpClient": "securechat.net.tcp_client",
     "TcpServer": "securechat.net.tcp_server",
-    "Simulation": "securechat.simulation",
+    "Simulation": "securechat.teaching.simulation",
     "ErrorCode": "securechat.errors",
     "SecureChatError": "securechat.errors",
     "ProtocolError": "securechat.errors",
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .net.tcp_server import TcpServer
     from .protocol.client import ClientProtocol
     from .protocol.server import ServerProtocol
-    from .simulation import Simulation
+    from .teaching.simulation import Simulation
 
 
 def __getattr__(name: str) -> Any:

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accept-invitations", action="store_true",
                         help="join every chat you are invited to without asking (PROTOCOL.md 7.11; default: ask, "
                              "answer with /accept or /decline)")
-    add_lab_arguments(parser, "client")  # PROTOCOL.md 15: --lab NAME and --keylog FILE, lab tools
+    add_lab_arguments(parser, "client")  # PROTOCOL.md 16: --lab NAME and --keylog FILE, lab tools
     return parser
 
 

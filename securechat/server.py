@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aead-backend", choices=["pycryptodome", "cryptography"], default="pycryptodome",
                         help="AES-GCM implementation for records (byte-identical; cryptography must be installed)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    add_lab_arguments(parser, "server")  # PROTOCOL.md 15: --lab NAME, never on by default
+    add_lab_arguments(parser, "server")  # PROTOCOL.md 16: --lab NAME, never on by default
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="text: one plain sentence per event; json: one JSON object per line, for tools")
     return parser

@@ -176,3 +176,19 @@ def test_the_package_re_exports_its_public_api_lazily() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_teaching_tools_are_apart_from_the_runtime() -> None:
+    """securechat.teaching (simulation, scenario, diagrams, demo helpers) is used by nothing in the runtime but
+    the old-path shims and the lazy package API; matplotlib is imported only there and is an extra."""
+    import tomllib
+
+    graph = _import_graph()
+    shims = {"securechat", "securechat.simulation", "securechat.scenario", "securechat.diagrams", "securechat.demo"}
+    users = {name for name, deps in graph.items() if not name.startswith("securechat.teaching")
+             and name not in shims and any(d.startswith("securechat.teaching") for d in deps)}
+    assert users == set()
+    assert [p for p in PACKAGE.rglob("*.py") if "matplotlib" in _imports(p) and "teaching" not in p.parts] == []
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    assert not any(dep.startswith("matplotlib") for dep in project["dependencies"])
+    assert any(dep.startswith("matplotlib") for dep in project["optional-dependencies"]["notebooks"])

@@ -1,6 +1,6 @@
 """The interception proxy (securechat.labs.proxy) and the client key log (securechat.labs.keylog), on real
 sockets on 127.0.0.1 port 0: it decrypts with a key log and cannot without, and each tampering hook causes the
-error PROTOCOL.md 5.2 and 15.3 document. Every server, proxy and client is stopped in a finally."""
+error PROTOCOL.md 5.2 and 16.3 document. Every server, proxy and client is stopped in a finally."""
 
 from __future__ import annotations
 

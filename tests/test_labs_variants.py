@@ -1,4 +1,4 @@
-"""Lab variants (PROTOCOL.md 15): refused outside an explicit lab mode, and each instructor attack
+"""Lab variants (PROTOCOL.md 16): refused outside an explicit lab mode, and each instructor attack
 (securechat.labs.attacks) succeeds against its weakened variant and fails against the default, over real
 sockets on 127.0.0.1 port 0. Every server and client is stopped in a finally or fixture teardown."""
 

@@ -1,4 +1,4 @@
-"""LAB ONLY: a DSA key that signs every message with the same nonce (PROTOCOL.md 15, dsa-nonce-reuse).
+"""LAB ONLY: a DSA key that signs every message with the same nonce (PROTOCOL.md 16, dsa-nonce-reuse).
 
 Owns: ``repeated_nonce_dsa_key``, the one weakened primitive of the lab variants. The client builds it only
 when its explicit ``LabMode`` names ``dsa-nonce-reuse`` (``securechat.protocol.lab``); nothing else imports this

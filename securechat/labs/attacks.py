@@ -1,4 +1,4 @@
-"""INSTRUCTOR SOLUTIONS: the attacks on the lab variants (PROTOCOL.md 15), as working code.
+"""INSTRUCTOR SOLUTIONS: the attacks on the lab variants (PROTOCOL.md 16), as working code.
 
 Owns one attack per weakening, each written against the real protocol objects and sockets:
 

@@ -2,7 +2,7 @@
 
 Owns: a real securechat server in lab mode (``unbound-login``, ``no-rekey-on-leave``) with scripted bot users
 who chat with every student who logs in and hand out that student's flags (``securechat.labs.flags``) only to
-an attack (PROTOCOL.md 15.2):
+an attack (PROTOCOL.md 16.2):
 
 * ``dsa-nonce`` — bot ``dan`` signs with one repeated DSA nonce; bot ``vault`` gives the flag for an order
   signed by dan (``!order <base64 signature over "ctf order: flag for <you>">``).

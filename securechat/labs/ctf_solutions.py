@@ -1,4 +1,4 @@
-"""INSTRUCTOR SOLUTIONS to the capture-the-flag server (securechat.labs.ctf, PROTOCOL.md 15.2).
+"""INSTRUCTOR SOLUTIONS to the capture-the-flag server (securechat.labs.ctf, PROTOCOL.md 16.2).
 
 Owns: ``CtfPlayer`` (a student's real client with a trace of the inner frames it received) and one solver per
 challenge, built from the attacks of ``securechat.labs.attacks``. Each returns the flag text or raises

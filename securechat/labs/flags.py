@@ -1,4 +1,4 @@
-"""Capture-the-flag flags: one per (student, challenge), derived from the course secret (PROTOCOL.md 15.2).
+"""Capture-the-flag flags: one per (student, challenge), derived from the course secret (PROTOCOL.md 16.2).
 
 Owns: the flag format ``flag{<challenge>-<24 hex>}`` and ``check_flag``. The 24 hex digits are the first 12
 bytes of ``params.derive(student, "ctf flag <challenge>")`` (HMAC-SHA256 under ``SECURECHAT_COURSE_SECRET``), so
@@ -13,7 +13,7 @@ import re
 
 from .params import check_student_id, derive
 
-#: The challenges of the CTF server (securechat.labs.ctf), each won by one attack (PROTOCOL.md 15.1).
+#: The challenges of the CTF server (securechat.labs.ctf), each won by one attack (PROTOCOL.md 16.1).
 CHALLENGES = ("dsa-nonce", "no-rekey", "login-replay")
 _FLAG = re.compile(r"flag\{([a-z-]{1,32})-([0-9a-f]{24})\}")
 

@@ -1,4 +1,4 @@
-"""The channel key log, securechat's SSLKEYLOGFILE (PROTOCOL.md 15.3): a LAB TOOL, off unless asked for.
+"""The channel key log, securechat's SSLKEYLOGFILE (PROTOCOL.md 16.3): a LAB TOOL, off unless asked for.
 
 Owns: the file format and its two sides: ``KeyLogWriter`` (the client appends one line per connection, to a file
 it creates with mode 0600) and ``read_keylog`` (the proxy looks the keys up by the connection's client random).

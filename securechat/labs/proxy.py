@@ -1,9 +1,9 @@
-"""An interception proxy on real sockets, a LAB TOOL (PROTOCOL.md 15.3): ``python -m securechat.labs.proxy``.
+"""An interception proxy on real sockets, a LAB TOOL (PROTOCOL.md 16.3): ``python -m securechat.labs.proxy``.
 
 Owns: relaying TCP connections from securechat clients to a server frame by frame, showing each frame (the
 clear handshake fields; records as sizes and ciphertext, or, with a client key log, the inner frames they
 carry), and the tampering hooks the labs use: drop, delay, replay, reorder or bit-flip the n-th record in one
-direction. What each tampering does to the connection is in PROTOCOL.md 5.2 (``bad_record``, fatal) and 15.3.
+direction. What each tampering does to the connection is in PROTOCOL.md 5.2 (``bad_record``, fatal) and 16.3.
 
 The proxy never holds a key unless the client wrote one to the key log the user named (``securechat-client
 --keylog FILE``); without it, it sees exactly what any network attacker sees. Passwords are shown redacted even

@@ -1,4 +1,4 @@
-"""The command-line side of the lab variants (PROTOCOL.md 15): ``--lab NAME`` and the banners.
+"""The command-line side of the lab variants (PROTOCOL.md 16): ``--lab NAME`` and the banners.
 
 Owns: the ``--lab``/``--student``/``--keylog`` options the server and client CLIs add, turning them into an
 explicit ``LabMode`` (the only place the acknowledgement is given on the user's behalf: typing ``--lab NAME``
@@ -31,7 +31,7 @@ def add_lab_arguments(parser: argparse.ArgumentParser, side: str) -> None:
     names = sorted(v.value for v in (SERVER_VARIANTS if side == "server" else CLIENT_VARIANTS))
     if side == "server":
         names.append(CTF)
-    group = parser.add_argument_group("course labs (INSECURE on purpose; PROTOCOL.md 15)")
+    group = parser.add_argument_group("course labs (INSECURE on purpose; PROTOCOL.md 16)")
     group.add_argument("--lab", action="append", default=[], choices=names, metavar="NAME",
                        help="run a deliberately weakened variant for a lab (repeatable): " + ", ".join(names))
     if side == "server":

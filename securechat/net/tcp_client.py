@@ -112,7 +112,7 @@ class TcpClient:
         # pins: peers' identity fingerprints (username -> fingerprint), shared with the protocol, which adds
         # to it on first sight (PeerKeyPinned); the driver persists it (KeyStore.save_pins).
         # key_exchange: KeyExchange.X25519 (default) or X25519_MLKEM768, the post-quantum hybrid (PROTOCOL.md 4.4)
-        # lab: an explicit LabMode (PROTOCOL.md 15), never on by default; keylog: securechat.labs.keylog
+        # lab: an explicit LabMode (PROTOCOL.md 16), never on by default; keylog: securechat.labs.keylog
         # auto_accept_invitations: this program's policy for invitations (PROTOCOL.md 7.11); the terminal client
         # and the GUI pass False and ask the user (answer_invitation)
         self.protocol = ClientProtocol(server_key=server_key, trace=trace, pins=pins, key_exchange=key_exchange,

@@ -98,7 +98,7 @@ class RecordLayer:
         self._receive_key = receive_key
         self.sent = 0
         self.received = 0
-        # LAB ONLY (PROTOCOL.md 15.1, no-replay-window): also accept a copy of one of the last N records
+        # LAB ONLY (PROTOCOL.md 16.1, no-replay-window): also accept a copy of one of the last N records
         self._lab_replay_window = lab_replay_window
 
     def seal(self, plaintext: bytes) -> bytes:
@@ -117,7 +117,7 @@ class RecordLayer:
             plaintext = aead.unseal(self._receive_key, sealed, aad=RECORD_AAD, nonce=nonce)
         except (IntegrityError, ValueError):
             for old in range(self.received - 1, max(-1, self.received - 1 - self._lab_replay_window), -1):
-                try:  # LAB ONLY (PROTOCOL.md 15.1): an old record opens again, and the counter stays put
+                try:  # LAB ONLY (PROTOCOL.md 16.1): an old record opens again, and the counter stays put
                     return aead.unseal(self._receive_key, sealed, aad=RECORD_AAD, nonce=aead.nonce_from_counter(old))
                 except (IntegrityError, ValueError):
                     continue

@@ -79,7 +79,7 @@ class ClientProtocol:
     ) -> None:
         if lab is not None and (not isinstance(lab, LabMode) or lab.side != "client"):
             raise LocalProtocolError("lab must be a client LabMode (securechat.protocol.lab)", ErrorCode.BAD_FIELD)
-        self.lab = lab  # PROTOCOL.md 15: None (the default) means no weakening at all
+        self.lab = lab  # PROTOCOL.md 16: None (the default) means no weakening at all
         # PROTOCOL.md 15.3: called once with (client_random, k_c2s, k_s2c) when the driver asked for a key log
         self._keylog = keylog
         self.state = ClientState.IDLE
@@ -87,7 +87,7 @@ class ClientProtocol:
         if not verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT):
             raise LocalProtocolError("verify_key_commitment=False is the no-key-commitment lab variant: it needs "
                                      "lab=LabMode({no-key-commitment}, 'client', ...)", ErrorCode.BAD_FIELD)
-        # LAB ONLY (PROTOCOL.md 15.1, no-key-commitment): the lab variant switches the check off
+        # LAB ONLY (PROTOCOL.md 16.1, no-key-commitment): the lab variant switches the check off
         self.verify_key_commitment = verify_key_commitment and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         # PROTOCOL.md 7.11: the server adds nobody without an answer. A program may accept every invitation
         # (its policy); the terminal client and the GUI set False and ask the user.
@@ -180,9 +180,9 @@ class ClientProtocol:
         """Log in with the password and a signature over this channel's transcript (PROTOCOL.md 6.2)."""
         name = normalize_username(username)
         next_client_state(self.state, SEND, "login")  # check before doing anything else
-        if lab_has(self.lab, LabVariant.DSA_NONCE_REUSE):  # LAB ONLY (PROTOCOL.md 15.1): one nonce for all
+        if lab_has(self.lab, LabVariant.DSA_NONCE_REUSE):  # LAB ONLY (PROTOCOL.md 16.1): one nonce for all
             keys = lab_weak_keys(keys)
-        # LAB ONLY (PROTOCOL.md 15.1, unbound-login): the proof signs an empty transcript instead of this channel's
+        # LAB ONLY (PROTOCOL.md 16.1, unbound-login): the proof signs an empty transcript instead of this channel's
         transcript = b"" if lab_has(self.lab, LabVariant.UNBOUND_LOGIN) else self.transcript
         signature = sign(keys.scheme, keys.signing_key, login_proof_bytes(transcript, name),
                          random_bytes=self._random_bytes)
@@ -384,7 +384,7 @@ class ClientProtocol:
     def _on_server_hello(self, hello: m.ServerHello) -> None:
         self.state = next_client_state(self.state, RECEIVE, "server_hello")
         assert self._hello is not None
-        pinned = None if lab_has(self.lab, LabVariant.UNPINNED_CLIENT) else self._pinned  # LAB ONLY (PROTOCOL.md 15.1)
+        pinned = None if lab_has(self.lab, LabVariant.UNPINNED_CLIENT) else self._pinned  # LAB ONLY (PROTOCOL.md 16.1)
         if pinned is not None and not (
             constant_time_equal(pinned[0], hello.server_key) and pinned[1] == hello.server_scheme
         ):
@@ -414,7 +414,7 @@ class ClientProtocol:
                                                           context=KEM_CONTEXT))
             self._kem_private = None
         keys = derive_channel_keys(secret, self.transcript)
-        if self._keylog is not None:  # PROTOCOL.md 15.3: only when the user asked for a key log
+        if self._keylog is not None:  # PROTOCOL.md 16.3: only when the user asked for a key log
             self._keylog(self._hello.random, keys.client_to_server, keys.server_to_client)
         self._records = RecordLayer(send_key=keys.client_to_server, receive_key=keys.server_to_client)
         self._ephemeral = None  # forward secrecy: the ephemeral private key is no longer needed
@@ -588,7 +588,7 @@ class ClientProtocol:
 
 
 def lab_weak_keys(keys: UserKeys) -> UserKeys:
-    """LAB ONLY (PROTOCOL.md 15.1, dsa-nonce-reuse): the same keys, signing with one repeated DSA nonce."""
+    """LAB ONLY (PROTOCOL.md 16.1, dsa-nonce-reuse): the same keys, signing with one repeated DSA nonce."""
     from dataclasses import replace
 
     from ..crypto.lab_weak import repeated_nonce_dsa_key

@@ -102,7 +102,7 @@ class LoginJob(Job):
     dummy_record: str = ""
     ca: ServerKey = field(default=None)  # type: ignore[assignment]
     now: float = 0.0
-    lab_unbound: bool = False  # LAB ONLY (PROTOCOL.md 15.1, unbound-login): also accept a proof over no transcript
+    lab_unbound: bool = False  # LAB ONLY (PROTOCOL.md 16.1, unbound-login): also accept a proof over no transcript
     record: UserRecord | None = None
     encryption_key: object = None
 
@@ -138,7 +138,7 @@ class LoginJob(Job):
                 except SecureChatError:
                     if not (real and self.lab_unbound):
                         raise
-                    # LAB ONLY (PROTOCOL.md 15.1, unbound-login): a proof over no transcript is accepted too
+                    # LAB ONLY (PROTOCOL.md 16.1, unbound-login): a proof over no transcript is accepted too
                     verify(cert.signature_scheme, signing_key, login_proof_bytes(b"", self.username), self.signature)
                 ok = True
             except SecureChatError:

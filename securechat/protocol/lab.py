@@ -1,4 +1,4 @@
-"""LAB MODE: deliberately weakened variants of securechat, for course labs only (PROTOCOL.md 15).
+"""LAB MODE: deliberately weakened variants of securechat, for course labs only (PROTOCOL.md 16).
 
 Owns: ``LabVariant`` (the names of the weakenings), which side each applies to, and ``LabMode``, the one
 object that switches them on. A weakening exists nowhere but behind ``LabMode.has(...)``; ``LabMode`` cannot be
@@ -20,7 +20,7 @@ LAB_ACKNOWLEDGEMENT = "I am running a deliberately insecure securechat for a lab
 
 
 class LabVariant(StrEnum):
-    """The weakenings; the value is the name used by ``--lab`` and shown in banners (PROTOCOL.md 15.1)."""
+    """The weakenings; the value is the name used by ``--lab`` and shown in banners (PROTOCOL.md 16.1)."""
 
     UNBOUND_LOGIN = "unbound-login"            # login proof not bound to the channel transcript (6.2)
     DSA_NONCE_REUSE = "dsa-nonce-reuse"        # client signs every message with the same DSA nonce k

@@ -157,7 +157,7 @@ class ChatRelay:
         self._outbox.send(p, m.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
         chat = self.chats.get(msg.chat_id)
         if chat is not None and lab_has(self.config.lab, LabVariant.NO_REKEY_ON_LEAVE):
-            chat.epoch -= 1  # LAB ONLY (PROTOCOL.md 15.1): undo the new epoch, so the leaver's key stays in use
+            chat.epoch -= 1  # LAB ONLY (PROTOCOL.md 16.1): undo the new epoch, so the leaver's key stays in use
         elif remaining:
             self.rekey(msg.chat_id, RekeyReason.LEAVE, p.username)
 
