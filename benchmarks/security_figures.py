@@ -58,7 +58,8 @@ def serve(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = ServerConfig(scrypt=FAST_SCRYPT if args.scrypt == "fast" else OWASP_SCRYPT)
     if args.no_throttle:
-        config = dataclasses.replace(config, failures_before_backoff=10**9, address_failures_allowed=10**9)
+        config = dataclasses.replace(config, failures_before_backoff=10**9, address_failures_allowed=10**9,
+                                     max_refusals_before_login=10**9, refusals_per_address_burst=1e9)
     key = new_server_key()
     server = TcpServer(server_key=key, registry=MemoryRegistry(), config=config, relay_events=False).start()
     print(json.dumps({"port": server.address[1], "server_key": key.public_der.hex(), "scheme": key.scheme.value}),

@@ -375,6 +375,10 @@ def sample_messages() -> dict[str, m.Message]:
         m.RoundTimeout(chat_id="c0123", epoch=3, missing=("carol",)),
         m.CertRenew(rid=12, signature=sig),
         m.CertRenewed(rid=12, certificate=cert),
+        m.ChatInvitation(chat_id="c0123", inviter="alice", mode="server-key", suite="aes-256-gcm", expires_in=600),
+        m.ChatAnswer(rid=13, chat_id="c0123", accept=True),
+        m.ChatAnswered(rid=13, chat_id="c0123", accepted=True),
+        m.InvitationClosed(chat_id="c0123", username="bob", outcome="declined"),
     ]
     return {msg.TYPE: msg for msg in samples}
 

@@ -37,9 +37,9 @@ def test_default_per_address_cap_is_well_below_the_global_one() -> None:
     assert cfg.max_connections_per_address * 4 <= cfg.max_connections
     server = _server()
     for peer in range(10, 10 + cfg.max_connections_per_address - 1):  # the pair's client holds one already
-        server.connection_made(peer, "192.0.2.1", 0.0)
+        server.connection_made(peer, "192.0.2.1", 1_700_000_000.0)
     assert _refused(server) == {}
-    server.connection_made(9999, "192.0.2.1", 0.0)
+    server.connection_made(9999, "192.0.2.1", 1_700_000_000.0)
     assert _refused(server) == {9999: "server_busy: too many connections"}
 
 
@@ -47,7 +47,7 @@ def test_two_addresses_holding_every_slot_cannot_lock_a_third_out() -> None:
     """Two addresses fill the server with idle connections; a third address still gets in: the oldest idle
     connection of the busiest address makes room. A newcomer from the busiest address is refused instead."""
     server = _server(max_connections=20, max_connections_per_address=12)  # the pair's client: 192.0.2.1
-    now = 100.0
+    now = 1_700_000_100.0
     for i in range(10):
         server.connection_made(100 + i, "198.51.100.1", now + i)   # attacker A: 10 idle (oldest: peer 100)
     for i in range(9):

@@ -17,6 +17,7 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol import server_accounts
 from securechat.protocol.codec import encode_message
+from securechat.protocol.server import MAX_PRELOGIN_FRAME_BYTES
 from securechat.simulation import Simulation
 from tests.helpers import (
     connect, failures, is_closed, make_simulation, peer_of, request, seeded, send_inner_bodies, server_errors,
@@ -77,14 +78,24 @@ def test_dsa_key_of_another_domain_is_refused_before_primality_proving(monkeypat
 
 
 def test_register_flood_on_one_connection_is_cut_off() -> None:
-    """200 register frames for a taken name in one record: a bounded number of answers, then the connection is
-    closed (it used to get 200 name_taken answers, and could repeat for ever)."""
+    """200 register frames for a taken name: one record of them is refused from its length prefix (a
+    connection that has not logged in may send records of 64 KiB at most); sent in records that fit, they get a
+    bounded number of answers, then the connection is closed (it used to get 200 name_taken answers, and could
+    repeat for ever)."""
     sim = make_simulation("bob")
     connect(sim, "eve")
     body = encode_message(_register("bob"))
     send_inner_bodies(sim, "eve", [body] * 200)
-    errors = server_errors(sim, "eve")
+    assert [e.code for e in server_errors(sim, "eve")] == [ErrorCode.FRAME_TOO_LARGE.value]
     assert is_closed(sim, "eve")
+    connect(sim, "eve2")
+    per_record = MAX_PRELOGIN_FRAME_BYTES // 2 // (len(body) + 4)  # the record frame is base64 JSON: 4/3
+    for _ in range(0, 200, per_record):
+        if is_closed(sim, "eve2"):
+            break
+        send_inner_bodies(sim, "eve2", [body] * per_record)
+    errors = server_errors(sim, "eve2")
+    assert is_closed(sim, "eve2")
     assert len(errors) <= sim.server.config.max_refusals_before_login + 2  # the last refusal, then the close
     codes = [e.code for e in errors]
     assert codes.count(ErrorCode.NAME_TAKEN.value) <= sim.server.config.register_per_connection_burst
@@ -138,3 +149,25 @@ def test_every_refusal_before_login_counts_toward_the_error_cap() -> None:
     assert [e.code for e in server_errors(sim, "eve")][-1] == ErrorCode.LIMIT_EXCEEDED.value
     assert failures(sim, "eve")[-1].message == "too many refused requests"
     assert sim.clients["eve"].closed
+
+
+def test_an_address_that_spent_its_refusals_gets_server_busy_before_any_handshake() -> None:
+    """Reconnecting does not reset the bill: refusals before login are also counted per address, and once that
+    budget is spent new connections from the address are refused at admission (no handshake work)."""
+    sim = make_simulation("bob", refusals_per_address_burst=10, refusals_per_address_per_second=1.0)
+    for i in range(3):
+        label = f"eve{i}"
+        connect(sim, label)
+        _same_address(sim, label)
+        for _ in range(4):
+            request(sim, label, _register("bob"))
+    assert len(server_errors(sim)) >= 10
+    # the simulation gives each connection its own address: the next one from 192.0.2.7 is made directly
+    sim.server.connection_made(9001, "192.0.2.7", sim.now)
+    out = dict(sim.server.data_to_send())
+    assert b"too many refused requests from your address" in out[9001]
+    assert 9001 in sim.server.peers_to_close()
+    sim.server.connection_made(9002, "198.51.100.9", sim.now)  # another address is served
+    assert 9002 not in dict(sim.server.data_to_send())
+    sim.server.connection_made(9003, "192.0.2.7", sim.now + 5)  # the budget refills
+    assert 9003 not in dict(sim.server.data_to_send())

@@ -51,6 +51,8 @@ class ServerConfig:
     name_taken_per_address_per_second: float = 0.2    # bounds username probing: 720 names/hour/address
     name_taken_per_address_burst: float = 20.0
     max_refusals_before_login: int = 64               # PROTOCOL.md 10: then the connection is closed
+    refusals_per_address_burst: float = 256.0          # PROTOCOL.md 10.1: refusals before login, per address;
+    refusals_per_address_per_second: float = 8.0       # once spent, its new connections get server_busy
     lab: LabMode | None = None                 # PROTOCOL.md 16: deliberately weakened, labs only
     # PROTOCOL.md 7.11: invitations (consent to join)
     invitation_seconds: float = 600.0          # an open invitation expires after this

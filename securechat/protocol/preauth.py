@@ -1,7 +1,8 @@
 """What a connection that has not logged in may cost the server (PROTOCOL.md 6.1 and 10).
 
-Owns: the budgets for ``register`` requests (per connection and per address) and for ``name_taken`` replies
-(per address), each a token bucket. A stranger gets cheap, bounded answers: the name is looked up before any key
+Owns: the budgets for ``register`` requests (per connection and per address), for ``name_taken`` replies (per
+address) and for refusals before login (per address: once spent, new connections from the address are refused
+at admission, before any handshake work), each a token bucket. A stranger gets cheap, bounded answers: the name is looked up before any key
 is imported, DSA keys must use the reference domain, and every refusal before login counts toward the
 connection's error cap (``server.MAX_ERRORS_PER_CONNECTION``). Must not: read a clock (``now`` is passed in),
 know about frames, or do crypto.
@@ -16,8 +17,8 @@ from .limits import ServerConfig, TokenBucket
 
 def _available(bucket: TokenBucket, now: float) -> bool:
     """Is a token there, without taking it (the bucket is refilled to *now*)."""
-    bucket.tokens = min(bucket.burst, bucket.tokens + (now - bucket.updated) * bucket.rate)
-    bucket.updated = now
+    bucket.tokens = min(bucket.burst, bucket.tokens + max(0.0, now - bucket.updated) * bucket.rate)
+    bucket.updated = max(bucket.updated, now)
     return bucket.tokens >= 1.0
 
 
@@ -42,6 +43,11 @@ class AddressBudgets:
     def take(self, address: str, now: float) -> bool:
         return self._bucket(address, now).take(now)
 
+    def give_back(self, address: str, now: float) -> None:
+        bucket = self._bucket(address, now)
+        _available(bucket, now)
+        bucket.tokens = min(bucket.burst, bucket.tokens + 1.0)
+
 
 class PreAuthLimits:
     """The ``register`` budgets of PROTOCOL.md 6.1 step 2."""
@@ -52,6 +58,8 @@ class PreAuthLimits:
                                         config.tracked_keys)
         self._name_taken = AddressBudgets(config.name_taken_per_address_per_second,
                                           config.name_taken_per_address_burst, config.tracked_keys)
+        self._refusals = AddressBudgets(config.refusals_per_address_per_second, config.refusals_per_address_burst,
+                                        config.tracked_keys)
 
     def connection_budget(self, now: float) -> TokenBucket:
         """A new connection's own ``register`` budget."""
@@ -73,3 +81,17 @@ class PreAuthLimits:
     def name_taken(self, address: str, now: float) -> None:
         """A ``name_taken`` answer was given to *address*: it costs one from its budget."""
         self._name_taken.take(address, now)
+
+    def refused(self, address: str, now: float) -> bool:
+        """A connection from *address* that is not logged in was refused something (PROTOCOL.md 10): take one
+        from the address's budget; False if it was already spent."""
+        return self._refusals.take(address, now)
+
+    def admit(self, address: str, now: float) -> bool:
+        """May *address* open a new connection? A connection that has not logged in costs one from the address's
+        budget too (given back at login, ``logged_in``), so connections opened in parallel cannot overdraw it."""
+        return self._refusals.take(address, now)
+
+    def logged_in(self, address: str, now: float) -> None:
+        """An honest connection from *address* logged in: its admission costs the address nothing."""
+        self._refusals.give_back(address, now)

@@ -55,6 +55,9 @@ FATAL_CODES = CONNECTION_FATAL_CODES
 
 # PROTOCOL.md 10: a record plaintext of 256 KiB holds about 400 chat messages; 1024 frames is generous.
 MAX_INNER_FRAMES_PER_RECORD = 1024
+# PROTOCOL.md 10: before login a connection needs a few KiB per record (register carries two public keys); a
+# larger record is refused from its length prefix, before any decryption (frame_too_large, fatal).
+MAX_PRELOGIN_FRAME_BYTES = 64 * 1024
 # PROTOCOL.md 9.2: bad frames are answered and the connection kept, but not without end (docs/THREATS.md 12, 15).
 MAX_ERRORS_PER_CONNECTION = 64
 
@@ -160,6 +163,11 @@ class ServerProtocol:
         self._now = now
         self.peers[peer] = p = Peer(id=peer, address=address, opened_at=now)
         self._outbox.emit(ev.PeerConnected(peer=peer, address=address))
+        if not self.accounts.preauth.admit(address, now):
+            # PROTOCOL.md 10.1: this address spent its budget of refusals before login: no handshake work for it.
+            self._fail(p, RemoteProtocolError("too many refused requests from your address, retry later",
+                                              ErrorCode.SERVER_BUSY), None)
+            return
         peers = admission.live(self.peers.values())
         counts = admission.per_address(peers)
         if counts[address] > self.config.max_connections_per_address:
@@ -230,6 +238,9 @@ class ServerProtocol:
             return
         if isinstance(job, LoginJob):
             self.accounts.login_done(p, job)
+            if p.state is PeerState.ONLINE:
+                p.decoder.max_frame_bytes = MAX_FRAME_BYTES
+                self.accounts.preauth.logged_in(p.address, now)  # PROTOCOL.md 10.1: its admission is given back
         elif isinstance(job, RegisterJob):
             self.accounts.register_done(p, job)
         elif isinstance(job, RenewJob):
@@ -303,7 +314,7 @@ class ServerProtocol:
                 # for out-of-state messages before login (entry 8).
                 keep = exc.code is not ErrorCode.UNEXPECTED_MESSAGE or p.state is PeerState.ONLINE
                 p.errors += 1
-                if p.errors > self._error_cap(p):
+                if p.errors > self._error_cap(p) or not self._address_can_be_refused(p):
                     # No amplification: a peer that keeps sending bad frames is closed, not answered forever.
                     exc = RemoteProtocolError("too many malformed frames", ErrorCode.BAD_FRAME)
                     keep = False
@@ -343,7 +354,7 @@ class ServerProtocol:
         keys = derive_channel_keys(secret, p.transcript)
         p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server,
                                 lab_replay_window=lab_replay_window(self.config.lab))  # LAB ONLY when set
-        p.decoder.max_frame_bytes = MAX_FRAME_BYTES
+        p.decoder.max_frame_bytes = MAX_PRELOGIN_FRAME_BYTES  # PROTOCOL.md 10: MAX_FRAME_BYTES once logged in
         self._outbox.emit(ev.PeerHandshakeCompleted(peer=p.id))
 
     def _check_allowed(self, p: Peer, kind: str) -> None:
@@ -383,9 +394,14 @@ class ServerProtocol:
             # PROTOCOL.md 10: before login EVERY refusal (name_taken, rate_limited, auth_failed, server_busy ...)
             # counts toward the error cap, so no stranger is answered for ever (docs/THREATS.md 14).
             p.errors += 1
-            if p.errors > self._error_cap(p):
+            if p.errors > self._error_cap(p) or not self._address_can_be_refused(p):
                 self._fail(p, RemoteProtocolError("too many refused requests", ErrorCode.LIMIT_EXCEEDED), None,
                            counted=True)
+
+    def _address_can_be_refused(self, p: Peer) -> bool:
+        """PROTOCOL.md 10.1: a refusal before login also takes one from its address's budget; False once that
+        budget is spent (the connection is then closed, and new ones from the address refused at admission)."""
+        return p.state is PeerState.ONLINE or self.accounts.preauth.refused(p.address, self._now)
 
     def _error_cap(self, p: Peer) -> int:
         """PROTOCOL.md 10: answered errors a connection may cause before it is closed."""

@@ -57,7 +57,7 @@ class Accounts:
         self._on_online = on_online
         self._drop = drop
         self.throttle = LoginThrottle(config)
-        self._preauth = PreAuthLimits(config)  # PROTOCOL.md 6.1: register budgets before login
+        self.preauth = PreAuthLimits(config)  # PROTOCOL.md 6.1: register budgets before login
         self.dummy_record = kdf.dummy_password_record(config.scrypt, random_bytes=random_bytes)
         self._decoys = make_decoys(server_key)  # docs/THREATS.md 17: equal proof-checking work for every login
         self.pending_password_jobs = 0
@@ -68,17 +68,17 @@ class Accounts:
     def on_register(self, p: Peer, msg: m.Register) -> None:
         """PROTOCOL.md 6.1 step 2, cheapest check first: nothing expensive for a stranger (docs/THREATS.md 14)."""
         if p.register_budget is None:
-            p.register_budget = self._preauth.connection_budget(self._clock())
-        if not self._preauth.register_allowed(p.register_budget, p.address, self._clock()):
+            p.register_budget = self.preauth.connection_budget(self._clock())
+        if not self.preauth.register_allowed(p.register_budget, p.address, self._clock()):
             self._outbox.reply_error(p, ErrorCode.RATE_LIMITED, "too many registrations, wait and retry", msg)
             return
         if self.registry.get_user(msg.username) is not None:  # looked up before any key is imported
-            self._preauth.name_taken(p.address, self._clock())
+            self.preauth.name_taken(p.address, self._clock())
             self._outbox.reply_error(p, ErrorCode.NAME_TAKEN, "that name is taken", msg)
             return
         lookalike = self.registry.find_lookalike(msg.username)
         if lookalike is not None:  # PROTOCOL.md 3.2: a name whose skeleton is taken is taken
-            self._preauth.name_taken(p.address, self._clock())
+            self.preauth.name_taken(p.address, self._clock())
             self._outbox.reply_error(p, ErrorCode.NAME_TAKEN, lookalike_text(msg.username, lookalike), msg)
             return
         scheme = SignatureScheme(msg.signature_scheme)

@@ -12,7 +12,7 @@ from securechat.crypto.kdf import ScryptParams
 from securechat.errors import ErrorCode
 from securechat.net import tcp_server
 from securechat.protocol import events as ev
-from securechat.protocol.codec import MAX_FRAME_BYTES
+from securechat.protocol.server import MAX_PRELOGIN_FRAME_BYTES
 
 from .conftest import RawConn, count, fresh_name, length_prefix, online_client, open_with, sanity, wait_until
 
@@ -79,7 +79,8 @@ def test_b12_memory_pinning_frames_are_bounded_and_expire(make_server, raw, keys
     conns = [raw(srv) for _ in range(10)]
     for conn in conns:
         count("B")
-        conn.send_raw(length_prefix(MAX_FRAME_BYTES) + b"x" * 1024)  # announce the maximum, trickle 1 KiB
+        # announce the largest record allowed before login (PROTOCOL.md 10), trickle 1 KiB
+        conn.send_raw(length_prefix(MAX_PRELOGIN_FRAME_BYTES) + b"x" * 1024)
     time.sleep(0.3)
     buffered = sum(p.decoder.buffered for p in list(srv.protocol.peers.values()))
     assert buffered <= 10 * (1024 + 4)  # only what was sent is held, never the announced size
