@@ -301,6 +301,32 @@ class InvitationClosed(Message):
     outcome: str = f(Choice(("declined", "expired", "cancelled")))
 
 
+# --- refusal notices: a recipient tells a sender it did not accept its messages (PROTOCOL.md 7.9) ---------------
+
+@dataclass(frozen=True, kw_only=True)
+class ChatRefused(Message):
+    """Recipient -> server: I dropped *sender*'s message *seq* in *chat_id* (its changed key is not accepted)."""
+
+    TYPE: ClassVar[str] = "chat_refused"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    sender: str = f(Name())
+    seq: int = f(Integer(1, 2**32 - 1))
+    code: str = f(Choice(("key_changed",)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatRefusal(Message):
+    """Server -> sender: *recipient* did not accept your message *seq* in *chat_id*, and why."""
+
+    TYPE: ClassVar[str] = "chat_refusal"
+    chat_id: str = f(CHAT_ID)
+    epoch: int = f(Integer(1))
+    recipient: str = f(Name())
+    seq: int = f(Integer(1, 2**32 - 1))
+    code: str = f(Choice(("key_changed",)))
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChatLeave(Message):
     TYPE: ClassVar[str] = "chat_leave"
@@ -481,6 +507,7 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     Register, RegisterChallenge, RegisterProof, Registered, Login, LoginOk, Logout, Bye,
     Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
     ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatInvitation, ChatAnswer, ChatAnswered, InvitationClosed,
+    ChatRefused, ChatRefusal,
     ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
     ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
     RoundTimeout, CertRenew, CertRenewed,
@@ -491,7 +518,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLAS
 CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
 CLIENT_TO_SERVER = frozenset({
     "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
-    "chat_open", "chat_invite", "chat_answer", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
+    "chat_open", "chat_invite", "chat_answer", "chat_leave", "chat_send", "chat_refused", "share_commit", "key_share",
+    "key_confirm",
     "cert_renew",
 })
 SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}
