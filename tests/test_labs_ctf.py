@@ -1,5 +1,5 @@
 """The capture-the-flag server (securechat.labs.ctf) on 127.0.0.1 port 0: flags verify and differ per student,
-and each instructor solution (securechat.labs.ctf_solutions) recovers its flag from the weakened CTF and fails
+and each instructor solution (securechat.labs.instructor.ctf_solutions) recovers its flag from the weakened CTF and fails
 against the same bots on a default server. Every server and client is stopped in a finally."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from securechat.crypto.kdf import FAST_SCRYPT
-from securechat.labs import ctf_solutions as solve
+from securechat.labs.instructor import ctf_solutions as solve
 from securechat.labs.attacks import AttackFailed
 from securechat.labs.ctf import CtfServer
 from securechat.labs.flags import CHALLENGES, challenge_of, check_flag, find_flags, flag

@@ -1,0 +1,1 @@
+"""INSTRUCTOR ONLY: solutions to the labs. Left out of the installed package (pyproject.toml); run from a clone."""
