@@ -370,6 +370,11 @@ class Shell:
                 short = printable(event.chat_id[:8])
                 return (f"* {printable(event.inviter)} invites you to a {printable(event.mode)} chat {short}: "
                         f"/accept {short} or /decline {short} (open for {event.expires_in} s)")
+            case ev.MessageRefused():
+                who = printable(event.recipient)
+                return (f"! {who} did not accept your messages in {self.label(event.chat_id)}: {who} has not accepted "
+                        f"your new keys yet. Compare safety numbers with {who} out of band (/fingerprint {who}); "
+                        f"{who} then types /trust")
             case ev.InvitationClosed():
                 what = {"declined": "declined", "expired": "did not answer"}.get(event.outcome, "withdrew from")
                 return f"* {printable(event.username)} {what} your invitation to {self.label(event.chat_id)}"

@@ -379,6 +379,8 @@ def sample_messages() -> dict[str, m.Message]:
         m.ChatAnswer(rid=13, chat_id="c0123", accept=True),
         m.ChatAnswered(rid=13, chat_id="c0123", accepted=True),
         m.InvitationClosed(chat_id="c0123", username="bob", outcome="declined"),
+        m.ChatRefused(chat_id="c0123", epoch=2, sender="bob", seq=3, code="key_changed"),
+        m.ChatRefusal(chat_id="c0123", epoch=2, recipient="alice", seq=3, code="key_changed"),
     ]
     return {msg.TYPE: msg for msg in samples}
 

@@ -245,3 +245,43 @@ def test_cli_fingerprint_shows_offered_number_and_trust_needs_the_exact_fingerpr
     shell.handle(f"/trust bob {forged.identity_fingerprint()}")
     assert alice.pins["bob"] == forged.identity_fingerprint()
     assert store.saved[-1]["bob"] == forged.identity_fingerprint()
+
+
+def test_a_sender_whose_messages_a_recipient_refused_is_told() -> None:
+    """PROTOCOL.md 7.9, refusal notices: bob's keys changed (he re-registered); alice has not accepted them yet, so
+    she drops his messages, and bob is told once per chat and epoch why nobody answers him."""
+    sim = make_simulation("alice", "bob", seed=71)
+    sim.clients["alice"].open_chat(["bob"])
+    sim.run_until_idle()
+    assert "bob" in sim.clients["alice"].pins
+    new_keys = user_keys("bob2")
+    _certify_as_bob(sim, new_keys, serial=77)
+    sim.disconnect("bob")
+    sim.run_until_idle()
+    bob = connect(sim, "bob-again")
+    bob.login("bob", password_of("bob"), new_keys)
+    sim.run_until_idle()
+    bob.open_chat(["alice"])
+    sim.run_until_idle()
+    cid = sim.last_event("bob-again", ev.ChatOpened).chat_id
+    for text in ("hello?", "anyone?"):
+        bob.send_chat(cid, text)
+        sim.run_until_idle()
+    assert not [e for e in sim.events_of("alice", ev.ChatReceived) if e.chat_id == cid]
+    refused = [e for e in sim.events_of("alice", ev.MessageRejected) if e.chat_id == cid]
+    assert [e.code for e in refused] == ["key_changed", "key_changed"]
+    told = sim.events_of("bob-again", ev.MessageRefused)
+    assert [(e.chat_id, e.recipient, e.seq, e.code) for e in told] == [(cid, "alice", 1, "key_changed")]  # once
+    assert len(_changes(sim, "alice")) == 1  # and alice saw one warning, not one per message
+
+
+def test_a_refusal_notice_naming_a_stranger_is_not_relayed() -> None:
+    from securechat.protocol import messages as m
+    from tests.helpers import request
+    sim = make_simulation("alice", "bob", "carol", seed=72)
+    sim.clients["alice"].open_chat(["bob"])
+    sim.run_until_idle()
+    cid = sim.last_event("alice", ev.ChatOpened).chat_id
+    # carol is not in the chat: her "notice" about alice goes nowhere
+    request(sim, "carol", m.ChatRefused(chat_id=cid, epoch=1, sender="alice", seq=1, code="key_changed"))
+    assert not sim.events_of("alice", ev.MessageRefused)

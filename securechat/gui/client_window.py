@@ -354,6 +354,10 @@ class ClientWindow:
                           error=True)
             case ev.PeerMisbehaved() if event.chat_id in self.tabs:
                 self.tabs[event.chat_id].misbehaved(event)
+            case ev.MessageRefused():
+                who = printable(event.recipient)
+                self._say(f"! {who} did not accept your messages in chat {printable(event.chat_id[:8])}: {who} has "
+                          f"not accepted your new keys yet; compare safety numbers with {who} out of band", error=True)
             case ev.ChatAborted():
                 if event.chat_id in self.tabs:
                     self.tabs[event.chat_id].aborted(event)

@@ -92,7 +92,8 @@ class ClientProtocol:
         # PROTOCOL.md 7.11: the server adds nobody without an answer. A program may accept every invitation
         # (its policy); the terminal client and the GUI set False and ask the user.
         self.auto_accept_invitations = auto_accept_invitations
-        self.invitations: dict[str, ev.InvitationReceived] = {}  # open invitations to us, by chat id and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
+        self.invitations: dict[str, ev.InvitationReceived] = {}  # open invitations to us, by chat id
+        self._refusals_sent: set[tuple[str, int, str]] = set()    # (chat, epoch, sender) told already (7.9) and not lab_has(lab, LabVariant.NO_KEY_COMMITMENT)
         self.pins = pins if pins is not None else {}  # PROTOCOL.md 7.9: peers' identity fingerprints
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
@@ -503,6 +504,9 @@ class ClientProtocol:
             return
         chat = self.book.chats.get(msg.chat_id)
         member = chat is not None and msg.sender in chat.members
+        if member and msg.sender in self.book.refused:
+            self._refuse(msg)  # PROTOCOL.md 7.9: its changed key is not accepted: no fetch, no hold
+            return
         if member and self.book.missing_certificates(msg):
             # PROTOCOL.md 7.4: fetch the sender's certificate once, hold its messages until it arrives.
             self._fetch_certificates((msg.sender,))
@@ -521,8 +525,31 @@ class ClientProtocol:
         unknown = tuple(n for n in msg.unknown if n in asked)
         self._events.extend(self.book.add_certificates(certificates, self._now))
         for held, snapshot in self.book.release(unknown + tuple(c.username for c in certificates)):
-            self._events.extend(self.book.receive(held, snapshot))
+            if held.sender in self.book.refused:
+                self._refuse(held)
+            else:
+                self._events.extend(self.book.receive(held, snapshot))
         self._apply(modes.advance_all(self.book, self._now))
+
+    def _on_presence(self, msg: m.Presence) -> None:
+        if msg.online and self.book is not None:
+            # a user who comes back may have re-registered with new keys: check its certificate again at the next
+            # use (PROTOCOL.md 7.9), so a change shows as key_changed, not as signatures that fail
+            self.book.certificates.pop(msg.username, None)
+        self._events.append(ev.PresenceChanged(username=msg.username, online=msg.online))
+
+    def _refuse(self, msg: m.ChatMessage) -> None:
+        """Drop a message whose sender's changed key we have not accepted, and tell the sender once per chat and
+        epoch (PROTOCOL.md 7.9, refusal notices), so it learns why its messages go unread."""
+        self._events.append(ev.MessageRejected(
+            chat_id=msg.chat_id, sender=msg.sender, code=ErrorCode.KEY_CHANGED,
+            reason=f"{msg.sender}'s keys changed and you have not accepted the new ones (/fingerprint)"))
+        notice = (msg.chat_id, msg.epoch, msg.sender)
+        if notice in self._refusals_sent or len(self._refusals_sent) >= MAX_REFUSAL_NOTICES:
+            return
+        self._refusals_sent.add(notice)
+        self._send_inner(m.ChatRefused(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq,
+                                       code=ErrorCode.KEY_CHANGED.value))
 
     def _on_chat_epoch(self, msg: m.ChatEpoch) -> None:
         assert self.book is not None
@@ -603,6 +630,7 @@ def lab_weak_keys(keys: UserKeys) -> UserKeys:
 # reply to retry (a clear server_busy before the handshake is always fatal, see _receive_frame).
 _FATAL_CODES = FATAL_CODES
 
+MAX_REFUSAL_NOTICES = 256  # PROTOCOL.md 7.9: one per (chat, epoch, sender) and session, at most this many
 MAX_OPEN_INVITATIONS = 64  # PROTOCOL.md 7.11: the server keeps at most 32 per user; more is a lying server
 
 # Each handler takes its own message class; the table is keyed by that class's TYPE, hence Any.
@@ -612,7 +640,7 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "registered": ClientProtocol._on_registered,
     "login_ok": ClientProtocol._on_login_ok,
     "bye": ClientProtocol._on_bye,
-    "presence": lambda self, msg: self._events.append(ev.PresenceChanged(username=msg.username, online=msg.online)),
+    "presence": ClientProtocol._on_presence,
     "who_result": lambda self, msg: self._events.append(ev.WhoListed(rid=msg.rid, online=msg.online)),
     "status_result": lambda self, msg: self._events.append(
         ev.StatusReported(rid=msg.rid, username=msg.username, online=msg.online)),
@@ -623,6 +651,8 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "chat_invitation": ClientProtocol._on_chat_invitation,
     "chat_answered": lambda self, msg: self._events.append(
         ev.InvitationAnswered(rid=msg.rid, chat_id=msg.chat_id, accepted=msg.accepted)),
+    "chat_refusal": lambda self, msg: self._events.append(ev.MessageRefused(
+        chat_id=msg.chat_id, epoch=msg.epoch, recipient=msg.recipient, seq=msg.seq, code=msg.code)),
     "invitation_closed": lambda self, msg: self._events.append(
         ev.InvitationClosed(chat_id=msg.chat_id, username=msg.username, outcome=msg.outcome)),
     "chat_invited": lambda self, msg: self._events.append(

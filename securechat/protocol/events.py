@@ -107,6 +107,18 @@ class InvitationAnswered(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MessageRefused(Event):
+    """*recipient* did not accept our message *seq* in *chat_id* (PROTOCOL.md 7.9): with ``key_changed``, it has
+    not accepted our new keys; it should compare safety numbers with us and /trust them."""
+
+    chat_id: str
+    epoch: int
+    recipient: str
+    seq: int
+    code: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class InvitationClosed(Event):
     """An invitation we sent was declined, expired or cancelled: *username* did not join."""
 

@@ -1,6 +1,7 @@
 """Wire messages: one frozen dataclass per message of docs/PROTOCOL.md sections 4-7.
 
-Owns: the message vocabulary, each field's kind and limit, and the ``MESSAGE_TYPES`` table from the wire
+Owns: the message vocabulary (the chat membership messages live in ``messages_membership.py`` and the base in
+``message_base.py``; both are re-exported here), each field's kind and limit, and the ``MESSAGE_TYPES`` table from the wire
 ``type`` string to its class. Must not: serialise (that is ``codec.py``), decide what is allowed when (that is
 ``states.py``), or do crypto. Ciphertext and keys are ``bytes`` here; base64 exists only on the wire.
 """
@@ -11,47 +12,30 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..crypto.aead import CipherSuite
 from ..crypto.certificates import Certificate
-from ..crypto.signatures import SignatureScheme
-from .fields import Blob, Boolean, Choice, Integer, Kind, ListOf, Name, Object, Optional, Text
-from .vocabulary import ChatMode, KeyExchange, RekeyReason
-
-PROTOCOL_VERSION = 1
-MAX_CHAT_MEMBERS = 256          # PROTOCOL.md 10: bounds one key distribution to 256 RSA-OAEP wraps
-MAX_WRAP_PATH = (MAX_CHAT_MEMBERS - 1).bit_length()  # PROTOCOL.md 7.2: a Merkle audit path over 256 wraps: 8
-MAX_CHAT_BODY_BYTES = 64 * 1024  # PROTOCOL.md 10: one chat message's ciphertext
-MAX_PASSWORD_CHARS = 1024        # docs/THREATS.md 9: a 1 MB password must not reach scrypt
-MAX_LIST_ITEMS = 10_000          # who/online lists: more users than a class session holds
-KEY_BLOB = Blob(max_bytes=2048)  # SubjectPublicKeyInfo DER: RSA-2048 is 294 bytes, DSA-2048 about 840
-SIGNATURE_BLOB = Blob(max_bytes=1024)
-CHAT_ID = Text(max_chars=64)
-RID = Optional(Integer())
-
-SCHEME_NAMES = tuple(s.value for s in SignatureScheme)
-SUITE_NAMES = tuple(s.value for s in CipherSuite)
-# PROTOCOL.md 7: how a chat's keys are made. "server-key": the server generates and wraps them;
-# "contributory": members agree on them through a blind relay; "contributory-xor" (the XOR
-# derivation, INSECURE, for the attack labs); "hybrid": a fresh key per message.
-# The names themselves are enums in vocabulary.py; these tuples keep the old spellings importable.
-CHAT_MODES = tuple(ChatMode)
-KEYLESS_MODES = tuple(mode for mode in ChatMode if mode.keyless)  # the server never holds a key for these
-LOBBY_ID = "lobby"  # PROTOCOL.md 7.8: the single room every online user is in (hybrid mode)
-REKEY_REASONS = tuple(RekeyReason)
-
-
-def f(kind: Kind, default: Any = dataclasses.MISSING) -> Any:
-    """Declare a message field with its wire kind."""
-    if default is dataclasses.MISSING:
-        return field(metadata={"kind": kind})
-    return field(default=default, metadata={"kind": kind})
-
-
-@dataclass(frozen=True, kw_only=True)
-class Message:
-    """Base of every wire message. ``TYPE`` is the JSON ``type`` string."""
-
-    TYPE: ClassVar[str] = ""
+from .fields import Blob, Boolean, Choice, Integer, ListOf, Name, Object, Optional, Text
+from .message_base import (
+    CHAT_ID as CHAT_ID, CHAT_MODES as CHAT_MODES, KEY_BLOB as KEY_BLOB, KEYLESS_MODES as KEYLESS_MODES,
+    LOBBY_ID as LOBBY_ID, MAX_CHAT_BODY_BYTES as MAX_CHAT_BODY_BYTES, MAX_CHAT_MEMBERS as MAX_CHAT_MEMBERS,
+    MAX_LIST_ITEMS as MAX_LIST_ITEMS, MAX_PASSWORD_CHARS as MAX_PASSWORD_CHARS, MAX_WRAP_PATH as MAX_WRAP_PATH,
+    PROTOCOL_VERSION as PROTOCOL_VERSION, REKEY_REASONS as REKEY_REASONS, RID as RID, SCHEME_NAMES as SCHEME_NAMES,
+    SIGNATURE_BLOB as SIGNATURE_BLOB, SUITE_NAMES as SUITE_NAMES, Message as Message, f as f,
+)
+from .messages_membership import (
+    ChatOpen as ChatOpen,
+    ChatOpened as ChatOpened,
+    ChatInvite as ChatInvite,
+    ChatInvited as ChatInvited,
+    ChatInvitation as ChatInvitation,
+    ChatAnswer as ChatAnswer,
+    ChatAnswered as ChatAnswered,
+    InvitationClosed as InvitationClosed,
+    ChatRefused as ChatRefused,
+    ChatRefusal as ChatRefusal,
+    ChatLeave as ChatLeave,
+    ChatLeft as ChatLeft,
+)
+from .vocabulary import ChatMode as ChatMode, KeyExchange as KeyExchange, RekeyReason as RekeyReason
 
 
 # --- handshake, in clear (PROTOCOL.md 4) ---------------------------------------------------------------
@@ -221,101 +205,6 @@ class Certificates(Message):
 # --- chats (PROTOCOL.md 7) -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
-class ChatOpen(Message):
-    TYPE: ClassVar[str] = "chat_open"
-    rid: int | None = f(RID, None)
-    members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS - 1, unique=True))
-    mode: str = f(Choice.of(ChatMode), ChatMode.SERVER_KEY)
-    suite: str = f(Choice(SUITE_NAMES), CipherSuite.AES_256_GCM.value)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatOpened(Message):
-    TYPE: ClassVar[str] = "chat_opened"
-    rid: int | None = f(RID, None)
-    chat_id: str = f(CHAT_ID)
-    members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
-    offline: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
-    unknown: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS))
-    # PROTOCOL.md 7.11: invitees who declined or did not answer in time (not members), and those whose
-    # invitation is still open (offline ones: they may accept when they log in)
-    declined: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS), ())
-    pending: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS), ())
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatInvite(Message):
-    TYPE: ClassVar[str] = "chat_invite"
-    rid: int | None = f(RID, None)
-    chat_id: str = f(CHAT_ID)
-    username: str = f(Name())
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatInvited(Message):
-    TYPE: ClassVar[str] = "chat_invited"
-    rid: int | None = f(RID, None)
-    chat_id: str = f(CHAT_ID)
-    username: str = f(Name())
-
-
-# --- invitations: nobody becomes a member without answering (PROTOCOL.md 7.11) -------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class ChatInvitation(Message):
-    """An invitation to a chat, pushed to the invitee: who asks and how the chat is keyed, nothing more."""
-
-    TYPE: ClassVar[str] = "chat_invitation"
-    chat_id: str = f(CHAT_ID)
-    inviter: str = f(Name())
-    mode: str = f(Choice(CHAT_MODES))
-    suite: str = f(Choice(SUITE_NAMES))
-    expires_in: int = f(Integer(0, 86_400))  # seconds the server keeps the invitation open
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatAnswer(Message):
-    """The invitee's answer: accept (join at the next epoch) or decline."""
-
-    TYPE: ClassVar[str] = "chat_answer"
-    rid: int | None = f(RID, None)
-    chat_id: str = f(CHAT_ID)
-    accept: bool = f(Boolean())
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatAnswered(Message):
-    TYPE: ClassVar[str] = "chat_answered"
-    rid: int | None = f(RID, None)
-    chat_id: str = f(CHAT_ID)
-    accepted: bool = f(Boolean())
-
-
-@dataclass(frozen=True, kw_only=True)
-class InvitationClosed(Message):
-    """To the inviter: an invitation was declined or expired (it never learns more than that)."""
-
-    TYPE: ClassVar[str] = "invitation_closed"
-    chat_id: str = f(CHAT_ID)
-    username: str = f(Name())
-    outcome: str = f(Choice(("declined", "expired", "cancelled")))
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatLeave(Message):
-    TYPE: ClassVar[str] = "chat_leave"
-    rid: int | None = f(RID, None)
-    chat_id: str = f(CHAT_ID)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatLeft(Message):
-    TYPE: ClassVar[str] = "chat_left"
-    rid: int | None = f(RID, None)
-    chat_id: str = f(CHAT_ID)
-
-
-@dataclass(frozen=True, kw_only=True)
 class ChatKey(Message):
     """The server-signed key distribution for one epoch, as received by one member (PROTOCOL.md 7.2)."""
 
@@ -481,6 +370,7 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     Register, RegisterChallenge, RegisterProof, Registered, Login, LoginOk, Logout, Bye,
     Who, WhoResult, Status, StatusResult, Presence, GetCertificates, Certificates,
     ChatOpen, ChatOpened, ChatInvite, ChatInvited, ChatInvitation, ChatAnswer, ChatAnswered, InvitationClosed,
+    ChatRefused, ChatRefusal,
     ChatLeave, ChatLeft, ChatKey, ChatSend, ChatMessage,
     ChatEpoch, ShareCommit, ShareCommitted, KeyShare, KeyShareDelivery, KeyConfirm, KeyConfirmed,
     RoundTimeout, CertRenew, CertRenewed,
@@ -491,7 +381,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_CLAS
 CLEAR_TYPES = frozenset({"client_hello", "server_hello", "record", "error"})
 CLIENT_TO_SERVER = frozenset({
     "register", "register_proof", "login", "logout", "who", "status", "get_certificates",
-    "chat_open", "chat_invite", "chat_answer", "chat_leave", "chat_send", "share_commit", "key_share", "key_confirm",
+    "chat_open", "chat_invite", "chat_answer", "chat_leave", "chat_send", "chat_refused", "share_commit", "key_share",
+    "key_confirm",
     "cert_renew",
 })
 SERVER_TO_CLIENT = frozenset(MESSAGE_TYPES) - CLIENT_TO_SERVER - {"client_hello", "record"}

@@ -450,6 +450,7 @@ class ServerProtocol:
             "chat_answer": relay.on_chat_answer,
             "chat_leave": relay.on_chat_leave,
             "chat_send": relay.on_chat_send,
+            "chat_refused": relay.on_chat_refused,
             "share_commit": lambda p, msg: relay.on_round(p, msg, relay.modes.on_share_commit),
             "key_share": lambda p, msg: relay.on_round(p, msg, relay.modes.on_key_share),
             "key_confirm": lambda p, msg: relay.on_round(p, msg, relay.modes.on_key_confirm),

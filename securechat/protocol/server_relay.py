@@ -190,6 +190,18 @@ class ChatRelay:
             self._outbox.emit(ev.MessageRelayed(peer=p.id, chat_id=msg.chat_id, sender=p.username,
                                                 size=len(msg.ciphertext), recipients=recipients))
 
+    def on_chat_refused(self, p: Peer, msg: m.ChatRefused) -> None:
+        """PROTOCOL.md 7.9: relay a refusal notice to the sender, if both are members of the chat's current epoch;
+        otherwise it is dropped without a reply (a notice is advice, not a request)."""
+        assert p.username is not None
+        chat = self.chats.get(msg.chat_id)
+        peer = self._presence.online.get(msg.sender)
+        if (chat is None or msg.epoch != chat.epoch or p.username not in chat.members or msg.sender not in chat.members
+                or msg.sender == p.username or peer is None):
+            return
+        self._outbox.send_to(peer, m.ChatRefusal(chat_id=msg.chat_id, epoch=msg.epoch, recipient=p.username,
+                                                 seq=msg.seq, code=msg.code))
+
     def on_round(self, p: Peer, msg: m.Message, handler: Callable[..., None]) -> None:
         try:
             handler(p, msg)

@@ -70,10 +70,10 @@ class ChatState(Enum):
 
 
 _ONLINE_REQUESTS = ("who", "status", "get_certificates", "chat_open", "chat_invite", "chat_answer", "chat_leave",
-                    "chat_send", "cert_renew", "share_commit", "key_share", "key_confirm")
+                    "chat_send", "chat_refused", "cert_renew", "share_commit", "key_share", "key_confirm")
 _ONLINE_PUSHES = (
     "who_result", "status_result", "certificates", "presence", "chat_opened", "chat_invited", "chat_left",
-    "chat_invitation", "chat_answered", "invitation_closed",
+    "chat_invitation", "chat_answered", "invitation_closed", "chat_refusal",
     "chat_key", "chat_message", "error", "chat_epoch", "share_committed", "key_share_delivery", "key_confirmed",
     "round_timeout", "cert_renewed",
 )

@@ -45,6 +45,7 @@ def sample(kind: str, world: HostileServer, conn: Conn) -> m.Message:
                                                     expires_in=600),
         "chat_answered": lambda: m.ChatAnswered(rid=1, chat_id=chat, accepted=True),
         "invitation_closed": lambda: m.InvitationClosed(chat_id=chat, username="carol", outcome="declined"),
+        "chat_refusal": lambda: m.ChatRefusal(chat_id=chat, epoch=1, recipient="carol", seq=1, code="key_changed"),
         "chat_left": lambda: m.ChatLeft(rid=1, chat_id=chat),
         "chat_key": lambda: world.chat_key(chat, 1, "server-key", members, blob32, recipient=name),
         "chat_message": lambda: m.ChatMessage(chat_id=chat, epoch=1, sender="bob", seq=1, ciphertext=b"x" * 40,
