@@ -154,27 +154,27 @@ class TcpClient:
     # --- commands -------------------------------------------------------------------------------------------
 
     def register(self, username: str, password: str, keys: UserKeys) -> ev.RegistrationSucceeded:
-        return self._call(lambda p: p.register(username, password, keys))  # type: ignore[return-value]
+        return self._call(lambda p: p.register(username, password, keys), ev.RegistrationSucceeded)
 
     def login(self, username: str, password: str, keys: UserKeys) -> ev.LoggedIn:
-        return self._call(lambda p: p.login(username, password, keys))  # type: ignore[return-value]
+        return self._call(lambda p: p.login(username, password, keys), ev.LoggedIn)
 
     def renew_certificate(self) -> ev.CertificateRenewed:
         """PROTOCOL.md 6.6: a new certificate for the same keys (in its last 30 days); raises RequestError."""
-        return self._call(lambda p: p.renew_certificate())  # type: ignore[return-value]
+        return self._call(lambda p: p.renew_certificate(), ev.CertificateRenewed)
 
     def who(self) -> tuple[str, ...]:
-        return self._call(lambda p: p.who()).online  # type: ignore[attr-defined, no-any-return]
+        return self._call(lambda p: p.who(), ev.WhoListed).online
 
     def status(self, username: str) -> bool:
-        return self._call(lambda p: p.status(username)).online  # type: ignore[attr-defined, no-any-return]
+        return self._call(lambda p: p.status(username), ev.StatusReported).online
 
     def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
                   suite: str = "aes-256-gcm", wait_for_key: bool = True) -> ev.ChatOpened:
         """Open a chat and wait until it is usable: for contributory modes only after the commit, reveal and
         confirmation rounds (a ChatKeyed for it); raises ChatAbortedError if the agreement aborts. With
         ``wait_for_key=False`` it returns on the server's ``chat_opened`` (the caller waits for the key)."""
-        opened: ev.ChatOpened = self._call(lambda p: p.open_chat(members, mode=mode, suite=suite))  # type: ignore
+        opened = self._call(lambda p: p.open_chat(members, mode=mode, suite=suite), ev.ChatOpened)
         if wait_for_key:
             self.wait_for_key(opened.chat_id, 1)
         return opened
@@ -214,14 +214,14 @@ class TcpClient:
             return getattr(chat, "mode", None)
 
     def invite(self, chat_id: str, username: str) -> ev.ChatInvited:
-        return self._call(lambda p: p.invite(chat_id, username))  # type: ignore[return-value]
+        return self._call(lambda p: p.invite(chat_id, username), ev.ChatInvited)
 
     def answer_invitation(self, chat_id: str, accept: bool) -> ev.InvitationAnswered:
         """Accept or decline an invitation received as an InvitationReceived event (PROTOCOL.md 7.11)."""
-        return self._call(lambda p: p.answer_invitation(chat_id, accept))  # type: ignore[return-value]
+        return self._call(lambda p: p.answer_invitation(chat_id, accept), ev.InvitationAnswered)
 
     def leave(self, chat_id: str) -> ev.ChatLeft:
-        return self._call(lambda p: p.leave(chat_id))  # type: ignore[return-value]
+        return self._call(lambda p: p.leave(chat_id), ev.ChatLeft)
 
     def send(self, chat_id: str, text: str) -> int:
         """Encrypt, sign and send; does not wait. Returns the request id: a refusal arrives later as a
@@ -230,7 +230,7 @@ class TcpClient:
 
     def logout(self) -> None:
         try:
-            self._call(lambda p: p.logout())
+            self._call(lambda p: p.logout(), ev.LoggedOut)
         finally:
             self.close()
 
@@ -327,7 +327,8 @@ class TcpClient:
                     raise ConnectionClosedError(f"connection lost while sending ({exc.strerror or exc})") from None
         return rid
 
-    def _call(self, command: Callable[[ClientProtocol], int]) -> ev.Event:
+    def _call(self, command: Callable[[ClientProtocol], int], expect: type[E]) -> E:
+        """Run *command*, wait for its reply (matched by rid) and return it as the *expect* event it must be."""
         rid = self._command(command, wait=True)
         try:
             self._wait(lambda: rid in self._replies, f"reply to request {rid}")
@@ -338,6 +339,8 @@ class TcpClient:
             reply = self._replies.pop(rid)
         if isinstance(reply, ev.RequestFailed):
             raise RequestError(reply)
+        if not isinstance(reply, expect):  # the protocol pairs each request with one reply type
+            raise SecureChatError(f"unexpected reply {type(reply).__name__} to request {rid}")
         return reply
 
     def _wait(self, ready: Callable[[], bool], what: str) -> None:

@@ -114,9 +114,7 @@ class Mallory:
 
 def open_async(client: TcpClient, members: list[str], mode: str) -> str:
     """chat_open without waiting for the key (the agreement is what the script attacks)."""
-    opened = client._call(lambda p: p.open_chat(members, mode=mode))  # noqa: SLF001
-    assert isinstance(opened, ev.ChatOpened)
-    return opened.chat_id
+    return client.open_chat(members, mode=mode, wait_for_key=False).chat_id
 
 
 def aborted(client: TcpClient, chat_id: str) -> ev.ChatAborted:
