@@ -10,6 +10,8 @@ private key, or change anything without a confirmation (``--yes`` or typing the 
 
 from __future__ import annotations
 
+from . import __version__
+
 import argparse
 import os
 import sys
@@ -31,6 +33,7 @@ EXPIRING_SOON_SECONDS = 30 * 24 * 3600
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="securechat-admin", description="Look after a securechat registry.")
+    parser.add_argument("--version", action="version", version=f"securechat-admin {__version__}")
     parser.add_argument("--db", required=True, help="the server's SQLite registry (it may be running)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="users with scheme, certificate expiry and last login")

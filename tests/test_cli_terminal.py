@@ -441,7 +441,7 @@ def test_server_port_in_use_is_one_plain_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr and "is in use" in done.stderr
 
 
-@pytest.mark.parametrize("module", ["securechat.client", "securechat.server", "securechat.gui"])
+@pytest.mark.parametrize("module", ["securechat.client", "securechat.server", "securechat.gui", "securechat.admin"])
 def test_every_command_has_version(module: str) -> None:
     done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, cwd=ROOT,
                           env=_env(), timeout=60)
