@@ -261,18 +261,19 @@ def test_a_sender_whose_messages_a_recipient_refused_is_told() -> None:
     bob = connect(sim, "bob-again")
     bob.login("bob", password_of("bob"), new_keys)
     sim.run_until_idle()
+    _alice_again(sim)  # a new session: alice verifies bob's certificate again and sees the change
     bob.open_chat(["alice"])
     sim.run_until_idle()
     cid = sim.last_event("bob-again", ev.ChatOpened).chat_id
     for text in ("hello?", "anyone?"):
         bob.send_chat(cid, text)
         sim.run_until_idle()
-    assert not [e for e in sim.events_of("alice", ev.ChatReceived) if e.chat_id == cid]
-    refused = [e for e in sim.events_of("alice", ev.MessageRejected) if e.chat_id == cid]
+    assert not [e for e in sim.events_of("alice2", ev.ChatReceived) if e.chat_id == cid]
+    refused = [e for e in sim.events_of("alice2", ev.MessageRejected) if e.chat_id == cid]
     assert [e.code for e in refused] == ["key_changed", "key_changed"]
     told = sim.events_of("bob-again", ev.MessageRefused)
     assert [(e.chat_id, e.recipient, e.seq, e.code) for e in told] == [(cid, "alice", 1, "key_changed")]  # once
-    assert len(_changes(sim, "alice")) == 1  # and alice saw one warning, not one per message
+    assert len(_changes(sim, "alice2")) == 1  # and alice saw one warning, not one per message
 
 
 def test_a_refusal_notice_naming_a_stranger_is_not_relayed() -> None:

@@ -531,13 +531,6 @@ class ClientProtocol:
                 self._events.extend(self.book.receive(held, snapshot))
         self._apply(modes.advance_all(self.book, self._now))
 
-    def _on_presence(self, msg: m.Presence) -> None:
-        if msg.online and self.book is not None:
-            # a user who comes back may have re-registered with new keys: check its certificate again at the next
-            # use (PROTOCOL.md 7.9), so a change shows as key_changed, not as signatures that fail
-            self.book.certificates.pop(msg.username, None)
-        self._events.append(ev.PresenceChanged(username=msg.username, online=msg.online))
-
     def _refuse(self, msg: m.ChatMessage) -> None:
         """Drop a message whose sender's changed key we have not accepted, and tell the sender once per chat and
         epoch (PROTOCOL.md 7.9, refusal notices), so it learns why its messages go unread."""
@@ -640,7 +633,7 @@ _HANDLERS: dict[str, Callable[[ClientProtocol, Any], None]] = {
     "registered": ClientProtocol._on_registered,
     "login_ok": ClientProtocol._on_login_ok,
     "bye": ClientProtocol._on_bye,
-    "presence": ClientProtocol._on_presence,
+    "presence": lambda self, msg: self._events.append(ev.PresenceChanged(username=msg.username, online=msg.online)),
     "who_result": lambda self, msg: self._events.append(ev.WhoListed(rid=msg.rid, online=msg.online)),
     "status_result": lambda self, msg: self._events.append(
         ev.StatusReported(rid=msg.rid, username=msg.username, online=msg.online)),
