@@ -1,13 +1,21 @@
 """Test configuration: make ``securechat`` and ``tests.helpers`` importable however pytest is started; the
-``make_server`` fixture of the live-TCP harness (tests/live.py); and the ``tcp`` marker, set automatically on
-every test module that opens sockets or starts processes, so ``pytest -m "not tcp"`` runs the in-memory core."""
+``make_server`` fixture of the live-TCP harness (tests/live.py); and the guard of the ``tcp`` marker.
+
+A test that opens a socket (bind/connect), starts a process (a server, the CLI, a Jupyter kernel, nbgrader,
+Xvfb, mypy) or forks carries the ``tcp`` marker: ``pytestmark = pytest.mark.tcp`` for a module that is live
+throughout, ``@pytest.mark.tcp`` on the live tests of a mixed one. ``pytest -m "not tcp"`` then runs the
+in-memory core in seconds. The guard keeps that honest: while an unmarked test (and its fixtures) runs, those
+calls are refused and the test fails, naming the call, even if the code under test swallowed the error.
+"""
 
 from __future__ import annotations
 
-import ast
-import inspect
+import os
+import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,40 +27,67 @@ if ROOT not in sys.path:
 
 from tests.live import start_server  # noqa: E402  (needs the path above)
 
-#: What makes a test "tcp": it drives real sockets (the net drivers, a live server, a kernel, a display) or other
-#: processes. Checked against the module's top-level imports (the whole module is live) and the test's own source.
-_LIVE_MODULES = ("securechat.net", "securechat.gui", "securechat.demo", "tests.live", "socket", "nbclient",
-                 "pexpect", "tkinter", "benchmarks")
-_LIVE_CALLS = ("subprocess", "NotebookClient", "run_over_sockets", "_openssl(", "make_server", "TcpServer", "TcpClient")
+
+class LiveCallInUnmarkedTest(RuntimeError):
+    """Raised by the guard: a test without the ``tcp`` marker tried to open a socket or start a process."""
 
 
-def _module_is_live(path: Path) -> bool:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in tree.body:
-        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-        if any(name == live or name.startswith(live + ".") for name in names for live in _LIVE_MODULES):
-            return True
-    return path.parent.name == "adversarial"
+#: (owner, attribute, what) for every call the guard refuses in an unmarked test.
+_LIVE_CALLS: tuple[tuple[Any, str, str], ...] = (
+    (socket.socket, "bind", "socket.bind"),
+    (socket.socket, "connect", "socket.connect"),
+    (socket.socket, "connect_ex", "socket.connect_ex"),
+    (subprocess.Popen, "__init__", "subprocess.Popen"),
+    *((os, name, f"os.{name}") for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp")
+      if hasattr(os, name)),
+)
 
 
-def _test_is_live(item: pytest.Item) -> bool:
-    function = getattr(item, "function", None)
+@contextmanager
+def _refuse_live_calls(item: pytest.Item) -> Iterator[list[str]]:
+    """Patch every live call to record itself and raise; yields the list of refused calls."""
+    refused: list[str] = []
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in _LIVE_CALLS]
+
+    def refuse(what: str) -> Callable[..., Any]:
+        def refused_call(*_args: Any, **_kwargs: Any) -> Any:
+            refused.append(what)
+            raise LiveCallInUnmarkedTest(f"{item.nodeid} calls {what} but is not marked tcp "
+                                         "(add @pytest.mark.tcp; see tests/conftest.py)")
+        return refused_call
+
+    for owner, name, what in _LIVE_CALLS:
+        setattr(owner, name, refuse(what))
     try:
-        source = inspect.getsource(function) if function is not None else ""
-    except (OSError, TypeError):
-        source = ""
-    return any(call in source for call in _LIVE_CALLS)
+        yield refused
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    modules: dict[Path, bool] = {}
-    for item in items:
-        path = Path(str(item.fspath))
-        if path not in modules:
-            modules[path] = path.suffix == ".py" and _module_is_live(path)
-        if modules[path] or _test_is_live(item):
-            item.add_marker(pytest.mark.tcp)
+def _guarded(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("tcp") is not None:
+        return (yield)
+    with _refuse_live_calls(item) as refused:
+        try:
+            return (yield)
+        finally:
+            if refused:
+                pytest.fail(f"{item.nodeid} is not marked tcp but called {', '.join(dict.fromkeys(refused))}: mark "
+                            "it @pytest.mark.tcp (or its module: pytestmark = pytest.mark.tcp) so that "
+                            "`pytest -m \"not tcp\"` stays the in-memory core", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Fixtures of an unmarked test (module-wide live servers included) may not open sockets or processes."""
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """The body of an unmarked test may not open sockets or processes."""
+    return (yield from _guarded(item))
 
 
 @pytest.fixture
