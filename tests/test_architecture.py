@@ -36,6 +36,7 @@ def test_only_crypto_imports_pycryptodome() -> None:
     assert offenders == []
 
 
+@pytest.mark.tcp
 def test_package_passes_mypy_strict() -> None:
     """docs/STYLE.md 7: the whole package is annotated and passes ``mypy --strict``."""
     import subprocess
@@ -160,6 +161,7 @@ def test_no_module_reaches_into_another_modules_private_attributes() -> None:
     assert offenders == []
 
 
+@pytest.mark.tcp
 def test_the_package_re_exports_its_public_api_lazily() -> None:
     """``from securechat import TcpServer, Simulation, SecureChatError ...``; ``import securechat`` alone loads
     no submodule (no sockets, threads or crypto until a name is used)."""

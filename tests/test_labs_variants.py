@@ -78,6 +78,7 @@ def test_lab_mode_refuses_unknown_names_empty_sets_and_the_wrong_side():
     assert ServerConfig().lab is None and ClientProtocol().lab is None  # the defaults weaken nothing
 
 
+@pytest.mark.tcp
 def test_dsa_nonce_reuse_needs_a_dsa_key():
     with running_server() as srv:
         user = lab_user(srv, "rsa-user", lab=client_lab("dsa-nonce-reuse"))
@@ -120,10 +121,12 @@ def _dsa_attack(alice_lab: LabMode | None) -> bytes:
             bob.client.close()
 
 
+@pytest.mark.tcp
 def test_dsa_nonce_reuse_gives_away_the_key_and_a_forgery_verifies():
     assert _dsa_attack(client_lab("dsa-nonce-reuse"))
 
 
+@pytest.mark.tcp
 def test_dsa_attack_fails_against_the_default_client():
     with pytest.raises(attacks.AttackFailed, match="different nonces"):
         _dsa_attack(None)
@@ -168,15 +171,18 @@ def _relay_attack(server_variant: LabMode | None, client_variant: LabMode | None
         return attacks.replay_login(*real.address, captured[0], server_key=(key.public_der, key.scheme.value))
 
 
+@pytest.mark.tcp
 def test_unbound_login_proof_replays_on_the_real_server():
     assert _relay_attack(server_lab("unbound-login"), client_lab("unbound-login")) == "victim"
 
 
+@pytest.mark.tcp
 def test_login_relay_fails_against_the_default_server():
     with pytest.raises(attacks.AttackFailed, match="login failed"):
         _relay_attack(None, None)
 
 
+@pytest.mark.tcp
 def test_unpinned_client_logs_into_a_rogue_server_and_the_default_does_not():
     with running_server() as real:
         with attacks.login_catcher(MemoryRegistry(), new_server_key(), ServerConfig(scrypt=FAST_SCRYPT)) as catcher:
@@ -215,10 +221,12 @@ def _leaver_attack(lab: LabMode | None) -> str:
                 user.client.close()
 
 
+@pytest.mark.tcp
 def test_no_rekey_on_leave_lets_the_leaver_read_later_messages():
     assert _leaver_attack(server_lab("no-rekey-on-leave")) == "said after eve left"
 
 
+@pytest.mark.tcp
 def test_leaver_attack_fails_against_the_default_server():
     with pytest.raises(attacks.AttackFailed, match="rekeyed"):
         _leaver_attack(None)
@@ -245,6 +253,7 @@ def test_cli_lab_options_are_explicit_and_loud(capsys):
 # --- no-key-commitment: the client's switch, wired to the chat book --------------------------------------
 
 
+@pytest.mark.tcp
 def test_no_key_commitment_is_a_lab_variant_and_reaches_the_chat_book():
     with pytest.raises(LocalProtocolError, match="no-key-commitment lab variant"):
         ClientProtocol(verify_key_commitment=False)  # the weak option alone is refused

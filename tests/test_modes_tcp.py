@@ -20,6 +20,8 @@ from tests.helpers import DSA, user_keys
 from tests.live import User as LiveUser  # noqa: N814 (this module adds a buffered expect)
 from tests.live import start_server
 
+pytestmark = pytest.mark.tcp  # a live server and clients (tests/conftest.py)
+
 WAIT = 10.0
 NAMES = ("alice", "bob", "carol")
 

@@ -25,6 +25,8 @@ from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, SqliteRegistry, new_server_key
 from tests.live import User, banner_port, run_python, server_args
 
+pytestmark = pytest.mark.tcp  # live servers, clients and processes (tests/conftest.py)
+
 WAIT = 10.0
 
 

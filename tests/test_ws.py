@@ -213,6 +213,7 @@ def test_bad_urls_are_refused_in_plain_words(url: str) -> None:
 
 # --- the server's WebSocket port beside TCP ---------------------------------------------------------------------
 
+@pytest.mark.tcp
 def test_tcp_and_websocket_users_chat_in_one_chat(server: TcpServer) -> None:
     alice = online(ws_url(server), "alice", server)
     bob = online(f"tcp://127.0.0.1:{server.address[1]}", "bob", server)
@@ -235,6 +236,7 @@ def test_tcp_and_websocket_users_chat_in_one_chat(server: TcpServer) -> None:
             client.close()
 
 
+@pytest.mark.tcp
 def test_websocket_port_is_only_open_when_asked() -> None:
     srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(), config=ServerConfig(scrypt=FAST_SCRYPT))
     with srv:
@@ -243,6 +245,7 @@ def test_websocket_port_is_only_open_when_asked() -> None:
 
 # --- interop with an independent implementation -----------------------------------------------------------------
 
+@pytest.mark.tcp
 def test_the_websockets_library_completes_the_handshake_and_logs_in(server: TcpServer) -> None:
     from websockets.sync.client import connect
 
@@ -281,6 +284,7 @@ def test_the_websockets_library_completes_the_handshake_and_logs_in(server: TcpS
         assert isinstance(logged_in, ev.LoggedIn) and logged_in.username == "dave"
 
 
+@pytest.mark.tcp
 def test_our_client_layer_speaks_to_a_websockets_server() -> None:
     from websockets.sync.server import serve
 
@@ -335,6 +339,7 @@ def _certificate(tmp_path: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.tcp
 def test_wss_with_a_certificate_and_a_refused_unknown_ca(tmp_path: Path) -> None:
     cert, key = _certificate(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -365,6 +370,7 @@ def test_wss_with_a_certificate_and_a_refused_unknown_ca(tmp_path: Path) -> None
 
 # --- the terminal client over ws:// -----------------------------------------------------------------------------
 
+@pytest.mark.tcp
 def test_terminal_client_registers_logs_in_and_chats_over_ws(tmp_path: Path) -> None:
     log = (tmp_path / "server.log").open("w")
     server = run_python(server_args(tmp_path, "--ws-port", "0"), stderr=log)
