@@ -26,8 +26,9 @@ class _RepeatedNonceDsaKey(DsaKey):
         return super()._sign(m, Integer(self._lab_k))  # type: ignore[no-untyped-call]
 
 
-def repeated_nonce_dsa_key(key: DsaKey) -> DsaKey:
-    """A copy of the private DSA *key* that reuses one nonce for every signature (k fixed per key)."""
+def repeated_nonce_dsa_key(key: object) -> DsaKey:
+    """A copy of the private DSA *key* that reuses one nonce for every signature (k fixed per key); ValueError
+    for any other key."""
     if not isinstance(key, DsaKey) or not key.has_private():
         raise ValueError("dsa-nonce-reuse needs a private DSA signing key")
     weak = _RepeatedNonceDsaKey({c: Integer(int(getattr(key, c))) for c in ("y", "g", "p", "q", "x")})
