@@ -22,7 +22,7 @@ from .ws_server import ServerStack
 log = logging.getLogger("securechat.server")
 
 WRITE_CHUNK_BYTES = 256 * 1024
-MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # a reader this far behind is disconnected (docs/SECURITY.md, slow readers)
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024  # docs/THREATS.md 16: a reader this far behind is disconnected
 
 
 class Connections:

@@ -4,7 +4,7 @@ Owns: the listening sockets (TCP and, if asked, WebSocket), the selector, and th
 accepting (a WebSocket connection is announced to the engine only once its opening handshake completed, and
 handshakes under way are capped, PROTOCOL.md 15.2), reading (a WebSocket connection's bytes go through its
 layer first, connection.py), the WebSocket timers, and forgetting the sockets other threads closed. The bytes of
-each round go to the engine as ONE ``Reads`` item, in the order they were read (docs/PERFORMANCE.md: a
+each round go to the engine as ONE ``Reads`` item, in the order they were read (docs/PERF-NOTES.md: a
 selectors loop gave the lowest p99; one reader thread per connection contending for the GIL gave the class
 session its tail). Must not: build or parse messages, or log anything but metadata (PROTOCOL.md 11).
 """
@@ -27,7 +27,7 @@ from .ws_server import ServerStack
 
 log = logging.getLogger("securechat.server")
 
-LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (docs/PERFORMANCE.md)
+LISTEN_BACKLOG = 512           # socketserver's 5 stalls a burst of connects (docs/PERF-NOTES.md)
 READ_SIZE_BYTES = 256 * 1024
 ACCEPTS_PER_ROUND = 64
 TIMER_SECONDS = 0.5
