@@ -26,6 +26,7 @@ from .agreement import Agreement
 from .identity import UserKeys
 from .messages import KEYLESS_MODES, ChatEpoch, ChatKey, ChatMessage, ChatSend
 from .states import RECEIVE, SEND, ChatState, next_chat_state
+from .vocabulary import ChatMode
 
 MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
 # PROTOCOL.md 7.10: a server may not make a client remember chats without end. The server's own limit is far
@@ -36,7 +37,7 @@ MAX_KNOWN_CHATS = 1024
 @dataclass
 class ClientChat:
     chat_id: str
-    mode: str
+    mode: ChatMode
     suite: str
     epoch: int
     members: tuple[str, ...]
@@ -107,7 +108,7 @@ class ChatBook:
         self.offered: dict[str, tuple[Certificate, VerifyKey, EncryptionPublicKey]] = {}
         # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
         # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
-        self._seen: dict[str, tuple[str, str, int]] = {}
+        self._seen: dict[str, tuple[ChatMode, str, int]] = {}
 
     @property
     def agreements(self) -> dict[str, Agreement]:
@@ -148,7 +149,7 @@ class ChatBook:
 
     def record_epoch(self, chat_id: str, *, mode: str, suite: str, epoch: int) -> None:
         """Remember a verified epoch: its mode and suite are now fixed and later epochs must be higher."""
-        self._seen[chat_id] = (mode, suite, epoch)
+        self._seen[chat_id] = (ChatMode(mode), suite, epoch)
 
     @staticmethod
     def check_membership(*, chat_id: str, reason: str, actor: str, members: tuple[str, ...]) -> ev.MessageRejected | None:
@@ -188,7 +189,8 @@ class ChatBook:
         before = chat.members if chat else ()
         if chat is None:
             chat = self.chats[msg.chat_id] = ClientChat(
-                chat_id=msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch, members=msg.members, key=key
+                chat_id=msg.chat_id, mode=ChatMode(msg.mode), suite=msg.suite, epoch=msg.epoch, members=msg.members,
+                key=key,
             )
         else:
             chat.state = next_chat_state(chat.state, RECEIVE, "chat_key")
@@ -233,7 +235,7 @@ class ChatBook:
             raise LocalProtocolError("message longer than 64 KiB", ErrorCode.LIMIT_EXCEEDED)
         seq = chat.sent_seq + 1
         header = chat_header(chat_id=chat_id, epoch=chat.epoch, sender=self.username, seq=seq, suite=chat.suite)
-        if chat.mode == "hybrid":
+        if chat.mode == ChatMode.HYBRID:
             return self._seal_hybrid(chat, header, plaintext, seq, rid)
         ciphertext = aead.seal(chat.key_for(self.username), plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
                                suite=aead.CipherSuite(chat.suite))
@@ -365,7 +367,7 @@ class ChatBook:
             return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")]
         cert, signing_key, _ = entry
         header = chat_header(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, suite=chat.suite)
-        if chat.mode == "hybrid":
+        if chat.mode == ChatMode.HYBRID:
             return self._receive_hybrid(chat, msg, header, cert, signing_key)
         try:
             # PROTOCOL.md 7.4: the algorithm comes from the sender's certificate, never from the message.
