@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..crypto.certificates import CLOCK_SKEW_SECONDS
 from ..crypto.encoding import RandomBytes, constant_time_equal, encode_fields, hmac_sha256, sha256
 from ..crypto.kdf import hkdf_sha256
+from ..crypto.key_types import EncryptionPrivateKey, EncryptionPublicKey, SigningKey, VerifyKey
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, SecureChatError
@@ -48,8 +49,8 @@ class Peer:
     """What the agreement needs of a member: its verified keys (from its certificate)."""
 
     scheme: SignatureScheme
-    signing_key: object
-    encryption_key: object
+    signing_key: VerifyKey
+    encryption_key: EncryptionPublicKey
 
 
 def commitment(chat_id: str, epoch: int, sender: str, share: bytes) -> bytes:
@@ -95,8 +96,8 @@ class Agreement:
     members: tuple[str, ...]
     me: str
     my_scheme: SignatureScheme
-    my_signing_key: object
-    my_encryption_key: object
+    my_signing_key: SigningKey
+    my_encryption_key: EncryptionPrivateKey
     random_bytes: RandomBytes
     state: AgreementState = AgreementState.COMMITTING
     share: bytes = b""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..crypto import aead
 from ..crypto.certificates import Certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal
+from ..crypto.key_types import EncryptionPublicKey, VerifyKey
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, LocalProtocolError, SecureChatError
@@ -80,7 +81,7 @@ class ChatBook:
         *,
         username: str,
         keys: UserKeys,
-        server_key: object,
+        server_key: VerifyKey,
         server_scheme: SignatureScheme,
         random_bytes: RandomBytes,
         pins: dict[str, str] | None = None,
@@ -95,7 +96,7 @@ class ChatBook:
         self.random_bytes = random_bytes
         self.chats: dict[str, ClientChat] = {}
         # name -> (certificate, signing public key, encryption public key), each verified against the CA
-        self.certificates: dict[str, tuple[Certificate, object, object]] = {}
+        self.certificates: dict[str, tuple[Certificate, VerifyKey, EncryptionPublicKey]] = {}
         self.pending: list[tuple[ChatMessage, ClientChat | None]] = []
         # PROTOCOL.md 7.9: identity fingerprints pinned on first sight (or verified out of band); a change is
         # refused until the user accepts it. The driver persists this dict.
@@ -104,7 +105,7 @@ class ChatBook:
         # PROTOCOL.md 7.9: the CA-valid certificate the server now presents for each refused name. It is
         # never trusted; it only lets the user compute the safety number of the OFFERED key and accept
         # exactly that key (accept_offered), never "whatever comes next".
-        self.offered: dict[str, tuple[Certificate, object, object]] = {}
+        self.offered: dict[str, tuple[Certificate, VerifyKey, EncryptionPublicKey]] = {}
         # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
         # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
         self._seen: dict[str, tuple[ChatMode, str, int]] = {}
@@ -388,7 +389,7 @@ class ChatBook:
                                 signature_scheme=cert.signature_scheme.value, gap=msg.seq - last - 1)]
 
     def _receive_hybrid(self, chat: ClientChat, msg: ChatMessage, header: bytes, cert: Certificate,
-                        signing_key: object) -> list[ev.Event]:
+                        signing_key: VerifyKey) -> list[ev.Event]:
         """PROTOCOL.md 7.7, the receiver's order of checks for hybrid v2.
 
         Signature, then replay; from there the (sender, seq) is used up whatever follows, so a sender cannot

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..crypto.certificates import Certificate
 from ..crypto.encoding import RandomBytes
+from ..crypto.key_types import VerifyKey
 from ..crypto.signatures import SignatureScheme
 from ..errors import FATAL_CODES, ErrorCode, LocalProtocolError, RemoteProtocolError, SecureChatError, error_code
 from . import events as ev
@@ -245,7 +246,7 @@ class ClientProtocol:
         return self.handshake.transcript
 
     @property
-    def server_key(self) -> object:
+    def server_key(self) -> VerifyKey | None:
         return self.handshake.server_key
 
     @property
@@ -328,7 +329,7 @@ class ClientProtocol:
 
     def _on_login_ok(self, msg: m.LoginOk) -> None:
         keys = self.account.on_login_ok(msg)
-        assert self.handshake.server_scheme is not None
+        assert self.handshake.server_key is not None and self.handshake.server_scheme is not None
         self.messaging.start(ChatBook(
             username=msg.username, keys=keys, server_key=self.handshake.server_key,
             server_scheme=self.handshake.server_scheme, random_bytes=self._random_bytes, pins=self.pins,

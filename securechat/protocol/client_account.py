@@ -111,8 +111,9 @@ class Account:
 
     def check_own_certificate(self, cert: Certificate) -> None:
         """A certificate issued to us: signed by the server's CA key, valid now, our name, exactly our keys."""
-        assert self.keys is not None and self._handshake.server_scheme is not None
-        verify_certificate(cert, ca_public_key=self._handshake.server_key, ca_scheme=self._handshake.server_scheme,
-                           now=self._link.now, username=self.pending_name)
+        server_key, server_scheme = self._handshake.server_key, self._handshake.server_scheme
+        assert self.keys is not None and server_key is not None and server_scheme is not None
+        verify_certificate(cert, ca_public_key=server_key, ca_scheme=server_scheme, now=self._link.now,
+                           username=self.pending_name)
         if cert.encryption_key != self.keys.encryption_public or cert.signing_key != self.keys.signing_public:
             raise RemoteProtocolError("certificate does not carry our keys", ErrorCode.BAD_CERTIFICATE)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from ..crypto.encoding import RandomBytes, constant_time_equal, fingerprint
 from ..crypto.exchange import generate_ephemeral, shared_secret
 from ..crypto.kem import decapsulate, generate_kem_key
+from ..crypto.key_types import EphemeralKey, KemPrivateKey, VerifyKey
 from ..crypto.keys import load_public_key
 from ..crypto.signatures import SignatureScheme, verify
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError, SecureChatError
@@ -45,13 +46,13 @@ class ClientHandshake:
         self.pinned = pinned
         self.hello: m.ClientHello | None = None
         self.transcript = b""
-        self.server_key: object = None
+        self.server_key: VerifyKey | None = None
         self.server_scheme: SignatureScheme | None = None
         self._check_pin = check_pin
         self._random_bytes = random_bytes
         self._keylog = keylog
-        self._ephemeral: object = None
-        self._kem_private: object = None
+        self._ephemeral: EphemeralKey | None = None
+        self._kem_private: KemPrivateKey | None = None
 
     def start(self) -> m.ClientHello:
         """Our fresh key share(s) and random (PROTOCOL.md 4.1)."""
@@ -67,7 +68,7 @@ class ClientHandshake:
         """PROTOCOL.md 4.2-4.3, the client's checks in order: the pin, the server key, the key exchange we
         offered, the server's signature over the transcript; then the channel keys. Raises RemoteProtocolError
         (``handshake_failed``) on the first failure, before any credential is sent."""
-        assert self.hello is not None
+        assert self.hello is not None and self._ephemeral is not None  # both made by start()
         pinned = self.pinned if self._check_pin else None
         if pinned is not None and not (
             constant_time_equal(pinned[0], hello.server_key) and pinned[1] == hello.server_scheme
@@ -94,6 +95,7 @@ class ClientHandshake:
             raise RemoteProtocolError("server signature over the handshake failed", ErrorCode.HANDSHAKE_FAILED) from None
         secret = shared_secret(self._ephemeral, hello.key_share)
         if hello.kem_ciphertext is not None:
+            assert self._kem_private is not None  # hybrid: checked against our hello above
             secret = handshake_secret(secret, decapsulate(self._kem_private, hello.kem_ciphertext,
                                                           context=KEM_CONTEXT))
             self._kem_private = None
