@@ -208,7 +208,7 @@ def test_no_new_module_is_over_500_lines() -> None:
 # Libraries that ship no types are exempted once, by name, in pyproject.toml's [tool.mypy] sections instead.
 # The goal is 5; the number is the count on main while the GUI, net and client modules lose theirs: lower it,
 # never raise it.
-MAX_TYPE_IGNORES = 13
+MAX_TYPE_IGNORES = 10
 
 
 def _type_ignores() -> list[tuple[str, str]]:
@@ -253,9 +253,7 @@ _OBJECT_ALLOWED = {
 
 
 # Debt: not yet typed, by the module's owner; an entry here may stay after it is fixed (it is not checked back).
-_OBJECT_NOT_YET = {
-    "protocol/client.py:ClientProtocol.chats(return)": "becomes the per-chat class's dict",
-}
+_OBJECT_NOT_YET: dict[str, str] = {}
 
 
 def _mentions_object(annotation: ast.expr | None) -> bool:
