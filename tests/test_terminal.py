@@ -108,3 +108,15 @@ def test_an_invitation_is_answered_through_the_locked_accessor() -> None:
     assert client.answered == [] and lines[-1].startswith("! which invitation? /accept CHAT (open invitations: ")
     shell.handle(f"/accept {CHAT[:4]}")
     assert client.answered == [(CHAT, True)] and shell.current == CHAT
+
+
+def test_a_chat_accepted_before_its_key_arrives_is_announced_as_the_current_one() -> None:
+    """/accept makes the chat current at once; its key (ChatKeyed) may come before or after the answer: either
+    way the line must say we talk there now, never "/switch" to the chat we are already in."""
+    client = FakeClient(invitations=[CHAT])
+    shell, lines = _shell(client)
+    shell.handle(f"/accept {CHAT[:8]}")
+    shell.on_event(ev.ChatKeyed(chat_id=CHAT, epoch=1, members=("alice", "bob"), reason="open", actor="bob",
+                                joined=(), left=(), suite="aes-256-gcm", mode="server-key"))
+    assert lines[-1] == "  now talking in bob" and shell.current == CHAT
+    assert "/switch" not in "\n".join(lines)

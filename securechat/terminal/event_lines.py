@@ -96,9 +96,9 @@ class EventLines:
         label = state.label(event.chat_id)
         with state.lock:
             new = state.announce(event.chat_id)
-            became_current = new and state.current is None and event.chat_id != LOBBY_ID
-            if became_current:
+            if new and state.current is None and event.chat_id != LOBBY_ID:
                 state.make_current(event.chat_id)
+            is_current = state.current == event.chat_id  # made current here, or by /accept just before
         if event.chat_id == LOBBY_ID and not new:
             return  # the lobby rekeys at every login and logout: the presence line already said it
         if new and event.actor == me and event.chat_id != LOBBY_ID:
@@ -111,7 +111,7 @@ class EventLines:
                 f"members {', '.join(printable(m) for m in event.members)} (opened by {printable(event.actor)}); "
                 f"{mode_promise(event.mode)}")
             if event.actor != me:
-                say(f"  now talking in {label}" if became_current else f"  /switch {label} to talk there")
+                say(f"  now talking in {label}" if is_current else f"  /switch {label} to talk there")
             if event.mode == ChatMode.CONTRIBUTORY_XOR and event.actor != me:
                 say(XOR_WARNING)
         else:
