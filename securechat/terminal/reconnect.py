@@ -72,7 +72,7 @@ class Reconnector:
             if self._stop.is_set() or state.link is not Link.CONNECTED:
                 return
             state.link = Link.RECONNECTING
-            previous = [c for c in state.chats_safely() if c.state == ACTIVE]
+            previous = self._active_before()
             thread = threading.Thread(target=self._loop, args=(previous,), name="securechat-reconnect", daemon=True)
             self._thread = thread
         code = event.code or ErrorCode.CONNECTION_LOST
@@ -89,22 +89,33 @@ class Reconnector:
             delay = self._delays[min(attempt - 1, len(self._delays) - 1)]
             if self._stop.wait(delay):
                 return
-            try:
-                self._once()
-            except ReconnectRefused as exc:
-                state.say(f"! {exc}")
+            failure = self._attempt()
+            if failure is None:
+                self._report_survivors(previous, labels)
+                return
+            if isinstance(failure, ReconnectRefused):
+                state.say(f"! {failure}")
                 break
-            except (SecureChatError, OSError, TimeoutError) as exc:
-                if attempt in (1, 3) or attempt % 5 == 0:
-                    state.say(f"  ... still reconnecting (attempt {attempt} of {self._attempts}): {reason(exc)}")
-                continue
-            self._report_survivors(previous, labels)
-            return
+            if attempt in (1, 3) or attempt % 5 == 0:
+                state.say(f"  ... still reconnecting (attempt {attempt} of {self._attempts}): {reason(failure)}")
         with state.lock:
             state.link = Link.OFFLINE
             self._thread = None
         state.say("! could not reconnect; type /reconnect to try again, or /quit")
         state.changed()
+
+    def _active_before(self) -> list[ChatInfo]:
+        """The active chats of the connection being replaced (to tell later which survived)."""
+        with self._state.lock:
+            return [c for c in self._state.chats_safely() if c.state == ACTIVE]
+
+    def _attempt(self) -> BaseException | None:
+        """One connection and login: None when it worked, else why not (ReconnectRefused: stop trying)."""
+        try:
+            self._once()
+        except (ReconnectRefused, SecureChatError, OSError, TimeoutError) as exc:
+            return exc
+        return None
 
     def _once(self) -> None:
         state = self._state
@@ -165,18 +176,15 @@ class Reconnector:
         if state.link is Link.RECONNECTING:
             state.say("already reconnecting; wait a moment")
             return
-        with state.lock:
-            previous = [c for c in state.chats_safely() if c.state == ACTIVE]
+        previous = self._active_before()
         labels = {c.chat_id: state.label(c.chat_id, previous) for c in previous}
-        try:
-            self._once()
-        except ReconnectRefused as exc:
-            state.say(f"! {exc}")
-            return
-        except (SecureChatError, OSError, TimeoutError) as exc:
-            state.say(f"! still cannot reach the server: {reason(exc)}")
-            return
-        self._report_survivors(previous, labels)
+        failure = self._attempt()
+        if failure is None:
+            self._report_survivors(previous, labels)
+        elif isinstance(failure, ReconnectRefused):
+            state.say(f"! {failure}")
+        else:
+            state.say(f"! still cannot reach the server: {reason(failure)}")
 
     def halt(self) -> None:
         """Stop reconnecting for good (we are quitting): a waiting attempt does not start, a lost connection is
