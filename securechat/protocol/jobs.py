@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal
+from ..crypto.key_types import EncryptionPrivateKey, EncryptionPublicKey, SigningKey
 from ..crypto.keys import generate_encryption_key, load_public_key, public_key_der
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
@@ -33,7 +34,7 @@ from .registry import Registry, UserRecord
 class ServerKey:
     """The server's long-term signing key: it signs handshakes, certificates and key distributions."""
 
-    private_key: object
+    private_key: SigningKey
     scheme: SignatureScheme
     public_der: bytes
 
@@ -104,7 +105,7 @@ class LoginJob(Job):
     now: float = 0.0
     lab_unbound: bool = False  # LAB ONLY (PROTOCOL.md 16.1, unbound-login): also accept a proof over no transcript
     record: UserRecord | None = None
-    encryption_key: object = None
+    encryption_key: EncryptionPublicKey | None = None
 
     decoys: dict[SignatureScheme, Decoy] = field(default_factory=dict)
 
@@ -150,7 +151,7 @@ class LoginJob(Job):
 
 DECOY_USERNAME = "~decoy"  # not a valid username (PROTOCOL.md 3.2), so nobody can register it
 DECOY_SIGNED_BYTES = b"securechat v1 decoy login"
-_DECOY_KEYS: dict[SignatureScheme, tuple[object, object]] = {}  # scheme -> (encryption key, signing key)
+_DECOY_KEYS: dict[SignatureScheme, tuple[EncryptionPrivateKey, SigningKey]] = {}  # scheme -> (encryption key, signing key)
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,7 @@ class ChatKeyJob(Job):
     reason: str = ""
     actor: str = ""
     members: tuple[str, ...] = ()
-    encryption_keys: tuple[Any, ...] = ()
+    encryption_keys: tuple[EncryptionPublicKey, ...] = ()
     ca: ServerKey = field(default=None)  # type: ignore[assignment]
     random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
     messages: dict[str, m.ChatKey] = field(default_factory=dict)
