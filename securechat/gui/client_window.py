@@ -225,7 +225,7 @@ class ClientWindow:
     # --- results (Tk thread) --------------------------------------------------------------------------------
 
     def _busy(self, text: str) -> None:
-        self.status.configure(text=f"\N{HOURGLASS} {text}", foreground="#1f5fa8")
+        self.status.configure(text=f"\N{WHITE CIRCLE WITH UPPER RIGHT QUADRANT} {text}", foreground="#1f5fa8")
 
     def _say(self, text: str, error: bool = False) -> None:
         self.status.configure(text=text, foreground="#b00020" if error else "#1f5fa8")

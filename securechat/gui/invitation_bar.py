@@ -13,6 +13,7 @@ from tkinter import ttk
 
 from ..protocol import events as ev
 from . import render
+from .widgets import keep_wrapped
 
 MAX_PENDING = 16  # a server (or an inviter) cannot grow this list without bound
 BACKGROUND = "#fff4c2"
@@ -23,13 +24,15 @@ class InvitationBar:
         self._after = after  # the bar is packed right below this widget when it appears
         self.pending: list[ev.InvitationReceived] = []
         self.frame = tk.Frame(parent, background=BACKGROUND, padx=4, pady=2)
-        self.label = tk.Label(self.frame, text="", background=BACKGROUND, anchor="w", justify="left",
-                              wraplength=360)
-        self.label.pack(side="left", fill="x", expand=True)
+        # the buttons are packed first: a long invitation wraps, it never squeezes Accept or Decline
         self.decline_button = ttk.Button(self.frame, text="Decline", width=8, command=lambda: answer(False))
         self.decline_button.pack(side="right")
         self.accept_button = ttk.Button(self.frame, text="Accept", width=7, command=lambda: answer(True))
         self.accept_button.pack(side="right", padx=2)
+        self.label = tk.Label(self.frame, text="", background=BACKGROUND, anchor="w", justify="left",
+                              wraplength=300)
+        self.label.pack(side="left", fill="x", expand=True)
+        keep_wrapped(self.label, margin=4, minimum=120)
 
     def offer(self, invitation: ev.InvitationReceived) -> None:
         """A new invitation (a repeated one for the same chat replaces the older)."""
