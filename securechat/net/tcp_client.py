@@ -19,7 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import TypeVar
 
 from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
@@ -243,7 +244,8 @@ class TcpClient:
     def __enter__(self) -> TcpClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close()
 
     def chat_epoch(self, chat_id: str) -> int:
@@ -395,8 +397,8 @@ class TcpClient:
                 self._keyed[event.chat_id] = max(self._keyed.get(event.chat_id, 0), event.epoch)
             elif isinstance(event, ev.ChatAborted):
                 self._aborted[event.chat_id] = event
-            rid: Any = getattr(event, "rid", None)
-            if rid is not None and rid in self._waiting:
+            rid = getattr(event, "rid", None)  # a reply carries its request's id (PROTOCOL.md 3.2)
+            if isinstance(rid, int) and rid in self._waiting:
                 self._replies[rid] = event
             self._cond.notify_all()
         self._enqueue(event)

@@ -16,6 +16,7 @@ from typing import Any
 from ..crypto.certificates import Certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal, fingerprint
 from ..crypto.exchange import generate_ephemeral, shared_secret
+from ..crypto.key_types import EphemeralKey, KemPrivateKey, VerifyKey
 from ..crypto.keys import load_public_key, public_key_der
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key
@@ -98,7 +99,7 @@ class ClientProtocol:
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
         self.key_exchange = key_exchange  # PROTOCOL.md 4.4: KeyExchange.X25519_MLKEM768 adds ML-KEM-768
-        self._kem_private: object = None
+        self._kem_private: KemPrivateKey | None = None
         self._pinned = server_key
         self._random_bytes = random_bytes
         self._trace = trace
@@ -108,9 +109,9 @@ class ClientProtocol:
         self._inner: list[bytes] = []
         self._records: RecordLayer | None = None
         self._hello: m.ClientHello | None = None
-        self._ephemeral: object = None
+        self._ephemeral: EphemeralKey | None = None
         self.transcript = b""
-        self.server_key: object = None
+        self.server_key: VerifyKey | None = None
         self.server_scheme: SignatureScheme | None = None
         self._next_rid = 1
         self._keys: UserKeys | None = None
@@ -385,7 +386,7 @@ class ClientProtocol:
 
     def _on_server_hello(self, hello: m.ServerHello) -> None:
         self.state = next_client_state(self.state, RECEIVE, "server_hello")
-        assert self._hello is not None
+        assert self._hello is not None and self._ephemeral is not None  # both made by hello()
         pinned = None if lab_has(self.lab, LabVariant.UNPINNED_CLIENT) else self._pinned  # LAB ONLY (PROTOCOL.md 16.1)
         if pinned is not None and not (
             constant_time_equal(pinned[0], hello.server_key) and pinned[1] == hello.server_scheme
@@ -412,6 +413,7 @@ class ClientProtocol:
             raise RemoteProtocolError("server signature over the handshake failed", ErrorCode.HANDSHAKE_FAILED) from None
         secret = shared_secret(self._ephemeral, hello.key_share)
         if hello.kem_ciphertext is not None:
+            assert self._kem_private is not None  # hybrid: checked against our hello above
             secret = handshake_secret(secret, decapsulate(self._kem_private, hello.kem_ciphertext,
                                                           context=KEM_CONTEXT))
             self._kem_private = None
@@ -471,7 +473,7 @@ class ClientProtocol:
         self._events.append(ev.CertificateRenewed(rid=msg.rid, certificate=msg.certificate))
 
     def _check_own_certificate(self, cert: Certificate) -> None:
-        assert self._keys is not None and self.server_scheme is not None
+        assert self._keys is not None and self.server_key is not None and self.server_scheme is not None
         verify_certificate(cert, ca_public_key=self.server_key, ca_scheme=self.server_scheme, now=self._now,
                            username=self._pending_name)
         if cert.encryption_key != self._keys.encryption_public or cert.signing_key != self._keys.signing_public:
@@ -483,7 +485,7 @@ class ClientProtocol:
                                                      certificate=msg.certificate))
 
     def _on_login_ok(self, msg: m.LoginOk) -> None:
-        assert self._keys is not None and self.server_scheme is not None
+        assert self._keys is not None and self.server_key is not None and self.server_scheme is not None
         if msg.username != self._pending_name:
             # PROTOCOL.md 6.2: the server cannot log us in as somebody else (the certificate is checked too).
             raise RemoteProtocolError("login_ok names another user than the one logging in", ErrorCode.BAD_CERTIFICATE)
@@ -616,7 +618,7 @@ def lab_weak_keys(keys: UserKeys) -> UserKeys:
     if keys.scheme is not SignatureScheme.DSA_SHA256:
         raise LocalProtocolError("lab variant dsa-nonce-reuse needs a dsa-2048-sha256 signing key",
                                  ErrorCode.BAD_FIELD)
-    return replace(keys, signing_key=repeated_nonce_dsa_key(keys.signing_key))  # type: ignore[arg-type]
+    return replace(keys, signing_key=repeated_nonce_dsa_key(keys.signing_key))
 
 
 # PROTOCOL.md 9.1 (errors.FATAL_CODES): inside the channel only these end the connection; server_busy there is a
