@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..crypto import aead
 from ..crypto.certificates import Certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal
+from ..crypto.key_types import EncryptionPublicKey, VerifyKey
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, LocalProtocolError, SecureChatError
@@ -25,6 +26,7 @@ from .agreement import Agreement
 from .identity import UserKeys
 from .messages import KEYLESS_MODES, ChatEpoch, ChatKey, ChatMessage, ChatSend
 from .states import RECEIVE, SEND, ChatState, next_chat_state
+from .vocabulary import ChatMode
 
 MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
 # PROTOCOL.md 7.10: a server may not make a client remember chats without end. The server's own limit is far
@@ -35,7 +37,7 @@ MAX_KNOWN_CHATS = 1024
 @dataclass
 class ClientChat:
     chat_id: str
-    mode: str
+    mode: ChatMode
     suite: str
     epoch: int
     members: tuple[str, ...]
@@ -79,7 +81,7 @@ class ChatBook:
         *,
         username: str,
         keys: UserKeys,
-        server_key: object,
+        server_key: VerifyKey,
         server_scheme: SignatureScheme,
         random_bytes: RandomBytes,
         pins: dict[str, str] | None = None,
@@ -94,7 +96,7 @@ class ChatBook:
         self.random_bytes = random_bytes
         self.chats: dict[str, ClientChat] = {}
         # name -> (certificate, signing public key, encryption public key), each verified against the CA
-        self.certificates: dict[str, tuple[Certificate, object, object]] = {}
+        self.certificates: dict[str, tuple[Certificate, VerifyKey, EncryptionPublicKey]] = {}
         self.pending: list[tuple[ChatMessage, ClientChat | None]] = []
         # PROTOCOL.md 7.9: identity fingerprints pinned on first sight (or verified out of band); a change is
         # refused until the user accepts it. The driver persists this dict.
@@ -103,10 +105,10 @@ class ChatBook:
         # PROTOCOL.md 7.9: the CA-valid certificate the server now presents for each refused name. It is
         # never trusted; it only lets the user compute the safety number of the OFFERED key and accept
         # exactly that key (accept_offered), never "whatever comes next".
-        self.offered: dict[str, tuple[Certificate, object, object]] = {}
+        self.offered: dict[str, tuple[Certificate, VerifyKey, EncryptionPublicKey]] = {}
         # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
         # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
-        self._seen: dict[str, tuple[str, str, int]] = {}
+        self._seen: dict[str, tuple[ChatMode, str, int]] = {}
 
     @property
     def agreements(self) -> dict[str, Agreement]:
@@ -147,7 +149,7 @@ class ChatBook:
 
     def record_epoch(self, chat_id: str, *, mode: str, suite: str, epoch: int) -> None:
         """Remember a verified epoch: its mode and suite are now fixed and later epochs must be higher."""
-        self._seen[chat_id] = (mode, suite, epoch)
+        self._seen[chat_id] = (ChatMode(mode), suite, epoch)
 
     @staticmethod
     def check_membership(*, chat_id: str, reason: str, actor: str, members: tuple[str, ...]) -> ev.MessageRejected | None:
@@ -187,7 +189,8 @@ class ChatBook:
         before = chat.members if chat else ()
         if chat is None:
             chat = self.chats[msg.chat_id] = ClientChat(
-                chat_id=msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch, members=msg.members, key=key
+                chat_id=msg.chat_id, mode=ChatMode(msg.mode), suite=msg.suite, epoch=msg.epoch, members=msg.members,
+                key=key,
             )
         else:
             chat.state = next_chat_state(chat.state, RECEIVE, "chat_key")
@@ -232,7 +235,7 @@ class ChatBook:
             raise LocalProtocolError("message longer than 64 KiB", ErrorCode.LIMIT_EXCEEDED)
         seq = chat.sent_seq + 1
         header = chat_header(chat_id=chat_id, epoch=chat.epoch, sender=self.username, seq=seq, suite=chat.suite)
-        if chat.mode == "hybrid":
+        if chat.mode == ChatMode.HYBRID:
             return self._seal_hybrid(chat, header, plaintext, seq, rid)
         ciphertext = aead.seal(chat.key_for(self.username), plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
                                suite=aead.CipherSuite(chat.suite))
@@ -364,7 +367,7 @@ class ChatBook:
             return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")]
         cert, signing_key, _ = entry
         header = chat_header(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, suite=chat.suite)
-        if chat.mode == "hybrid":
+        if chat.mode == ChatMode.HYBRID:
             return self._receive_hybrid(chat, msg, header, cert, signing_key)
         try:
             # PROTOCOL.md 7.4: the algorithm comes from the sender's certificate, never from the message.
@@ -386,7 +389,7 @@ class ChatBook:
                                 signature_scheme=cert.signature_scheme.value, gap=msg.seq - last - 1)]
 
     def _receive_hybrid(self, chat: ClientChat, msg: ChatMessage, header: bytes, cert: Certificate,
-                        signing_key: object) -> list[ev.Event]:
+                        signing_key: VerifyKey) -> list[ev.Event]:
         """PROTOCOL.md 7.7, the receiver's order of checks for hybrid v2.
 
         Signature, then replay; from there the (sender, seq) is used up whatever follows, so a sender cannot

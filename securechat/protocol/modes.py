@@ -19,8 +19,7 @@ from .agreement import Agreement, AgreementFailed, Peer
 from .chats import ChatBook, ClientChat
 from .constructions import chat_epoch_signed_bytes
 from .states import RECEIVE, AgreementState, ChatState, next_chat_state
-
-CONTRIBUTORY = ("contributory", "contributory-xor")
+from .vocabulary import CONTRIBUTORY_MODES, ChatMode
 
 
 @dataclass
@@ -62,21 +61,22 @@ def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> Step:
     book.record_epoch(msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch)
     before = chat.members if chat else ()
     if chat is None:
-        chat = book.chats[msg.chat_id] = ClientChat(chat_id=msg.chat_id, mode=msg.mode, suite=msg.suite,
+        chat = book.chats[msg.chat_id] = ClientChat(chat_id=msg.chat_id, mode=ChatMode(msg.mode), suite=msg.suite,
                                                     epoch=msg.epoch, members=msg.members, key=None)
     else:
         chat.state = next_chat_state(chat.state, RECEIVE, "chat_epoch")
         chat.new_epoch(msg.epoch, msg.members, None)
     chat.announcement, chat.before = msg, before
-    if msg.mode not in CONTRIBUTORY:
+    if msg.mode not in CONTRIBUTORY_MODES:
         return Step([_keyed(msg, before)])
     if len(msg.members) == 1:
         chat.key = book.random_bytes(32)  # a contributory chat of one: nobody else to agree with
         return Step([_keyed(msg, before)])
     keys = book.keys
-    chat.agreement = Agreement(chat_id=msg.chat_id, epoch=msg.epoch, variant=msg.mode, members=msg.members,
-                               me=book.username, my_scheme=keys.scheme, my_signing_key=keys.signing_key,
-                               my_encryption_key=keys.encryption_key, random_bytes=book.random_bytes)
+    chat.agreement = Agreement(chat_id=msg.chat_id, epoch=msg.epoch, variant=ChatMode(msg.mode),
+                               members=msg.members, me=book.username, my_scheme=keys.scheme,
+                               my_signing_key=keys.signing_key, my_encryption_key=keys.encryption_key,
+                               random_bytes=book.random_bytes)
     step = Step(send=list(chat.agreement.start()))
     step += advance(book, chat, now)
     return step
@@ -148,7 +148,7 @@ def can_send(book: ChatBook, chat_id: str) -> bool:
     chat = book.chats.get(chat_id)
     if chat is None:
         return True  # seal() reports the unknown chat
-    return chat.agreement is None and not (chat.mode in CONTRIBUTORY and chat.key is None)
+    return chat.agreement is None and not (chat.mode in CONTRIBUTORY_MODES and chat.key is None)
 
 
 def _keyed(msg: m.ChatEpoch, before: tuple[str, ...]) -> ev.ChatKeyed:
