@@ -245,10 +245,7 @@ def test_the_type_ignore_counter_reads_comments_only() -> None:
 _OBJECT_ALLOWED = {
     "crypto/signatures.py:parse_scheme(value)": "a wire value of any JSON type, checked to be a scheme name",
     "crypto/certificates.py:Certificate.from_dict(d)": "a JSON value from a peer, checked field by field",
-    "crypto/certificates.py:Certificate.to_dict(return)": "JSON-ready values of mixed types (int, str)",
     "crypto/keys.py:_supported(key)": "a type guard: whatever a pycryptodome importer returned, is it a key?",
-    "protocol/server_outbox.py:Outbox.reply_error(request)": "any request (a message, a job, None): only its "
-                                                             "rid and TYPE are read, where present",
 }
 
 
