@@ -313,6 +313,11 @@ class TcpClient:
     def chat_info(self, chat_id: str) -> ChatInfo | None:
         return next((c for c in self.chat_list() if c.chat_id == chat_id), None)
 
+    def open_invitations(self) -> list[str]:
+        """The chat ids of the invitations to us not answered yet (PROTOCOL.md 7.11), oldest first."""
+        with self._lock:
+            return list(self.protocol.invitations)
+
     # --- internals --------------------------------------------------------------------------------------------
 
     def _command(self, command: Callable[[ClientProtocol], int], *, wait: bool = False) -> int:
