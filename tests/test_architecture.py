@@ -207,7 +207,7 @@ def test_no_new_module_is_over_500_lines() -> None:
 # Libraries that ship no types are exempted once, by name, in pyproject.toml's [tool.mypy] sections instead.
 # The goal is 5; the number is the count on main while the GUI, net and client modules lose theirs: lower it,
 # never raise it.
-MAX_TYPE_IGNORES = 13
+MAX_TYPE_IGNORES = 7
 
 
 def _type_ignores() -> list[tuple[str, str]]:
