@@ -191,7 +191,7 @@ def test_teaching_tools_are_apart_from_the_runtime() -> None:
 MAX_MODULE_LINES = 500
 # Debt, to be split (docs/STYLE.md 2, small modules): the modules over the limit when this test was written.
 # No other module may pass it; remove a name once its module is split.
-_OVER_THE_LIMIT = {"protocol/client.py", "teaching/simulation.py"}
+_OVER_THE_LIMIT = {"teaching/simulation.py"}
 
 
 def test_no_new_module_is_over_500_lines() -> None:
@@ -207,7 +207,7 @@ def test_no_new_module_is_over_500_lines() -> None:
 # Libraries that ship no types are exempted once, by name, in pyproject.toml's [tool.mypy] sections instead.
 # The goal is 5; the number is the count on main while the GUI, net and client modules lose theirs: lower it,
 # never raise it.
-MAX_TYPE_IGNORES = 13
+MAX_TYPE_IGNORES = 10
 
 
 def _type_ignores() -> list[tuple[str, str]]:
@@ -252,9 +252,7 @@ _OBJECT_ALLOWED = {
 
 
 # Debt: not yet typed, by the module's owner; an entry here may stay after it is fixed (it is not checked back).
-_OBJECT_NOT_YET = {
-    "protocol/client.py:ClientProtocol.chats(return)": "becomes the per-chat class's dict",
-}
+_OBJECT_NOT_YET: dict[str, str] = {}
 
 
 def _mentions_object(annotation: ast.expr | None) -> bool:

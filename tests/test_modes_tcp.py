@@ -122,7 +122,7 @@ def test_stale_epoch_key_share_over_tcp(users) -> None:  # type: ignore[no-untyp
                        timestamp=int(time.time()), signature=b"\x01" * 64)
 
     def raw(protocol) -> int:  # type: ignore[no-untyped-def]
-        protocol._send_inner(stale)
+        protocol.link.send(stale)
         return 0
 
     alice.client._command(raw)

@@ -306,8 +306,8 @@ class TcpClient:
         """Snapshots of every chat the protocol knows, in the order it learned them."""
         with self._lock:
             chats = list(self.protocol.chats.values())
-            return [ChatInfo(chat_id=c.chat_id, mode=c.mode, suite=c.suite, epoch=c.epoch,  # type: ignore[attr-defined]
-                             members=tuple(c.members), state=c.state.value)  # type: ignore[attr-defined]
+            return [ChatInfo(chat_id=c.chat_id, mode=c.mode, suite=c.suite, epoch=c.epoch,
+                             members=tuple(c.members), state=c.state.value)
                     for c in chats]
 
     def chat_info(self, chat_id: str) -> ChatInfo | None:

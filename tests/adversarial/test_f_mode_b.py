@@ -55,7 +55,7 @@ class Mallory:
         self.client = client
         self.held: list[m.Message] = []
         proto = client.protocol
-        original = proto._send_inner  # noqa: SLF001
+        original = proto.link.send
 
         def send_inner(message: Any) -> None:
             if isinstance(message, (m.KeyShare, m.KeyConfirm)):
@@ -63,7 +63,7 @@ class Mallory:
                 return
             original(message)
 
-        proto._send_inner = send_inner  # type: ignore[method-assign]  # noqa: SLF001
+        proto.link.send = send_inner  # type: ignore[method-assign]
         self._original = original
 
     @property
