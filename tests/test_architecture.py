@@ -207,9 +207,7 @@ def test_no_new_module_is_over_500_lines() -> None:
 # Fewer than this many ``# type: ignore`` comments in the whole package, each with its error code; an ignore is
 # only for a place a library forces it (its own missing or wrong annotations), with a comment saying which.
 # Libraries that ship no types are exempted once, by name, in pyproject.toml's [tool.mypy] sections instead.
-# The goal is 5; the number is the count on main while the GUI, net and client modules lose theirs: lower it,
-# never raise it.
-MAX_TYPE_IGNORES = 10
+MAX_TYPE_IGNORES = 5
 
 
 def _type_ignores() -> list[tuple[str, str]]:
@@ -246,10 +244,7 @@ def test_the_type_ignore_counter_reads_comments_only() -> None:
 _OBJECT_ALLOWED = {
     "crypto/signatures.py:parse_scheme(value)": "a wire value of any JSON type, checked to be a scheme name",
     "crypto/certificates.py:Certificate.from_dict(d)": "a JSON value from a peer, checked field by field",
-    "crypto/certificates.py:Certificate.to_dict(return)": "JSON-ready values of mixed types (int, str)",
     "crypto/keys.py:_supported(key)": "a type guard: whatever a pycryptodome importer returned, is it a key?",
-    "protocol/server_outbox.py:Outbox.reply_error(request)": "any request (a message, a job, None): only its "
-                                                             "rid and TYPE are read, where present",
 }
 
 
