@@ -81,6 +81,14 @@ def server() -> Iterator[TcpServer]:
 
 
 @pytest.fixture
+def sane_before_and_after(server: TcpServer, keys: UserKeys) -> Iterator[None]:
+    """The sanity conversation before and after a script (a module asks for it with ``usefixtures``)."""
+    sanity(server, keys)
+    yield
+    sanity(server, keys)
+
+
+@pytest.fixture
 def clients(server: TcpServer) -> Iterator[Callable[..., TcpClient]]:
     made: list[TcpClient] = []
 
