@@ -189,15 +189,15 @@ class Channel:
         from securechat.protocol import messages as m
         from securechat.protocol.codec import encode_frame
 
-        assert self.cp._records is not None  # noqa: SLF001
-        self.sock.sendall(encode_frame(m.Record(data=self.cp._records.seal(framed))))  # noqa: SLF001
+        assert self.cp.link.records is not None
+        self.sock.sendall(encode_frame(m.Record(data=self.cp.link.records.seal(framed))))
 
     def sealed(self, framed: bytes) -> bytes:
         from securechat.protocol import messages as m
         from securechat.protocol.codec import encode_frame
 
-        assert self.cp._records is not None  # noqa: SLF001
-        return encode_frame(m.Record(data=self.cp._records.seal(framed)))  # noqa: SLF001
+        assert self.cp.link.records is not None
+        return encode_frame(m.Record(data=self.cp.link.records.seal(framed)))
 
     def probe(self, logged_in: bool, rid: int) -> str:
         """Send a request that must be answered; read until its answer ("ok"), EOF ("closed") or "hang"."""
@@ -227,12 +227,12 @@ class Channel:
         from securechat.crypto.encoding import b64d
         from securechat.protocol.codec import split_frames
 
-        self.cp._decoder.feed(data)  # noqa: SLF001
+        self.cp.link.decoder.feed(data)
         found = False
-        while (body := self.cp._decoder.next_frame()) is not None:  # noqa: SLF001
+        while (body := self.cp.link.decoder.next_frame()) is not None:
             outer = json.loads(body)
-            if outer.get("type") == "record" and self.cp._records is not None:  # noqa: SLF001
-                plain = self.cp._records.open(b64d(outer["data"]))  # noqa: SLF001
+            if outer.get("type") == "record" and self.cp.link.records is not None:
+                plain = self.cp.link.records.open(b64d(outer["data"]))
                 for inner in split_frames(plain):
                     if json.loads(inner).get("rid") == rid:
                         found = True

@@ -306,12 +306,17 @@ class TcpClient:
         """Snapshots of every chat the protocol knows, in the order it learned them."""
         with self._lock:
             chats = list(self.protocol.chats.values())
-            return [ChatInfo(chat_id=c.chat_id, mode=c.mode, suite=c.suite, epoch=c.epoch,  # type: ignore[attr-defined]
-                             members=tuple(c.members), state=c.state.value)  # type: ignore[attr-defined]
+            return [ChatInfo(chat_id=c.chat_id, mode=c.mode, suite=c.suite, epoch=c.epoch,
+                             members=tuple(c.members), state=c.state.value)
                     for c in chats]
 
     def chat_info(self, chat_id: str) -> ChatInfo | None:
         return next((c for c in self.chat_list() if c.chat_id == chat_id), None)
+
+    def open_invitations(self) -> list[str]:
+        """The chat ids of the invitations to us not answered yet (PROTOCOL.md 7.11), oldest first."""
+        with self._lock:
+            return list(self.protocol.invitations)
 
     # --- internals --------------------------------------------------------------------------------------------
 
