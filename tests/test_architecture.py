@@ -36,6 +36,7 @@ def test_only_crypto_imports_pycryptodome() -> None:
     assert offenders == []
 
 
+@pytest.mark.tcp
 def test_package_passes_mypy_strict() -> None:
     """docs/STYLE.md 7: the whole package is annotated and passes ``mypy --strict``."""
     import subprocess
@@ -154,6 +155,7 @@ def test_no_module_reaches_into_another_modules_private_attributes() -> None:
     assert offenders == []
 
 
+@pytest.mark.tcp
 def test_the_package_re_exports_its_public_api_lazily() -> None:
     """``from securechat import TcpServer, Simulation, SecureChatError ...``; ``import securechat`` alone loads
     no submodule (no sockets, threads or crypto until a name is used)."""
@@ -191,7 +193,7 @@ def test_teaching_tools_are_apart_from_the_runtime() -> None:
 MAX_MODULE_LINES = 500
 # Debt, to be split (docs/STYLE.md 2, small modules): the modules over the limit when this test was written.
 # No other module may pass it; remove a name once its module is split.
-_OVER_THE_LIMIT = {"teaching/simulation.py"}
+_OVER_THE_LIMIT: set[str] = set()
 
 
 def test_no_new_module_is_over_500_lines() -> None:
@@ -205,9 +207,7 @@ def test_no_new_module_is_over_500_lines() -> None:
 # Fewer than this many ``# type: ignore`` comments in the whole package, each with its error code; an ignore is
 # only for a place a library forces it (its own missing or wrong annotations), with a comment saying which.
 # Libraries that ship no types are exempted once, by name, in pyproject.toml's [tool.mypy] sections instead.
-# The goal is 5; the number is the count on main while the GUI, net and client modules lose theirs: lower it,
-# never raise it.
-MAX_TYPE_IGNORES = 10
+MAX_TYPE_IGNORES = 5
 
 
 def _type_ignores() -> list[tuple[str, str]]:
@@ -223,10 +223,17 @@ def _type_ignores() -> list[tuple[str, str]]:
     return found
 
 
-def test_type_ignores_are_few_and_name_their_error() -> None:
+# ``# type: ignore[code]  # library: why``: the error code, then a comment naming the library that forces it.
+_IGNORE_FORM = re.compile(r"type:\s*ignore\[[\w\-, ]+\]\s+#\s*\w+")
+
+
+def test_type_ignores_are_few_and_name_their_error_and_library() -> None:
     found = _type_ignores()
     assert len(found) < MAX_TYPE_IGNORES, "\n".join(f"{where}: {comment}" for where, comment in found)
-    assert [where for where, comment in found if not re.search(r"type:\s*ignore\[[\w\-, ]+\]", comment)] == []
+    assert [where for where, comment in found if not _IGNORE_FORM.search(comment)] == []
+    assert _IGNORE_FORM.search("# type: ignore[no-untyped-call]  # tkinter: typeshed leaves curselection bare")
+    assert not _IGNORE_FORM.search("# type: ignore[no-untyped-call]")
+    assert not _IGNORE_FORM.search("# type: ignore  # something")
 
 
 def test_the_type_ignore_counter_reads_comments_only() -> None:
@@ -244,15 +251,8 @@ def test_the_type_ignore_counter_reads_comments_only() -> None:
 _OBJECT_ALLOWED = {
     "crypto/signatures.py:parse_scheme(value)": "a wire value of any JSON type, checked to be a scheme name",
     "crypto/certificates.py:Certificate.from_dict(d)": "a JSON value from a peer, checked field by field",
-    "crypto/certificates.py:Certificate.to_dict(return)": "JSON-ready values of mixed types (int, str)",
     "crypto/keys.py:_supported(key)": "a type guard: whatever a pycryptodome importer returned, is it a key?",
-    "protocol/server_outbox.py:Outbox.reply_error(request)": "any request (a message, a job, None): only its "
-                                                             "rid and TYPE are read, where present",
 }
-
-
-# Debt: not yet typed, by the module's owner; an entry here may stay after it is fixed (it is not checked back).
-_OBJECT_NOT_YET: dict[str, str] = {}
 
 
 def _mentions_object(annotation: ast.expr | None) -> bool:
@@ -291,7 +291,7 @@ def _object_annotations(source: str, where: str) -> list[str]:
 def test_the_core_types_keys_by_name_not_as_object() -> None:
     paths = sorted((PACKAGE / "crypto").glob("*.py")) + sorted((PACKAGE / "protocol").glob("*.py"))
     found = [entry for p in paths for entry in _object_annotations(p.read_text(), str(p.relative_to(PACKAGE)))]
-    assert sorted(set(found) - set(_OBJECT_ALLOWED) - set(_OBJECT_NOT_YET)) == []
+    assert sorted(set(found) - set(_OBJECT_ALLOWED)) == []
     assert set(_OBJECT_ALLOWED) <= set(found)  # an entry whose annotation got a real type leaves the list
 
 

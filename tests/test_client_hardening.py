@@ -51,6 +51,7 @@ def _until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.05)
 
 
+@pytest.mark.tcp
 def test_a_client_with_a_callback_keeps_a_bounded_number_of_unread_events(server: TcpServer) -> None:
     seen: list[ev.ChatReceived] = []
     alice = _user(server, "alice", on_event=lambda e: seen.append(e) if isinstance(e, ev.ChatReceived) else None)
@@ -82,6 +83,7 @@ def test_the_terminal_client_reads_protocol_state_only_through_locked_accessors(
         assert reached == [], f"{path.name} reads .protocol at lines {reached}"
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("alice_skew, bob_skew", [(-120.0, 120.0), (120.0, -120.0)])
 def test_clients_two_minutes_off_the_server_clock_register_and_agree_a_key(
         server: TcpServer, alice_skew: float, bob_skew: float) -> None:

@@ -109,6 +109,7 @@ def test_the_client_refuses_a_renewal_that_would_shorten_its_certificate() -> No
     assert sim.clients["alice"].certificate == current
 
 
+@pytest.mark.tcp
 def test_renewal_over_tcp_and_admin_recovery_of_an_expired_account(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
                                                                     capsys) -> None:
     db = tmp_path / "r.db"

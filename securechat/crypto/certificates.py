@@ -98,9 +98,9 @@ class Certificate:
         """
         return fingerprint(encode_fields(_IDENTITY_LABEL, self.username, self.encryption_key, self.signing_key))
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, int | str]:
         """The JSON-ready form: ints and strings as-is, binary fields as base64."""
-        out: dict[str, object] = {}
+        out: dict[str, int | str] = {}
         for field in fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bytes):

@@ -13,6 +13,7 @@ canonical SPKI DER, or write a private key unencrypted.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, TypeGuard
 
 from Crypto import IncorrectPassphraseError
@@ -45,7 +46,7 @@ def _dsa_domain(der: bytes) -> tuple[int, int, int]:
     return int(params[0]), int(params[1]), int(params[2])
 
 
-def _import_dsa(der: bytes) -> Any:
+def _import_dsa(der: bytes) -> DsaKey:
     """DSA SPKI import that skips re-proving the primality of our own fixed domain.
 
     pycryptodome's importer re-tests p and q for primality on every import (about 20 ms for L=2048). For the
@@ -63,7 +64,7 @@ def _import_dsa(der: bytes) -> Any:
 
 _DSA_OID = "1.2.840.10040.4.1"  # id-dsa (RFC 3279)
 # The SPKI algorithm OIDs we accept, each with the one importer that may read it.
-_IMPORTERS: dict[str, Any] = {
+_IMPORTERS: dict[str, Callable[[bytes], AnyKey]] = {
     "1.2.840.113549.1.1.1": RSA.import_key,  # rsaEncryption (RFC 8017)
     _DSA_OID: _import_dsa,
     "1.2.840.10045.2.1": ECC.import_key,  # id-ecPublicKey (RFC 5480)

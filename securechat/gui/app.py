@@ -6,6 +6,7 @@ Owns: the one ``queue.Queue`` through which every other thread talks to Tk (``po
 
 from __future__ import annotations
 
+import functools
 import queue
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ import tkinter as tk
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, TypeVarTuple
+from typing import TypeVar, TypeVarTuple
 
 from ..crypto.kdf import ScryptParams
 from ..keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
@@ -59,7 +60,7 @@ class App:
 
     def __init__(self, root: tk.Tk) -> None:
         self.root = root
-        self.inbox: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.Queue()
+        self.inbox: queue.Queue[Callable[[], None]] = queue.Queue()
         self.server: TcpServer | None = None
         self.registry: SqliteRegistry | None = None
         self.address: tuple[str, int] = ("127.0.0.1", 0)
@@ -77,7 +78,7 @@ class App:
 
     def post(self, fn: Callable[[*Ts], None], *args: *Ts) -> None:
         """Thread-safe: run ``fn(*args)`` on the Tk thread at the next drain."""
-        self.inbox.put((fn, args))
+        self.inbox.put(functools.partial(fn, *args))
 
     def pool(self, name: str) -> ThreadPoolExecutor:
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"securechat-gui-{name}")
@@ -100,11 +101,11 @@ class App:
     def _drain(self) -> None:
         for _ in range(DRAIN_MAX_ITEMS):
             try:
-                fn, args = self.inbox.get_nowait()
+                call = self.inbox.get_nowait()
             except queue.Empty:
                 break
             try:
-                fn(*args)
+                call()
             except tk.TclError:
                 pass  # a window closed while its event was in flight
         if not self._closed:

@@ -5,8 +5,9 @@ with the password held in this window's memory for the session only, never on di
 survived; which connection's events are current), the commands (register, log in, open, send, invite, leave,
 answer an invitation, trust a changed key), each run on a worker thread whose result comes back through
 ``Host.post``, and routing each event to the part that shows it. Its parts: ``form`` (login_panel.py),
-``invitations`` (invitation_bar.py), ``roster`` (roster.py), ``chats`` (chat_tabs.py), ``trust``
-(trust_dialog.py), and the wire pane; their words come from render.py, which escapes everything someone else chose.
+``invitations`` (invitation_bar.py), ``roster`` (roster.py), ``chats`` (chat_tabs.py: also a chat's events),
+``safety`` (trust_dialog.py; ``trust`` is its dialog while open) and the wire pane; their words come from render.py,
+which escapes everything someone else chose.
 Must not: contain protocol logic: ``TcpClient``, ``ClientProtocol`` and ``KeyStore`` do the work.
 """
 
@@ -23,6 +24,7 @@ from ..errors import ErrorCode
 from ..net.tcp_client import TcpClient
 from ..protocol import events as ev
 from ..protocol.identity import UserKeys
+from ..protocol.messages import ChatSend
 from . import render
 from .chat_tab import ChatTab
 from .chat_tabs import ChatTabs
@@ -57,8 +59,6 @@ class ClientWindow:
         self._generation = 0           # events of an older connection are ignored
         self._closing = False
         self._retry: str | None = None
-        self._recovering: set[str] | None = None  # chat ids that had a key when the connection dropped
-        self._survived: set[str] = set()
         self.worker = app.pool(name)
         self.win = tk.Toplevel(app.root)
         self.win.title(f"securechat — {name}")
@@ -142,14 +142,12 @@ class ClientWindow:
         """The connection ended without our asking: disable sending, then log in again if we were online."""
         if self.state is ConnectionState.RECONNECTING:
             return
-        self.chats.set_connected(False)
+        self.chats.connection_dropped()
         reason = explain(event.code or ErrorCode.CONNECTION_LOST, event.message)
         if self._password is None or not self.username or self.keys is None:
             self._set_state(ConnectionState.DISCONNECTED)
             self._say(f"! connection closed: {reason}", error=True)
             return
-        self._recovering = {cid for cid, tab in self.tabs.items() if tab.active and tab.epoch > 0}
-        self._survived = set()  # filled by the new connection's ChatKeyed events, which may beat its login reply
         self._reconnect_later(reason)
 
     def _reconnect_later(self, reason: str) -> None:
@@ -196,13 +194,8 @@ class ClientWindow:
         self.win.after(SURVIVAL_WAIT_MS, self._report_survivors)
 
     def _report_survivors(self) -> None:
-        recovering, self._recovering = self._recovering or set(), None
-        survived = sorted(c for c in recovering if c in self._survived)
-        lost = sorted(c for c in recovering if c not in self._survived)
-        for chat_id in lost:
-            self.tabs[chat_id].lost()
-        self._say(render.survivors(self.username or "", [self.tabs[c].label for c in survived],
-                                   [self.tabs[c].label for c in lost]), error=bool(lost))
+        kept, lost = self.chats.survivors()
+        self._say(render.survivors(self.username or "", kept, lost), error=bool(lost))
 
     # --- thread boundary: network callbacks only post ----------------------------------------------------
 
@@ -244,38 +237,24 @@ class ClientWindow:
             case ev.PresenceChanged():
                 self.roster.presence(event.username, event.online, logged_in=self.state is ConnectionState.ONLINE)
                 self.chats.set_invitees(self.roster.others)
-            case ev.ChatKeyed():
-                tab = self.chats.tab(event.chat_id)
-                tab.keyed(event)
-                if self._recovering is not None:
-                    self._survived.add(event.chat_id)
-                self.chats.relabel(tab, render.tab_label(event.chat_id, event.mode))
-            case ev.ChatReceived():
-                tab = self.chats.tab(event.chat_id)
-                tab.received(event)
-                self.chats.mark_unread(tab)
-            case ev.MessageRejected() if event.chat_id in self.tabs:
-                self.tabs[event.chat_id].rejected(event)
+            case ev.ChatKeyed() | ev.ChatReceived() | ev.PeerMisbehaved():
+                self.chats.on_event(event)
             case ev.MessageRejected():
-                self._say(render.rejected_elsewhere(event), error=True)
-            case ev.PeerMisbehaved() if event.chat_id in self.tabs:
-                self.tabs[event.chat_id].misbehaved(event)
+                if not self.chats.on_event(event):
+                    self._say(render.rejected_elsewhere(event), error=True)
+            case ev.ChatAborted():
+                self.chats.on_event(event)
+                self._say(render.aborted(event), error=True)
             case ev.MessageRefused():
                 self._say(render.refused(event), error=True)
-            case ev.ChatAborted():
-                if event.chat_id in self.tabs:
-                    self.tabs[event.chat_id].aborted(event)
-                self._say(render.aborted(event), error=True)
             case ev.PeerKeyPinned():
                 self._save_pins()
                 self.safety.refresh()
             case ev.PeerKeyChanged():
                 self._say(render.key_changed(event), error=True)
-                for tab in self.tabs.values():
-                    if event.username in tab.members:
-                        tab.key_changed(event)
+                self.chats.on_event(event)
                 self.open_trust(event.username)
-            case ev.RequestFailed() if event.rid is None or event.ref == "chat_send":
+            case ev.RequestFailed() if event.rid is None or event.ref == ChatSend.TYPE:
                 self._say(f"! {explain(event.code, event.message)}", error=True)
             case ev.ConnectionClosed() if event.code is None:
                 self._set_state(ConnectionState.CLOSED)
@@ -368,7 +347,7 @@ class ClientWindow:
         mode, opened = result
         tab = self.chats.tab(opened.chat_id)
         tab.set_mode(mode)
-        self.chats.show(tab)
+        self.chats.select(tab)
         for note in render.opened_notes(opened):
             tab.system(note)
         self._say(render.opened(mode, opened))

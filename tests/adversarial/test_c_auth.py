@@ -16,6 +16,8 @@ from securechat.protocol.codec import frame
 
 from .conftest import PASSWORD, RawConn, count, fresh_name, online_client, sanity
 
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+
 E = ErrorCode
 
 

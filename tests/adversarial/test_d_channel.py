@@ -20,6 +20,8 @@ from securechat.store import new_server_key
 
 from .conftest import RawConn, count, fresh_name, online_client, pinned, sanity, wait_until
 
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+
 E = ErrorCode
 
 # Wycheproof x25519_test.json LowOrderPublic / ZeroSharedSecret points (and non-canonical twins).
