@@ -25,7 +25,7 @@ from .constructions import MAX_SEQ, chat_header, chat_key_signed_bytes, chat_sig
 from .hybrid import open_hybrid, seal_hybrid
 from .identity import UserKeys
 from .messages import KEYLESS_MODES, ChatEpoch, ChatKey, ChatMessage, ChatSend
-from .states import RECEIVE, SEND, ChatState, next_chat_state
+from .states import ChatState
 from .vocabulary import ChatMode, RekeyReason
 
 MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
@@ -140,8 +140,7 @@ class ChatBook:
                 key=key,
             )
         else:
-            chat.state = next_chat_state(chat.state, RECEIVE, msg.TYPE)  # chat_key or chat_epoch
-            chat.new_epoch(msg.epoch, msg.members, key)
+            chat.enter_epoch(msg.TYPE, msg.epoch, msg.members, key)  # chat_key or chat_epoch
         return chat, before
 
     @staticmethod
@@ -197,7 +196,7 @@ class ChatBook:
         chat = self.chats.get(chat_id)
         if chat is None:
             raise LocalProtocolError(f"no chat {chat_id}", ErrorCode.UNKNOWN_CHAT)
-        next_chat_state(chat.state, SEND, "chat_send")
+        chat.check("chat_send")
         if chat.sent_seq >= MAX_SEQ:
             raise LocalProtocolError("sequence numbers exhausted in this epoch", ErrorCode.LIMIT_EXCEEDED)
         try:

@@ -16,7 +16,7 @@ from . import events as ev
 from .agreement import Agreement
 from .constructions import HYBRID_CHAIN_START, sender_key
 from .messages import ChatEpoch, ChatKey, ChatMessage
-from .states import ChatState
+from .states import RECEIVE, SEND, ChatState, next_chat_state
 from .vocabulary import ChatMode
 
 
@@ -42,6 +42,32 @@ class ClientChat:
     announcement: ChatEpoch | None = None
     before: tuple[str, ...] = ()
     agreement: Agreement | None = None
+
+    # --- the chat's state machine (states.CHAT_TRANSITIONS) --------------------------------------------------
+
+    def check(self, kind: str) -> None:
+        """Raise LocalProtocolError if a command of *kind* may not be sent in this chat now."""
+        next_chat_state(self.state, SEND, kind)
+
+    def leave(self) -> None:
+        """Our chat_leave is sent: no more round messages for this chat (PROTOCOL.md 7.5)."""
+        self.state = next_chat_state(self.state, SEND, "chat_leave")
+        self.agreement = None
+
+    def leave_refused(self) -> None:
+        """The server refused our chat_leave: the chat is as it was."""
+        if self.state is ChatState.LEAVING:
+            self.state = next_chat_state(self.state, RECEIVE, "error")
+
+    def left(self) -> None:
+        """The server confirmed we left: forget the key (PROTOCOL.md 7.5)."""
+        self.state = next_chat_state(self.state, RECEIVE, "chat_left")
+        self.key = b""
+
+    def enter_epoch(self, kind: str, epoch: int, members: tuple[str, ...], key: bytes | None) -> None:
+        """A verified chat_key or chat_epoch (*kind*) moves this chat to a new epoch."""
+        self.state = next_chat_state(self.state, RECEIVE, kind)
+        self.new_epoch(epoch, members, key)
 
     def new_epoch(self, epoch: int, members: tuple[str, ...], key: bytes | None) -> None:
         """Move to a new epoch: its members and key, every counter and chain from the start.
