@@ -313,7 +313,8 @@ class FastEndpoint:
         proto = client.proto
         assert proto.book is not None and not proto.link.inner and not proto.link.decoder.buffered
         self.idx, self.sock, self.members = client.idx, client.sock, members
-        self._records = proto._records
+        assert proto.link.records is not None  # logged in: the channel is up
+        self._records = proto.link.records
         self._names = name_to_idx
         self._buf = bytearray()
         chat_id = _own_chat(client)

@@ -367,3 +367,42 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
         app.close()
         del app
         gc.collect()
+
+
+def test_a_key_change_reported_before_the_login_reply_is_handled_still_opens_the_dialog(
+        xvfb: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded machine the lobby's key (with bob's certificate, which no longer matches alice's pin) can reach
+    alice's window before her login reply does; the window is not online yet then, so the warning cannot open the
+    safety-number dialog. Logging in must catch up and open it: a substituted key is never just a status line that
+    the next message overwrites. The login reply is delayed here to make that order certain."""
+    from securechat.gui.app import launch
+
+    app = launch(clients=2, scrypt_n=2**10, lobby=True)
+    try:
+        alice, bob = app.clients
+        app.pump_until(lambda: alice.client is not None and bob.client is not None, WAIT, "connections")
+        for window, password in ((alice, "pw-alice-gui"), (bob, "pw-bob-gui")):
+            window.form.password_entry.insert(0, password)
+            window.form.register_button.invoke()
+        app.pump_until(lambda: all("registered" in w.status.cget("text") for w in (alice, bob)), WAIT,
+                       "registrations")
+        bob.form.login_button.invoke()
+        app.pump_until(lambda: bob.username == "bob", WAIT, "bob's login")
+        app.keystore.save_pins("alice", {"bob": "00" * 16})  # pinned in an earlier session: not bob's key now
+
+        run = app.run
+
+        def late(executor: Any, work: Any, done: Any, failed: Any) -> Any:
+            return run(executor, work, lambda result: app.root.after(1500, done, result), failed)
+        monkeypatch.setattr(app, "run", late)
+        alice.form.login_button.invoke()
+        app.pump_until(lambda: alice.client is not None and "bob" in alice.client.pending_key_changes(), WAIT,
+                       "the key change")
+        assert alice.state != "online" and alice.trust is None  # the reply is still on its way
+        app.pump_until(lambda: alice.trust is not None and "DIFFERENT key" in alice.trust.detail.cget("text"),
+                       WAIT, "the dialog showing bob's change")
+        assert alice.state == "online" and alice.trust.selected() == "bob"
+    finally:
+        app.close()
+        del app
+        gc.collect()

@@ -1,11 +1,11 @@
 """The safety-number and trust dialog of a client window (PROTOCOL.md 7.9).
 
 Owns: the window's one dialog (``SafetyNumbers``: opened on demand or when a peer's key changes, refreshed after
-each PeerKey* event, closed with the window; accepting runs on the window's worker thread), and in it showing, for each peer we pinned or whose key changed, the safety number to read aloud, and, for a
-changed key, the pinned and the offered number side by side with the one way to accept it: typing the
-fingerprint the peer reads out. Must not: decide trust itself; ``TcpClient.accept_key_change`` pins exactly the
-fingerprint typed, or refuses. Every name and fingerprint is untrusted text and goes through
-``display.printable``.
+each PeerKey* event, closed with the window; accepting runs on the window's worker thread), and in it showing,
+for each peer we pinned or whose key changed, the safety number to read aloud, and, for a changed key, the pinned
+and the offered number side by side with the one way to accept it: typing the fingerprint the peer reads out.
+Must not: decide trust itself; ``TcpClient.accept_key_change`` pins exactly the fingerprint typed, or refuses.
+Every name and fingerprint is untrusted text and goes through ``display.printable``.
 """
 
 from __future__ import annotations

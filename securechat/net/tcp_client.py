@@ -44,7 +44,7 @@ class ChatInfo:
     """A snapshot of one chat, taken under the client's lock (safe to read from any thread)."""
 
     chat_id: str
-    mode: str
+    mode: ChatMode
     suite: str
     epoch: int
     members: tuple[str, ...]
@@ -209,10 +209,10 @@ class TcpClient:
             self.protocol.pins.clear()
             self.protocol.pins.update(pins)
 
-    def chat_mode(self, chat_id: str) -> str | None:
+    def chat_mode(self, chat_id: str) -> ChatMode | None:
         with self._lock:
             chat = self.protocol.chats.get(chat_id)
-            return getattr(chat, "mode", None)
+            return None if chat is None else chat.mode
 
     def invite(self, chat_id: str, username: str) -> ev.ChatInvited:
         return self._call(lambda p: p.invite(chat_id, username), ev.ChatInvited)
@@ -251,7 +251,7 @@ class TcpClient:
     def chat_epoch(self, chat_id: str) -> int:
         with self._lock:
             chat = self.protocol.chats.get(chat_id)
-            return int(getattr(chat, "epoch", 0))
+            return 0 if chat is None else chat.epoch
 
     def wait_for(self, kind: type[E], predicate: Callable[[E], bool] | None = None,
                  timeout: float | None = None) -> E:

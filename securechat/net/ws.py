@@ -1,7 +1,8 @@
 """The WebSocket binding of securechat (docs/PROTOCOL.md section 15) as sans-I/O layers over wsproto.
 
-The binding is four small modules; this one names them and re-exports their public API, so that
-``from securechat.net import ws`` gives all of it:
+The binding is five small modules; this one names them and re-exports their public API, so that
+``from securechat.net import ws`` gives all of it (a constant is read in the module that defines it: a test that
+changes one patches it there, e.g. ``ws_handshake.HANDSHAKE_DEADLINE_SECONDS``):
 
 - ws_handshake.py: the opening handshake's policy on the server (path ``/securechat``, subprotocol
   ``securechat.v1``, the Origin rule, size, line and deadline caps, the cap on handshakes under way, the HTTP

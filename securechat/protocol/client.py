@@ -238,7 +238,7 @@ class ClientProtocol:
         return self.link.state
 
     @property
-    def key_exchange(self) -> str:
+    def key_exchange(self) -> KeyExchange:
         return self.handshake.key_exchange
 
     @property

@@ -17,7 +17,6 @@ from . import modes
 from .chats import ChatBook, ClientChat
 from .client_certificates import CertificateFetches
 from .client_link import ClientLink, local_username
-from .states import RECEIVE, SEND, ChatState, next_chat_state
 
 MAX_REFUSAL_NOTICES = 256  # PROTOCOL.md 7.9: one per (chat, epoch, sender) and session, at most this many
 MAX_OPEN_INVITATIONS = 64  # PROTOCOL.md 7.11: the server keeps at most 32 per user; more is a lying server
@@ -62,8 +61,7 @@ class ClientChats:
     def leave(self, chat_id: str) -> int:
         chat = self.chat_for(chat_id, "chat_leave")
         rid = self._link.request(m.ChatLeave(rid=self._link.next_rid, chat_id=chat_id))
-        chat.state = next_chat_state(chat.state, SEND, "chat_leave")
-        chat.agreement = None  # no more round messages for a chat we leave
+        chat.leave()  # no more round messages for a chat we leave
         self.leaving[rid] = chat_id  # an error names the request, not the chat: remember which one
         return rid
 
@@ -80,7 +78,7 @@ class ClientChats:
         chat = self.book.chats.get(chat_id) if self.book else None
         if chat is None:
             raise LocalProtocolError(f"no chat {chat_id}", ErrorCode.UNKNOWN_CHAT)
-        next_chat_state(chat.state, SEND, kind)
+        chat.check(kind)
         return chat
 
     # --- what the server pushes -----------------------------------------------------------------------------
@@ -100,8 +98,8 @@ class ClientChats:
         """An error answered request *rid*: a chat_leave refused leaves the chat as it was (PROTOCOL.md 7.5)."""
         chat_id = self.leaving.pop(rid, None) if rid is not None else None
         chat = self.book.chats.get(chat_id) if self.book and chat_id else None
-        if chat is not None and chat.state is ChatState.LEAVING:
-            chat.state = next_chat_state(chat.state, RECEIVE, "error")
+        if chat is not None:
+            chat.leave_refused()
 
     def on_chat_message(self, msg: m.ChatMessage) -> None:
         assert self.book is not None
@@ -184,8 +182,7 @@ class ClientChats:
             self.leaving.pop(msg.rid, None)
         chat = self.book.chats.get(msg.chat_id)
         if chat is not None:
-            chat.state = next_chat_state(chat.state, RECEIVE, "chat_left")
-            chat.key = b""  # PROTOCOL.md 7.5: forget the key of a chat we left
+            chat.left()  # PROTOCOL.md 7.5: the key of a chat we left is forgotten
         self._link.emit(ev.ChatLeft(rid=msg.rid, chat_id=msg.chat_id))
 
     def _apply(self, step: modes.Step) -> None:

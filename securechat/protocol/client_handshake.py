@@ -24,6 +24,7 @@ from .channel import (
     HYBRID_KEM, KEM_CONTEXT, X25519, RecordLayer, derive_channel_keys, handshake_secret, server_signed_bytes,
     transcript_hash,
 )
+from .vocabulary import KeyExchange
 
 # PROTOCOL.md 16.3: called once with (client_random, k_c2s, k_s2c) when the driver asked for a key log
 KeyLog = Callable[[bytes, bytes, bytes], None]
@@ -42,7 +43,7 @@ class ClientHandshake:
                  keylog: KeyLog | None = None, check_pin: bool = True) -> None:
         if key_exchange not in (X25519, HYBRID_KEM):
             raise LocalProtocolError(f"unknown key exchange {key_exchange}", ErrorCode.BAD_FIELD)
-        self.key_exchange = key_exchange
+        self.key_exchange = KeyExchange(key_exchange)
         self.pinned = pinned
         self.hello: m.ClientHello | None = None
         self.transcript = b""
