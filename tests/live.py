@@ -3,10 +3,10 @@ runs over sockets (the integration tests and the adversarial scripts alike).
 
 ``start_server`` builds a server with a throwaway server key, an in-memory registry and the fast scrypt cost
 unless told otherwise; the ``make_server`` fixture (tests/conftest.py) stops every server it started. Every wait
-is bounded (``wait_until``). ``User`` is a TcpClient with an event inbox; ``run_python``, ``server_args``,
-``banner_port``, ``stop_process`` and ``Cli`` start and stop the server and the terminal client as processes, as a user would. Tests using
-it carry the ``tcp`` marker (tests/conftest.py refuses sockets and processes in unmarked tests), so
-``pytest -m "not tcp"`` runs only the in-memory core.
+is bounded (``wait_until``). ``User`` is a TcpClient with an event inbox. ``run_python``, ``server_args``,
+``banner_port``, ``stop_process`` and ``Cli`` start and stop the server and the terminal client as processes, as
+a user would. Tests using it carry the ``tcp`` marker (tests/guard.py fails an unmarked test that opens a socket
+or starts a process), so ``pytest -m "not tcp"`` runs only the in-memory core.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 
 from tests.live import Cli, banner_port, run_python, server_args, stop_process
 
-pytestmark = pytest.mark.tcp  # other processes and real sockets (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # other processes and real sockets (tests/guard.py)
 
 
 def test_run_modes_demo_exits_zero():

@@ -19,7 +19,7 @@ from tests.helpers import DSA, user_keys
 from tests.live import User as LiveUser  # noqa: N814 (this module adds a retrying send)
 from tests.live import start_server
 
-pytestmark = pytest.mark.tcp  # a live server and clients (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # a live server and clients (tests/guard.py)
 
 WAIT = 10.0
 NAMES = ("alice", "bob", "carol")

@@ -24,7 +24,7 @@ from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, SqliteRegistry, new_server_key
 from tests.live import User, banner_port, run_python, server_args, stop_process
 
-pytestmark = pytest.mark.tcp  # live servers, clients and processes (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # live servers, clients and processes (tests/guard.py)
 
 WAIT = 10.0
 
