@@ -88,20 +88,6 @@ def sane_before_and_after(server: TcpServer, keys: UserKeys) -> Iterator[None]:
     sanity(server, keys)
 
 
-@pytest.fixture
-def clients(server: TcpServer) -> Iterator[Callable[..., TcpClient]]:
-    made: list[TcpClient] = []
-
-    def make(srv: TcpServer | None = None, **kw: Any) -> TcpClient:
-        client = connect(srv or server, timeout=IO_TIMEOUT, **kw)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
 def online_client(server: TcpServer, keys: UserKeys, name: str | None = None, **kw: Any) -> TcpClient:
     """A registered, logged-in honest client (the caller closes it)."""
     name = name or fresh_name("h")
