@@ -37,15 +37,16 @@ from .codec import (
 from .constructions import login_proof_bytes, register_proof_bytes, renew_proof_bytes
 from .identity import UserKeys
 from .lab import LabMode, LabVariant, lab_has
-from .fields import normalize_username as _normalize
+from .fields import Name
+
+_NAME = Name()
 
 
 def normalize_username(raw: str) -> str:
-    """A bad name given to a command is the caller's mistake: LocalProtocolError, nothing sent."""
-    try:
-        return _normalize(raw)
-    except RemoteProtocolError as exc:
-        raise LocalProtocolError(str(exc.args[0]), ErrorCode.BAD_FIELD) from None
+    """A bad name given to a command is the caller's mistake: LocalProtocolError (BAD_FIELD), nothing sent. The
+    rule is the message field's own (PROTOCOL.md 3.2); commands that put a name straight into a message leave it
+    to the message's construction."""
+    return _NAME.check("username", raw)
 from .states import RECEIVE, SEND, ChatState, ClientState, next_chat_state, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
@@ -207,7 +208,7 @@ class ClientProtocol:
         return self._request(m.Who(rid=self._next_rid))
 
     def status(self, username: str) -> int:
-        return self._request(m.Status(rid=self._next_rid, username=normalize_username(username)))
+        return self._request(m.Status(rid=self._next_rid, username=username))  # normalised (or refused) by Status
 
     def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
                   suite: str = "aes-256-gcm") -> int:
@@ -216,8 +217,8 @@ class ClientProtocol:
 
     def invite(self, chat_id: str, username: str) -> int:
         self._chat_command(chat_id, "chat_invite")
-        name = normalize_username(username)  # PROTOCOL.md 3.2, as open_chat: our mistake is a local error
-        return self._request(m.ChatInvite(rid=self._next_rid, chat_id=chat_id, username=name))
+        # PROTOCOL.md 3.2: ChatInvite normalises the name, or refuses it with LocalProtocolError (nothing sent)
+        return self._request(m.ChatInvite(rid=self._next_rid, chat_id=chat_id, username=username))
 
     def answer_invitation(self, chat_id: str, accept: bool) -> int:
         """Accept or decline an invitation we received (PROTOCOL.md 7.11)."""
@@ -307,13 +308,10 @@ class ClientProtocol:
     # --- internals: sending -----------------------------------------------------------------------------------
 
     def _request(self, message: m.Message) -> int:
-        """Check, encode, then commit: if any step fails nothing is sent and the state is unchanged."""
+        """Check, encode, then commit: if any step fails nothing is sent and the state is unchanged. *message* was
+        validated when it was built (a lone surrogate in a password is already a LocalProtocolError there)."""
         state = next_client_state(self.state, SEND, message.TYPE)
-        try:
-            data = encode_frame(message)
-        except UnicodeEncodeError:  # e.g. a lone surrogate in a password: the caller's mistake
-            raise LocalProtocolError(f"{message.TYPE} holds text that is not valid Unicode",
-                                     ErrorCode.BAD_FIELD) from None
+        data = encode_frame(message)
         self.state = state
         rid = self._next_rid
         self._next_rid += 1

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..crypto.encoding import b64e
-from ..errors import ErrorCode, RemoteProtocolError
-from .fields import Optional, bad
+from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .fields import as_remote, bad
+from .message_base import wire_fields
 from .messages import MESSAGE_TYPES, ChatMessage, ChatSend, Message, Record
 
 HEADER_BYTES = 4
@@ -104,35 +105,55 @@ def peek(body: bytes) -> tuple[int | None, str | None]:
 def message_from_dict(value: dict[str, Any]) -> Message:
     """Build the typed message from a parsed object, validating every field (PROTOCOL.md 3.2).
 
+    The fields are loaded from their wire form here and checked by the message's own constructor (the rules a
+    sender meets, message_base.py); a failed check is re-raised as the peer's error.
+
     Raises:
         RemoteProtocolError: BAD_FIELD for an unknown, missing or malformed field.
     """
     cls = MESSAGE_TYPES[value["type"]]
-    fields, names = _schema(cls)
-    if not names.issuperset(value):
-        raise bad(sorted(set(value) - names)[0], "unknown field")
+    keys = _allowed_keys(cls)
+    if not keys.issuperset(value):
+        raise bad(sorted(set(value) - keys)[0], "unknown field")
     kwargs: dict[str, Any] = {}
-    for name, kind, optional in fields:
+    for name, kind, optional, loads in wire_fields(cls):
         if name not in value:
             # PROTOCOL.md 3.2: only fields marked optional may be absent; defaults are for senders only.
             if not optional:
+                _check_earlier(cls, kwargs)
                 raise bad(name, "missing")
             continue
-        kwargs[name] = kind.decode(name, value[name])
-    return cls(**kwargs)
+        if loads:
+            try:
+                kwargs[name] = kind.load(name, value[name])
+            except RemoteProtocolError:
+                _check_earlier(cls, kwargs)
+                raise
+        else:
+            kwargs[name] = value[name]
+    try:
+        return cls(**kwargs)
+    except LocalProtocolError as exc:
+        raise as_remote(exc) from None
 
 
-_SCHEMAS: dict[type[Message], tuple[tuple[tuple[str, Any, bool], ...], frozenset[str]]] = {}
+def _check_earlier(cls: type[Message], loaded: dict[str, Any]) -> None:
+    """Before reporting a field that cannot be loaded or is missing, report an earlier field's failure if there is
+    one: PROTOCOL.md 3.2 validates field by field, so the error names the first bad field (error path only)."""
+    for name, kind, _, _ in wire_fields(cls):
+        if name in loaded:
+            kind.check_received(name, loaded[name])
 
 
-def _schema(cls: type[Message]) -> tuple[tuple[tuple[str, Any, bool], ...], frozenset[str]]:
-    """Each message class's (name, kind, optional) fields and allowed keys, computed once (the relay hot path)."""
-    schema = _SCHEMAS.get(cls)
-    if schema is None:
-        fields = tuple((f.name, f.metadata["kind"], isinstance(f.metadata["kind"], Optional))
-                       for f in dataclasses.fields(cls))
-        schema = _SCHEMAS[cls] = (fields, frozenset(name for name, _, _ in fields) | {"type"})
-    return schema
+_KEYS: dict[type[Message], frozenset[str]] = {}
+
+
+def _allowed_keys(cls: type[Message]) -> frozenset[str]:
+    """The JSON members a frame of *cls* may have: its fields and ``type``, computed once (the relay hot path)."""
+    keys = _KEYS.get(cls)
+    if keys is None:
+        keys = _KEYS[cls] = frozenset(fld.name for fld in wire_fields(cls)) | {"type"}
+    return keys
 
 
 def decode_message(body: bytes) -> Message:
@@ -157,6 +178,29 @@ def encode_message(message: Message) -> bytes:
 
 def encode_frame(message: Message) -> bytes:
     return frame(encode_message(message))
+
+
+def _unchecked_json(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return b64e(bytes(value))
+    if isinstance(value, (list, tuple)):
+        return [_unchecked_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _unchecked_json(item) for key, item in value.items()}
+    return value
+
+
+def encode_unchecked(type_: str, fields: dict[str, Any]) -> bytes:
+    """FOR TESTS AND ATTACK TOOLS ONLY: the length-prefixed frame of ``{"type": type_, **fields}``, checked by nothing.
+
+    Message classes refuse malformed values at construction (message_base.py), so a test or a lab attack that must
+    put a malformed message on the wire (an oversized record, a bad name, a missing field, an unknown type) writes
+    it with this instead. ``bytes`` become base64 and tuples lists, so a valid dict gives exactly what
+    ``encode_frame`` gives for the same message; everything else is written as given (no schema, no limits, no
+    normalisation). Never call it from securechat's own protocol code.
+    """
+    body = {"type": type_, **{name: _unchecked_json(value) for name, value in fields.items()}}
+    return frame(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 # The same compact UTF-8 JSON as encode_message, with one encoder built once instead of per call.
