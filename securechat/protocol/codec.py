@@ -15,6 +15,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from ..crypto.certificates import Certificate
 from ..crypto.encoding import b64e
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .fields import as_remote, bad
@@ -187,6 +188,8 @@ def _unchecked_json(value: Any) -> Any:
         return [_unchecked_json(item) for item in value]
     if isinstance(value, dict):
         return {key: _unchecked_json(item) for key, item in value.items()}
+    if isinstance(value, Certificate):
+        return value.to_dict()
     return value
 
 
@@ -195,9 +198,9 @@ def encode_unchecked(type_: str, fields: dict[str, Any]) -> bytes:
 
     Message classes refuse malformed values at construction (message_base.py), so a test or a lab attack that must
     put a malformed message on the wire (an oversized record, a bad name, a missing field, an unknown type) writes
-    it with this instead. ``bytes`` become base64 and tuples lists, so a valid dict gives exactly what
-    ``encode_frame`` gives for the same message; everything else is written as given (no schema, no limits, no
-    normalisation). Never call it from securechat's own protocol code.
+    it with this instead. ``bytes`` become base64, tuples lists and certificates objects, so the fields of a valid
+    message (absent ones left out) give exactly what ``encode_frame`` gives; everything else is written as given
+    (no schema, no limits, no normalisation; a lone surrogate is written as the invalid UTF-8 it encodes to). Never call it from securechat's own protocol code.
     """
     body = {"type": type_, **{name: _unchecked_json(value) for name, value in fields.items()}}
     return frame(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))

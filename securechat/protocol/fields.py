@@ -186,15 +186,17 @@ class Blob(Kind):
             raise bad(name, "not canonical base64") from None
 
     def check(self, name: str, value: Any) -> bytes:
-        if type(value) is not bytes:
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise refused(name, f"must be bytes (at most {self.max_bytes})")
-            value = bytes(value)
-        if self.exact is not None and len(value) != self.exact:
+        if type(value) is bytes:
+            data: bytes = value
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)  # a frozen message holds immutable bytes
+        else:
+            raise refused(name, f"must be bytes (at most {self.max_bytes})")
+        if self.exact is not None and len(data) != self.exact:
             raise refused(name, f"must be exactly {self.exact} bytes")
-        if len(value) > self.max_bytes:
+        if len(data) > self.max_bytes:
             raise refused(name, f"must be at most {self.max_bytes} bytes")
-        return value
+        return data
 
     def encode(self, value: Any) -> str:
         return b64e(value)
