@@ -179,6 +179,19 @@ def test_construction_normalises_names_lists_and_choices() -> None:
         m.ChatOpen(members=("bob", "BOB"))
 
 
+def test_a_member_tuple_checked_for_one_field_is_checked_again_for_another() -> None:
+    """The server builds one ChatKey per member around the same member tuple, which is checked once
+    (fields.ListOf); that shortcut never lets a tuple that passed one field's rules skip another field's."""
+    twice = ("bob", "bob")
+    assert m.WhoResult(online=twice).online is twice and m.WhoResult(online=twice).online is twice
+    with pytest.raises(LocalProtocolError, match="'members': items must be unique"):
+        m.ChatOpen(members=twice)
+    names = tuple(f"u{i}" for i in range(256))
+    assert m.RoundTimeout(chat_id="c", epoch=1, missing=names).missing is names
+    with pytest.raises(LocalProtocolError, match="'members': must be a list of at most 255 items"):
+        m.ChatOpen(members=names)
+
+
 # --- several bad fields: the first one in the schema's order is named, as it always was ---------------------------
 
 def _reference(cls: type[m.Message], body: dict[str, Any]) -> str:
