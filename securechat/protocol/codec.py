@@ -18,7 +18,7 @@ from typing import Any
 from ..crypto.certificates import Certificate
 from ..crypto.encoding import b64e
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from .fields import as_remote, bad
+from .fields import Kind, as_remote, bad
 from .message_base import wire_fields
 from .messages import MESSAGE_TYPES, ChatMessage, ChatSend, Message, Record
 
@@ -113,48 +113,50 @@ def message_from_dict(value: dict[str, Any]) -> Message:
         RemoteProtocolError: BAD_FIELD for an unknown, missing or malformed field.
     """
     cls = MESSAGE_TYPES[value["type"]]
-    keys = _allowed_keys(cls)
-    if not keys.issuperset(value):
-        raise bad(sorted(set(value) - keys)[0], "unknown field")
-    kwargs: dict[str, Any] = {}
-    for name, kind, optional, loads in wire_fields(cls):
-        if name not in value:
-            # PROTOCOL.md 3.2: only fields marked optional may be absent; defaults are for senders only.
-            if not optional:
-                _check_earlier(cls, kwargs)
-                raise bad(name, "missing")
-            continue
-        if loads:
-            try:
-                kwargs[name] = kind.load(name, value[name])
-            except RemoteProtocolError:
-                _check_earlier(cls, kwargs)
-                raise
-        else:
-            kwargs[name] = value[name]
+    allowed, required, loaders = _decoding(cls)
+    if not allowed.issuperset(value):
+        raise bad(sorted(set(value) - allowed)[0], "unknown field")
+    kwargs = value.copy()
+    del kwargs["type"]
+    if not required <= kwargs.keys():
+        _first_failure(cls, value)
+    try:
+        for name, kind in loaders:
+            if name in kwargs:
+                kwargs[name] = kind.load(name, kwargs[name])
+    except RemoteProtocolError:
+        _first_failure(cls, value)
+        raise
     try:
         return cls(**kwargs)
     except LocalProtocolError as exc:
         raise as_remote(exc) from None
 
 
-def _check_earlier(cls: type[Message], loaded: dict[str, Any]) -> None:
-    """Before reporting a field that cannot be loaded or is missing, report an earlier field's failure if there is
-    one: PROTOCOL.md 3.2 validates field by field, so the error names the first bad field (error path only)."""
-    for name, kind, _, _ in wire_fields(cls):
-        if name in loaded:
-            kind.check_received(name, loaded[name])
+def _first_failure(cls: type[Message], value: dict[str, Any]) -> None:
+    """Raise the error for the first bad field in the schema's order (PROTOCOL.md 3.2 validates field by field,
+    and the error names the field): the slow path, taken only when a field is missing or cannot be loaded."""
+    for name, kind, optional, _ in wire_fields(cls):
+        if name in value:
+            kind.decode(name, value[name])
+        elif not optional:
+            # PROTOCOL.md 3.2: only fields marked optional may be absent; defaults are for senders only.
+            raise bad(name, "missing")
 
 
-_KEYS: dict[type[Message], frozenset[str]] = {}
+_DECODING: dict[type[Message], tuple[frozenset[str], frozenset[str], tuple[tuple[str, Kind], ...]]] = {}
 
 
-def _allowed_keys(cls: type[Message]) -> frozenset[str]:
-    """The JSON members a frame of *cls* may have: its fields and ``type``, computed once (the relay hot path)."""
-    keys = _KEYS.get(cls)
-    if keys is None:
-        keys = _KEYS[cls] = frozenset(fld.name for fld in wire_fields(cls)) | {"type"}
-    return keys
+def _decoding(cls: type[Message]) -> tuple[frozenset[str], frozenset[str], tuple[tuple[str, Kind], ...]]:
+    """For *cls*, computed once (the relay hot path): the JSON members a frame may have (its fields and ``type``),
+    those it must have, and the fields whose wire form must be loaded."""
+    table = _DECODING.get(cls)
+    if table is None:
+        fields = wire_fields(cls)
+        table = _DECODING[cls] = (frozenset(fld.name for fld in fields) | {"type"},
+                                  frozenset(fld.name for fld in fields if not fld.optional),
+                                  tuple((fld.name, fld.kind) for fld in fields if fld.loads))
+    return table
 
 
 def decode_message(body: bytes) -> Message:

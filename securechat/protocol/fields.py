@@ -56,6 +56,8 @@ def as_remote(error: LocalProtocolError) -> RemoteProtocolError:
 
 
 def _canonical_name(raw: Any, field: str) -> str:
+    if type(raw) is str and USERNAME_PATTERN.fullmatch(raw):
+        return raw  # already canonical (the usual case): ASCII a-z 0-9 _ . - is its own NFKC casefold
     if not isinstance(raw, str) or len(raw) > 4 * MAX_USERNAME_CHARS:
         raise refused(field, "must be a short string")
     name = unicodedata.normalize("NFKC", raw).casefold()

@@ -66,7 +66,7 @@ class WireField(NamedTuple):
 
 
 _WIRE_FIELDS: dict[type[Message], tuple[WireField, ...]] = {}
-_CHECKS: dict[type[Message], tuple[tuple[str, Callable[[str, Any], Any]], ...]] = {}
+_CHECKS: dict[type[Message], tuple[tuple[str, Callable[[str, Any], Any], bool], ...]] = {}
 
 
 def wire_fields(cls: type[Message]) -> tuple[WireField, ...]:
@@ -93,10 +93,18 @@ class Message:
     def __post_init__(self) -> None:
         checks = _CHECKS.get(type(self))
         if checks is None:
-            checks = _CHECKS[type(self)] = tuple((fld.name, fld.kind.check) for fld in wire_fields(type(self)))
+            checks = _CHECKS[type(self)] = _checks(type(self))
         values = self.__dict__
-        for name, check in checks:
+        for name, check, optional in checks:
             value = values[name]
+            if value is None and optional:
+                continue  # an absent Optional field (Optional.check would return None: skipped on the hot path)
             canonical = check(name, value)
             if canonical is not value:
                 object.__setattr__(self, name, canonical)
+
+
+def _checks(cls: type[Message]) -> tuple[tuple[str, Callable[[str, Any], Any], bool], ...]:
+    """Each field's check, the inner kind's for an Optional field (its None is handled by the caller)."""
+    return tuple((fld.name, fld.kind.inner.check if isinstance(fld.kind, Optional) else fld.kind.check, fld.optional)
+                 for fld in wire_fields(cls))
