@@ -3,6 +3,10 @@
 Owns: the 4-byte big-endian length prefix, the frame size limits, strict JSON parsing (PROTOCOL.md 3), and
 packing inner frames into record plaintexts and splitting them again (PROTOCOL.md 5.3). Must not: know which message is
 allowed when (``states.py``), touch keys, sockets or clocks.
+
+Received messages are built through their own constructors, which check every field (message_base.py); a failed
+check is re-raised as RemoteProtocolError here. ``encode_unchecked`` is the one way to write a malformed message,
+for tests and attack tools only.
 """
 
 from __future__ import annotations
