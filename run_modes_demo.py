@@ -194,7 +194,7 @@ def story_hybrid(alice: Person, bob: Person, carol: Person) -> None:
 def story_lobby(alice: Person, bob: Person, carol: Person) -> None:
     say(f"\n== 4. the lobby (chat id {m.LOBBY_ID!r}): every online user is in it; messages go to all but the sender")
     alice.client.wait_for_key(m.LOBBY_ID, 1)
-    members = alice.client.protocol.chats[m.LOBBY_ID].members  # type: ignore[attr-defined]
+    members = alice.client.protocol.chats[m.LOBBY_ID].members
     say(f"  members: {', '.join(members)} (joined at login; hybrid mode, so each message is wrapped per member)")
     alice.client.send(m.LOBBY_ID, "Hello lobby!")
     for person in (bob, carol):

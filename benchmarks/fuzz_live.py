@@ -48,6 +48,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .ws_wire import client_frame, opening_request
+
 DEADLINE_SECONDS = 5.0        # an answer or a close must come within this, else it is a hang
 FRAME_DEADLINE_SECONDS = 2.0  # the fuzz server's frame and handshake deadlines (defaults 30 s and 10 s)
 PASSWORD = "fuzz-password-1"
@@ -65,7 +67,7 @@ def serve() -> int:
     import logging
 
     from securechat.crypto.kdf import FAST_SCRYPT
-    from securechat.net import ws
+    from securechat.net import ws_handshake
     from securechat.net.tcp_server import TcpServer
     from securechat.protocol.limits import ServerConfig
     from securechat.store import MemoryRegistry, new_server_key
@@ -81,7 +83,7 @@ def serve() -> int:
                                  frame_deadline_seconds=FRAME_DEADLINE_SECONDS,
                                  handshake_deadline_seconds=FRAME_DEADLINE_SECONDS)
     key = new_server_key()
-    ws.HANDSHAKE_DEADLINE_SECONDS = FRAME_DEADLINE_SECONDS  # the same cut for the WebSocket opening handshake
+    ws_handshake.HANDSHAKE_DEADLINE_SECONDS = FRAME_DEADLINE_SECONDS  # the same cut for the WebSocket opening handshake
     server = TcpServer(server_key=key, registry=MemoryRegistry(), config=config, relay_events=False,
                        ws_port=0).start()
     assert server.ws_address is not None
@@ -190,8 +192,8 @@ class Channel:
         """A record around any plaintext, of any size: attack tooling, so not through the checked m.Record."""
         from securechat.protocol.codec import encode_unchecked
 
-        assert self.cp._records is not None  # noqa: SLF001
-        return encode_unchecked("record", {"data": self.cp._records.seal(framed)})  # noqa: SLF001
+        assert self.cp.link.records is not None
+        return encode_unchecked("record", {"data": self.cp.link.records.seal(framed)})
 
     def probe(self, logged_in: bool, rid: int) -> str:
         """Send a request that must be answered; read until its answer ("ok"), EOF ("closed") or "hang"."""
@@ -221,12 +223,12 @@ class Channel:
         from securechat.crypto.encoding import b64d
         from securechat.protocol.codec import split_frames
 
-        self.cp._decoder.feed(data)  # noqa: SLF001
+        self.cp.link.decoder.feed(data)
         found = False
-        while (body := self.cp._decoder.next_frame()) is not None:  # noqa: SLF001
+        while (body := self.cp.link.decoder.next_frame()) is not None:
             outer = json.loads(body)
-            if outer.get("type") == "record" and self.cp._records is not None:  # noqa: SLF001
-                plain = self.cp._records.open(b64d(outer["data"]))  # noqa: SLF001
+            if outer.get("type") == "record" and self.cp.link.records is not None:
+                plain = self.cp.link.records.open(b64d(outer["data"]))
                 for inner in split_frames(plain):
                     if json.loads(inner).get("rid") == rid:
                         found = True
@@ -547,29 +549,7 @@ def run(frames: int, seconds: float, seed: int, quiet: bool = False, ws_share: f
     return report
 
 
-WS_REQUEST = (b"GET /securechat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-              b"Sec-WebSocket-Protocol: securechat.v1\r\n\r\n")
-
-
-def _ws_frame(rng: random.Random, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
-              rsv: int = 0, announce: int | None = None) -> bytes:
-    """One client frame by hand (RFC 6455 5.2); *announce* lies about the payload length."""
-    n = len(payload) if announce is None else announce
-    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 1 << 16:
-        head += bytes([bit | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([bit | 127]) + n.to_bytes(8, "big")
-    if not mask:
-        return head + payload
-    key = rng.randbytes(4)
-    stream = (key * (len(payload) // 4 + 1))[:len(payload)]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(payload), "big")
-    return head + key + masked
+WS_REQUEST = opening_request()
 
 
 def _ws_mutant(rng: random.Random, clear: list[bytes]) -> tuple[str, bytes, bool]:
@@ -580,21 +560,24 @@ def _ws_mutant(rng: random.Random, clear: list[bytes]) -> tuple[str, bytes, bool
     payload = rng.choice(clear)
     choice = rng.choice(["unmasked", "text", "rsv", "opcode", "long-ping", "continuation", "interleaved",
                          "announce-oversize", "two-frames", "short-prefix", "bytes", "bytes"])
-    f = _ws_frame
+
+    def f(opcode: int, payload: bytes, **kw: Any) -> bytes:
+        return client_frame(opcode, payload, random_bytes=rng.randbytes, **kw)
+
     data = {
-        "unmasked": lambda: f(rng, 2, payload, mask=False),
-        "text": lambda: f(rng, 1, payload),
-        "rsv": lambda: f(rng, 2, payload, rsv=rng.randrange(1, 8)),
-        "opcode": lambda: f(rng, rng.choice([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]), payload),
-        "long-ping": lambda: f(rng, 9, payload[:200].ljust(126, b"p")),
-        "continuation": lambda: f(rng, 0, payload),
-        "interleaved": lambda: f(rng, 2, payload[:3], fin=False) + f(rng, 2, payload[3:]),
-        "announce-oversize": lambda: f(rng, 2, payload, announce=rng.choice([2**20 + 1100, 2**32, 2**63 - 1])),
-        "two-frames": lambda: f(rng, 2, payload + payload),
-        "short-prefix": lambda: f(rng, 2, payload[:-1]),
+        "unmasked": lambda: f(2, payload, mask=False),
+        "text": lambda: f(1, payload),
+        "rsv": lambda: f(2, payload, rsv=rng.randrange(1, 8)),
+        "opcode": lambda: f(rng.choice([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]), payload),
+        "long-ping": lambda: f(9, payload[:200].ljust(126, b"p")),
+        "continuation": lambda: f(0, payload),
+        "interleaved": lambda: f(2, payload[:3], fin=False) + f(2, payload[3:]),
+        "announce-oversize": lambda: f(2, payload, announce=rng.choice([2**20 + 1100, 2**32, 2**63 - 1])),
+        "two-frames": lambda: f(2, payload + payload),
+        "short-prefix": lambda: f(2, payload[:-1]),
     }.get(choice)
     if data is None:
-        kind, mutated = _byte_mutation(rng, f(rng, 2, payload), rng.choice(clear))
+        kind, mutated = _byte_mutation(rng, f(2, payload), rng.choice(clear))
         return "ws-frame:bytes:" + kind, mutated, True
     return "ws-frame:" + choice, data(), True
 

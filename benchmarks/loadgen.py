@@ -311,9 +311,10 @@ def close_all(clients: list[Client]) -> None:
 class FastEndpoint:
     def __init__(self, client: Client, members: list[int], name_to_idx: dict[str, int]) -> None:
         proto = client.proto
-        assert proto.book is not None and not proto._inner and not proto._decoder.buffered
+        assert proto.book is not None and not proto.link.inner and not proto.link.decoder.buffered
         self.idx, self.sock, self.members = client.idx, client.sock, members
-        self._records = proto._records
+        assert proto.link.records is not None  # logged in: the channel is up
+        self._records = proto.link.records
         self._names = name_to_idx
         self._buf = bytearray()
         chat_id = _own_chat(client)

@@ -101,7 +101,7 @@ def _attack(port: int, seconds: float, connections: int, taken: str) -> dict[str
                 # 200 raw register frames, sealed with this connection's channel keys (past the client's own
                 # checks), in records that fit the 64 KiB a server allows before login; the plaintexts are made
                 # once, so the attacker spends little CPU of its own.
-                sock.sendall(b"".join(encode_record_frame(proto._records.seal(chunk))  # noqa: SLF001
+                sock.sendall(b"".join(encode_record_frame(proto.link.records.seal(chunk))
                                       for chunk in chunks))
                 with lock:
                     stats["register_frames_sent"] += FRAMES_PER_RECORD

@@ -1,9 +1,9 @@
 """``python -m securechat.client``: the interactive terminal client.
 
 Owns: the command line, the first connection (pinning the server key on first use, or refusing a changed one with
-both fingerprints), and the terminal: on a terminal, a prompt_toolkit line editor (history, arrow keys, the prompt
-``alice@bob>`` showing the chat a typed message goes to, incoming lines printed above what is being typed);
-otherwise (a pipe, a script, a test) plain lines from stdin. Commands and events are ``shell.Shell``'s.
+both fingerprints), and choosing the terminal: a prompt_toolkit line editor on a terminal, plain lines otherwise
+(``terminal/consoles.py``). Commands, event lines and reconnection are the ``securechat.terminal`` package's
+(``terminal.Shell`` puts them together).
 Must not: contain protocol logic (``TcpClient`` and ``ClientProtocol`` do it) or print a foreign string without
 ``display.printable``. Passwords are read without echo unless given inline (``/login alice PASSWORD``, meant for
 scripts and labs; it stays in your shell history).
@@ -12,14 +12,10 @@ scripts and labs; it stays in your shell history).
 from __future__ import annotations
 
 import argparse
-import getpass
-import io
 import logging
 import ssl
 import sys
-import threading
 from collections.abc import Callable
-from typing import TextIO
 
 from . import __version__
 from .crypto.aead import set_backend
@@ -33,7 +29,9 @@ from .net.tcp_client import TcpClient
 from .net.transport import Scheme, parse_url, tcp_url
 from .protocol import events as ev
 from .protocol.vocabulary import KeyExchange
-from .shell import HELP, SCHEME_ALIASES, Shell, key_changed_warning
+from .terminal.consoles import PlainTerminal, PromptTerminal
+from .terminal.shell import Shell
+from .terminal.texts import HELP, SCHEME_ALIASES, key_changed_warning
 
 __all__ = ["HELP", "SCHEME_ALIASES", "Shell", "build_parser", "key_changed_warning", "main"]
 
@@ -63,84 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "answer with /accept or /decline)")
     add_lab_arguments(parser, "client")  # PROTOCOL.md 16: --lab NAME and --keylog FILE, lab tools
     return parser
-
-
-class PlainTerminal:
-    """Lines from a pipe or file; output as plain lines. Undecodable input bytes reach the shell as surrogates
-    (it refuses such lines) instead of ending the program."""
-
-    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
-        self.stdin: TextIO = sys.stdin if stdin is None else stdin
-        if isinstance(self.stdin, io.TextIOWrapper):  # not a new wrapper: that would close stdin when freed
-            self.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
-        self.stdout = sys.stdout if stdout is None else stdout
-        self._lock = threading.Lock()
-
-    def emit(self, text: str) -> None:
-        with self._lock:
-            print(text, file=self.stdout, flush=True)
-
-    def ask_password(self, question: str) -> str:
-        return getpass.getpass(question)
-
-    def invalidate(self) -> None:
-        pass
-
-    def run(self, shell: Shell) -> None:
-        for line in self.stdin:
-            if not shell.handle(line):
-                return
-        shell.quit()  # end of input (Ctrl-D on a terminal without the line editor)
-
-
-class PromptTerminal:
-    """prompt_toolkit: line editing and history; lines from other threads are printed above the input line
-    (patch_stdout), so incoming messages never clobber what is being typed."""
-
-    def __init__(self) -> None:
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import InMemoryHistory
-        self._session: PromptSession[str] = PromptSession(history=InMemoryHistory(), erase_when_done=True)
-        self._lock = threading.Lock()
-
-    def emit(self, text: str) -> None:
-        with self._lock:
-            print(text, flush=True)  # patch_stdout routes it above the prompt
-
-    def ask_password(self, question: str) -> str:
-        from prompt_toolkit import prompt
-        return prompt(question, is_password=True)
-
-    def invalidate(self) -> None:
-        app = self._session.app
-        try:
-            if app.is_running:
-                app.invalidate()  # thread-safe: schedules a redraw of the prompt on the event loop
-        except RuntimeError:  # the loop closed between the check and the call (the prompt just returned)
-            pass
-
-    def run(self, shell: Shell) -> None:
-        from prompt_toolkit.patch_stdout import patch_stdout
-        with patch_stdout():
-            while True:
-                try:
-                    line = self._session.prompt(shell.prompt)
-                except (EOFError, KeyboardInterrupt):  # Ctrl-D, Ctrl-C: log out and leave
-                    shell.quit()
-                    return
-                if line.strip().startswith("/"):
-                    self.emit(shell.prompt() + printable(_mask_password(line.strip())))
-                if not shell.handle(line):
-                    return
-
-
-def _mask_password(line: str) -> str:
-    """``/login bob secret`` -> ``/login bob ****`` for the echoed command line."""
-    words = line.split()
-    if words and words[0] in ("/login", "/register"):
-        keep = 3 if len(words) > 2 and words[0] == "/register" and words[2].lower() in SCHEME_ALIASES else 2
-        words = words[:keep] + ["****"] * (len(words) > keep)
-    return " ".join(words)
 
 
 def _connect_first(args: argparse.Namespace, store: KeyStore, pinned: tuple[bytes, str] | None,

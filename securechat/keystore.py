@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .crypto.encoding import b64d, b64e
-from .crypto.keys import load_private_key, private_key_pem, public_key_pem
+from .crypto.keys import is_encryption_key, load_private_key, private_key_pem, public_key_pem
 from .crypto.signatures import SignatureScheme
 from .errors import ErrorCode, SecureChatError
 from .protocol.fields import normalize_username
@@ -196,11 +196,11 @@ class KeyStore:
             signing_pem = (folder / "signing.key.pem").read_bytes()
         except (OSError, ValueError, KeyError, TypeError):
             raise KeyStoreError(f"the key folder {folder} is damaged (a key file is missing or unreadable)") from None
-        return UserKeys(
-            scheme=scheme,
-            encryption_key=load_private_key(encryption_pem, passphrase),
-            signing_key=load_private_key(signing_pem, passphrase),
-        )
+        encryption_key = load_private_key(encryption_pem, passphrase)
+        signing_key = load_private_key(signing_pem, passphrase)
+        if not is_encryption_key(encryption_key):  # an RSA-OAEP key was written there (PROTOCOL.md 6.1)
+            raise KeyStoreError(f"the key folder {folder} is damaged (encryption.key.pem holds no RSA-OAEP key)")
+        return UserKeys(scheme=scheme, encryption_key=encryption_key, signing_key=signing_key)
 
     # --- pinned peer fingerprints (PROTOCOL.md 7.9) ---------------------------------------------------------
 

@@ -141,10 +141,10 @@ def request(sim: Simulation, label: str, message: m.Message, *, run: bool = True
     client = sim.clients[label]
     rid: int | None = None
     if "rid" in {f.name for f in dataclasses.fields(message)}:
-        rid = client._next_rid
-        client._next_rid += 1
+        rid = client.link.next_rid
+        client.link.next_rid += 1
         message = dataclasses.replace(message, rid=rid)
-    client._send_inner(message)
+    client.link.send(message)
     if run:
         sim.run_until_idle()
     return rid
@@ -159,9 +159,9 @@ def send_inner_bodies(sim: Simulation, label: str, bodies: list[bytes], *, run: 
 def send_record_plaintext(sim: Simulation, label: str, plaintext: bytes, *, run: bool = True) -> None:
     """Seal *plaintext* (anything, even badly framed) as the next record of *label*'s channel."""
     client = sim.clients[label]
-    assert client._records is not None and not client._inner
+    assert client.link.records is not None and not client.link.inner
     sim.flush()
-    record = codec.encode_unchecked("record", {"data": client._records.seal(plaintext)})  # any size
+    record = codec.encode_unchecked("record", {"data": client.link.records.seal(plaintext)})  # any size
     sim.inject(label, SERVER, record)
     if run:
         sim.run_until_idle()

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.tcp  # the benchmarks start servers (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -21,6 +21,8 @@ from securechat.store import SqliteRegistry
 from tests.live import start_server
 from test_faults import ServerProcess  # tests/ is on sys.path (rootdir-relative import)
 
+pytestmark = pytest.mark.tcp  # a live server and a server process (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def ckeys():

@@ -8,82 +8,18 @@ number on both sides; the peer pins land in ``known_peers.json``. Every process 
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
 import signal
 import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
+from tests.live import Cli, banner_port, run_python, server_args
+
 pytestmark = pytest.mark.tcp  # other processes and real sockets (tests/conftest.py)
-
-ROOT = Path(__file__).resolve().parent.parent
-WAIT = 20.0
-
-
-def _run(args: list[str], stderr=subprocess.STDOUT, **kw):  # type: ignore[no-untyped-def]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=stderr, text=True, **kw)
-
-
-class Cli:
-    """A client process with a reader thread, so a script can wait for a line before typing the next one."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.proc = _run(args, stdin=subprocess.PIPE)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def type(self, *lines: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("".join(line + "\n" for line in lines))
-        self.proc.stdin.flush()
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
-        for line in self.seen:  # already printed?
-            if (found := re.search(pattern, line)) is not None:
-                return found
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if (found := re.search(pattern, line)) is not None:
-                return found
-        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.seen))
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            try:
-                self.type("/quit")
-                self.proc.stdin.close()  # type: ignore[union-attr]
-                self.proc.wait(timeout=15)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get_nowait())
-        return "\n".join(self.seen)
 
 
 def test_run_modes_demo_exits_zero():
-    proc = _run(["run_modes_demo.py"])
+    proc = run_python(["run_modes_demo.py"], stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=300)  # stops a hang; how fast it ran is not asserted
     finally:
@@ -97,12 +33,10 @@ def test_run_modes_demo_exits_zero():
 
 def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
     log = (tmp_path / "server.log").open("w")
-    server = _run(["-m", "securechat.server", "--allow-default-passphrase", "--port", "0", "--db", str(tmp_path / "s.db"),
-                   "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024"], stderr=log)
+    server = run_python(server_args(tmp_path), stderr=log)
     clients: list[Cli] = []
     try:
-        line = server.stdout.readline()  # type: ignore[union-attr]
-        port = int(re.search(r":(\d+)\s", line).group(1))  # type: ignore[union-attr]
+        port = banner_port(server)
         common = ["-m", "securechat.client", "--port", str(port), "--keys-dir", str(tmp_path / "keys"),
                   "--server-key", str(tmp_path / "key.json")]
         bob = Cli(common)

@@ -31,6 +31,8 @@ from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, new_server_key
 from tests.helpers import password_of, user_keys
 
+pytestmark = pytest.mark.tcp  # terminal client and server processes (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 20
 

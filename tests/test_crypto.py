@@ -686,6 +686,7 @@ def _openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProc
     return subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=False, timeout=30)
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
 def test_openssl_reads_our_key_files(
     scheme: SignatureScheme, signing_keys: dict[SignatureScheme, object], tmp_path: Path

@@ -133,6 +133,7 @@ def test_timing_vs_size_one_line_per_family_and_operation(tmp_path: Path) -> Non
     assert (tmp_path / "size.png").read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.tcp
 def test_works_without_a_display(tmp_path: Path) -> None:
     code = ("from securechat.diagrams import sequence_diagram; import sys; "
             "sequence_diagram([(0, 'a', 'server', 'x')]).savefig(sys.argv[1]); "

@@ -4,7 +4,11 @@ its figures are in docs/SECURITY.md."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks import fuzz_live
+
+pytestmark = pytest.mark.tcp  # live servers (tests/conftest.py)
 
 
 def test_fuzz_live_smoke() -> None:

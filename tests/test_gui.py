@@ -95,9 +95,9 @@ def screenshot(display: str, path: Path) -> None:
 
 def accept_invitation(app: Any, window: Any, inviter: str) -> None:
     """The invitation bar appears in *window* naming *inviter*; press Accept."""
-    app.pump_until(lambda: window.invite_bar.winfo_ismapped() and inviter in window.invite_label.cget("text"), WAIT,
+    app.pump_until(lambda: window.invitations.shown() and inviter in window.invitations.text(), WAIT,
                    f"{inviter}'s invitation shown")
-    window.accept_button.invoke()
+    window.invitations.accept_button.invoke()
 
 
 def assert_tiled_on_screen(app: object, width: int, height: int) -> None:
@@ -129,22 +129,22 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
         # every scheme of the signature table is offered at registration
         offered = {scheme for _label, scheme in SCHEMES}
         assert offered == {s for s, p in SCHEME_TABLE.items() if p.user_selectable} and len(offered) == 4
-        assert list(alice.scheme_choice.cget("values")) == [label for label, _ in SCHEMES]
+        assert list(alice.form.scheme_choice.cget("values")) == [label for label, _ in SCHEMES]
         labels = {scheme: label for label, scheme in SCHEMES}
         for window, password, scheme in ((alice, "pw-alice-gui", SignatureScheme.RSA_PSS_SHA256),
                                          (bob, "pw-bob-gui", SignatureScheme.DSA_SHA256)):
-            window.password_entry.insert(0, password)
-            window.scheme_var.set(labels[scheme])
-            window.register_button.invoke()
+            window.form.password_entry.insert(0, password)
+            window.form.scheme_var.set(labels[scheme])
+            window.form.register_button.invoke()
         app.pump_until(lambda: all("registered" in w.status.cget("text") for w in (alice, bob)), WAIT,
                        "registrations")
         for window in (alice, bob):
-            window.login_button.invoke()
+            window.form.login_button.invoke()
         app.pump_until(lambda: alice.username == "alice" and bob.username == "bob", WAIT, "logins")
-        app.pump_until(lambda: "bob" in alice.users.get(0, "end"), WAIT, "bob in alice's online list")
+        app.pump_until(lambda: "bob" in alice.roster.users.get(0, "end"), WAIT, "bob in alice's online list")
 
         alice.select_users(["bob"])
-        alice.open_button.invoke()
+        alice.roster.open_button.invoke()
         accept_invitation(app, bob, "alice")  # nobody joins a chat without consent (PROTOCOL.md 7.11)
         app.pump_until(lambda: len(alice.tabs) == 1 and len(bob.tabs) == 1, WAIT, "chat tabs")
         (chat_id, alice_tab), = alice.tabs.items()
@@ -174,8 +174,8 @@ def test_two_windows_register_login_chat_and_leave(xvfb: str) -> None:
 
         # a contributory chat chosen in the mode combobox; the tab header shows the mode
         alice.select_users(["bob"])
-        alice.mode_var.set("contributory")
-        alice.open_button.invoke()
+        alice.roster.mode_var.set("contributory")
+        alice.roster.open_button.invoke()
         accept_invitation(app, bob, "alice")
         app.pump_until(lambda: len(alice.tabs) == 2 and len(bob.tabs) == 2, WAIT, "contributory chat tabs")
         new_id = next(c for c in alice.tabs if c != chat_id)
@@ -218,10 +218,10 @@ def test_a_window_joins_a_remote_server_over_websocket(xvfb: str, tmp_path: Path
         (alice,) = app.clients
         app.pump_until(lambda: alice.client is not None, WAIT, "the WebSocket connection")
         assert alice.client.endpoint.scheme.value == "ws"
-        alice.password_entry.insert(0, "pw-alice-ws")
-        alice.register_button.invoke()
+        alice.form.password_entry.insert(0, "pw-alice-ws")
+        alice.form.register_button.invoke()
         app.pump_until(lambda: "registered" in alice.status.cget("text"), WAIT, "registration")
-        alice.login_button.invoke()
+        alice.form.login_button.invoke()
         app.pump_until(lambda: alice.username == "alice", WAIT, "login")
     finally:
         if app is not None:
@@ -245,13 +245,13 @@ def online_pair(app: Any) -> tuple[Any, Any]:
     alice, bob = app.clients
     app.pump_until(lambda: alice.client is not None and bob.client is not None, WAIT, "connections")
     for window, password in ((alice, "pw-alice-gui"), (bob, "pw-bob-gui")):
-        window.password_entry.insert(0, password)
-        window.register_button.invoke()
+        window.form.password_entry.insert(0, password)
+        window.form.register_button.invoke()
     app.pump_until(lambda: all("registered" in w.status.cget("text") for w in (alice, bob)), WAIT, "registrations")
     for window in (alice, bob):
-        window.login_button.invoke()  # the password typed for the registration is still in the field
+        window.form.login_button.invoke()  # the password typed for the registration is still in the field
     app.pump_until(lambda: alice.username == "alice" and bob.username == "bob", WAIT, "logins")
-    app.pump_until(lambda: "bob" in alice.users.get(0, "end"), WAIT, "bob in alice's online list")
+    app.pump_until(lambda: "bob" in alice.roster.users.get(0, "end"), WAIT, "bob in alice's online list")
     return alice, bob
 
 
@@ -266,11 +266,11 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
     app = launch(clients=2, scrypt_n=2**10, lobby=True)
     try:
         alice, bob = online_pair(app)
-        assert alice.password_entry.get() == ""  # the password is not left on screen
-        assert "online as alice" in alice.state_label.cget("text")
+        assert alice.form.password_entry.get() == ""  # the password is not left on screen
+        assert "online as alice" in alice.form.state_label.cget("text")
         app.pump_until(lambda: "lobby" in alice.tabs and "lobby" in bob.tabs, WAIT, "lobby tabs")
         alice.select_users(["bob"])
-        alice.open_button.invoke()
+        alice.roster.open_button.invoke()
         accept_invitation(app, bob, "alice")
         app.pump_until(lambda: len(alice.tabs) == 2 and all(t.epoch >= 1 for t in alice.tabs.values())
                        and len(alice.tabs[next(c for c in alice.tabs if c != "lobby")].members) == 2, WAIT,
@@ -280,16 +280,16 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
 
         # unread markers: bob looks at another tab; alice writes in the lobby
         app.pump_until(lambda: chat_id in bob.tabs, WAIT, "bob's tab of the chat")
-        bob.notebook.select(bob.tabs[chat_id])
+        bob.chats.notebook.select(bob.tabs[chat_id])
         app.pump(0.2)
         lobby.entry.insert(0, "hello lobby")
         lobby.send_button.invoke()
         app.pump_until(lambda: "hello lobby" in bob.tabs["lobby"].text(), WAIT, "bob receiving in the lobby")
-        assert bob.notebook.tab(bob.tabs["lobby"], "text").startswith("\N{BLACK CIRCLE}")
-        assert "(1)" in bob.notebook.tab(bob.tabs["lobby"], "text")
-        bob.notebook.select(bob.tabs["lobby"])
+        assert bob.chats.notebook.tab(bob.tabs["lobby"], "text").startswith("\N{BLACK CIRCLE}")
+        assert "(1)" in bob.chats.notebook.tab(bob.tabs["lobby"], "text")
+        bob.chats.notebook.select(bob.tabs["lobby"])
         app.pump(0.2)
-        assert bob.notebook.tab(bob.tabs["lobby"], "text") == "lobby"
+        assert bob.chats.notebook.tab(bob.tabs["lobby"], "text") == "lobby"
 
         # untrusted text is made visible, never acted on (display.printable)
         alice.on_event(ev.ChatReceived(chat_id="lobby", epoch=lobby.epoch, sender="bob\x1b[2K", seq=99,
@@ -297,14 +297,20 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
                                        gap=0))
         assert "\x1b" not in lobby.text() and "\u202e" not in lobby.text()
         assert "\\x1b[2K\\r[lobby] carol: <U+202E>verified" in lobby.text()
+        alice.on_event(ev.InvitationReceived(chat_id="c\x1b[2K" + "0" * 28, inviter="mallory\u202e",
+                                             mode="server-key\r", suite="aes-256-gcm", expires_in=30))
+        app.pump(0.2)
+        assert alice.invitations.shown() and alice.invitations.text().isprintable()
+        assert "mallory<U+202E> invites you to a server-key\\r chat c\\x1b[2K" in alice.invitations.text()
+        alice.invitations.take()  # not answered: only its display mattered
 
         # the connection drops: Send is disabled, the typed text stays
         lobby.entry.insert(0, KEPT)
         alice.client.close()
         app.pump_until(lambda: alice.state == "reconnecting", WAIT, "alice noticing the drop")
         assert str(lobby.send_button.cget("state")) == "disabled" and lobby.entry.get() == KEPT
-        assert "reconnecting" in alice.state_label.cget("text")
-        assert str(alice.open_button.cget("state")) == "disabled"
+        assert "reconnecting" in alice.form.state_label.cget("text")
+        assert str(alice.roster.open_button.cget("state")) == "disabled"
         # errors are wrapped to the window, not cut
         assert 0 < int(str(alice.status.cget("wraplength"))) <= alice.win.winfo_width()
 
@@ -312,7 +318,7 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
         app.pump_until(lambda: "Chats still open" in alice.status.cget("text"), WAIT, "the reconnection report")
         report = alice.status.cget("text")
         assert "Chats still open: lobby" in report and "Lost" in report and chat_id[:6] in report.split("Lost")[1]
-        assert alice.state == "online" and alice.username == "alice" and alice.password_entry.get() == ""
+        assert alice.state == "online" and alice.username == "alice" and alice.form.password_entry.get() == ""
         assert "lost when the connection dropped" in alice.tabs[chat_id].text()
         assert str(alice.tabs[chat_id].send_button.cget("state")) == "disabled"
         assert str(lobby.send_button.cget("state")) == "normal" and lobby.entry.get() == KEPT
@@ -324,7 +330,7 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
 
         # the safety-number dialog: a number for a pinned peer; a changed key accepted only by its fingerprint
         app.pump_until(lambda: "bob" in alice.client.pins, WAIT, "bob pinned")
-        alice.trust_button.invoke()
+        alice.form.trust_button.invoke()
         app.pump_until(lambda: alice.trust is not None, WAIT, "the safety-number dialog")
         alice.trust.select("bob")
         shown = alice.trust.detail.cget("text")
@@ -338,7 +344,7 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
         app.pump_until(lambda: alice.state == "reconnecting", WAIT, "the second drop")
         app.pump_until(lambda: "Chats still open" in alice.status.cget("text"), WAIT, "alice back online")
         alice.select_users(["bob"])
-        alice.open_button.invoke()
+        alice.roster.open_button.invoke()
         accept_invitation(app, bob, "alice")
         app.pump_until(lambda: "bob" in alice.client.pending_key_changes(), WAIT, "the key change")
         app.pump_until(lambda: alice.trust is not None and "DIFFERENT key" in alice.trust.detail.cget("text"),
@@ -357,6 +363,45 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
         app.pump_until(lambda: app.keystore.load_pins("alice").get("bob") == real, WAIT, "the pin saved")
         app.pump(0.3)
         screenshot(xvfb, ARTIFACT.with_name("gui-trust.png"))
+    finally:
+        app.close()
+        del app
+        gc.collect()
+
+
+def test_a_key_change_reported_before_the_login_reply_is_handled_still_opens_the_dialog(
+        xvfb: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded machine the lobby's key (with bob's certificate, which no longer matches alice's pin) can reach
+    alice's window before her login reply does; the window is not online yet then, so the warning cannot open the
+    safety-number dialog. Logging in must catch up and open it: a substituted key is never just a status line that
+    the next message overwrites. The login reply is delayed here to make that order certain."""
+    from securechat.gui.app import launch
+
+    app = launch(clients=2, scrypt_n=2**10, lobby=True)
+    try:
+        alice, bob = app.clients
+        app.pump_until(lambda: alice.client is not None and bob.client is not None, WAIT, "connections")
+        for window, password in ((alice, "pw-alice-gui"), (bob, "pw-bob-gui")):
+            window.form.password_entry.insert(0, password)
+            window.form.register_button.invoke()
+        app.pump_until(lambda: all("registered" in w.status.cget("text") for w in (alice, bob)), WAIT,
+                       "registrations")
+        bob.form.login_button.invoke()
+        app.pump_until(lambda: bob.username == "bob", WAIT, "bob's login")
+        app.keystore.save_pins("alice", {"bob": "00" * 16})  # pinned in an earlier session: not bob's key now
+
+        run = app.run
+
+        def late(executor: Any, work: Any, done: Any, failed: Any) -> Any:
+            return run(executor, work, lambda result: app.root.after(1500, done, result), failed)
+        monkeypatch.setattr(app, "run", late)
+        alice.form.login_button.invoke()
+        app.pump_until(lambda: alice.client is not None and "bob" in alice.client.pending_key_changes(), WAIT,
+                       "the key change")
+        assert alice.state != "online" and alice.trust is None  # the reply is still on its way
+        app.pump_until(lambda: alice.trust is not None and "DIFFERENT key" in alice.trust.detail.cget("text"),
+                       WAIT, "the dialog showing bob's change")
+        assert alice.state == "online" and alice.trust.selected() == "bob"
     finally:
         app.close()
         del app

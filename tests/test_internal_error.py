@@ -11,6 +11,8 @@ from securechat.store import MemoryRegistry
 from tests.helpers import user_keys
 from tests.live import start_server
 
+pytestmark = pytest.mark.tcp  # a live server (tests/conftest.py)
+
 
 class _BrokenRegistry(MemoryRegistry):
     """A registry with a bug: writing raises something that is not a securechat error."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from securechat.protocol import events as ev
 from tests.helpers import make_simulation, password_of, register_only, user_keys
 from tests.live import connect, pinned, start_server
@@ -181,6 +183,7 @@ def test_answering_without_an_invitation_is_refused_locally_and_by_the_server() 
     assert (failure.rid, failure.code, failure.ref) == (rid, "unknown_chat", "chat_answer")
 
 
+@pytest.mark.tcp
 def test_invitation_over_real_sockets() -> None:
     server = start_server()
     try:

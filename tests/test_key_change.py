@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from securechat.shell import Session, Shell
+from securechat.terminal import Session, Shell
 from securechat.crypto.certificates import Certificate, issue_certificate
 from securechat.errors import ErrorCode, LocalProtocolError
 from securechat.protocol import events as ev

@@ -65,3 +65,14 @@ def test_an_empty_folder_left_by_an_older_version_is_not_an_identity(tmp_path: P
 def test_missing_keys_are_a_plain_sentence(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="no keys for nobody in .*register first"):
         KeyStore(tmp_path).load("nobody", "pw")
+
+
+def test_a_key_folder_whose_encryption_key_is_not_rsa_is_damaged(tmp_path: Path) -> None:
+    """UserKeys.encryption_key is an RSA-OAEP key (crypto.key_types.EncryptionPrivateKey): a folder whose
+    encryption.key.pem holds another kind of key (copied over by hand) is refused on load, not later at unwrap."""
+    store = KeyStore(tmp_path)
+    store.save("bob", "pw", user_keys("bob", SignatureScheme.ED25519))
+    folder = tmp_path / "bob"
+    (folder / "encryption.key.pem").write_bytes((folder / "signing.key.pem").read_bytes())
+    with pytest.raises(KeyStoreError, match="damaged"):
+        store.load("bob", "pw")

@@ -55,6 +55,7 @@ def test_course_secret_changes_every_parameter(monkeypatch: pytest.MonkeyPatch) 
     assert secret["course_secret"] == "course secret set" and "spring-term" not in json.dumps(secret)
 
 
+@pytest.mark.tcp
 def test_params_cli_prints_json_and_refuses_bad_ids() -> None:
     ok = _cli("params", "--student", "carol03", env={params.ENV_SECRET: ""})
     assert ok.returncode == 0, ok.stderr
@@ -97,6 +98,7 @@ def _solution_lines(nb: object) -> set[str]:
     return lines
 
 
+@pytest.mark.tcp
 def test_release_carries_the_reading_notebooks_but_no_instructor_file(release_dir: Path) -> None:
     names = {p.name for p in (release_dir / "notebooks").glob("*.ipynb")}
     assert names == {p.name for p in (ROOT / "notebooks").glob("*.ipynb")} and len(names) == 9
@@ -104,6 +106,7 @@ def test_release_carries_the_reading_notebooks_but_no_instructor_file(release_di
     assert not list(release_dir.rglob("*.db"))
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("lab", LAB_NAMES)
 def test_release_has_no_solutions_and_no_hidden_tests(release_dir: Path, lab: str) -> None:
     student = release_dir / lab / f"{lab}.ipynb"
@@ -143,6 +146,7 @@ def _wrong_answers(lab: str) -> list[tuple[str, dict[str, str], float]]:
     return list(module.WRONG)
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("lab", LAB_NAMES)
 def test_reference_full_blank_zero_wrong_answers_partial(release_dir: Path, lab: str, tmp_path: Path) -> None:
     from securechat.labs.grading import grade_many
@@ -166,6 +170,7 @@ def test_reference_full_blank_zero_wrong_answers_partial(release_dir: Path, lab:
         assert 0 < got.score < ref.max_score, what
 
 
+@pytest.mark.tcp
 def test_grade_cli_prints_tasks_then_score(tmp_path: Path) -> None:
     lab = "08_key_commitment"  # the quickest lab to run
     res = _cli("grade", str(LABS / lab / f"{lab}.ipynb"), "--student", "dana04")
@@ -176,6 +181,7 @@ def test_grade_cli_prints_tasks_then_score(tmp_path: Path) -> None:
     assert x == y
 
 
+@pytest.mark.tcp
 def test_grade_cli_refuses_unknown_lab_and_missing_file(tmp_path: Path) -> None:
     res = _cli("grade", str(tmp_path / "nope.ipynb"), "--student", "dana04")
     assert res.returncode == 2 and "no notebook" in res.stderr and "Traceback" not in res.stderr

@@ -52,6 +52,7 @@ def player(server: CtfServer, name: str = "mallory") -> Iterator[solve.CtfPlayer
         p.close()
 
 
+@pytest.mark.tcp
 def test_ctf_attacks_recover_every_flag_from_the_weakened_server():
     with ctf(weak=True) as server, player(server) as me:
         got = {
@@ -63,6 +64,7 @@ def test_ctf_attacks_recover_every_flag_from_the_weakened_server():
     assert not any(check_flag("s7654321", f) for f in got.values())
 
 
+@pytest.mark.tcp
 def test_ctf_attacks_fail_against_the_same_bots_on_a_default_server():
     with ctf(weak=False) as server, player(server) as me:
         with pytest.raises(AttackFailed, match="different nonces"):
@@ -75,6 +77,7 @@ def test_ctf_attacks_fail_against_the_same_bots_on_a_default_server():
         assert not [f for e in me.seen for f in find_flags(e.text)]  # no bot ever handed out a flag
 
 
+@pytest.mark.tcp
 def test_check_flag_command_accepts_only_this_students_flag(monkeypatch):
     import os
     import subprocess

@@ -109,6 +109,7 @@ def test_keylog_file_is_created_owner_only_and_refuses_a_readable_one(tmp_path):
         KeyLogWriter(link)
 
 
+@pytest.mark.tcp
 def test_no_keylog_is_written_unless_asked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with proxied() as setup:
@@ -129,6 +130,7 @@ def _session(setup: Setup, keylog: KeyLogWriter | None) -> str:
     return setup.shown.text()
 
 
+@pytest.mark.tcp
 def test_proxy_decrypts_the_inner_frames_with_the_client_key_log(tmp_path):
     path = tmp_path / "keys.log"
     writer = KeyLogWriter(path)
@@ -146,6 +148,7 @@ def test_proxy_decrypts_the_inner_frames_with_the_client_key_log(tmp_path):
     assert "s2c   inner login_ok" in text and re.search(r"s2c   inner who_result rid=\d+ online=\[\"alice\"\]", text)
 
 
+@pytest.mark.tcp
 def test_proxy_without_the_key_log_shows_only_ciphertext(tmp_path):
     with proxied(keylog=tmp_path / "absent.log") as setup:
         text = _session(setup, None)
@@ -153,6 +156,7 @@ def test_proxy_without_the_key_log_shows_only_ciphertext(tmp_path):
     assert "inner" not in text and "username=alice" not in text and "login_ok" not in text
 
 
+@pytest.mark.tcp
 def test_a_key_log_of_another_connection_does_not_open_this_one(tmp_path):
     path = tmp_path / "keys.log"
     writer = KeyLogWriter(path)
@@ -211,6 +215,7 @@ def _tamper(action: str, direction: str) -> tuple[ev.ConnectionClosed | None, li
             bob.close()
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("action", ["flip", "drop", "replay", "reorder"])
 def test_tampering_with_a_client_record_makes_the_server_close_with_bad_record(action):
     closed, received = _tamper(action, "c2s")
@@ -219,12 +224,14 @@ def test_tampering_with_a_client_record_makes_the_server_close_with_bad_record(a
     assert received == {"flip": [], "drop": [], "replay": ["one"], "reorder": []}[action]
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("action", ["flip", "replay", "reorder", "drop"])
 def test_tampering_with_a_server_record_makes_the_client_close_with_bad_record(action):
     closed, _ = _tamper(action, "s2c")
     assert closed is not None and closed.code == "bad_record"  # the client's own check (5.2)
 
 
+@pytest.mark.tcp
 def test_a_delayed_record_arrives_and_nothing_breaks():
     closed, received = _tamper("delay", "c2s")
     assert closed is None and received == ["one", "two"]
@@ -253,6 +260,7 @@ def test_proxy_commands_arm_rules_for_the_next_record():
     assert [r.action for r in proxy.rules] == ["flip", "delay"]
 
 
+@pytest.mark.tcp
 def test_proxy_command_relays_and_takes_commands_on_standard_input():
     import subprocess
     import sys
@@ -327,16 +335,19 @@ def _replay_chat_open(lab: object) -> tuple[list[str], ev.ConnectionClosed | Non
         server.stop()
 
 
+@pytest.mark.tcp
 def test_no_replay_window_lets_a_replayed_record_repeat_a_command():
     chats, closed = _replay_chat_open("no-replay-window")
     assert len(chats) == 2 and closed is None  # one chat_open sent, two chats opened
 
 
+@pytest.mark.tcp
 def test_a_replayed_record_is_refused_by_the_default_server():
     chats, closed = _replay_chat_open(None)
     assert len(chats) <= 1 and closed is not None and closed.code == "bad_record"
 
 
+@pytest.mark.tcp
 def test_client_cli_keylog_option_writes_one_owner_only_line(tmp_path):
     import subprocess
     import sys

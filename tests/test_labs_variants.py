@@ -4,7 +4,6 @@ sockets on 127.0.0.1 port 0. Every server and client is stopped in a finally or 
 
 from __future__ import annotations
 
-import queue
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +24,7 @@ from securechat.protocol.lab import LAB_ACKNOWLEDGEMENT, LabMode, LabVariant, pa
 from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, new_server_key
 from tests.helpers import DSA, user_keys
-from tests.live import start_server
-
-WAIT = 10.0
-
+from tests.live import User, start_server
 
 def server_lab(*names: str) -> LabMode:
     return LabMode(parse_variants(names), "server", LAB_ACKNOWLEDGEMENT)
@@ -47,30 +43,10 @@ def running_server(lab: LabMode | None = None) -> Iterator[TcpServer]:
         srv.stop()
 
 
-class User:
-    def __init__(self, srv: TcpServer, name: str, *, scheme: SignatureScheme | None = None,
-                 lab: LabMode | None = None, trace: list[ev.TraceEntry] | None = None) -> None:
-        key = srv.protocol.server_key
-        self.inbox: queue.Queue[ev.Event] = queue.Queue()
-        self.name, self.keys = name, user_keys(name, scheme)
-        self.client = TcpClient(*srv.address, server_key=(key.public_der, key.scheme.value), on_event=self.inbox.put,
-                                lab=lab, trace=None if trace is None else trace.append)
-
-    def join(self) -> User:
-        self.client.register(self.name, "pw-" + self.name, self.keys)
-        self.client.login(self.name, "pw-" + self.name, self.keys)
-        return self
-
-    def expect(self, kind: type, predicate=lambda e: True):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                event = self.inbox.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if isinstance(event, kind) and predicate(event):
-                return event
-        raise AssertionError(f"{self.name}: no {kind.__name__}")
+def lab_user(srv: TcpServer, name: str, *, scheme: SignatureScheme | None = None, lab: LabMode | None = None,
+         trace: list[ev.TraceEntry] | None = None) -> User:
+    """A live user with the session's cached keys of *name*, in *lab* mode, tracing into *trace* if given."""
+    return User(srv, name, user_keys(name, scheme), lab=lab, trace=None if trace is None else trace.append)
 
 
 # --- refused outside lab mode -----------------------------------------------------------------------------
@@ -102,9 +78,10 @@ def test_lab_mode_refuses_unknown_names_empty_sets_and_the_wrong_side():
     assert ServerConfig().lab is None and ClientProtocol().lab is None  # the defaults weaken nothing
 
 
+@pytest.mark.tcp
 def test_dsa_nonce_reuse_needs_a_dsa_key():
     with running_server() as srv:
-        user = User(srv, "rsa-user", lab=client_lab("dsa-nonce-reuse"))
+        user = lab_user(srv, "rsa-user", lab=client_lab("dsa-nonce-reuse"))
         try:
             user.client.register(user.name, "pw", user.keys)
             with pytest.raises(LocalProtocolError, match="needs a dsa-2048-sha256"):
@@ -120,8 +97,8 @@ def _dsa_attack(alice_lab: LabMode | None) -> bytes:
     """Bob records two of alice's chat messages, recovers her key and forges a chat signature as her."""
     trace: list[ev.TraceEntry] = []
     with running_server() as srv:
-        alice = User(srv, "dsa-alice", scheme=DSA, lab=alice_lab).join()
-        bob = User(srv, "bob", trace=trace).join()
+        alice = lab_user(srv, "dsa-alice", scheme=DSA, lab=alice_lab).join()
+        bob = lab_user(srv, "bob", trace=trace).join()
         try:
             chat = alice.client.open_chat(["bob"]).chat_id
             bob.client.wait_for_key(chat, 1)
@@ -144,10 +121,12 @@ def _dsa_attack(alice_lab: LabMode | None) -> bytes:
             bob.client.close()
 
 
+@pytest.mark.tcp
 def test_dsa_nonce_reuse_gives_away_the_key_and_a_forgery_verifies():
     assert _dsa_attack(client_lab("dsa-nonce-reuse"))
 
 
+@pytest.mark.tcp
 def test_dsa_attack_fails_against_the_default_client():
     with pytest.raises(attacks.AttackFailed, match="different nonces"):
         _dsa_attack(None)
@@ -192,15 +171,18 @@ def _relay_attack(server_variant: LabMode | None, client_variant: LabMode | None
         return attacks.replay_login(*real.address, captured[0], server_key=(key.public_der, key.scheme.value))
 
 
+@pytest.mark.tcp
 def test_unbound_login_proof_replays_on_the_real_server():
     assert _relay_attack(server_lab("unbound-login"), client_lab("unbound-login")) == "victim"
 
 
+@pytest.mark.tcp
 def test_login_relay_fails_against_the_default_server():
     with pytest.raises(attacks.AttackFailed, match="login failed"):
         _relay_attack(None, None)
 
 
+@pytest.mark.tcp
 def test_unpinned_client_logs_into_a_rogue_server_and_the_default_does_not():
     with running_server() as real:
         with attacks.login_catcher(MemoryRegistry(), new_server_key(), ServerConfig(scrypt=FAST_SCRYPT)) as catcher:
@@ -218,9 +200,9 @@ def test_unpinned_client_logs_into_a_rogue_server_and_the_default_does_not():
 def _leaver_attack(lab: LabMode | None) -> str:
     archive: list[ev.TraceEntry] = []  # bob's received frames: the encrypted archive that leaked
     with running_server(lab) as srv:
-        alice = User(srv, "alice").join()
-        bob = User(srv, "bob", trace=archive).join()
-        eve = User(srv, "eve").join()
+        alice = lab_user(srv, "alice").join()
+        bob = lab_user(srv, "bob", trace=archive).join()
+        eve = lab_user(srv, "eve").join()
         try:
             chat = alice.client.open_chat(["bob", "eve"]).chat_id
             for user in (alice, bob, eve):
@@ -239,10 +221,12 @@ def _leaver_attack(lab: LabMode | None) -> str:
                 user.client.close()
 
 
+@pytest.mark.tcp
 def test_no_rekey_on_leave_lets_the_leaver_read_later_messages():
     assert _leaver_attack(server_lab("no-rekey-on-leave")) == "said after eve left"
 
 
+@pytest.mark.tcp
 def test_leaver_attack_fails_against_the_default_server():
     with pytest.raises(attacks.AttackFailed, match="rekeyed"):
         _leaver_attack(None)
@@ -269,13 +253,14 @@ def test_cli_lab_options_are_explicit_and_loud(capsys):
 # --- no-key-commitment: the client's switch, wired to the chat book --------------------------------------
 
 
+@pytest.mark.tcp
 def test_no_key_commitment_is_a_lab_variant_and_reaches_the_chat_book():
     with pytest.raises(LocalProtocolError, match="no-key-commitment lab variant"):
         ClientProtocol(verify_key_commitment=False)  # the weak option alone is refused
     assert ClientProtocol().verify_key_commitment is True
     with running_server() as srv:
-        weak = User(srv, "weak-bob", lab=client_lab("no-key-commitment")).join()
-        strict = User(srv, "strict-carol").join()
+        weak = lab_user(srv, "weak-bob", lab=client_lab("no-key-commitment")).join()
+        strict = lab_user(srv, "strict-carol").join()
         try:
             assert weak.client.protocol.book is not None and strict.client.protocol.book is not None
             # the salamander attack on this switch is tests/test_hybrid_commitment.py (a book without the check

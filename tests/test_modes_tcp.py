@@ -13,12 +13,14 @@ import time
 import pytest
 
 from securechat.errors import LocalProtocolError
-from securechat.net.tcp_client import TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
-from tests.helpers import DSA, password_of, user_keys
+from tests.helpers import DSA, user_keys
+from tests.live import User as LiveUser  # noqa: N814 (this module adds a buffered expect)
 from tests.live import start_server
+
+pytestmark = pytest.mark.tcp  # a live server and clients (tests/conftest.py)
 
 WAIT = 10.0
 NAMES = ("alice", "bob", "carol")
@@ -29,27 +31,19 @@ def server(make_server):  # type: ignore[no-untyped-def]
     return make_server()
 
 
-class User:
+class User(LiveUser):
+    """A live user (tests/live.py) that keeps the events it skipped: ``expect`` looks at them first."""
+
     def __init__(self, server: TcpServer, name: str) -> None:
-        key = server.protocol.server_key
-        self.inbox: queue.Queue[ev.Event] = queue.Queue()
+        super().__init__(server, name, user_keys(name, DSA if name == "bob" else None))
         self.seen: list[ev.Event] = []
-        self.client = TcpClient(*server.address, server_key=(key.public_der, key.scheme.value),
-                                on_event=self.inbox.put)
-        self.name = name
-        self.keys = user_keys(name, DSA if name == "bob" else None)
 
-    def join(self) -> User:
-        self.client.register(self.name, password_of(self.name), self.keys)
-        self.client.login(self.name, password_of(self.name), self.keys)
-        return self
-
-    def expect(self, kind, predicate=lambda e: True):  # type: ignore[no-untyped-def]
+    def expect(self, kind, predicate=lambda e: True, timeout: float = WAIT):  # type: ignore[no-untyped-def]
         for event in self.seen:
             if isinstance(event, kind) and predicate(event):
                 self.seen.remove(event)
                 return event
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 event = self.inbox.get(timeout=0.1)
@@ -122,7 +116,7 @@ def test_stale_epoch_key_share_over_tcp(users) -> None:  # type: ignore[no-untyp
                        timestamp=int(time.time()), signature=b"\x01" * 64)
 
     def raw(protocol) -> int:  # type: ignore[no-untyped-def]
-        protocol._send_inner(stale)
+        protocol.link.send(stale)
         return 0
 
     alice.client._command(raw)

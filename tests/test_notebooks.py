@@ -55,6 +55,7 @@ def test_notebook_is_committed_clean_and_in_course_format(path: Path) -> None:
     assert cells[-1].cell_type == "code" and "cleanup" in cells[-1].source.lower()
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_notebook_runs_headless(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The student copy, top to bottom, in FAST mode; after each answer cell has run as the student gets it (blank:

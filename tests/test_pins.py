@@ -94,6 +94,7 @@ def test_cli_refuses_to_start_on_a_damaged_pin_file(tmp_path: Path, capsys: pyte
     assert "known_servers.json" in err and "damaged" in err and "could not connect" not in err
 
 
+@pytest.mark.tcp
 def test_cli_pins_a_key_given_with_server_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = new_server_key()
     srv = TcpServer(server_key=key, registry=MemoryRegistry(), config=ServerConfig(scrypt=FAST_SCRYPT)).start()

@@ -108,7 +108,7 @@ def test_chat_before_login_is_local_protocol_error() -> None:
             command()
         assert info.value.code is A.UNEXPECTED_MESSAGE
     assert client.state is ClientState.CONNECTED and client.data_to_send() == b""
-    assert client._next_rid == 1  # no request id was used up
+    assert client.link.next_rid == 1  # no request id was used up
 
 
 def test_login_while_a_login_is_pending_is_refused_locally() -> None:
@@ -220,7 +220,7 @@ def test_substituted_key_share_is_handshake_failed(pinned: bool) -> None:
     sim.intercept = _rewrite_server_hello(lambda h: replace(h, key_share=mallory_share))
     client = sim.add_client("victim", pin_server_key=pinned)
     sim.run_until_idle()
-    assert closed_code(sim, "victim") == A.HANDSHAKE_FAILED and client._records is None
+    assert closed_code(sim, "victim") == A.HANDSHAKE_FAILED and client.link.records is None
     assert not sim.events_of("victim", ev.HandshakeCompleted)
 
 
@@ -231,8 +231,8 @@ def test_mallory_signing_her_own_hello_is_refused_by_the_pin() -> None:
 
     def resign(hello: m.ServerHello) -> m.ServerHello:
         client = sim.clients["victim"]
-        transcript = transcript_hash(version=1, key_exchange="x25519", client_random=client._hello.random,
-                                     client_share=client._hello.key_share, server_random=hello.random,
+        transcript = transcript_hash(version=1, key_exchange="x25519", client_random=client.handshake.hello.random,
+                                     client_share=client.handshake.hello.key_share, server_random=hello.random,
                                      server_share=hello.key_share, server_key=mallory_der, server_scheme="ed25519")
         return replace(hello, server_key=mallory_der,
                        signature=sign(SignatureScheme.ED25519, mallory_key, server_signed_bytes(transcript)))
@@ -260,8 +260,8 @@ def test_low_order_server_share_is_handshake_failed_even_when_signed() -> None:
 
     def zero_share(hello: m.ServerHello) -> m.ServerHello:
         client = sim.clients["victim"]
-        transcript = transcript_hash(version=1, key_exchange="x25519", client_random=client._hello.random,
-                                     client_share=client._hello.key_share, server_random=hello.random,
+        transcript = transcript_hash(version=1, key_exchange="x25519", client_random=client.handshake.hello.random,
+                                     client_share=client.handshake.hello.key_share, server_random=hello.random,
                                      server_share=bytes(32), server_key=hello.server_key, server_scheme="ed25519")
         return replace(hello, key_share=bytes(32), signature=sign(
             SignatureScheme.ED25519, sim.server_key.private_key, server_signed_bytes(transcript)))
@@ -348,7 +348,7 @@ def test_login_ok_with_another_users_certificate_is_bad_certificate() -> None:
     alice.login("alice", "pw", user_keys("alice"))
     sim.flush()
     sim.in_flight.clear()  # the real login never reaches the server: Mallory answers instead
-    alice._records.sent -= 1  # type: ignore[union-attr]  # (the server did not see that record)
+    alice.link.records.sent -= 1  # type: ignore[union-attr]  # (the server did not see that record)
     bob_cert = sim.registry.get_user("bob").certificate  # type: ignore[union-attr]
     server_push(sim, "alice", m.LoginOk(rid=1, username="alice", certificate=bob_cert, online=("alice",)))
     assert closed_code(sim, "alice") == A.BAD_CERTIFICATE and alice.username is None
@@ -362,8 +362,8 @@ def test_registered_certificate_for_other_keys_is_bad_certificate() -> None:
     dave.register("dave", "pw", keys)
     sim.flush()
     sim.in_flight.clear()
-    dave._records.sent -= 1  # type: ignore[union-attr]
-    dave.state = ClientState.PROVING  # as if the challenge had been answered
+    dave.link.records.sent -= 1  # type: ignore[union-attr]
+    dave.link.state = ClientState.PROVING  # as if the challenge had been answered
     other = user_keys("mallory")
     cert = issue_certificate(username="dave", signature_scheme=other.scheme, encryption_key=other.encryption_public,
                              signing_key=other.signing_public, serial=1, now=int(sim.now), validity_seconds=60,
@@ -379,7 +379,7 @@ def test_unreadable_registration_challenge_is_key_unwrap_failed() -> None:
     dave.register("dave", "pw", user_keys("dave"))
     sim.flush()
     sim.in_flight.clear()
-    dave._records.sent -= 1  # type: ignore[union-attr]
+    dave.link.records.sent -= 1  # type: ignore[union-attr]
     server_push(sim, "dave", m.RegisterChallenge(rid=1, wrapped_nonce=b"\x01" * 256))
     assert closed_code(sim, "dave") == A.KEY_UNWRAP_FAILED
     assert dave.data_to_send() == b""  # no proof was made
@@ -529,7 +529,7 @@ def test_unsigned_or_truncated_signature_is_bad_signature() -> None:
     sim.clients["alice"].send_chat(cid, "hello")
     sim.flush()
     sim.in_flight.clear()
-    sim.clients["alice"]._records.sent -= 1  # type: ignore[union-attr]
+    sim.clients["alice"].link.records.sent -= 1  # type: ignore[union-attr]
     alice = user_keys("alice")
     good = craft(book_chat(sim, "alice", cid), sender="alice", seq=1, text="hello", scheme=alice.scheme,
                  signing_key=alice.signing_key)

@@ -119,7 +119,7 @@ def test_login_proof_for_another_channel_is_auth_failed() -> None:
     assert (failure.rid, failure.code) == (rid, A.AUTH_FAILED)
     assert "bob" not in online(sim) and presence_of(sim, "alice", "bob") == []
     # control: the same connection with a proof over its own transcript is accepted
-    attacker.state = ClientState.CONNECTED
+    attacker.link.state = ClientState.CONNECTED
     attacker.login("bob", password_of("bob"), keys)
     sim.run_until_idle()
     assert sim.last_event("relay", ev.LoggedIn).username == "bob"
@@ -684,7 +684,7 @@ def test_second_register_during_registration_is_fatal() -> None:
     dave = connect(sim, "dave")
     keys = user_keys("dave")
     dave.register("dave", "pw", keys)
-    dave._send_inner(m.Register(username="dave", password="pw", signature_scheme=keys.scheme.value,
+    dave.link.send(m.Register(username="dave", password="pw", signature_scheme=keys.scheme.value,
                                 encryption_key=keys.encryption_public, signing_key=keys.signing_public))
     sim.run_until_idle()
     assert error_sent(sim, "dave").code == A.UNEXPECTED_MESSAGE and is_closed(sim, "dave")
@@ -1198,7 +1198,7 @@ def test_a_record_full_of_tiny_bad_frames_is_not_amplified() -> None:
     sim = make_simulation("alice")
     flooder = connect(sim, "flooder")  # handshake only: no account needed
     plaintext = b"\x00\x00\x00\x01{" * 20_000
-    record = codec.encode_frame(m.Record(data=flooder._records.seal(plaintext)))  # type: ignore[union-attr]
+    record = codec.encode_frame(m.Record(data=flooder.link.records.seal(plaintext)))  # type: ignore[union-attr]
     sim.server.receive_data(peer_of(sim, "flooder"), record, sim.now)
     out = sum(len(data) for peer, data in sim.server.data_to_send() if peer == peer_of(sim, "flooder"))
     sim.flush()

@@ -109,6 +109,7 @@ def test_the_client_refuses_a_renewal_that_would_shorten_its_certificate() -> No
     assert sim.clients["alice"].certificate == current
 
 
+@pytest.mark.tcp
 def test_renewal_over_tcp_and_admin_recovery_of_an_expired_account(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
                                                                     capsys) -> None:
     db = tmp_path / "r.db"
@@ -146,12 +147,12 @@ def test_renewal_over_tcp_and_admin_recovery_of_an_expired_account(tmp_path: Pat
 def test_cli_renew_command_says_until_when() -> None:
     import types
 
-    from securechat.shell import Shell
+    from securechat.terminal import Shell
 
     lines: list[str] = []
     renewed = types.SimpleNamespace(certificate=types.SimpleNamespace(not_after=2_000_000_000))
     client = types.SimpleNamespace(renew_certificate=lambda: renewed)
     shell = Shell(lambda on_event: client, store=None, emit=lines.append, ask_password=lambda q: "")  # type: ignore[arg-type, return-value]
     shell.attach(client)  # type: ignore[arg-type]
-    shell.cmd_renew([])
+    shell.handle("/renew")
     assert lines == ["certificate renewed for the same keys: valid until 2033-05-18 UTC"]

@@ -51,6 +51,7 @@ def _both(steps: list[object]) -> tuple[Outcome, Outcome]:
     return run_in_simulation(steps, seed=7), run_over_sockets(steps, timeout=10)  # type: ignore[arg-type]
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("mode", ["server-key", "contributory", "hybrid"])
 def test_demo_story_gives_the_same_outcome_on_both_runners(mode: str) -> None:
     simulated, over_tcp = _both(demo_story(mode))
@@ -70,6 +71,7 @@ def test_demo_story_gives_the_same_outcome_on_both_runners(mode: str) -> None:
     assert simulated.of("bob")[-1] == ("logged_out",)
 
 
+@pytest.mark.tcp
 def test_a_request_the_server_refuses_is_the_same_failure_on_both_runners() -> None:
     steps = [Join("alice", "pw-alice", RSA), Join("bob", "pw-bob", DSA),
              OpenChat("alice", ("bob",), label="c1"), Invite("alice", "c1", "nobody"), Send("bob", "c1", "still here")]
@@ -78,7 +80,8 @@ def test_a_request_the_server_refuses_is_the_same_failure_on_both_runners() -> N
     assert any(e[0] == "failed" for e in simulated.of("alice"))
 
 
-@pytest.mark.parametrize("runner", [run_in_simulation, run_over_sockets], ids=["simulation", "sockets"])
+@pytest.mark.parametrize("runner", [run_in_simulation, pytest.param(run_over_sockets, marks=pytest.mark.tcp)],
+                         ids=["simulation", "sockets"])
 @pytest.mark.parametrize("bad, problem", [
     (Send("alice", "nope", "hi"), "unknown chat label 'nope'"),
     (Leave("carol", "c1"), "'carol' is not logged in"),
@@ -91,6 +94,7 @@ def test_a_scenario_error_is_clear_on_both_runners(runner, bad, problem) -> None
     assert caught.value.index == 3 and caught.value.step == bad
 
 
+@pytest.mark.tcp
 def test_socket_runs_stop_every_thread_and_socket() -> None:
     run_in_simulation([Join("alice", "pw-alice", RSA)])  # keys made before the baseline
     baseline = threading.active_count()
@@ -100,6 +104,7 @@ def test_socket_runs_stop_every_thread_and_socket() -> None:
     assert _settled_thread_count(baseline) == baseline, [t.name for t in threading.enumerate()]
 
 
+@pytest.mark.tcp
 @pytest.mark.parametrize("transport", ["ws", "mixed"])
 def test_demo_story_over_websocket_equals_tcp_and_the_simulation(transport: str) -> None:
     """PROTOCOL.md 15: the same story over WebSocket (every user, or TCP and WebSocket users in one chat)."""

@@ -5,15 +5,11 @@ Every server, client, thread and subprocess started here is stopped in a finally
 
 from __future__ import annotations
 
-import os
 import queue
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -27,8 +23,10 @@ from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
 from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, SqliteRegistry, new_server_key
+from tests.live import User, banner_port, run_python, server_args
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.tcp  # live servers, clients and processes (tests/conftest.py)
+
 WAIT = 10.0
 
 
@@ -44,31 +42,6 @@ def keys():
 @pytest.fixture
 def server(make_server):
     return make_server()
-
-
-class User:
-    def __init__(self, server: TcpServer, name: str, keys, pinned=True) -> None:  # type: ignore[no-untyped-def]
-        key = server.protocol.server_key
-        self.inbox: queue.Queue[ev.Event] = queue.Queue()
-        self.client = TcpClient(*server.address, server_key=(key.public_der, key.scheme.value) if pinned else None,
-                                on_event=self.inbox.put)
-        self.name, self.keys = name, keys
-
-    def join(self) -> User:
-        self.client.register(self.name, "pw-" + self.name, self.keys)
-        self.client.login(self.name, "pw-" + self.name, self.keys)
-        return self
-
-    def expect(self, kind, predicate=lambda e: True):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                event = self.inbox.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if isinstance(event, kind) and predicate(event):
-                return event
-        raise AssertionError(f"{self.name}: no {kind.__name__}")
 
 
 def test_three_users_chat_over_tcp(server, keys):
@@ -169,14 +142,8 @@ def test_sqlite_registry_survives_restart(tmp_path, keys):
         registry.close()
 
 
-def _run(args: list[str], **kw):  # type: ignore[no-untyped-def]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
-
-
 def test_run_demo_exits_zero():
-    proc = _run(["run_demo.py"])
+    proc = run_python(["run_demo.py"])
     try:
         out, err = proc.communicate(timeout=120)
     finally:
@@ -190,15 +157,13 @@ def test_run_demo_exits_zero():
 
 def test_server_and_cli_client_processes(tmp_path):
     """The console entry points: a server process, two scripted CLI clients, then Ctrl-C (SIGINT)."""
-    server = _run(["-m", "securechat.server", "--allow-default-passphrase", "--port", "0", "--db", str(tmp_path / "s.db"),
-                   "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024"])
+    server = run_python(server_args(tmp_path))
     try:
-        line = server.stdout.readline()  # type: ignore[union-attr]
-        port = int(re.search(r":(\d+)\s", line).group(1))  # type: ignore[union-attr]
+        port = banner_port(server)
         assert read_server_key_file(tmp_path / "key.json")[1] == "ed25519"
         common = ["-m", "securechat.client", "--port", str(port), "--keys-dir", str(tmp_path / "keys"),
                   "--server-key", str(tmp_path / "key.json")]
-        bob = _run(common, stdin=subprocess.PIPE)
+        bob = run_python(common, stdin=subprocess.PIPE)
         bob.stdin.write("/register bob dsa pw-bob\n/login bob pw-bob\n")  # type: ignore[union-attr]
         bob.stdin.flush()  # type: ignore[union-attr]
         alice_script = ("/register alice rsa pw-alice\n/login alice pw-alice\n/who\n/chat bob\n"
@@ -209,7 +174,7 @@ def test_server_and_cli_client_processes(tmp_path):
             ready = (tmp_path / "keys" / "bob" / "identity.json").exists()
             time.sleep(0.2)
         time.sleep(1.0)
-        alice = _run(common, stdin=subprocess.PIPE)
+        alice = run_python(common, stdin=subprocess.PIPE)
         alice.stdin.write(alice_script)  # type: ignore[union-attr]
         alice.stdin.close()  # type: ignore[union-attr]
         # PROTOCOL.md 7.11: bob joins only by accepting; "/accept" with one open invitation takes it

@@ -31,7 +31,7 @@ from securechat.protocol.codec import frame, split_frames
 from securechat.protocol.limits import ServerConfig
 from securechat.scenario import user_keys
 from securechat.store import MemoryRegistry, new_server_key
-from tests.test_cli_modes import Cli, _run
+from tests.live import Cli, pinned, run_python, server_args
 
 RSA = SignatureScheme.RSA_PSS_SHA256
 TIMEOUT = 10.0
@@ -52,13 +52,8 @@ def ws_url(srv: TcpServer, scheme: str = "ws", host: str = "127.0.0.1") -> str:
     return f"{scheme}://{host}:{srv.ws_address[1]}/securechat"
 
 
-def pin(srv: TcpServer) -> tuple[bytes, str]:
-    key = srv.protocol.server_key
-    return key.public_der, key.scheme.value
-
-
 def online(url: str, name: str, srv: TcpServer, **kw: object) -> TcpClient:
-    client = TcpClient(url=url, server_key=pin(srv), timeout=TIMEOUT, **kw)  # type: ignore[arg-type]
+    client = TcpClient(url=url, server_key=pinned(srv), timeout=TIMEOUT, **kw)  # type: ignore[arg-type]
     keys = user_keys(name, RSA)
     client.register(name, "pw-" + name, keys)
     client.login(name, "pw-" + name, keys)
@@ -218,6 +213,7 @@ def test_bad_urls_are_refused_in_plain_words(url: str) -> None:
 
 # --- the server's WebSocket port beside TCP ---------------------------------------------------------------------
 
+@pytest.mark.tcp
 def test_tcp_and_websocket_users_chat_in_one_chat(server: TcpServer) -> None:
     alice = online(ws_url(server), "alice", server)
     bob = online(f"tcp://127.0.0.1:{server.address[1]}", "bob", server)
@@ -240,6 +236,7 @@ def test_tcp_and_websocket_users_chat_in_one_chat(server: TcpServer) -> None:
             client.close()
 
 
+@pytest.mark.tcp
 def test_websocket_port_is_only_open_when_asked() -> None:
     srv = TcpServer(server_key=new_server_key(), registry=MemoryRegistry(), config=ServerConfig(scrypt=FAST_SCRYPT))
     with srv:
@@ -248,10 +245,11 @@ def test_websocket_port_is_only_open_when_asked() -> None:
 
 # --- interop with an independent implementation -----------------------------------------------------------------
 
+@pytest.mark.tcp
 def test_the_websockets_library_completes_the_handshake_and_logs_in(server: TcpServer) -> None:
     from websockets.sync.client import connect
 
-    protocol = ClientProtocol(server_key=pin(server))
+    protocol = ClientProtocol(server_key=pinned(server))
     keys = user_keys("dave", RSA)
     with connect(ws_url(server), subprotocols=[ws.SUBPROTOCOL], open_timeout=TIMEOUT,  # type: ignore[list-item]
                  max_size=ws.MAX_MESSAGE_BYTES) as sock:
@@ -286,6 +284,7 @@ def test_the_websockets_library_completes_the_handshake_and_logs_in(server: TcpS
         assert isinstance(logged_in, ev.LoggedIn) and logged_in.username == "dave"
 
 
+@pytest.mark.tcp
 def test_our_client_layer_speaks_to_a_websockets_server() -> None:
     from websockets.sync.server import serve
 
@@ -340,6 +339,7 @@ def _certificate(tmp_path: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.tcp
 def test_wss_with_a_certificate_and_a_refused_unknown_ca(tmp_path: Path) -> None:
     cert, key = _certificate(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -360,9 +360,9 @@ def test_wss_with_a_certificate_and_a_refused_unknown_ca(tmp_path: Path) -> None
             alice.close()
             bob.close()
         with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
-            TcpClient(url=url, server_key=pin(srv), timeout=TIMEOUT)  # the system CAs do not know it
+            TcpClient(url=url, server_key=pinned(srv), timeout=TIMEOUT)  # the system CAs do not know it
         with pytest.raises(TransportError):  # plain ws:// to a TLS port: no handshake answer it can read
-            TcpClient(url=ws_url(srv, "ws", "localhost"), server_key=pin(srv), timeout=3)
+            TcpClient(url=ws_url(srv, "ws", "localhost"), server_key=pinned(srv), timeout=3)
         assert sorted(online(url, "carol", srv, tls=trusting).who()) == ["carol"]  # still serving
     finally:
         srv.stop()
@@ -370,11 +370,10 @@ def test_wss_with_a_certificate_and_a_refused_unknown_ca(tmp_path: Path) -> None
 
 # --- the terminal client over ws:// -----------------------------------------------------------------------------
 
+@pytest.mark.tcp
 def test_terminal_client_registers_logs_in_and_chats_over_ws(tmp_path: Path) -> None:
     log = (tmp_path / "server.log").open("w")
-    server = _run(["-m", "securechat.server", "--port", "0", "--ws-port", "0", "--db", str(tmp_path / "s.db"),
-                   "--export-key", str(tmp_path / "key.json"), "--scrypt-n", "1024", "--allow-default-passphrase"],
-                  stderr=log)
+    server = run_python(server_args(tmp_path, "--ws-port", "0"), stderr=log)
     clients: list[Cli] = []
     try:
         lines = [server.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]

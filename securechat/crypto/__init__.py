@@ -2,7 +2,7 @@
 
 Owns: every cryptographic operation securechat performs, in securechat's own terms: byte encodings
 (``encoding``), AEAD (``aead``), key derivation and password hashing (``kdf``), signatures through
-one scheme table (``signatures``), key objects (``keys``), RSA-OAEP key wrapping (``wrap``), X25519
+one scheme table (``signatures``), key objects (``keys``) and the names of their kinds (``key_types``), RSA-OAEP key wrapping (``wrap``), X25519
 (``exchange``) and certificates (``certificates``).
 
 Must not: be bypassed (no other package imports ``Crypto``), import socket, threading, select or
@@ -54,10 +54,21 @@ from securechat.crypto.kem import (
     encapsulate,
     generate_kem_key,
 )
+from securechat.crypto.key_types import (
+    AnyKey,
+    EncryptionPrivateKey,
+    EncryptionPublicKey,
+    EphemeralKey,
+    KemPrivateKey,
+    PublicKey,
+    SigningKey,
+    VerifyKey,
+)
 from securechat.crypto.keys import (
     RSA_BITS,
     describe_key,
     generate_encryption_key,
+    is_encryption_key,
     key_fingerprint,
     load_private_key,
     load_public_key,
@@ -94,12 +105,20 @@ __all__ = [
     "SCHEMES",
     "TAG_BYTES",
     "X25519_PUBLIC_BYTES",
+    "AnyKey",
     "Certificate",
     "CipherSuite",
+    "EncryptionPrivateKey",
+    "EncryptionPublicKey",
+    "EphemeralKey",
+    "KemPrivateKey",
+    "PublicKey",
     "RandomBytes",
     "SchemeParams",
     "ScryptParams",
     "SignatureScheme",
+    "SigningKey",
+    "VerifyKey",
     "b64d",
     "backend",
     "b64e",
@@ -115,6 +134,7 @@ __all__ = [
     "hash_password",
     "hkdf_sha256",
     "hmac_sha256",
+    "is_encryption_key",
     "issue_certificate",
     "key_fingerprint",
     "load_private_key",

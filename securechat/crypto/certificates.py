@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, fields, replace
 
 from securechat.crypto.encoding import RandomBytes, b64d, b64e, encode_fields, fingerprint
-from securechat.crypto.keys import _is_rsa_encryption_key, key_fingerprint, load_public_key
+from securechat.crypto.key_types import EncryptionPublicKey, SigningKey, VerifyKey
+from securechat.crypto.keys import is_encryption_key, key_fingerprint, load_public_key
 from securechat.crypto.signatures import SCHEMES, SignatureScheme, parse_scheme, sign, verify
 from securechat.errors import AuthenticationError, ErrorCode, RemoteProtocolError, SecureChatError
 
@@ -97,9 +98,9 @@ class Certificate:
         """
         return fingerprint(encode_fields(_IDENTITY_LABEL, self.username, self.encryption_key, self.signing_key))
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, int | str]:
         """The JSON-ready form: ints and strings as-is, binary fields as base64."""
-        out: dict[str, object] = {}
+        out: dict[str, int | str] = {}
         for field in fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bytes):
@@ -122,25 +123,29 @@ class Certificate:
         expected = {field.name for field in fields(cls)}
         if not isinstance(d, dict) or set(d) != expected:
             raise _bad_field("certificate must have exactly the certificate fields")
-        values: dict[str, object] = {}
+        ints: dict[str, int] = {}
         for name in _INT_FIELDS:
             value = d[name]
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
                 raise _bad_field(f"certificate field {name} must be an int in 0..2**63-1")
-            values[name] = value
+            ints[name] = value
+        names: dict[str, str] = {}
         for name in _NAME_FIELDS:
             value = d[name]
             if not isinstance(value, str) or not 0 < len(value) <= _MAX_NAME_CHARS:
                 raise _bad_field(f"certificate field {name} must be a str of 1..{_MAX_NAME_CHARS} characters")
-            values[name] = value
-        for name in _SCHEME_FIELDS:
-            values[name] = parse_scheme(d[name])
+            names[name] = value
+        schemes = {name: parse_scheme(d[name]) for name in _SCHEME_FIELDS}
+        binary: dict[str, bytes] = {}
         for name, limit in _BINARY_LIMITS.items():
             data = b64d(d[name])
             if len(data) > limit:
                 raise _bad_field(f"certificate field {name} is longer than {limit} bytes")
-            values[name] = data
-        return cls(**values)  # type: ignore[arg-type]
+            binary[name] = data
+        return cls(version=ints["version"], serial=ints["serial"], username=names["username"],
+                   signature_scheme=schemes["signature_scheme"], encryption_key=binary["encryption_key"],
+                   signing_key=binary["signing_key"], not_before=ints["not_before"], not_after=ints["not_after"],
+                   issuer=names["issuer"], issuer_scheme=schemes["issuer_scheme"], signature=binary["signature"])
 
 
 def _bad_field(message: str) -> RemoteProtocolError:
@@ -161,7 +166,7 @@ def issue_certificate(
     serial: int,
     now: int,
     validity_seconds: int,
-    ca_private_key: object,
+    ca_private_key: SigningKey,
     ca_scheme: SignatureScheme,
     random_bytes: RandomBytes = os.urandom,
 ) -> Certificate:
@@ -195,12 +200,12 @@ def _reject(rule: str) -> AuthenticationError:
     return AuthenticationError(f"certificate rejected: {rule}", ErrorCode.BAD_CERTIFICATE)
 
 
-def _load_keys(cert: Certificate) -> tuple[object, object]:
+def _load_keys(cert: Certificate) -> tuple[EncryptionPublicKey, VerifyKey]:
     try:
         encryption_key, signing_key = load_public_key(cert.encryption_key), load_public_key(cert.signing_key)
     except SecureChatError:
         raise _reject("a certified key cannot be loaded") from None
-    if not _is_rsa_encryption_key(encryption_key):
+    if not is_encryption_key(encryption_key):
         raise _reject("encryption key is not RSA of at least 2048 bits")
     if not SCHEMES[cert.signature_scheme].key_check(signing_key):
         raise _reject("signing key does not match the signature scheme")
@@ -208,8 +213,8 @@ def _load_keys(cert: Certificate) -> tuple[object, object]:
 
 
 def verify_certificate(
-    cert: Certificate, *, ca_public_key: object, ca_scheme: SignatureScheme, now: float, username: str | None = None
-) -> tuple[object, object]:
+    cert: Certificate, *, ca_public_key: VerifyKey, ca_scheme: SignatureScheme, now: float, username: str | None = None
+) -> tuple[EncryptionPublicKey, VerifyKey]:
     """Check *cert* against the CA key and the time *now*; returns (encryption key, signing key).
 
     Rules, in order: version, issuer is the CA's key fingerprint, issuer scheme is *ca_scheme*, the

@@ -16,6 +16,7 @@ from Crypto.PublicKey import ECC
 from Crypto.PublicKey.ECC import EccKey
 
 from securechat.crypto.encoding import RandomBytes, constant_time_equal
+from securechat.crypto.key_types import EphemeralKey
 from securechat.errors import AuthenticationError, ErrorCode
 
 #: Raw X25519 public key (and shared secret) length, RFC 7748 section 5.
@@ -24,18 +25,18 @@ _CURVE = "Curve25519"  # pycryptodome's name in EccKey.curve
 _BAD_SHARE = "bad key share"
 
 
-def generate_ephemeral(*, random_bytes: RandomBytes = os.urandom) -> tuple[object, bytes]:
+def generate_ephemeral(*, random_bytes: RandomBytes = os.urandom) -> tuple[EphemeralKey, bytes]:
     """A fresh X25519 key pair: (private key object, raw 32-byte public key)."""
     private_key = ECC.generate(curve="curve25519", randfunc=random_bytes)
     return private_key, bytes(private_key.public_key().export_key(format="raw"))
 
 
-def _private_from_raw(raw: bytes) -> object:
+def _private_from_raw(raw: bytes) -> EphemeralKey:
     """An X25519 private key object from its raw 32 bytes. For the Wycheproof vectors only."""
     return DH.import_x25519_private_key(raw)
 
 
-def shared_secret(private_key: object, peer_public: bytes) -> bytes:
+def shared_secret(private_key: EphemeralKey, peer_public: bytes) -> bytes:
     """The 32-byte X25519 shared secret between *private_key* and the peer's raw public key.
 
     pycryptodome 4.4 already refuses the low-order points (the 12 encodings of the 8-torsion

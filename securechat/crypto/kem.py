@@ -44,6 +44,7 @@ from Crypto.PublicKey import MLKEM
 from Crypto.PublicKey.MLKEM import MLKEMKey
 
 from securechat.crypto.encoding import RandomBytes
+from securechat.crypto.key_types import KemPrivateKey
 from securechat.errors import AuthenticationError, ErrorCode
 
 #: Raw FIPS 203 ML-KEM-768 encapsulation key length (FIPS 203, Table 3), as we send it.
@@ -56,7 +57,7 @@ _EXPORTER_CONTEXT = b""
 _BAD_SHARE = "bad key share"
 
 
-def generate_kem_key(*, random_bytes: RandomBytes = os.urandom) -> tuple[object, bytes]:
+def generate_kem_key(*, random_bytes: RandomBytes = os.urandom) -> tuple[KemPrivateKey, bytes]:
     """A fresh ML-KEM-768 key pair: (private key object, raw 1184-byte encapsulation key).
 
     The 64-byte seed comes from *random_bytes*, so a seeded source gives the same key pair.
@@ -99,7 +100,7 @@ def encapsulate(
     return ciphertext, secret
 
 
-def decapsulate(private_key: object, ciphertext: bytes, *, context: bytes) -> bytes:
+def decapsulate(private_key: KemPrivateKey, ciphertext: bytes, *, context: bytes) -> bytes:
     """The 32-byte secret that :func:`encapsulate` produced for *ciphertext* under *context*.
 
     A tampered ciphertext of the right length is not detected here (ML-KEM implicit rejection):

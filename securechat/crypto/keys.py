@@ -2,8 +2,9 @@
 
 Owns: the RSA encryption key size, the SubjectPublicKeyInfo (SPKI) DER form in which public keys
 travel and are certified, the encrypted PKCS#8 PEM form in which private keys rest on disk, key
-fingerprints, and ``describe_key`` for the notebooks. Key objects are pycryptodome's, passed around
-as opaque ``object``; only securechat.crypto looks inside them.
+fingerprints, and ``describe_key`` for the notebooks. Key objects are pycryptodome's; other packages
+name them by role with the aliases of ``securechat.crypto.key_types`` and only securechat.crypto
+looks inside them.
 
 Must not: do I/O (callers read and write the files), accept a public key in any form other than
 canonical SPKI DER, or write a private key unencrypted.
@@ -12,7 +13,8 @@ canonical SPKI DER, or write a private key unencrypted.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from Crypto import IncorrectPassphraseError
 from Crypto.PublicKey import DSA, ECC, RSA
@@ -22,6 +24,7 @@ from Crypto.PublicKey.RSA import RsaKey
 from Crypto.Util.asn1 import DerBitString, DerInteger, DerObjectId, DerSequence
 
 from securechat.crypto.encoding import RandomBytes, fingerprint
+from securechat.crypto.key_types import AnyKey, EncryptionPrivateKey, EncryptionPublicKey, PublicKey
 from securechat.crypto.signatures import DSA_2048_256_DOMAIN
 from securechat.errors import AuthenticationError, ErrorCode, RemoteProtocolError
 
@@ -43,7 +46,7 @@ def _dsa_domain(der: bytes) -> tuple[int, int, int]:
     return int(params[0]), int(params[1]), int(params[2])
 
 
-def _import_dsa(der: bytes) -> Any:
+def _import_dsa(der: bytes) -> DsaKey:
     """DSA SPKI import that skips re-proving the primality of our own fixed domain.
 
     pycryptodome's importer re-tests p and q for primality on every import (about 20 ms for L=2048). For the
@@ -61,7 +64,7 @@ def _import_dsa(der: bytes) -> Any:
 
 _DSA_OID = "1.2.840.10040.4.1"  # id-dsa (RFC 3279)
 # The SPKI algorithm OIDs we accept, each with the one importer that may read it.
-_IMPORTERS: dict[str, Any] = {
+_IMPORTERS: dict[str, Callable[[bytes], AnyKey]] = {
     "1.2.840.113549.1.1.1": RSA.import_key,  # rsaEncryption (RFC 8017)
     _DSA_OID: _import_dsa,
     "1.2.840.10045.2.1": ECC.import_key,  # id-ecPublicKey (RFC 5480)
@@ -80,27 +83,27 @@ _PRIVATE_KEY_FAILED = "private key file could not be opened"
 _BAD_PUBLIC_KEY = "public key is not a valid SubjectPublicKeyInfo of a supported kind"
 
 
-def _supported(key: object) -> bool:
+def _supported(key: object) -> TypeGuard[AnyKey]:
     return isinstance(key, (RsaKey, DsaKey)) or (isinstance(key, EccKey) and key.curve in _CURVES)
 
 
-def _require_supported(key: object) -> RsaKey | DsaKey | EccKey:
+def _require_supported(key: AnyKey) -> AnyKey:
     if isinstance(key, (RsaKey, DsaKey)) or (isinstance(key, EccKey) and key.curve in _CURVES):
         return key
     raise TypeError(f"unsupported key object {type(key).__name__}")
 
 
-def generate_encryption_key(*, random_bytes: RandomBytes = os.urandom) -> object:
+def generate_encryption_key(*, random_bytes: RandomBytes = os.urandom) -> EncryptionPrivateKey:
     """A new RSA-2048 private key (e = 65537) for RSA-OAEP key wrapping."""
     return RSA.generate(RSA_BITS, randfunc=random_bytes, e=_RSA_E)
 
 
-def public_of(key: object) -> object:
+def public_of(key: AnyKey) -> AnyKey:
     """The public half of *key* (itself if already public)."""
     return _require_supported(key).public_key()
 
 
-def public_key_der(key: object) -> bytes:
+def public_key_der(key: AnyKey) -> bytes:
     """The SubjectPublicKeyInfo DER (RFC 5280 4.1) of *key*'s public half.
 
     Works for RSA, DSA, ECC P-256 and Ed25519 key objects, public or private. ECC points are
@@ -110,7 +113,7 @@ def public_key_der(key: object) -> bytes:
     return bytes(der)
 
 
-def public_key_pem(key: object) -> str:
+def public_key_pem(key: AnyKey) -> str:
     """The SPKI of *key*'s public half as PEM text (``-----BEGIN PUBLIC KEY-----``), newline-terminated."""
     pem = _require_supported(key).public_key().export_key(format="PEM")
     # RSA and DSA return bytes, ECC returns str; none ends with a newline, as PEM files do.
@@ -125,14 +128,14 @@ def _algorithm_oid(der: bytes) -> str:
     return str(DerObjectId().decode(algorithm[0]).value)
 
 
-def _is_rsa_encryption_key(key: object) -> bool:
-    """True for an RSA key usable with RSA-OAEP here: 2048 to 4096 bits."""
+def is_encryption_key(key: AnyKey) -> TypeGuard[EncryptionPublicKey | EncryptionPrivateKey]:
+    """True for an RSA key usable with RSA-OAEP here (``wrap_key``/``unwrap_key``): 2048 to 4096 bits."""
     return isinstance(key, RsaKey) and RSA_BITS <= key.n.bit_length() <= _RSA_MAX_BITS
 
 
-def _acceptable_key(key: object) -> bool:
+def _acceptable_key(key: AnyKey) -> bool:
     if isinstance(key, RsaKey):
-        return _is_rsa_encryption_key(key)
+        return is_encryption_key(key)
     if isinstance(key, DsaKey):
         p, q, y = int(key.p), int(key.q), int(key.y)
         # pycryptodome checks 0 < y < p only; also demand y in the order-q subgroup (SP 800-89 5.3.1).
@@ -140,7 +143,7 @@ def _acceptable_key(key: object) -> bool:
     return isinstance(key, EccKey) and key.curve in _CURVES
 
 
-def load_public_key(der: bytes, *, reference_dsa_domain: bool = False) -> object:
+def load_public_key(der: bytes, *, reference_dsa_domain: bool = False) -> PublicKey:
     """Import a public key received from a peer, strictly.
 
     Accepts only canonical SPKI DER of an RSA (2048-4096 bits), DSA (p of 2048 or 3072 bits),
@@ -159,7 +162,7 @@ def load_public_key(der: bytes, *, reference_dsa_domain: bool = False) -> object
         oid = _algorithm_oid(der)
         if reference_dsa_domain and oid == _DSA_OID and _dsa_domain(der) != DSA_2048_256_DOMAIN:
             raise RemoteProtocolError("DSA keys must use the reference domain", ErrorCode.BAD_FIELD)
-        key = _IMPORTERS[oid](der)
+        key: AnyKey = _IMPORTERS[oid](der)
         canonical = not key.has_private() and public_key_der(key) == der
     except (KeyError, ValueError, IndexError, TypeError):
         canonical = False
@@ -168,7 +171,7 @@ def load_public_key(der: bytes, *, reference_dsa_domain: bool = False) -> object
     return key
 
 
-def private_key_pem(key: object, passphrase: str, *, random_bytes: RandomBytes = os.urandom) -> bytes:
+def private_key_pem(key: AnyKey, passphrase: str, *, random_bytes: RandomBytes = os.urandom) -> bytes:
     """*key* as an encrypted PKCS#8 PEM (``-----BEGIN ENCRYPTED PRIVATE KEY-----``).
 
     Protection: PBES2 with scrypt (N=2^14, r=8, p=5, 16-byte salt) and AES-256-CBC, readable by OpenSSL 3.0
@@ -215,7 +218,7 @@ def private_key_pem(key: object, passphrase: str, *, random_bytes: RandomBytes =
     return pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
 
 
-def load_private_key(pem: bytes, passphrase: str) -> object:
+def load_private_key(pem: bytes, passphrase: str) -> AnyKey:
     """Decrypt a private key written by ``private_key_pem``.
 
     Only encrypted PKCS#8 is accepted: a plaintext key file means the file was not written by us.
@@ -243,17 +246,17 @@ def load_private_key(pem: bytes, passphrase: str) -> object:
     raise failed
 
 
-def _import_private_der(der: bytes) -> object:
+def _import_private_der(der: bytes) -> EncryptionPrivateKey:
     """Unencrypted PKCS#8/PKCS#1 RSA private key DER. For the Wycheproof OAEP vectors only."""
     return RSA.import_key(der)
 
 
-def key_fingerprint(key: object) -> str:
+def key_fingerprint(key: AnyKey) -> str:
     """``fingerprint`` of the SPKI DER of *key*'s public half."""
     return fingerprint(public_key_der(key))
 
 
-def describe_key(key: object) -> dict[str, int | str]:
+def describe_key(key: AnyKey) -> dict[str, int | str]:
     """The numbers inside *key*, for notebooks: type, size in bits, then the components.
 
     RSA: n, e (and d if private). DSA: p, q, g, y (and x). ECC and Ed25519: curve, the public
@@ -284,6 +287,7 @@ __all__ = [
     "RSA_BITS",
     "describe_key",
     "generate_encryption_key",
+    "is_encryption_key",
     "key_fingerprint",
     "load_private_key",
     "load_public_key",

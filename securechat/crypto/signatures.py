@@ -28,6 +28,7 @@ from Crypto.PublicKey.RSA import RsaKey
 from Crypto.Signature import DSS, eddsa, pss
 
 from securechat.crypto.encoding import RandomBytes
+from securechat.crypto.key_types import AnyKey, SigningKey, VerifyKey
 from securechat.errors import AuthenticationError, ErrorCode, RemoteProtocolError
 
 _RSA_BITS = 2048
@@ -96,10 +97,12 @@ class SchemeParams:
     """
 
     name: str
-    generate: Callable[[RandomBytes], object]
+    generate: Callable[[RandomBytes], SigningKey]
+    # Any: each entry's sign/verify takes only the key class its key_check admits (DsaKey | EccKey for DSS,
+    # RsaKey for PSS), and sign()/verify() call it after that check; a Callable type cannot say so.
     sign: Callable[[Any, bytes, RandomBytes], bytes]
     verify: Callable[[Any, bytes, bytes], None]
-    key_check: Callable[[object], bool]
+    key_check: Callable[[AnyKey], bool]
     user_selectable: bool
 
 
@@ -114,19 +117,19 @@ def _pss(key: RsaKey, random_bytes: RandomBytes | None = None) -> Any:
     )
 
 
-def _is_rsa(key: object) -> bool:
+def _is_rsa(key: AnyKey) -> bool:
     return isinstance(key, RsaKey) and _RSA_BITS <= key.n.bit_length() <= _RSA_MAX_BITS
 
 
-def _is_dsa(key: object) -> bool:
+def _is_dsa(key: AnyKey) -> bool:
     return isinstance(key, DsaKey) and (key.p.bit_length(), key.q.bit_length()) == (_DSA_L_BITS, _DSA_N_BITS)
 
 
-def _is_p256(key: object) -> bool:
+def _is_p256(key: AnyKey) -> bool:
     return isinstance(key, EccKey) and key.curve == _P256
 
 
-def _is_ed25519(key: object) -> bool:
+def _is_ed25519(key: AnyKey) -> bool:
     return isinstance(key, EccKey) and key.curve == _ED25519
 
 
@@ -192,26 +195,26 @@ def parse_scheme(value: object) -> SignatureScheme:
     raise RemoteProtocolError("unknown signature scheme", ErrorCode.BAD_FIELD)
 
 
-def generate_signing_key(scheme: SignatureScheme, *, random_bytes: RandomBytes = os.urandom) -> object:
+def generate_signing_key(scheme: SignatureScheme, *, random_bytes: RandomBytes = os.urandom) -> SigningKey:
     """A new private key for *scheme* (DSA keys reuse ``DSA_2048_256_DOMAIN``)."""
     return SCHEMES[SignatureScheme(scheme)].generate(random_bytes)
 
 
-def sign(scheme: SignatureScheme, private_key: object, data: bytes, *, random_bytes: RandomBytes = os.urandom) -> bytes:
+def sign(scheme: SignatureScheme, private_key: SigningKey, data: bytes, *, random_bytes: RandomBytes = os.urandom) -> bytes:
     """Sign *data* (the exact bytes that travel) with *private_key* under *scheme*.
 
     Raises:
         ValueError: *private_key* is not a private key of the kind *scheme* needs (a local bug).
     """
     params = SCHEMES[SignatureScheme(scheme)]
-    if not params.key_check(private_key) or not private_key.has_private():  # type: ignore[attr-defined]
+    if not params.key_check(private_key) or not private_key.has_private():
         raise ValueError(f"key does not fit signature scheme {scheme}")
     if not isinstance(data, bytes):
         raise TypeError("data to sign must be bytes")
     return params.sign(private_key, data, random_bytes)
 
 
-def verify(scheme: SignatureScheme, public_key: object, data: bytes, signature: bytes) -> None:
+def verify(scheme: SignatureScheme, public_key: VerifyKey, data: bytes, signature: bytes) -> None:
     """Check that *signature* over *data* was made by *public_key* under *scheme*.
 
     Raises:

@@ -19,6 +19,7 @@ from Crypto.PublicKey.RSA import RsaKey
 from Crypto.Signature import pss
 
 from securechat.crypto.encoding import RandomBytes
+from securechat.crypto.key_types import EncryptionPrivateKey, EncryptionPublicKey
 from securechat.crypto.keys import RSA_BITS
 from securechat.errors import ErrorCode, IntegrityError
 
@@ -36,7 +37,7 @@ def _oaep(key: RsaKey, *, label: bytes = b"", random_bytes: RandomBytes | None =
     )
 
 
-def _check_rsa(key: object, *, private: bool) -> RsaKey:
+def _check_rsa(key: EncryptionPublicKey | EncryptionPrivateKey, *, private: bool) -> RsaKey:
     # A key of the wrong kind is the caller's bug, not something a peer can cause: TypeError.
     if not isinstance(key, RsaKey) or key.n.bit_length() < RSA_BITS:
         raise TypeError(f"key wrapping needs an RSA key of at least {RSA_BITS} bits")
@@ -45,7 +46,7 @@ def _check_rsa(key: object, *, private: bool) -> RsaKey:
     return key
 
 
-def wrap_key(public_key: object, key: bytes, *, random_bytes: RandomBytes = os.urandom) -> bytes:
+def wrap_key(public_key: EncryptionPublicKey, key: bytes, *, random_bytes: RandomBytes = os.urandom) -> bytes:
     """Encrypt the symmetric *key* to *public_key* (RSA >= 2048 bits) with RSA-OAEP-SHA256.
 
     Returns:
@@ -68,7 +69,7 @@ def _oaep_decrypt(private_key: RsaKey, wrapped: bytes, label: bytes) -> bytes:
         raise IntegrityError(_UNWRAP_FAILED, ErrorCode.KEY_UNWRAP_FAILED) from None
 
 
-def unwrap_key(private_key: object, wrapped: bytes, *, expected_length: int | None = 32) -> bytes:
+def unwrap_key(private_key: EncryptionPrivateKey, wrapped: bytes, *, expected_length: int | None = 32) -> bytes:
     """Recover a key wrapped by ``wrap_key``; *expected_length* None accepts any length.
 
     Raises:

@@ -6,6 +6,7 @@ Owns: the one ``queue.Queue`` through which every other thread talks to Tk (``po
 
 from __future__ import annotations
 
+import functools
 import queue
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ import tkinter as tk
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, TypeVarTuple
 
 from ..crypto.kdf import ScryptParams
 from ..keystore import DEFAULT_ROOT, KeyStore, read_server_key_file
@@ -22,6 +23,8 @@ from ..net.tcp_server import TcpServer
 from ..net.transport import parse_url
 from ..protocol.limits import ServerConfig
 from ..store import SqliteRegistry
+from .client_window import ClientWindow
+from .server_window import ServerWindow
 
 DEMO_SCRYPT_N = 2**14  # the demo's cost (run_demo.py does the same); the server's own default stays 2**17
 DEFAULT_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
@@ -30,6 +33,8 @@ DRAIN_MAX_ITEMS = 500  # per tick, so a flood of frames never starves the Tk loo
 SERVER_W, CLIENT_W, CLIENT_H = 560, 660, 520  # preferred sizes on a large screen
 MIN_SERVER_W, MIN_CLIENT_W = 340, 480  # below these a window stops being usable
 TITLE_BAR, TASKBAR = 30, 40  # what a window manager takes per row and at the screen's bottom edge
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 def tile(clients: int, screen_w: int, screen_h: int) -> tuple[str, list[str]]:
@@ -50,19 +55,20 @@ def tile(clients: int, screen_w: int, screen_h: int) -> tuple[str, list[str]]:
 
 
 class App:
-    """The Tk root, the server (if local) and the windows. Build it with ``launch``."""
+    """The Tk root, the server (if local) and the windows. Build it with ``launch``. It is the ``host.Host`` of
+    every client window."""
 
     def __init__(self, root: tk.Tk) -> None:
         self.root = root
-        self.inbox: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.Queue()
+        self.inbox: queue.Queue[Callable[[], None]] = queue.Queue()
         self.server: TcpServer | None = None
         self.registry: SqliteRegistry | None = None
         self.address: tuple[str, int] = ("127.0.0.1", 0)
         self.url: str | None = None  # a remote server's URL (tcp://, ws://, wss://; PROTOCOL.md 15)
         self.pinned: tuple[bytes, str] | None = None
         self.keystore: KeyStore = KeyStore(DEFAULT_ROOT)
-        self.server_window: Any = None
-        self.clients: list[Any] = []
+        self.server_window: ServerWindow | None = None
+        self.clients: list[ClientWindow] = []
         self.tmp_dir: str | None = None
         self._pools: list[ThreadPoolExecutor] = []
         self._closed = False
@@ -70,19 +76,19 @@ class App:
 
     # --- the thread boundary --------------------------------------------------------------------------------
 
-    def post(self, fn: Callable[..., None], *args: Any) -> None:
+    def post(self, fn: Callable[[*Ts], None], *args: *Ts) -> None:
         """Thread-safe: run ``fn(*args)`` on the Tk thread at the next drain."""
-        self.inbox.put((fn, args))
+        self.inbox.put(functools.partial(fn, *args))
 
     def pool(self, name: str) -> ThreadPoolExecutor:
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"securechat-gui-{name}")
         self._pools.append(executor)
         return executor
 
-    def run(self, executor: ThreadPoolExecutor, work: Callable[[], Any], done: Callable[[Any], None],
-            failed: Callable[[BaseException], None]) -> Future[Any]:
+    def run(self, executor: ThreadPoolExecutor, work: Callable[[], T], done: Callable[[T], None],
+            failed: Callable[[BaseException], None]) -> Future[T]:
         """Run blocking *work* off the Tk thread; *done*/*failed* are posted back through the queue."""
-        def finished(future: Future[Any]) -> None:
+        def finished(future: Future[T]) -> None:
             exc = future.exception()
             if exc is not None:
                 self.post(failed, exc)
@@ -95,11 +101,11 @@ class App:
     def _drain(self) -> None:
         for _ in range(DRAIN_MAX_ITEMS):
             try:
-                fn, args = self.inbox.get_nowait()
+                call = self.inbox.get_nowait()
             except queue.Empty:
                 break
             try:
-                fn(*args)
+                call()
             except tk.TclError:
                 pass  # a window closed while its event was in flight
         if not self._closed:
@@ -155,9 +161,6 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
            names: tuple[str, ...] = DEFAULT_NAMES, url: str | None = None, lobby: bool = False) -> App:
     """Build the root, start a local server (unless *host* or *url*), open the server window and *clients* windows.
     *lobby*: the local server puts every online user in the lobby chat (PROTOCOL.md 7.8)."""
-    from .client_window import ClientWindow
-    from .server_window import ServerWindow
-
     if url is not None:  # a remote server named by URL; checked before any window opens
         endpoint = parse_url(url)
         host, port = endpoint.host, endpoint.port
@@ -169,21 +172,21 @@ def launch(clients: int = 3, *, host: str | None = None, port: int | None = None
             app.tmp_dir = tempfile.mkdtemp(prefix="securechat-gui-")
             app.registry = SqliteRegistry(db or Path(app.tmp_dir) / "registry.db")
             server_key = app.registry.load_or_create_server_key("securechat-gui-demo")
-            app.server_window = ServerWindow(app, root)
+            log = app.server_window = ServerWindow(root)
             app.server = TcpServer(server_key=server_key, registry=app.registry,
                                    config=ServerConfig(scrypt=ScryptParams(n=scrypt_n), lobby=lobby),
-                                   on_event=lambda e: app.post(app.server_window.on_event, e)).start()
+                                   on_event=lambda e: app.post(log.on_event, e)).start()
             app.address = (app.server.address[0], int(app.server.address[1]))
             app.pinned = (server_key.public_der, server_key.scheme.value)
             app.keystore = KeyStore(keys_dir or Path(app.tmp_dir) / "keys")
-            app.server_window.started(app.address, server_key.public_der, server_key.scheme.value, scrypt_n)
+            log.started(app.address, server_key.public_der, server_key.scheme.value, scrypt_n)
         else:
             app.address = (host, port or 5050)
             app.url = str(endpoint) if url is not None else None
             app.keystore = KeyStore(keys_dir or DEFAULT_ROOT)
             app.pinned = read_server_key_file(server_key_file) if server_key_file else \
                 app.keystore.pinned_server(f"{host}:{app.address[1]}")
-            app.server_window = ServerWindow(app, root)
+            app.server_window = ServerWindow(root)
             app.server_window.remote(app.address)
         server_geometry, client_geometries = tile(clients, root.winfo_screenwidth(), root.winfo_screenheight())
         root.geometry(server_geometry)

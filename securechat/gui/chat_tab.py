@@ -1,32 +1,24 @@
-"""One chat tab of a client window: members, messages with their verification mark, send / invite / leave.
+"""One chat tab of a client window: its header, the chat's lines, and Send / Invite / Leave.
 
-Owns: showing verified events (``ChatKeyed``, ``ChatReceived``, ``MessageRejected``) as lines, every string
-someone else chose (text, names, chat ids, reasons, codes) through ``display.printable``; whether Send is
-usable (not while disconnected: the typed text stays in the entry). Must not: verify, decrypt or sign anything:
-the events it shows were checked by ``ClientProtocol``.
+Owns: the widgets of one chat and whether they are usable (Send not while disconnected: the typed text stays in the
+entry until the client took it). The words come from ``render``, which escapes every string someone else chose.
+Must not: verify, decrypt or sign anything: the events it shows were checked by ``ClientProtocol``.
 """
 
 from __future__ import annotations
 
-import time
-import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 from tkinter.scrolledtext import ScrolledText
 
 from ..display import printable
-from ..emoji import render
 from ..protocol import events as ev
-from ..protocol.vocabulary import ChatMode
+from . import render
+from .render import KEY_NOTES, VERIFIED, XOR_WARNING
+from .widgets import append_line, keep_wrapped
 
-VERIFIED = "\N{HEAVY CHECK MARK} signature verified"
-XOR_WARNING = "INSECURE (XOR of shares, no commitments): the last member to reveal chooses the key"
-KEY_NOTES: dict[str, str] = {
-    ChatMode.SERVER_KEY: "new key verified",
-    ChatMode.CONTRIBUTORY: "key agreed by every member and confirmed (the server cannot read)",
-    ChatMode.CONTRIBUTORY_XOR: "XOR key agreed (INSECURE variant)",
-    ChatMode.HYBRID: "membership verified; a fresh key per message",
-}
+__all__ = ["ChatTab", "KEY_NOTES", "MAX_LINES", "VERIFIED", "XOR_WARNING"]  # the words live in render.py
+
 MAX_LINES = 2000
 
 
@@ -37,11 +29,10 @@ class ChatTab(ttk.Frame):
         self.chat_id, self.epoch, self.active, self.connected = chat_id, 0, True, True
         self.members: tuple[str, ...] = ()
         self.mode = ""
-        self.unread = 0
-        self.label = f"chat {printable(chat_id[:6])}"
-        self.header = ttk.Label(self, text=f"chat {printable(chat_id[:8])}: waiting for the key ...", wraplength=600)
+        self.label = render.tab_label(chat_id)
+        self.header = ttk.Label(self, text=render.waiting_header(chat_id), wraplength=600)
         self.header.pack(anchor="w", fill="x")
-        self.header.bind("<Configure>", lambda e: self.header.configure(wraplength=max(200, e.width - 8)))
+        keep_wrapped(self.header)
         self.view = ScrolledText(self, height=10, wrap="word", font=("TkDefaultFont", 10))
         self.view.pack(fill="both", expand=True, pady=2)
         self.view.tag_configure("time", foreground="#888888")
@@ -85,22 +76,17 @@ class ChatTab(ttk.Frame):
         self.connected = connected
         self._set_active(self.active)
 
+    def set_invitees(self, names: list[str]) -> None:
+        """The names offered by the invite box (the online users but us)."""
+        self.invite_name.configure(values=[printable(name) for name in names])
+
     def lost(self) -> None:
         """The chat did not survive a reconnection (the server removed us when the connection dropped)."""
-        self._line(("this chat was lost when the connection dropped (the server removed you from it); "
-                    "open a new chat to continue", "warning"))
+        self._line((render.LOST, "warning"))
         self._set_active(False)
 
     def _line(self, *parts: tuple[str, str]) -> None:
-        self.view.configure(state="normal")
-        self.view.insert("end", time.strftime("%H:%M:%S "), "time")
-        for text, tag in parts:
-            self.view.insert("end", text, tag)
-        self.view.insert("end", "\n")
-        if int(self.view.index("end-1c").split(".")[0]) > MAX_LINES:
-            self.view.delete("1.0", "2.0")
-        self.view.see("end")
-        self.view.configure(state="disabled")
+        append_line(self.view, parts, max_lines=MAX_LINES)
 
     def system(self, text: str) -> None:
         self._line((text, "system"))
@@ -110,51 +96,36 @@ class ChatTab(ttk.Frame):
         if not self.mode:
             self.mode = mode
             if self.epoch == 0:
-                self.header.configure(text=f"chat {printable(self.chat_id[:8])} · mode {mode}: waiting for the key ...")
+                self.header.configure(text=render.waiting_header(self.chat_id, mode))
 
     def keyed(self, event: ev.ChatKeyed) -> None:
         first = not self.mode or self.epoch == 0
         self.epoch, self.members, self.active, self.mode = event.epoch, event.members, True, event.mode
         self._set_active(True)
-        members = ", ".join(printable(n) for n in event.members)
-        self.header.configure(text=f"chat {printable(self.chat_id[:8])} · mode {event.mode} · epoch {event.epoch} · "
-                                   f"{event.suite} · members: {members}")
-        change = f"; joined {', '.join(printable(n) for n in event.joined)}" if event.joined else ""
-        change += f"; left {', '.join(printable(n) for n in event.left)}" if event.left else ""
-        self.system(f"rekeyed: epoch {event.epoch}, members {members} "
-                    f"({event.reason} by {printable(event.actor)}{change}); "
-                    f"{KEY_NOTES.get(event.mode, 'new key verified')}")
-        if first and event.mode == ChatMode.CONTRIBUTORY_XOR:
-            self._line((f"\N{WARNING SIGN} {XOR_WARNING}", "warning"))
+        self.header.configure(text=render.keyed_header(event))
+        for line in render.keyed_lines(event, first=first):
+            self._line(*line)
 
     def received(self, event: ev.ChatReceived) -> None:
-        gap = f"  ({event.gap} missing before it)" if event.gap else ""
-        self._line((f"{printable(event.sender)}: ", "sender"), (printable(render(event.text)) + "  ", ""),
-                   (f"{VERIFIED} ({event.signature_scheme}){gap}", "verified"))
+        self._line(*render.received_line(event))
 
     def sent(self, me: str, text: str, scheme: str) -> None:
-        self._line((f"{printable(me)} (you): ", "sender"), (printable(render(text)) + "  ", ""),
-                   (f"signed with {scheme}, sent", "system"))
+        self._line(*render.sent_line(me, text, scheme))
 
     def rejected(self, event: ev.MessageRejected) -> None:
-        self._line((f"\N{WARNING SIGN} REJECTED message from {printable(event.sender)}: {printable(event.code)} "
-                    f"({printable(event.reason)}) — not shown", "warning"))
+        self._line(*render.rejected_line(event))
 
     def misbehaved(self, event: ev.PeerMisbehaved) -> None:
-        self._line((f"\N{WARNING SIGN} WARNING: {printable(event.sender)} MISBEHAVED at message {event.seq}: "
-                    f"{printable(event.code)} ({printable(event.reason)})", "warning"))
+        self._line(*render.misbehaved_line(event))
 
     def aborted(self, event: ev.ChatAborted) -> None:
-        self._line((f"\N{WARNING SIGN} KEY AGREEMENT ABORTED (epoch {event.epoch}): {printable(event.code)} "
-                    f"({printable(event.reason)}) — this epoch has no key", "warning"))
+        self._line(*render.aborted_line(event))
 
     def key_changed(self, event: ev.PeerKeyChanged) -> None:
-        self._line((f"\N{WARNING SIGN} WARNING: the keys of {printable(event.username)} CHANGED (pinned "
-                    f"{printable(event.pinned)}, now {printable(event.seen)}). Nothing is sent to or accepted from "
-                    f"them until you compare safety numbers (button \"Safety numbers\").", "warning"))
+        self._line(*render.key_changed_line(event))
 
     def left(self) -> None:
-        self.system("you left this chat; its next key will not be sent to you")
+        self.system(render.LEFT)
         self._set_active(False)
 
     def _set_active(self, active: bool) -> None:

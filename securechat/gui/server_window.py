@@ -6,22 +6,16 @@ carries names, sizes and codes only, so neither can this window).
 
 from __future__ import annotations
 
-import time
 import tkinter as tk
 from tkinter import ttk
 from tkinter.scrolledtext import ScrolledText
-from typing import Any
 
 from ..crypto.encoding import fingerprint
 from ..display import printable
 from ..protocol import events as ev
+from .widgets import append_line, keep_wrapped
 
 MAX_LOG_LINES = 2000
-
-
-def _rewrap(event: tk.Event[tk.Misc]) -> None:
-    """Keep a label's text wrapped to its current width (so nothing is cut when the window is narrow)."""
-    event.widget.configure(wraplength=max(200, event.width - 4))  # type: ignore[call-arg]
 
 
 def describe_server_event(event: ev.ServerEvent) -> str:
@@ -54,8 +48,8 @@ def describe_server_event(event: ev.ServerEvent) -> str:
 class ServerWindow:
     """Lives in the Tk root itself. ``on_event`` is called on the Tk thread (through ``App.post``)."""
 
-    def __init__(self, app: Any, root: tk.Tk) -> None:
-        self.app, self.root = app, root
+    def __init__(self, root: tk.Tk) -> None:
+        self.root = root
         self.counts = {"connections": 0, "online": 0, "relayed": 0, "bytes": 0}
         top = ttk.Frame(root, padding=6)
         top.pack(fill="x")
@@ -66,7 +60,7 @@ class ServerWindow:
         self.stats = ttk.Label(top, text="", wraplength=320, justify="left")
         self.stats.pack(anchor="w", fill="x", pady=(4, 0))
         for label in (self.info, self.stats):  # wrapped to the window's width, never cut
-            label.bind("<Configure>", _rewrap)
+            keep_wrapped(label, margin=4)
         ttk.Label(root, text="metadata log (names, sizes, codes — never contents)", padding=(6, 0),
                   wraplength=320).pack(anchor="w")
         self.log = ScrolledText(root, height=20, wrap="word", font=("TkFixedFont", 9))
@@ -101,13 +95,8 @@ class ServerWindow:
         self._show_stats()
 
     def add(self, line: str, tag: str = "") -> None:
-        self.log.configure(state="normal")
-        self.log.insert("end", time.strftime("%H:%M:%S "), "time")
-        self.log.insert("end", printable(line) + "\n", tag)  # user names and chat ids are chosen by clients
-        if int(self.log.index("end-1c").split(".")[0]) > MAX_LOG_LINES:
-            self.log.delete("1.0", "2.0")
-        self.log.see("end")
-        self.log.configure(state="disabled")
+        # user names and chat ids are chosen by clients
+        append_line(self.log, [(printable(line), tag)], max_lines=MAX_LOG_LINES)
 
     def text(self) -> str:
         return self.log.get("1.0", "end-1c")

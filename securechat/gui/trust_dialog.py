@@ -1,21 +1,25 @@
 """The safety-number and trust dialog of a client window (PROTOCOL.md 7.9).
 
-Owns: showing, for each peer we pinned or whose key changed, the safety number to read aloud, and, for a
-changed key, the pinned and the offered number side by side with the one way to accept it: typing the
-fingerprint the peer reads out. Must not: decide trust itself; ``TcpClient.accept_key_change`` pins exactly the
-fingerprint typed, or refuses. Every name and fingerprint is untrusted text and goes through
-``display.printable``.
+Owns: the window's one dialog (``SafetyNumbers``: opened on demand or when a peer's key changes, refreshed after
+each PeerKey* event, closed with the window; accepting runs on the window's worker thread), and in it showing,
+for each peer we pinned or whose key changed, the safety number to read aloud, and, for a changed key, the pinned
+and the offered number side by side with the one way to accept it: typing the fingerprint the peer reads out.
+Must not: decide trust itself; ``TcpClient.accept_key_change`` pins exactly the fingerprint typed, or refuses.
+Every name and fingerprint is untrusted text and goes through ``display.printable``.
 """
 
 from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from tkinter import ttk
-from typing import Any
 
 from ..display import explain, printable
 from ..errors import SecureChatError
+from ..net.tcp_client import TcpClient
+from .host import Host
+from .render import describe_error
 
 WRAP = 420
 
@@ -23,7 +27,7 @@ WRAP = 420
 class TrustDialog:
     """One Toplevel; ``refresh`` re-reads the client's pins and pending changes (after each PeerKey* event)."""
 
-    def __init__(self, parent: tk.Misc, client: Any, *, accept: Callable[[str, str], None],
+    def __init__(self, parent: tk.Misc, client: TcpClient, *, accept: Callable[[str, str], None],
                  close: Callable[[], None]) -> None:
         self.client = client
         self._accept = accept
@@ -70,7 +74,7 @@ class TrustDialog:
             self.select(selected)
         self._show()
 
-    def _selected_changed(self, _event: object) -> None:
+    def _selected_changed(self, _event: tk.Event[tk.Listbox]) -> None:
         self.message.configure(text="")
         self._show()
 
@@ -82,8 +86,7 @@ class TrustDialog:
             self._show()
 
     def selected(self) -> str | None:
-        chosen = self.peers.curselection()  # type: ignore[no-untyped-call]
-        return self.names[chosen[0]] if chosen and chosen[0] < len(self.names) else None
+        return next((name for i, name in enumerate(self.names) if self.peers.selection_includes(i)), None)
 
     def _pending(self) -> dict[str, tuple[str, str]]:
         try:
@@ -137,3 +140,49 @@ class TrustDialog:
             self.win.destroy()
         except tk.TclError:
             pass
+
+
+class SafetyNumbers:
+    """A client window's one ``TrustDialog`` (``dialog`` while it is open). A typed fingerprint is checked by
+    ``TcpClient.accept_key_change`` on *worker*; on success *trusted(name)* runs on the Tk thread (the window
+    saves its pins and says so), on failure the dialog says "NOT trusted" and why."""
+
+    def __init__(self, parent: tk.Misc, host: Host, worker: ThreadPoolExecutor, *,
+                 client: Callable[[], TcpClient | None], trusted: Callable[[str], None]) -> None:
+        self._parent, self._host, self._worker = parent, host, worker
+        self._client, self._trusted = client, trusted
+        self.dialog: TrustDialog | None = None
+
+    def open(self, client: TcpClient, name: str | None = None) -> None:
+        """Show the dialog (or bring it up to date), with *name* selected if given."""
+        if self.dialog is None:
+            self.dialog = TrustDialog(self._parent, client, accept=self._accept, close=self.close)
+        else:
+            self.dialog.client = client
+            self.dialog.refresh()
+        if name is not None:
+            self.dialog.select(name)
+
+    def refresh(self) -> None:
+        if self.dialog is not None:
+            self.dialog.refresh()
+
+    def close(self) -> None:
+        if self.dialog is not None:
+            self.dialog.destroy()
+            self.dialog = None
+
+    def _accept(self, name: str, fingerprint: str) -> None:
+        client = self._client()
+        if client is None:
+            return
+
+        def failed(exc: BaseException) -> None:
+            if self.dialog is not None:
+                self.dialog.failed(f"NOT trusted: {describe_error(exc)}")
+
+        def done(_none: None) -> None:
+            if self.dialog is not None:
+                self.dialog.accepted(name)
+            self._trusted(name)
+        self._host.run(self._worker, lambda: client.accept_key_change(name, fingerprint), done, failed)

@@ -170,8 +170,8 @@ class _ProofReplayer(ClientProtocol):
     """A client that sends a login whose password and signature it did not make (the attacker's client)."""
 
     def replay_login(self, login: CapturedLogin) -> int:
-        return self._request(m.Login(rid=self._next_rid, username=login.username, password=login.password,
-                                     signature=login.signature))
+        return self.link.request(m.Login(rid=self.link.next_rid, username=login.username, password=login.password,
+                                         signature=login.signature))
 
 
 def replay_login(host: str, port: int, login: CapturedLogin, *, server_key: tuple[bytes, str] | None,

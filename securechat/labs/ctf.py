@@ -69,6 +69,13 @@ def _default_keys(name: str, scheme: SignatureScheme) -> UserKeys:
     return generate_user_keys(scheme)
 
 
+@dataclass(frozen=True)
+class _Archived:
+    """A chat_message frame the archivist's connection received, handed from its reader thread to the director."""
+
+    data: bytes
+
+
 @dataclass
 class _Student:
     name: str
@@ -93,7 +100,7 @@ class CtfServer:
         self._keys = keys
         self._bots: dict[str, TcpClient] = {}
         self._bot_keys: dict[str, UserKeys] = {}
-        self._events: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._events: queue.Queue[tuple[str, ev.Event | _Archived]] = queue.Queue()
         self._students: dict[str, _Student] = {}
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -165,12 +172,13 @@ class CtfServer:
     def _archive_trace(self, entry: ev.TraceEntry) -> None:
         # runs on the archivist's reader thread with its client locked: only hand the frame on
         if entry.direction == "receive" and entry.layer == "inner" and b'"chat_message"' in entry.data:
-            self._events.put((ARCHIVIST, ("archive", entry.data)))
+            self._events.put((ARCHIVIST, _Archived(entry.data)))
 
     # --- the bots ---------------------------------------------------------------------------------------------
 
     def _direct(self) -> None:
         while not self._stopping.is_set():
+            item: ev.Event | _Archived | None
             try:
                 bot, item = self._events.get(timeout=0.2)
             except queue.Empty:
@@ -182,9 +190,9 @@ class CtfServer:
             except (SecureChatError, TimeoutError, OSError) as exc:
                 log.warning("ctf bot %s: %s", bot or "director", exc)
 
-    def _handle(self, bot: str, item: object) -> None:
-        if isinstance(item, tuple) and item[0] == "archive":
-            self._archive(bytes(item[1]))
+    def _handle(self, bot: str, item: ev.Event | _Archived) -> None:
+        if isinstance(item, _Archived):
+            self._archive(item.data)
         elif isinstance(item, ev.PresenceChanged) and bot == VAULT and item.online:
             if item.username == CAROL:
                 for student in self._students.values():

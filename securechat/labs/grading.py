@@ -127,8 +127,8 @@ class Course:
         bindir = str(Path(sys.executable).parent)
         if bindir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-        from nbgrader.apps import NbGraderAPI  # type: ignore[import-untyped]
-        from nbgrader.coursedir import CourseDirectory  # type: ignore[import-untyped]
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.coursedir import CourseDirectory
         from traitlets.config import Config
 
         config = Config()
@@ -172,7 +172,7 @@ class Course:
         import nbformat
 
         path = self.root / "autograded" / student / lab / f"{lab}.ipynb"
-        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        nb = nbformat.read(path, as_version=4)
         out = []
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
@@ -182,7 +182,7 @@ class Course:
         return out
 
     def _report(self, lab: str, student: str) -> GradeReport:
-        from nbgrader.api import Gradebook  # type: ignore[import-untyped]
+        from nbgrader.api import Gradebook
 
         with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=COURSE_ID) as gb:
             nb = gb.find_submission_notebook(lab, lab, student)
@@ -248,7 +248,7 @@ def lab_of(notebook: Path) -> str:
     import nbformat
 
     try:
-        nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+        nb = nbformat.read(notebook, as_version=4)
     except (OSError, ValueError) as exc:
         raise LabError(f"cannot read {notebook}: {exc}") from None
     meta = nb.metadata.get("securechat", {})

@@ -19,7 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import TypeVar
 
 from ..errors import ErrorCode, SecureChatError
 from ..protocol import events as ev
@@ -43,7 +44,7 @@ class ChatInfo:
     """A snapshot of one chat, taken under the client's lock (safe to read from any thread)."""
 
     chat_id: str
-    mode: str
+    mode: ChatMode
     suite: str
     epoch: int
     members: tuple[str, ...]
@@ -208,10 +209,10 @@ class TcpClient:
             self.protocol.pins.clear()
             self.protocol.pins.update(pins)
 
-    def chat_mode(self, chat_id: str) -> str | None:
+    def chat_mode(self, chat_id: str) -> ChatMode | None:
         with self._lock:
             chat = self.protocol.chats.get(chat_id)
-            return getattr(chat, "mode", None)
+            return None if chat is None else chat.mode
 
     def invite(self, chat_id: str, username: str) -> ev.ChatInvited:
         return self._call(lambda p: p.invite(chat_id, username), ev.ChatInvited)
@@ -243,13 +244,14 @@ class TcpClient:
     def __enter__(self) -> TcpClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close()
 
     def chat_epoch(self, chat_id: str) -> int:
         with self._lock:
             chat = self.protocol.chats.get(chat_id)
-            return int(getattr(chat, "epoch", 0))
+            return 0 if chat is None else chat.epoch
 
     def wait_for(self, kind: type[E], predicate: Callable[[E], bool] | None = None,
                  timeout: float | None = None) -> E:
@@ -304,12 +306,17 @@ class TcpClient:
         """Snapshots of every chat the protocol knows, in the order it learned them."""
         with self._lock:
             chats = list(self.protocol.chats.values())
-            return [ChatInfo(chat_id=c.chat_id, mode=c.mode, suite=c.suite, epoch=c.epoch,  # type: ignore[attr-defined]
-                             members=tuple(c.members), state=c.state.value)  # type: ignore[attr-defined]
+            return [ChatInfo(chat_id=c.chat_id, mode=c.mode, suite=c.suite, epoch=c.epoch,
+                             members=tuple(c.members), state=c.state.value)
                     for c in chats]
 
     def chat_info(self, chat_id: str) -> ChatInfo | None:
         return next((c for c in self.chat_list() if c.chat_id == chat_id), None)
+
+    def open_invitations(self) -> list[str]:
+        """The chat ids of the invitations to us not answered yet (PROTOCOL.md 7.11), oldest first."""
+        with self._lock:
+            return list(self.protocol.invitations)
 
     # --- internals --------------------------------------------------------------------------------------------
 
@@ -395,8 +402,8 @@ class TcpClient:
                 self._keyed[event.chat_id] = max(self._keyed.get(event.chat_id, 0), event.epoch)
             elif isinstance(event, ev.ChatAborted):
                 self._aborted[event.chat_id] = event
-            rid: Any = getattr(event, "rid", None)
-            if rid is not None and rid in self._waiting:
+            rid = getattr(event, "rid", None)  # a reply carries its request's id (PROTOCOL.md 3.2)
+            if isinstance(rid, int) and rid in self._waiting:
                 self._replies[rid] = event
             self._cond.notify_all()
         self._enqueue(event)

@@ -2,8 +2,8 @@
 
 Owns: ``parse_url`` (URL -> ``Endpoint``) and ``Transport``, a blocking connection that carries the securechat
 byte stream either on raw TCP or inside WebSocket binary messages (PROTOCOL.md 15), optionally over TLS. The
-WebSocket and TLS work is done by the sans-I/O layers of ``ws.py``; this module only moves their bytes on a
-standard-library socket. ``send`` may be called from one thread while another blocks in ``recv`` (TcpClient's
+WebSocket and TLS work is done by the sans-I/O layers of ``ws_client.py`` and ``tls.py``; this module only moves
+their bytes on a standard-library socket. ``send`` may be called from one thread while another blocks in ``recv`` (TcpClient's
 reader): the layers are touched under one lock. Must not: make protocol decisions or log contents.
 """
 
@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
 
-from .ws import PATH, CloseCode, TlsLayer, WsClientEndpoint, WsState
+from .tls import TlsLayer
+from .ws_client import WsClientEndpoint
+from .ws_endpoint import CloseCode, WsState
+from .ws_handshake import PATH
 
 READ_SIZE_BYTES = 256 * 1024
 

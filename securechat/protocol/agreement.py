@@ -23,17 +23,19 @@ from dataclasses import dataclass, field
 from ..crypto.certificates import CLOCK_SKEW_SECONDS
 from ..crypto.encoding import RandomBytes, constant_time_equal, encode_fields, hmac_sha256, sha256
 from ..crypto.kdf import hkdf_sha256
+from ..crypto.key_types import EncryptionPrivateKey, EncryptionPublicKey, SigningKey, VerifyKey
 from ..crypto.signatures import SignatureScheme, sign, verify
 from ..crypto.wrap import unwrap_key, wrap_key
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
 from .states import AgreementState, next_agreement_state
+from .vocabulary import ChatMode
 
 SHARE_BYTES = 32
 NONCE_BYTES = 16
 # PROTOCOL.md 7.6: an envelope's timestamp must be within this of the receiver's clock (docs/THREATS.md 49).
 TIMESTAMP_WINDOW_SECONDS = CLOCK_SKEW_SECONDS  # the one clock tolerance (PROTOCOL.md 6.3)
-SECURE, XOR = "contributory", "contributory-xor"
+SECURE, XOR = ChatMode.CONTRIBUTORY, ChatMode.CONTRIBUTORY_XOR
 # An honest member sends each other member at most a commitment, an envelope and a confirmation per epoch.
 MAX_INBOX_PER_MEMBER = 4
 
@@ -47,8 +49,8 @@ class Peer:
     """What the agreement needs of a member: its verified keys (from its certificate)."""
 
     scheme: SignatureScheme
-    signing_key: object
-    encryption_key: object
+    signing_key: VerifyKey
+    encryption_key: EncryptionPublicKey
 
 
 def commitment(chat_id: str, epoch: int, sender: str, share: bytes) -> bytes:
@@ -65,7 +67,7 @@ def envelope_signed_bytes(chat_id: str, epoch: int, sender: str, recipient: str,
                          timestamp)
 
 
-def derive_key(variant: str, chat_id: str, epoch: int, shares: dict[str, bytes], transcript: bytes) -> bytes:
+def derive_key(variant: ChatMode, chat_id: str, epoch: int, shares: dict[str, bytes], transcript: bytes) -> bytes:
     """PROTOCOL.md 7.6: HKDF over sorted (member, share) pairs and the transcript; XOR for the insecure variant."""
     if variant == XOR:
         key = bytes(SHARE_BYTES)
@@ -90,12 +92,12 @@ class Agreement:
 
     chat_id: str
     epoch: int
-    variant: str
+    variant: ChatMode  # SECURE or XOR
     members: tuple[str, ...]
     me: str
     my_scheme: SignatureScheme
-    my_signing_key: object
-    my_encryption_key: object
+    my_signing_key: SigningKey
+    my_encryption_key: EncryptionPrivateKey
     random_bytes: RandomBytes
     state: AgreementState = AgreementState.COMMITTING
     share: bytes = b""

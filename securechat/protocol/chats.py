@@ -1,74 +1,37 @@
 """The client's chats: key installation, sending, and end-to-end checks on what arrives (PROTOCOL.md 7).
 
-Owns: one ``ClientChat`` per chat (its ``ChatState``, epoch, key, sequence numbers) and the ``ChatBook`` that
-verifies key distributions against the server's key and chat messages against the sender's certificate.
+Owns: the ``ChatBook`` of a logged-in user: its chats (one ``client_chat.ClientChat`` each), the peer
+certificates verified so far with their pins (PROTOCOL.md 7.9), what the server may not change about a chat
+(7.10), messages held until their sender's certificate arrives (7.4); it verifies key distributions against the
+server's key and chat messages against the sender's certificate (hybrid mode's checks in ``hybrid.py``).
 Must not: build frames or talk to the channel; ``ClientProtocol`` does that with what this returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 from ..crypto import aead
 from ..crypto.certificates import Certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal
+from ..crypto.key_types import EncryptionPublicKey, VerifyKey
 from ..crypto.signatures import SignatureScheme, sign, verify
-from ..crypto.wrap import unwrap_key, wrap_key
+from ..crypto.wrap import unwrap_key
 from ..errors import ErrorCode, LocalProtocolError, SecureChatError
 from . import events as ev
-from .constructions import (
-    HYBRID_CHAIN_START, MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, hybrid_chain_hash,
-    hybrid_message_keys, hybrid_signed_bytes, root_from_path, sender_key, wrap_leaf,
-)
 from .agreement import Agreement
+from .client_chat import ClientChat as ClientChat, decrypt_text, keyed_event as keyed_event, rejected
+from .constructions import MAX_SEQ, chat_header, chat_key_signed_bytes, chat_signed_bytes, root_from_path, wrap_leaf
+from .hybrid import open_hybrid, seal_hybrid
 from .identity import UserKeys
 from .messages import KEYLESS_MODES, ChatEpoch, ChatKey, ChatMessage, ChatSend
-from .states import RECEIVE, SEND, ChatState, next_chat_state
+from .states import ChatState
+from .vocabulary import ChatMode, RekeyReason
 
 MAX_PENDING_MESSAGES = 1000  # messages held while a sender's certificate is fetched; older ones are dropped
 # PROTOCOL.md 7.10: a server may not make a client remember chats without end. The server's own limit is far
 # lower (max_chats_per_user, 64 by default, plus the lobby); past this a new chat id is refused.
 MAX_KNOWN_CHATS = 1024
-
-
-@dataclass
-class ClientChat:
-    chat_id: str
-    mode: str
-    suite: str
-    epoch: int
-    members: tuple[str, ...]
-    key: bytes | None  # None while a contributory agreement runs; unused in hybrid mode
-    state: ChatState = ChatState.ACTIVE
-    sent_seq: int = 0
-    last_seq: dict[str, int] = field(default_factory=dict)
-    sender_keys: dict[str, bytes] = field(default_factory=dict)
-    # hybrid mode (PROTOCOL.md 7.7): the chain hash of our last message, and of each sender's last one
-    sent_hash: bytes = HYBRID_CHAIN_START
-    last_hash: dict[str, bytes] = field(default_factory=dict)
-    # keyless modes (PROTOCOL.md 7.7): the signed chat_epoch that started this epoch, the members before it,
-    # and (contributory modes) the key agreement running for it
-    announcement: ChatEpoch | None = None
-    before: tuple[str, ...] = ()
-    agreement: Agreement | None = None
-
-    def new_epoch(self, epoch: int, members: tuple[str, ...], key: bytes | None) -> None:
-        """Move to a new epoch: its members and key, every counter and chain from the start.
-
-        New dicts, not cleared ones: a held message's snapshot keeps the previous epoch's (PROTOCOL.md 7.4).
-        """
-        self.epoch, self.members, self.key = epoch, members, key
-        self.sent_seq, self.last_seq, self.sender_keys = 0, {}, {}
-        self.sent_hash, self.last_hash = HYBRID_CHAIN_START, {}
-        self.announcement, self.agreement = None, None
-
-    def key_for(self, sender: str) -> bytes:
-        if self.key is None:
-            raise LocalProtocolError("no key for this epoch yet", ErrorCode.STALE_EPOCH)
-        if sender not in self.sender_keys:
-            self.sender_keys[sender] = sender_key(self.key, chat_id=self.chat_id, epoch=self.epoch, sender=sender)
-        return self.sender_keys[sender]
 
 
 class ChatBook:
@@ -79,7 +42,7 @@ class ChatBook:
         *,
         username: str,
         keys: UserKeys,
-        server_key: object,
+        server_key: VerifyKey,
         server_scheme: SignatureScheme,
         random_bytes: RandomBytes,
         pins: dict[str, str] | None = None,
@@ -94,7 +57,7 @@ class ChatBook:
         self.random_bytes = random_bytes
         self.chats: dict[str, ClientChat] = {}
         # name -> (certificate, signing public key, encryption public key), each verified against the CA
-        self.certificates: dict[str, tuple[Certificate, object, object]] = {}
+        self.certificates: dict[str, tuple[Certificate, VerifyKey, EncryptionPublicKey]] = {}
         self.pending: list[tuple[ChatMessage, ClientChat | None]] = []
         # PROTOCOL.md 7.9: identity fingerprints pinned on first sight (or verified out of band); a change is
         # refused until the user accepts it. The driver persists this dict.
@@ -103,10 +66,10 @@ class ChatBook:
         # PROTOCOL.md 7.9: the CA-valid certificate the server now presents for each refused name. It is
         # never trusted; it only lets the user compute the safety number of the OFFERED key and accept
         # exactly that key (accept_offered), never "whatever comes next".
-        self.offered: dict[str, tuple[Certificate, object, object]] = {}
+        self.offered: dict[str, tuple[Certificate, VerifyKey, EncryptionPublicKey]] = {}
         # PROTOCOL.md 7.10: what the server may not change. chat id -> (mode, suite, highest epoch installed),
         # kept after we leave a chat, so a re-invitation cannot switch the mode or go back in epochs either.
-        self._seen: dict[str, tuple[str, str, int]] = {}
+        self._seen: dict[str, tuple[ChatMode, str, int]] = {}
 
     @property
     def agreements(self) -> dict[str, Agreement]:
@@ -128,75 +91,87 @@ class ChatBook:
         """
         if keyed == (mode in KEYLESS_MODES):
             what = "a server-made key" if keyed else "a keyless epoch"
-            return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED, f"{what} cannot be used for mode {mode}")
+            return rejected(chat_id, "server", ErrorCode.MODE_CHANGED, f"{what} cannot be used for mode {mode}")
         seen = self._seen.get(chat_id)
         if seen is None:
             if len(self._seen) >= MAX_KNOWN_CHATS:
-                return _rejected(chat_id, "server", ErrorCode.LIMIT_EXCEEDED, "too many chats announced")
+                return rejected(chat_id, "server", ErrorCode.LIMIT_EXCEEDED, "too many chats announced")
             return None
         seen_mode, seen_suite, seen_epoch = seen
         if mode != seen_mode:
-            return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED,
-                             f"the server tried to change this chat from {seen_mode} to {mode}")
+            return rejected(chat_id, "server", ErrorCode.MODE_CHANGED,
+                            f"the server tried to change this chat from {seen_mode} to {mode}")
         if suite != seen_suite:
-            return _rejected(chat_id, "server", ErrorCode.MODE_CHANGED,
-                             f"the server tried to change this chat's cipher suite from {seen_suite} to {suite}")
+            return rejected(chat_id, "server", ErrorCode.MODE_CHANGED,
+                            f"the server tried to change this chat's cipher suite from {seen_suite} to {suite}")
         if epoch <= seen_epoch:
-            return _rejected(chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
+            return rejected(chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
         return None
 
     def record_epoch(self, chat_id: str, *, mode: str, suite: str, epoch: int) -> None:
         """Remember a verified epoch: its mode and suite are now fixed and later epochs must be higher."""
-        self._seen[chat_id] = (mode, suite, epoch)
+        self._seen[chat_id] = (ChatMode(mode), suite, epoch)
+
+    def admit(self, msg: ChatKey | ChatEpoch, *, keyed: bool) -> tuple[ClientChat | None, ev.MessageRejected | None]:
+        """The first checks of a ``chat_key`` (*keyed*) or ``chat_epoch``, before its signature: the chat it
+        moves to a new epoch (None for a new chat), and a rejection if the server may not do that now.
+
+        A chat we left is forgotten first: invited back, it starts afresh for us at the new epoch.
+        """
+        chat = self.chats.get(msg.chat_id)
+        if chat is not None and chat.state is ChatState.LEFT:
+            chat = None
+            del self.chats[msg.chat_id]
+        refused = self.check_continuity(chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite,
+                                        keyed=keyed)
+        if refused is None and chat is not None and msg.epoch <= chat.epoch:
+            refused = rejected(msg.chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
+        return chat, refused
+
+    def enter(self, chat: ClientChat | None, msg: ChatKey | ChatEpoch,
+              key: bytes | None) -> tuple[ClientChat, tuple[str, ...]]:
+        """Move *chat* (or a new chat) to the epoch *msg* announced, once every check passed, with *key* (None
+        while a contributory agreement runs, and in hybrid mode). Returns the chat and its members before."""
+        self.record_epoch(msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch)
+        before = chat.members if chat else ()
+        if chat is None:
+            chat = self.chats[msg.chat_id] = ClientChat(
+                chat_id=msg.chat_id, mode=ChatMode(msg.mode), suite=msg.suite, epoch=msg.epoch, members=msg.members,
+                key=key,
+            )
+        else:
+            chat.enter_epoch(msg.TYPE, msg.epoch, msg.members, key)  # chat_key or chat_epoch
+        return chat, before
 
     @staticmethod
     def check_membership(*, chat_id: str, reason: str, actor: str, members: tuple[str, ...]) -> ev.MessageRejected | None:
         """A signed membership must agree with its own reason (PROTOCOL.md 7.10): whoever opened, invited or
         joined is a member; whoever left or disconnected is not."""
         present = actor in members
-        if reason in ("leave", "disconnect") and present:
-            return _rejected(chat_id, "server", ErrorCode.MEMBERSHIP_INCONSISTENT,
-                             f"{actor} is said to have left but is still listed")
-        if reason in ("open", "invite", "join") and not present:
-            return _rejected(chat_id, "server", ErrorCode.MEMBERSHIP_INCONSISTENT,
-                             f"{actor} is said to have acted ({reason}) but is not a member")
+        if reason in (RekeyReason.LEAVE, RekeyReason.DISCONNECT) and present:
+            return rejected(chat_id, "server", ErrorCode.MEMBERSHIP_INCONSISTENT,
+                            f"{actor} is said to have left but is still listed")
+        if reason in (RekeyReason.OPEN, RekeyReason.INVITE, RekeyReason.JOIN) and not present:
+            return rejected(chat_id, "server", ErrorCode.MEMBERSHIP_INCONSISTENT,
+                            f"{actor} is said to have acted ({reason}) but is not a member")
         return None
 
     # --- key distributions -------------------------------------------------------------------------------
 
     def install_key(self, msg: ChatKey) -> ev.Event:
         """Verify and install a chat_key; returns ChatKeyed, or MessageRejected if a check fails."""
-        chat = self.chats.get(msg.chat_id)
-        if chat is not None and chat.state is ChatState.LEFT:
-            chat = None  # invited back after leaving: the chat starts afresh for us, at the new epoch
-            del self.chats[msg.chat_id]
-        refused = self.check_continuity(chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite,
-                                        keyed=True)
-        if refused is None and chat is not None and msg.epoch <= chat.epoch:
-            refused = _rejected(msg.chat_id, "server", ErrorCode.STALE_EPOCH, "epoch did not increase")
+        chat, refused = self.admit(msg, keyed=True)
         if refused is not None:
             return refused
         try:
             key = self._check_distribution(msg)
         except SecureChatError as exc:
-            return _rejected(msg.chat_id, "server", exc.code, str(exc.args[0]))
+            return rejected(msg.chat_id, "server", exc.code, str(exc.args[0]))
         refused = self.check_membership(chat_id=msg.chat_id, reason=msg.reason, actor=msg.actor, members=msg.members)
         if refused is not None:
             return refused
-        self.record_epoch(msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch)
-        before = chat.members if chat else ()
-        if chat is None:
-            chat = self.chats[msg.chat_id] = ClientChat(
-                chat_id=msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch, members=msg.members, key=key
-            )
-        else:
-            chat.state = next_chat_state(chat.state, RECEIVE, "chat_key")
-            chat.new_epoch(msg.epoch, msg.members, key)
-        return ev.ChatKeyed(
-            chat_id=msg.chat_id, epoch=msg.epoch, members=msg.members, reason=msg.reason, actor=msg.actor,
-            joined=tuple(m for m in msg.members if m not in before and before),
-            left=tuple(m for m in before if m not in msg.members), suite=msg.suite, mode=msg.mode,
-        )
+        _, before = self.enter(chat, msg, key)
+        return keyed_event(msg, before)
 
     def _check_distribution(self, msg: ChatKey) -> bytes:
         """PROTOCOL.md 7.2 client checks: the server's signature over the members and the wraps' Merkle root,
@@ -221,7 +196,7 @@ class ChatBook:
         chat = self.chats.get(chat_id)
         if chat is None:
             raise LocalProtocolError(f"no chat {chat_id}", ErrorCode.UNKNOWN_CHAT)
-        next_chat_state(chat.state, SEND, "chat_send")
+        chat.check("chat_send")
         if chat.sent_seq >= MAX_SEQ:
             raise LocalProtocolError("sequence numbers exhausted in this epoch", ErrorCode.LIMIT_EXCEEDED)
         try:
@@ -232,8 +207,15 @@ class ChatBook:
             raise LocalProtocolError("message longer than 64 KiB", ErrorCode.LIMIT_EXCEEDED)
         seq = chat.sent_seq + 1
         header = chat_header(chat_id=chat_id, epoch=chat.epoch, sender=self.username, seq=seq, suite=chat.suite)
-        if chat.mode == "hybrid":
-            return self._seal_hybrid(chat, header, plaintext, seq, rid)
+        if chat.mode == ChatMode.HYBRID:
+            recipients = tuple(n for n in chat.members if n != self.username)
+            missing = self.uncertified(recipients)
+            if missing:
+                raise LocalProtocolError(f"certificates of {', '.join(missing)} not verified yet; retry",
+                                         ErrorCode.BAD_CERTIFICATE)
+            return seal_hybrid(chat, header, plaintext, seq, rid, recipients=recipients,
+                               wrap_to=[self.certificates[n][2] for n in recipients], keys=self.keys,
+                               random_bytes=self.random_bytes)
         ciphertext = aead.seal(chat.key_for(self.username), plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
                                suite=aead.CipherSuite(chat.suite))
         signature = sign(self.keys.scheme, self.keys.signing_key, chat_signed_bytes(header, ciphertext),
@@ -241,29 +223,6 @@ class ChatBook:
         chat.sent_seq = seq
         return ChatSend(rid=rid, chat_id=chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
                         signature=signature)
-
-    def _seal_hybrid(self, chat: ClientChat, header: bytes, plaintext: bytes, seq: int, rid: int | None) -> ChatSend:
-        """PROTOCOL.md 7.7 (hybrid v2): a fresh message key wrapped for every other member, a key commitment and
-        the chain hash of our previous message, all under our signature."""
-        recipients = tuple(n for n in chat.members if n != self.username)
-        missing = self.uncertified(recipients)
-        if missing:
-            raise LocalProtocolError(f"certificates of {', '.join(missing)} not verified yet; retry",
-                                     ErrorCode.BAD_CERTIFICATE)
-        message_key = self.random_bytes(32)
-        wraps = tuple(wrap_key(self.certificates[n][2], message_key, random_bytes=self.random_bytes)
-                      for n in recipients)
-        encryption_key, commitment = hybrid_message_keys(message_key, header)
-        ciphertext = aead.seal(encryption_key, plaintext, aad=header, nonce=aead.nonce_from_counter(seq),
-                               suite=aead.CipherSuite(chat.suite))
-        prev_hash = chat.sent_hash
-        signed = hybrid_signed_bytes(header, ciphertext, recipients, wraps, commitment, prev_hash)
-        signature = sign(self.keys.scheme, self.keys.signing_key, signed,
-                         random_bytes=self.random_bytes)
-        chat.sent_seq, chat.sent_hash = seq, hybrid_chain_hash(signed)
-        return ChatSend(rid=rid, chat_id=chat.chat_id, epoch=chat.epoch, seq=seq, ciphertext=ciphertext,
-                        signature=signature, wrap_recipients=recipients, wraps=wraps, key_commitment=commitment,
-                        prev_hash=prev_hash)
 
     # --- receiving ------------------------------------------------------------------------------------------
 
@@ -276,7 +235,7 @@ class ChatBook:
                     cert, ca_public_key=self._server_key, ca_scheme=self._server_scheme, now=now,
                 )
             except SecureChatError as exc:
-                out.append(_rejected("", cert.username, exc.code, str(exc.args[0])))
+                out.append(rejected("", cert.username, exc.code, str(exc.args[0])))
                 continue
             seen = cert.identity_fingerprint()
             pinned = self.pins.get(cert.username)
@@ -353,103 +312,39 @@ class ChatBook:
         if snapshot is not None and chat is not None and snapshot.epoch != chat.epoch:
             chat = snapshot
         if chat is None or chat.state is ChatState.LEFT:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.UNKNOWN_CHAT, "message for a chat we are not in")]
+            return [rejected(msg.chat_id, msg.sender, ErrorCode.UNKNOWN_CHAT, "message for a chat we are not in")]
         if msg.epoch != chat.epoch:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.STALE_EPOCH,
-                              f"epoch {msg.epoch} is not {chat.epoch}")]
+            return [rejected(msg.chat_id, msg.sender, ErrorCode.STALE_EPOCH,
+                             f"epoch {msg.epoch} is not {chat.epoch}")]
         if msg.sender not in chat.members or msg.sender == self.username:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "sender is not a member of this epoch")]
+            return [rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "sender is not a member of this epoch")]
         entry = self.certificates.get(msg.sender)
         if entry is None:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")]
+            return [rejected(msg.chat_id, msg.sender, ErrorCode.BAD_CERTIFICATE, "no valid certificate for sender")]
         cert, signing_key, _ = entry
         header = chat_header(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, suite=chat.suite)
-        if chat.mode == "hybrid":
-            return self._receive_hybrid(chat, msg, header, cert, signing_key)
+        if chat.mode == ChatMode.HYBRID:
+            return open_hybrid(chat, msg, header, cert, signing_key, me=self.username,
+                               encryption_key=self.keys.encryption_key,
+                               verify_key_commitment=self.verify_key_commitment)
         try:
             # PROTOCOL.md 7.4: the algorithm comes from the sender's certificate, never from the message.
             verify(cert.signature_scheme, signing_key, chat_signed_bytes(header, msg.ciphertext), msg.signature)
         except SecureChatError:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")]
+            return [rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")]
         last = chat.last_seq.get(msg.sender, 0)
         if msg.seq <= last:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")]
+            return [rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")]
         try:
             key = chat.key_for(msg.sender)
         except SecureChatError as exc:
-            return [_rejected(msg.chat_id, msg.sender, exc.code, "no usable key for this message")]
-        text = _decrypt(key, msg, header, chat.suite)
+            return [rejected(msg.chat_id, msg.sender, exc.code, "no usable key for this message")]
+        text = decrypt_text(key, msg, header, chat.suite)
         if text is None:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_RECORD, "message does not decrypt")]
+            return [rejected(msg.chat_id, msg.sender, ErrorCode.BAD_RECORD, "message does not decrypt")]
         chat.last_seq[msg.sender] = msg.seq
         return [ev.ChatReceived(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq, text=text,
                                 signature_scheme=cert.signature_scheme.value, gap=msg.seq - last - 1)]
-
-    def _receive_hybrid(self, chat: ClientChat, msg: ChatMessage, header: bytes, cert: Certificate,
-                        signing_key: object) -> list[ev.Event]:
-        """PROTOCOL.md 7.7, the receiver's order of checks for hybrid v2.
-
-        Signature, then replay; from there the (sender, seq) is used up whatever follows, so a sender cannot
-        show one member one message and another member a second one under the same seq. Then the hash chain,
-        the wraps, the unwrap and the key commitment (constant time), and only then decryption: every member
-        who accepts holds the same key and so reads the same plaintext.
-        """
-        if msg.wrap_recipients is None or msg.wraps is None or msg.key_commitment is None or msg.prev_hash is None:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_FIELD,
-                              "hybrid message without wraps, key commitment or chain hash")]
-        signed = hybrid_signed_bytes(header, msg.ciphertext, msg.wrap_recipients, msg.wraps, msg.key_commitment,
-                                     msg.prev_hash)
-        try:
-            verify(cert.signature_scheme, signing_key, signed, msg.signature)
-        except SecureChatError:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.BAD_SIGNATURE, "signature does not verify")]
-        last = chat.last_seq.get(msg.sender, 0)
-        if msg.seq <= last:
-            return [_rejected(msg.chat_id, msg.sender, ErrorCode.REPLAY, f"seq {msg.seq} already seen")]
-        # From here on the message is the sender's, provably: its seq is used, and its hash is the chain's.
-        chat.last_seq[msg.sender] = msg.seq
-        expected = chat.last_hash.get(msg.sender, HYBRID_CHAIN_START)
-        chat.last_hash[msg.sender] = hybrid_chain_hash(signed)
-        events: list[ev.Event] = []
-        if msg.seq == last + 1 and not constant_time_equal(msg.prev_hash, expected):
-            events.append(self._misbehaved(
-                msg, ErrorCode.EQUIVOCATION, msg.seq - 1,
-                f"{msg.sender}'s message {msg.seq - 1} as we received it is not the one {msg.sender} went on from: "
-                "other members were shown a different message"))
-
-        def unreadable(reason: str) -> list[ev.Event]:
-            return events + [self._misbehaved(msg, ErrorCode.UNREADABLE_MESSAGE, msg.seq, reason)]
-
-        if set(msg.wrap_recipients) != set(chat.members) - {msg.sender}:
-            # PROTOCOL.md 7.7: a wrap for every other member of the epoch, and for nobody else
-            return events + [_rejected(msg.chat_id, msg.sender, ErrorCode.NOT_MEMBER, "wraps do not match the members")]
-        try:
-            message_key = self._message_key(msg)
-        except SecureChatError:
-            return unreadable(f"{msg.sender} signed a message whose key, wrapped for us, does not unwrap")
-        encryption_key, commitment = hybrid_message_keys(message_key, header)
-        if self.verify_key_commitment and not constant_time_equal(commitment, msg.key_commitment):
-            return unreadable(f"{msg.sender} wrapped a key for us that is not the key committed to in the message: "
-                              "members were given different keys")
-        text = _decrypt(encryption_key, msg, header, chat.suite)
-        if text is None:
-            return unreadable(f"{msg.sender} signed a message that does not decrypt under its committed key")
-        return events + [ev.ChatReceived(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq,
-                                         text=text, signature_scheme=cert.signature_scheme.value,
-                                         gap=msg.seq - last - 1)]
-
-    @staticmethod
-    def _misbehaved(msg: ChatMessage, code: ErrorCode, seq: int, reason: str) -> ev.PeerMisbehaved:
-        return ev.PeerMisbehaved(chat_id=msg.chat_id, sender=msg.sender, seq=seq, code=code, reason=reason)
-
-    def _message_key(self, msg: ChatMessage) -> bytes:
-        """Hybrid mode (PROTOCOL.md 7.7): our RSA-OAEP wrap of this message's own key."""
-        recipients, wraps = msg.wrap_recipients or (), msg.wraps or ()
-        if self.username not in recipients or len(recipients) != len(wraps):
-            raise SecureChatError("no wrap for us", ErrorCode.KEY_UNWRAP_FAILED)
-        wrap = wraps[recipients.index(self.username)]
-        return unwrap_key(self.keys.encryption_key, wrap, expected_length=32)
-
 
 def canonical_fingerprint(text: str) -> str:
     """A fingerprint as the user typed it (any case, with or without ':' or spaces) in the form
@@ -458,16 +353,3 @@ def canonical_fingerprint(text: str) -> str:
     if len(digits) != 32 or any(ch not in "0123456789abcdef" for ch in digits):
         return ""
     return ":".join(digits[i:i + 4] for i in range(0, 32, 4))
-
-
-def _decrypt(key: bytes, msg: ChatMessage, header: bytes, suite: str) -> str | None:
-    """The message's text, or None if it does not authenticate or is not UTF-8 (PROTOCOL.md 7.4 step 5)."""
-    try:
-        return aead.unseal(key, msg.ciphertext, aad=header, nonce=aead.nonce_from_counter(msg.seq),
-                           suite=aead.CipherSuite(suite)).decode("utf-8")
-    except (SecureChatError, UnicodeDecodeError):
-        return None
-
-
-def _rejected(chat_id: str, sender: str, code: ErrorCode | str, reason: str) -> ev.MessageRejected:
-    return ev.MessageRejected(chat_id=chat_id, sender=sender, code=ErrorCode(code), reason=reason)

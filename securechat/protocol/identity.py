@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..crypto.encoding import RandomBytes
+from ..crypto.key_types import EncryptionPrivateKey, SigningKey
 from ..crypto.keys import generate_encryption_key, key_fingerprint, public_key_der
 from ..crypto.signatures import SignatureScheme, generate_signing_key
 
@@ -21,8 +22,8 @@ class UserKeys:
     """Private keys never leave the client; only ``encryption_public``/``signing_public`` are sent."""
 
     scheme: SignatureScheme
-    encryption_key: object
-    signing_key: object
+    encryption_key: EncryptionPrivateKey
+    signing_key: SigningKey
 
     @property
     def encryption_public(self) -> bytes:

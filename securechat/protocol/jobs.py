@@ -12,11 +12,12 @@ from __future__ import annotations
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ..crypto import kdf
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal
+from ..crypto.key_types import EncryptionPrivateKey, EncryptionPublicKey, SigningKey
 from ..crypto.keys import generate_encryption_key, load_public_key, public_key_der
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
@@ -33,7 +34,7 @@ from .registry import Registry, UserRecord
 class ServerKey:
     """The server's long-term signing key: it signs handshakes, certificates and key distributions."""
 
-    private_key: object
+    private_key: SigningKey
     scheme: SignatureScheme
     public_der: bytes
 
@@ -90,21 +91,25 @@ class FairQueue(Generic[T]):
         return self._size
 
 
-@dataclass(eq=False)
+# The jobs below are made by keyword only; a field without a default (the registry, the server key, the request,
+# the randomness source) is one the job cannot run without, so leaving it out fails where the job is made.
+
+
+@dataclass(eq=False, kw_only=True)
 class LoginJob(Job):
     """PROTOCOL.md 6.2: password and transcript signature checked together, at the same cost for unknown users."""
 
-    registry: Registry = field(default=None)  # type: ignore[assignment]
+    registry: Registry
     username: str = ""
     password: str = ""
     signature: bytes = b""
     transcript: bytes = b""
     dummy_record: str = ""
-    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    ca: ServerKey
     now: float = 0.0
     lab_unbound: bool = False  # LAB ONLY (PROTOCOL.md 16.1, unbound-login): also accept a proof over no transcript
     record: UserRecord | None = None
-    encryption_key: object = None
+    encryption_key: EncryptionPublicKey | None = None
 
     decoys: dict[SignatureScheme, Decoy] = field(default_factory=dict)
 
@@ -150,7 +155,7 @@ class LoginJob(Job):
 
 DECOY_USERNAME = "~decoy"  # not a valid username (PROTOCOL.md 3.2), so nobody can register it
 DECOY_SIGNED_BYTES = b"securechat v1 decoy login"
-_DECOY_KEYS: dict[SignatureScheme, tuple[object, object]] = {}  # scheme -> (encryption key, signing key)
+_DECOY_KEYS: dict[SignatureScheme, tuple[EncryptionPrivateKey, SigningKey]] = {}  # scheme -> (encryption key, signing key)
 
 
 @dataclass(frozen=True)
@@ -180,21 +185,21 @@ def make_decoys(ca: ServerKey) -> dict[SignatureScheme, Decoy]:
     return decoys
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class RegisterJob(Job):
     """PROTOCOL.md 6.1: check both proofs of possession, hash the password, issue the certificate, store."""
 
-    registry: Registry = field(default=None)  # type: ignore[assignment]
-    request: m.Register = field(default=None)  # type: ignore[assignment]
-    proof: m.RegisterProof = field(default=None)  # type: ignore[assignment]
+    registry: Registry
+    request: m.Register
+    proof: m.RegisterProof
     expected_nonce: bytes = b""
     transcript: bytes = b""
     params: kdf.ScryptParams = kdf.OWASP_SCRYPT
-    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    ca: ServerKey
     validity_seconds: int = 0
     serial: int = 0
     now: float = 0.0
-    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    random_bytes: RandomBytes
     certificate: Certificate | None = None
     lookalike: str = ""  # set by run(): the registered name this one looks like (PROTOCOL.md 3.2)
 
@@ -237,19 +242,19 @@ class RegisterJob(Job):
         self.outcome, self.certificate = JobOutcome.REGISTERED, cert
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class RenewJob(Job):
     """PROTOCOL.md 6.6: check the renewal signature with the certified key, then certify the same keys anew."""
 
-    registry: Registry = field(default=None)  # type: ignore[assignment]
+    registry: Registry
     username: str = ""
     signature: bytes = b""
     transcript: bytes = b""
-    ca: ServerKey = field(default=None)  # type: ignore[assignment]
+    ca: ServerKey
     validity_seconds: int = 0
     serial: int = 0
     now: float = 0.0
-    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    random_bytes: RandomBytes
     certificate: Certificate | None = None
 
     def run(self) -> None:
@@ -279,7 +284,7 @@ class RenewJob(Job):
         self.outcome, self.certificate = JobOutcome.RENEWED, cert
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class ChatKeyJob(Job):
     """PROTOCOL.md 7.2: a fresh 256-bit key wrapped for every member, one server signature over it all."""
 
@@ -290,9 +295,9 @@ class ChatKeyJob(Job):
     reason: str = ""
     actor: str = ""
     members: tuple[str, ...] = ()
-    encryption_keys: tuple[Any, ...] = ()
-    ca: ServerKey = field(default=None)  # type: ignore[assignment]
-    random_bytes: RandomBytes = field(default=None)  # type: ignore[assignment]
+    encryption_keys: tuple[EncryptionPublicKey, ...] = ()
+    ca: ServerKey
+    random_bytes: RandomBytes
     messages: dict[str, m.ChatKey] = field(default_factory=dict)
 
     def run(self) -> None:

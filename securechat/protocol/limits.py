@@ -135,6 +135,10 @@ class AddressBuckets:
             self._buckets.popitem(last=False)
         return bucket.take(now)
 
+    def __len__(self) -> int:
+        """How many addresses are tracked now (at most ``tracked_keys``)."""
+        return len(self._buckets)
+
 
 class TokenBucket:
     """A request budget: ``rate`` per second, up to ``burst`` saved (docs/THREATS.md 15)."""

@@ -16,11 +16,10 @@ from ..errors import ErrorCode, SecureChatError
 from . import events as ev
 from . import messages as m
 from .agreement import Agreement, AgreementFailed, Peer
-from .chats import ChatBook, ClientChat
+from .chats import ChatBook, ClientChat, keyed_event
 from .constructions import chat_epoch_signed_bytes
-from .states import RECEIVE, AgreementState, ChatState, next_chat_state
-
-CONTRIBUTORY = ("contributory", "contributory-xor")
+from .states import AgreementState
+from .vocabulary import CONTRIBUTORY_MODES, ChatMode
 
 
 @dataclass
@@ -38,14 +37,7 @@ class Step:
 
 def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> Step:
     """Verify the server's signature on the membership and move the chat to the new epoch (PROTOCOL.md 7.7)."""
-    chat = book.chats.get(msg.chat_id)
-    if chat is not None and chat.state is ChatState.LEFT:
-        del book.chats[msg.chat_id]
-        chat = None
-    refused = book.check_continuity(chat_id=msg.chat_id, epoch=msg.epoch, mode=msg.mode, suite=msg.suite,
-                                    keyed=False)
-    if refused is None and chat is not None and msg.epoch <= chat.epoch:
-        refused = _rejected(msg, ErrorCode.STALE_EPOCH, "epoch did not increase")
+    chat, refused = book.admit(msg, keyed=False)
     if refused is not None:
         return Step([refused])
     try:
@@ -59,24 +51,18 @@ def install_epoch(book: ChatBook, msg: m.ChatEpoch, now: float) -> Step:
     refused = book.check_membership(chat_id=msg.chat_id, reason=msg.reason, actor=msg.actor, members=msg.members)
     if refused is not None:
         return Step([refused])
-    book.record_epoch(msg.chat_id, mode=msg.mode, suite=msg.suite, epoch=msg.epoch)
-    before = chat.members if chat else ()
-    if chat is None:
-        chat = book.chats[msg.chat_id] = ClientChat(chat_id=msg.chat_id, mode=msg.mode, suite=msg.suite,
-                                                    epoch=msg.epoch, members=msg.members, key=None)
-    else:
-        chat.state = next_chat_state(chat.state, RECEIVE, "chat_epoch")
-        chat.new_epoch(msg.epoch, msg.members, None)
+    chat, before = book.enter(chat, msg, None)
     chat.announcement, chat.before = msg, before
-    if msg.mode not in CONTRIBUTORY:
-        return Step([_keyed(msg, before)])
+    if msg.mode not in CONTRIBUTORY_MODES:
+        return Step([keyed_event(msg, before)])
     if len(msg.members) == 1:
         chat.key = book.random_bytes(32)  # a contributory chat of one: nobody else to agree with
-        return Step([_keyed(msg, before)])
+        return Step([keyed_event(msg, before)])
     keys = book.keys
-    chat.agreement = Agreement(chat_id=msg.chat_id, epoch=msg.epoch, variant=msg.mode, members=msg.members,
-                               me=book.username, my_scheme=keys.scheme, my_signing_key=keys.signing_key,
-                               my_encryption_key=keys.encryption_key, random_bytes=book.random_bytes)
+    chat.agreement = Agreement(chat_id=msg.chat_id, epoch=msg.epoch, variant=ChatMode(msg.mode),
+                               members=msg.members, me=book.username, my_scheme=keys.scheme,
+                               my_signing_key=keys.signing_key, my_encryption_key=keys.encryption_key,
+                               random_bytes=book.random_bytes)
     step = Step(send=list(chat.agreement.start()))
     step += advance(book, chat, now)
     return step
@@ -121,7 +107,7 @@ def advance(book: ChatBook, chat: ClientChat, now: float) -> Step:
     if agreement.state is AgreementState.DONE:
         chat.agreement = None
         if chat.announcement is not None:
-            return Step([_keyed(chat.announcement, chat.before)], send)
+            return Step([keyed_event(chat.announcement, chat.before)], send)
     return Step([], send)
 
 
@@ -129,7 +115,7 @@ def _aborted(chat: ClientChat, agreement: Agreement, exc: AgreementFailed) -> St
     chat.agreement = None
     if chat.epoch == agreement.epoch:
         # An aborted epoch has no key: nothing is sent or read under the unconfirmed one.
-        chat.key, chat.sender_keys = None, {}
+        chat.abort_epoch()
     return Step([ev.ChatAborted(chat_id=chat.chat_id, epoch=agreement.epoch, code=exc.code,
                                 reason=str(exc.args[0]))])
 
@@ -148,13 +134,7 @@ def can_send(book: ChatBook, chat_id: str) -> bool:
     chat = book.chats.get(chat_id)
     if chat is None:
         return True  # seal() reports the unknown chat
-    return chat.agreement is None and not (chat.mode in CONTRIBUTORY and chat.key is None)
-
-
-def _keyed(msg: m.ChatEpoch, before: tuple[str, ...]) -> ev.ChatKeyed:
-    return ev.ChatKeyed(chat_id=msg.chat_id, epoch=msg.epoch, members=msg.members, reason=msg.reason,
-                        actor=msg.actor, joined=tuple(n for n in msg.members if n not in before and before),
-                        left=tuple(n for n in before if n not in msg.members), suite=msg.suite, mode=msg.mode)
+    return chat.agreement is None and not (chat.mode in CONTRIBUTORY_MODES and chat.key is None)
 
 
 def _rejected(msg: m.ChatEpoch, code: ErrorCode, reason: str) -> ev.MessageRejected:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from ..crypto import kdf
 from ..crypto.encoding import RandomBytes
-from ..crypto.keys import load_public_key
+from ..crypto.keys import is_encryption_key, load_public_key
 from ..crypto.signatures import SCHEMES, SignatureScheme
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, RemoteProtocolError, SecureChatError
@@ -89,8 +89,7 @@ class Accounts:
         except SecureChatError as exc:
             raise RemoteProtocolError(str(exc.args[0]) if "DSA" in str(exc.args[0]) else "public key unreadable",
                                       ErrorCode.BAD_FIELD) from None
-        if not SCHEMES[scheme].key_check(signing_key) or not SCHEMES[SignatureScheme.RSA_PSS_SHA256].key_check(
-                encryption_key):
+        if not SCHEMES[scheme].key_check(signing_key) or not is_encryption_key(encryption_key):
             raise RemoteProtocolError("key does not fit its declared use", ErrorCode.BAD_FIELD)
         p.state = next_peer_state(p.state, "register")
         p.register, p.register_nonce = msg, self._random_bytes(32)
@@ -181,7 +180,7 @@ class Accounts:
                                      fatal=False, ref="login")
             return
         p.state = next_peer_state_on_job(p.state, job.outcome)
-        if job.outcome is not JobOutcome.LOGGED_IN or job.record is None:
+        if job.outcome is not JobOutcome.LOGGED_IN or job.record is None or job.encryption_key is None:
             self.throttle.failed(job.username, p.address, self._clock())
             # docs/THREATS.md 17: one message for unknown user, wrong password and bad proof alike.
             self._outbox.reply_error(p, ErrorCode.AUTH_FAILED, "login failed", job, ref="login")

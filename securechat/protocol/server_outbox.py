@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..errors import ErrorCode
 from . import events as ev
@@ -22,6 +23,15 @@ from .limits import TokenBucket
 from .states import PeerState
 
 Tracer = Callable[[ev.TraceEntry], None]
+
+
+class Request(Protocol):
+    """What an ``error`` reply needs of a request that is not a message (a job): its request id, if any.
+
+    A message's ``rid`` (most messages have one) and ``TYPE`` are read where present."""
+
+    @property
+    def rid(self) -> int | None: ...
 
 
 @dataclass(eq=False)
@@ -108,8 +118,8 @@ class Outbox:
     def find(self, peer: int) -> Peer | None:
         return self._peers.get(peer)
 
-    def reply_error(self, p: Peer, code: ErrorCode, text: str, request: object, *, fatal: bool = False,
-                    ref: str | None = None, counted: bool = False) -> None:
+    def reply_error(self, p: Peer, code: ErrorCode, text: str, request: m.Message | Request | None, *,
+                    fatal: bool = False, ref: str | None = None, counted: bool = False) -> None:
         """Answer *request* with an ``error`` (PROTOCOL.md 9); *counted*: already counted against the peer."""
         rid = getattr(request, "rid", None)
         kind = ref or getattr(request, "TYPE", None)

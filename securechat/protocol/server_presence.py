@@ -7,6 +7,7 @@ decide who may log in (``Accounts``) or what happens to their chats (``ChatRelay
 
 from __future__ import annotations
 
+from ..crypto.key_types import EncryptionPublicKey
 from . import messages as m
 from .codec import encode_frame
 from .server_outbox import Outbox
@@ -16,7 +17,7 @@ class Presence:
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
         self.online: dict[str, int] = {}                   # username -> peer id
-        self._encryption_keys: dict[str, object] = {}      # online users' certified RSA-OAEP keys
+        self._encryption_keys: dict[str, EncryptionPublicKey] = {}      # online users' certified RSA-OAEP keys
 
     def __contains__(self, username: str) -> bool:
         return username in self.online
@@ -27,10 +28,10 @@ class Presence:
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self.online))
 
-    def encryption_key(self, username: str) -> object:
+    def encryption_key(self, username: str) -> EncryptionPublicKey:
         return self._encryption_keys[username]
 
-    def arrive(self, username: str, peer: int, encryption_key: object) -> None:
+    def arrive(self, username: str, peer: int, encryption_key: EncryptionPublicKey) -> None:
         self.online[username] = peer
         self._encryption_keys[username] = encryption_key
 

@@ -108,7 +108,8 @@ def _notes(event: SequenceEvent, annotate: bool | Mapping[str, str]) -> str:
 
 def _new_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
     if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
+        fig = ax.figure  # the root figure is what the caller gets back, even for axes in a subfigure
+        return (fig if isinstance(fig, Figure) else fig.figure), ax
     fig = NotebookFigure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..crypto.kdf import FAST_SCRYPT
 from ..crypto.signatures import SignatureScheme
@@ -47,6 +47,9 @@ from ..protocol.vocabulary import ChatMode
 from ..protocol import events as ev
 from ..protocol.identity import UserKeys, generate_user_keys
 from ..protocol.limits import ServerConfig
+
+if TYPE_CHECKING:
+    from ..net.tcp_client import TcpClient
 
 # --- the language ----------------------------------------------------------------------------------------------
 
@@ -289,7 +292,7 @@ def run_in_simulation(steps: Sequence[Step], *, seed: int = 1) -> Outcome:
 class _SocketUser:
     """One TcpClient and the events it received so far (drained from its queue, in order)."""
 
-    def __init__(self, name: str, client: Any) -> None:
+    def __init__(self, name: str, client: TcpClient) -> None:
         self.name, self.client = name, client
         self.seen: list[ev.Event] = []
 
@@ -361,6 +364,9 @@ def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0, transport:
     def messages(user: str, step: Send) -> int:
         return sum(1 for e in book.received.get(user, ()) if e[:4] == ("message", step.label, step.user, step.text))
 
+    def more_messages(user: str, step: Send, count: int) -> Callable[[list[ev.Event]], bool]:
+        return lambda _seen: messages(user, step) > count
+
     def epoch(label: str) -> int:
         chat_id = book.chat_ids[label]
         return max((u.client.keyed_epoch(chat_id) for u in users.values()), default=0)
@@ -413,8 +419,7 @@ def run_over_sockets(steps: Sequence[Step], *, timeout: float = 10.0, transport:
                     client.send(book.chat_ids[step.label], step.text)
                     for name, count in before.items():
                         if name != step.user and name in book.online:
-                            wait(name, f"message {step.text!r}",
-                                 lambda _seen, n=name, c=count, s=step: messages(n, s) > c)  # type: ignore[misc]
+                            wait(name, f"message {step.text!r}", more_messages(name, step, count))
                 elif isinstance(step, Logout):
                     rekeys = {label: epoch(label) + 1 for label, names in members.items() if step.user in names}
                     client.logout()

@@ -4,84 +4,35 @@ Owns: ``Simulation``, which wires one ``ServerProtocol`` and any number of ``Cli
 through a queue of frames in flight, with a seeded random source and a virtual clock so a run can be replayed
 exactly. Every chunk crossing the "wire" is recorded in ``trace`` (who, to whom, type, size, bytes, and what the
 simulation knows is inside the records); ``eavesdropper_view`` shows what a passive observer sees and
-``intercept`` lets an active attacker drop, delay, duplicate, reorder, modify, reflect or inject frames: the
-Mallory helpers at the end of this module build such interceptors (``drop``, ``delay``, ``duplicate``,
-``replay``, ``reorder``, ``modify``, ``flip_bit``, ``reflect``, ``inject_frame``, ``capture``, ``chain``).
+``intercept`` lets an active attacker drop, delay, duplicate, reorder, modify, reflect or inject frames.
 Slow server jobs run inline. Must not: open sockets or threads.
+
+The wire's types (``Frame``, ``WireRecord``, ``SERVER``, ``HELD``) live in ``teaching/wire.py`` and Mallory's
+interceptor factories (``drop``, ``delay``, ``duplicate``, ``replay``, ``reorder``, ``modify``, ``flip_bit``,
+``tamper``, ``reflect``, ``inject_frame``, ``capture``, ``chain``) in ``teaching/mallory.py``; both are
+re-exported here, so ``from securechat.simulation import Simulation, SERVER, tamper`` keeps working.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..crypto.kdf import FAST_SCRYPT
 from ..crypto.signatures import SignatureScheme
-from ..errors import SecureChatError
 from ..protocol import events as ev
 from ..protocol import messages as m
 from ..protocol.client import ClientProtocol
-from ..protocol.codec import FrameDecoder, decode_message, encode_frame, parse_json
-from ..protocol.codec import frame as length_prefixed
+from ..protocol.codec import decode_message, encode_frame
 from ..protocol.identity import UserKeys, generate_user_keys
 from ..protocol.limits import ServerConfig
 from ..protocol.server import ServerProtocol
 from ..store import MemoryRegistry, new_server_key
-
-SERVER = "server"
-HELD = math.inf  # Frame.deliver_at for a frame Mallory keeps (``reorder`` releases it itself)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """Bytes in flight on the simulated wire, as one chunk written by *source* for *target*.
-
-    ``inner`` is what the simulation knows travels inside the chunk's records (Eve does not); ``note`` says how
-    Mallory made or changed the chunk; ``deliver_at`` holds it back until the virtual clock reaches that time.
-    """
-
-    source: str
-    target: str
-    data: bytes
-    sent_at: float
-    index: int
-    inner: tuple[str, ...] = ()
-    note: str = ""
-    deliver_at: float | None = None
-
-
-@dataclass
-class WireRecord:
-    """One entry of the simulation's trace: a chunk as it was delivered (after any interception)."""
-
-    index: int
-    time: float
-    source: str
-    target: str
-    data: bytes
-    types: tuple[str, ...]
-    action: str = "delivered"  # or "dropped", "held", "modified", "injected", "replayed", "reordered", ...
-    inner: tuple[str, ...] = ()  # inner frame types (the simulation's god view, not Eve's)
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @property
-    def label(self) -> str:
-        """A short name for a diagram: inner types for records, the clear type otherwise."""
-        if not self.data:
-            return "end of stream"
-        if self.inner:
-            return "record[" + ", ".join(self.inner) + "]"
-        return ", ".join(self.types) or "?"
-
-
-Interceptor = Callable[[Frame], Iterable[Frame] | None]
+from .mallory import (capture, chain, delay, drop, duplicate, flip_bit, inject_frame, modify, reflect, reorder,
+                      replay, tamper)
+from .wire import HELD, SERVER, Frame, Interceptor, WireRecord, clear_fields, due, frame_types
 
 
 @dataclass
@@ -214,7 +165,7 @@ class Simulation:
         A chunk Mallory delayed is delivered once the clock reaches its time, or as soon as nothing else is in
         flight (the clock then jumps forward); it does not pass through ``intercept`` a second time.
         """
-        if self.held and (not self.in_flight or self.held[0].deliver_at <= self.now):  # type: ignore[operator]
+        if self.held and (not self.in_flight or due(self.held[0]) <= self.now):
             frame = self.held.pop(0)
             self.now = max(self.now, frame.deliver_at or self.now)
             delivered = [self._deliver(replace(frame, deliver_at=None), frame.note or "delayed")]
@@ -236,7 +187,7 @@ class Simulation:
                 self.trace.append(self._record(item, "held"))
                 if item.deliver_at != HELD:
                     self.held.append(item)
-                    self.held.sort(key=lambda f: (f.deliver_at, f.index))
+                    self.held.sort(key=lambda f: (due(f), f.index))
                 continue
             if item == frame:
                 action = frame.note or "delivered"  # chunks Mallory put on the wire herself keep her note
@@ -256,7 +207,7 @@ class Simulation:
 
     def _record(self, frame: Frame, action: str) -> WireRecord:
         return WireRecord(index=frame.index, time=self.now, source=frame.source, target=frame.target,
-                          data=frame.data, types=_frame_types(frame.data), action=action, inner=frame.inner)
+                          data=frame.data, types=frame_types(frame.data), action=action, inner=frame.inner)
 
     def run_until_idle(self, max_steps: int = 100_000) -> int:
         """Step until nothing is in flight or delayed; returns the number of steps. Bounded so a loop cannot hang."""
@@ -332,223 +283,9 @@ class Simulation:
         """
         return [
             {"index": r.index, "time": round(r.time, 6), "from": r.source, "to": r.target, "bytes": len(r.data),
-             "visible_types": r.types, "clear_fields": _clear_fields(r.data), "prefix_hex": r.data[:24].hex()}
+             "visible_types": r.types, "clear_fields": clear_fields(r.data), "prefix_hex": r.data[:24].hex()}
             for r in self.trace if r.action != "held"
         ]
-
-
-def _frame_bodies(data: bytes) -> list[bytes] | None:
-    decoder = FrameDecoder(max_frame_bytes=1 << 30)
-    bodies: list[bytes] = []
-    try:
-        decoder.feed(data)
-        while (body := decoder.next_frame()) is not None:
-            bodies.append(body)
-    except SecureChatError:
-        return None
-    return bodies
-
-
-def _frame_types(data: bytes) -> tuple[str, ...]:
-    """The ``type`` of each clear frame in a chunk, as Eve would parse it."""
-    bodies = _frame_bodies(data)
-    if bodies is None:
-        return ("?",)
-    types: list[str] = []
-    for body in bodies:
-        try:
-            types.append(str(parse_json(body)["type"]))
-        except SecureChatError:
-            types.append("?")
-    return tuple(types)
-
-
-def _clear_fields(data: bytes) -> tuple[str, ...]:
-    """Every JSON field name Eve can read in a chunk (a record shows only ``type`` and ``data``)."""
-    names: list[str] = []
-    for body in _frame_bodies(data) or []:
-        try:
-            names.extend(k for k in parse_json(body) if k not in names)
-        except SecureChatError:
-            continue
-    return tuple(names)
-
-
-# --- Mallory: interceptor factories ------------------------------------------------------------------------------
-
-
-class _Attack:
-    """Base of the Mallory helpers: acts on the *nth* .. *nth+count-1* chunks that match the filters.
-
-    Filters: *source*/*target* names, *carrying* (an inner message type, using the simulation's knowledge of
-    what a record carries, or a clear type) and *when* (any predicate). ``count=None`` acts on every match.
-    """
-
-    def __init__(self, *, source: str | None = None, target: str | None = None, carrying: str | None = None,
-                 when: Callable[[Frame], bool] | None = None, nth: int = 1, count: int | None = 1) -> None:
-        self.source, self.target, self.carrying, self.when = source, target, carrying, when
-        self.nth, self.count = nth, count
-        self.seen = 0  # matching chunks so far
-        self.hits: list[Frame] = []  # the chunks acted on, as they arrived
-
-    def matches(self, frame: Frame) -> bool:
-        if not frame.data or (self.source is not None and frame.source != self.source):
-            return False
-        if self.target is not None and frame.target != self.target:
-            return False
-        if self.carrying is not None and self.carrying not in frame.inner + _frame_types(frame.data):
-            return False
-        return self.when is None or self.when(frame)
-
-    def __call__(self, frame: Frame) -> list[Frame]:
-        if not self.matches(frame):
-            return self.other(frame)
-        self.seen += 1
-        last = None if self.count is None else self.nth + self.count - 1
-        if self.seen < self.nth or (last is not None and self.seen > last):
-            return self.other(frame)
-        self.hits.append(frame)
-        return self.act(frame)
-
-    def act(self, frame: Frame) -> list[Frame]:
-        raise NotImplementedError
-
-    def other(self, frame: Frame) -> list[Frame]:
-        return [frame]
-
-
-class _Fn(_Attack):
-    def __init__(self, act: Callable[[Frame], list[Frame]], **match: Any) -> None:
-        super().__init__(**match)
-        self._act = act
-
-    def act(self, frame: Frame) -> list[Frame]:
-        return self._act(frame)
-
-
-def drop(**match: Any) -> Interceptor:
-    """Mallory deletes the matching chunk: the receiver never sees it."""
-    return _Fn(lambda f: [], **match)
-
-
-def delay(seconds: float, **match: Any) -> Interceptor:
-    """Mallory holds the matching chunk for *seconds* of virtual time; later chunks overtake it."""
-    return _Fn(lambda f: [replace(f, deliver_at=f.sent_at + seconds, note="delayed")], **match)
-
-
-def duplicate(copies: int = 1, **match: Any) -> Interceptor:
-    """Mallory delivers the matching chunk, then *copies* identical copies right after it (a replay)."""
-    return _Fn(lambda f: [f] + [replace(f, note="replayed")] * copies, **match)
-
-
-def replay(after: float, **match: Any) -> Interceptor:
-    """Mallory delivers the matching chunk, and a recorded copy again *after* virtual seconds."""
-    return _Fn(lambda f: [f, replace(f, note="replayed", deliver_at=f.sent_at + after)], **match)
-
-
-def modify(change: Callable[[bytes], bytes], **match: Any) -> Interceptor:
-    """Mallory rewrites the matching chunk's bytes with *change*."""
-    return _Fn(lambda f: [replace(f, data=change(f.data), note="modified")], **match)
-
-
-def flip_bit(offset: int, *, source: str | None = None, target: str | None = None,
-             when: Callable[[Frame], bool] | None = None, bit: int = 0, **match: Any) -> Interceptor:
-    """An interceptor that flips one bit of the first matching chunk at *offset* (from its end if negative)."""
-
-    def change(data: bytes) -> bytes:
-        out = bytearray(data)
-        out[offset] ^= 1 << bit
-        return bytes(out)
-
-    return _Fn(lambda f: [replace(f, data=change(f.data))], source=source, target=target, when=when, **match)
-
-
-def tamper(offset: int = -1, *, bit: int = 0, **match: Any) -> Interceptor:
-    """Mallory flips one bit of the ciphertext (the tag, for a negative *offset*) of the chunk's first record.
-
-    She parses the clear framing and base64 herself, so the receiver's record layer, not its JSON parser, is
-    what meets the change (docs/THREATS.md 32). Chunks without a record pass unchanged.
-    """
-
-    def change(data: bytes) -> bytes:
-        bodies = _frame_bodies(data) or []
-        for i, body in enumerate(bodies):
-            message = decode_message(body)
-            if isinstance(message, m.Record):
-                sealed = bytearray(message.data)
-                sealed[offset] ^= 1 << bit
-                bodies[i] = encode_frame(m.Record(data=bytes(sealed)))[4:]
-                return b"".join(length_prefixed(b) for b in bodies)
-        return data
-
-    return _Fn(lambda f: [replace(f, data=change(f.data), note="modified")], **match)
-
-
-def reflect(**match: Any) -> Interceptor:
-    """Mallory sends the matching chunk back to the party that wrote it, as if the other side had."""
-    return _Fn(lambda f: [replace(f, source=f.target, target=f.source, note="reflected")], **match)
-
-
-def inject_frame(data: bytes | Callable[[Frame], bytes], *, before: bool = False, **match: Any) -> Interceptor:
-    """Mallory adds a chunk of her own (to the same receiver) just after (or *before*) the matching chunk."""
-
-    def act(f: Frame) -> list[Frame]:
-        extra = replace(f, data=data(f) if callable(data) else data, inner=(), note="injected")
-        return [extra, f] if before else [f, extra]
-
-    return _Fn(act, **match)
-
-
-def capture(into: list[Frame], **match: Any) -> Interceptor:
-    """Passive Mallory: copy every matching chunk into *into* (for a later ``Simulation.inject``)."""
-    def keep(frame: Frame) -> list[Frame]:
-        into.append(frame)
-        return [frame]
-
-    return _Fn(keep, **{"count": None, **match})
-
-
-class _Reorder(_Attack):
-    """Holds the matching chunk, then delivers it just after the next chunk on the same (source, target) path."""
-
-    def __init__(self, **match: Any) -> None:
-        super().__init__(**match)
-        self._held: Frame | None = None
-
-    def act(self, frame: Frame) -> list[Frame]:
-        if self._held is not None:
-            return self._release(frame)
-        self._held = frame
-        return [replace(frame, deliver_at=HELD, note="held")]
-
-    def other(self, frame: Frame) -> list[Frame]:
-        held = self._held
-        if held is not None and (frame.source, frame.target) == (held.source, held.target) and frame.data:
-            return self._release(frame)
-        return [frame]
-
-    def _release(self, frame: Frame) -> list[Frame]:
-        held, self._held = self._held, None
-        assert held is not None
-        return [frame, replace(held, note="reordered", deliver_at=None)]
-
-
-def reorder(**match: Any) -> Interceptor:
-    """Mallory swaps the matching chunk with the next one on the same path (frames k and k+1, docs/THREATS.md 31)."""
-    return _Reorder(**match)
-
-
-def chain(*interceptors: Interceptor) -> Interceptor:
-    """Apply several interceptors in turn: each output chunk of one goes through the next."""
-
-    def intercept(frame: Frame) -> list[Frame]:
-        frames = [frame]
-        for interceptor in interceptors:
-            frames = [out for f in frames
-                      for out in ([f] if f.deliver_at is not None else list(interceptor(f) or []))]
-        return frames
-
-    return intercept
 
 
 __all__ = [

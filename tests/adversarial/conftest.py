@@ -182,9 +182,9 @@ class RawConn:
         self.sock.sendall(data)
 
     def seal(self, plaintext: bytes) -> bytes:
-        assert self.cp._records is not None
+        assert self.cp.link.records is not None
         # any size: the attacks seal more than a Record may hold (a 1 MiB password), so not through m.Record
-        return encode_unchecked("record", {"data": self.cp._records.seal(plaintext)})
+        return encode_unchecked("record", {"data": self.cp.link.records.seal(plaintext)})
 
     def send_record(self, plaintext: bytes) -> None:
         """One record whose plaintext is exactly *plaintext* (inner framing included or not)."""
@@ -220,7 +220,7 @@ class RawConn:
                 eof = True
                 messages.extend(self._decode_buffered())
                 break
-            self.cp._decoder.feed(data)
+            self.cp.link.decoder.feed(data)
         self.sock.settimeout(IO_TIMEOUT)
         return messages, eof
 
@@ -230,10 +230,10 @@ class RawConn:
 
     def _decode_buffered(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        while (body := self.cp._decoder.next_frame()) is not None:
+        while (body := self.cp.link.decoder.next_frame()) is not None:
             outer = json.loads(body)
-            if outer["type"] == "record" and self.cp._records is not None:
-                plain = self.cp._records.open(_b64(outer["data"]))
+            if outer["type"] == "record" and self.cp.link.records is not None:
+                plain = self.cp.link.records.open(_b64(outer["data"]))
                 out.extend(json.loads(inner) for inner in split_frames(plain))
             else:
                 out.append(outer)

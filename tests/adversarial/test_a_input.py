@@ -12,6 +12,8 @@ from securechat.protocol.codec import MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES
 
 from .conftest import PASSWORD, count, fresh_name, length_prefix, sanity, wait_until
 
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+
 E = ErrorCode
 CHAT = {"mode": "server-key", "suite": "aes-256-gcm"}
 

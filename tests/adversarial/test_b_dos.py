@@ -10,11 +10,13 @@ import pytest
 
 from securechat.crypto.kdf import ScryptParams
 from securechat.errors import ErrorCode
-from securechat.net import tcp_server
+from securechat.net import connection
 from securechat.protocol import events as ev
 from securechat.protocol.server import MAX_PRELOGIN_FRAME_BYTES
 
 from .conftest import RawConn, count, fresh_name, length_prefix, online_client, open_with, sanity, wait_until
+
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
 
 E = ErrorCode
 
@@ -168,7 +170,7 @@ def test_b15_rate_limit_and_chat_cap(make_server, raw, keys, key_pool):
 
 
 def test_b16_slow_reader_is_disconnected_alone(make_server, raw, key_pool, monkeypatch):
-    monkeypatch.setattr(tcp_server, "MAX_BACKLOG_BYTES", 256 * 1024)
+    monkeypatch.setattr(connection, "MAX_BACKLOG_BYTES", 256 * 1024)
     srv = make_server()
     sanity(srv, key_pool[0])
     flooder = online_client(srv, key_pool[0])

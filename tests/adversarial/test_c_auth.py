@@ -16,6 +16,8 @@ from securechat.protocol.codec import frame
 
 from .conftest import PASSWORD, RawConn, count, fresh_name, online_client, sanity
 
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+
 E = ErrorCode
 
 
@@ -144,7 +146,7 @@ def _login_with_foreign_signature(server, name, keys):
     """The login signature made on one channel, presented (correctly encrypted) on another."""
     victim = RawConn(server)
     victim.cp.login(name, PASSWORD, keys)
-    signature = victim.cp._inner[-1]  # the inner login frame the victim's client built
+    signature = victim.cp.link.inner[-1]  # the inner login frame the victim's client built
     victim.close()
     attacker = RawConn(server)
     attacker.send_inner(signature[4:])
@@ -168,7 +170,7 @@ def test_c22_challenge_relay_is_bound_to_the_victims_channel(server, keys):
     name = registered(server, keys)
     victim_side = RawConn(server)
     victim_side.cp.login(name, PASSWORD, keys)
-    relayed = victim_side.cp._inner[-1]
+    relayed = victim_side.cp.link.inner[-1]
     victim_side.close()
     relay = RawConn(server)
     try:

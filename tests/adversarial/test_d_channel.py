@@ -20,6 +20,8 @@ from securechat.store import new_server_key
 
 from .conftest import RawConn, count, fresh_name, online_client, pinned, sanity, wait_until
 
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+
 E = ErrorCode
 
 # Wycheproof x25519_test.json LowOrderPublic / ZeroSharedSecret points (and non-canonical twins).
@@ -191,7 +193,7 @@ def test_d33_reflected_record(server, raw, keys):
     # capture the server's next record raw, before our record layer opens it
     conn.sock.settimeout(5)
     reflected = read_clear_frame(conn.sock)
-    conn.cp._records.open(b64d(json.loads(reflected[4:])["data"]))  # keep our own counter in step
+    conn.cp.link.records.open(b64d(json.loads(reflected[4:])["data"]))  # keep our own counter in step
     count("D")
     conn.send_raw(reflected)
     conn.expect_error(E.BAD_RECORD, closed=True)
@@ -234,9 +236,9 @@ def test_d35_client_reports_connection_lost_distinct_from_bye(make_server, keys)
 
 def test_d36_client_refuses_to_wrap_its_counter(server, raw, keys):
     conn = online_raw(raw, keys)
-    conn.cp._records.sent = MAX_RECORDS_PER_DIRECTION
+    conn.cp.link.records.sent = MAX_RECORDS_PER_DIRECTION
     with pytest.raises(SecureChatError) as info:
-        conn.cp._records.seal(b"x")
+        conn.cp.link.records.seal(b"x")
     assert info.value.code is E.LIMIT_EXCEEDED
 
 

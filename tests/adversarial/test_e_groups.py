@@ -17,6 +17,8 @@ from securechat.protocol.codec import decode_message, message_from_dict
 
 from .conftest import RawConn, count, fresh_name, online_client, open_with, registered_name, sanity, wait_until
 
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+
 E = ErrorCode
 CHAT = {"mode": "server-key", "suite": "aes-256-gcm"}
 

@@ -38,6 +38,8 @@ from securechat.store import MemoryRegistry, new_server_key
 
 from .conftest import IO_TIMEOUT, PASSWORD, RawConn, count, fresh_name, online_client, pinned, sanity, wait_until
 
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+
 TARGET = bytes(range(32))  # the key Mallory wants the chat to use (say, a key it knows from an earlier epoch)
 
 
@@ -55,7 +57,7 @@ class Mallory:
         self.client = client
         self.held: list[m.Message] = []
         proto = client.protocol
-        original = proto._send_inner  # noqa: SLF001
+        original = proto.link.send
 
         def send_inner(message: Any) -> None:
             if isinstance(message, (m.KeyShare, m.KeyConfirm)):
@@ -63,7 +65,7 @@ class Mallory:
                 return
             original(message)
 
-        proto._send_inner = send_inner  # type: ignore[method-assign]  # noqa: SLF001
+        proto.link.send = send_inner  # type: ignore[method-assign]
         self._original = original
 
     @property

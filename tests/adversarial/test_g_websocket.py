@@ -8,15 +8,16 @@ serves everyone else: an honest WebSocket user and an honest TCP user register, 
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.ws_wire import client_frame as ws_frame
+from benchmarks.ws_wire import opening_request as request
 from securechat.crypto.kdf import FAST_SCRYPT
-from securechat.net import ws
+from securechat.net import ws, ws_handshake
 from securechat.net.tcp_client import TcpClient
 from securechat.net.tcp_server import TcpServer
 from securechat.protocol.client import ClientProtocol
@@ -26,6 +27,8 @@ from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, new_server_key
 
 from .conftest import IO_TIMEOUT, PASSWORD, count, fresh_name, pinned, wait_until
+
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
 
 ALLOWED_ORIGIN = "https://chat.example.org"
 
@@ -58,36 +61,7 @@ def ws_sanity(srv: TcpServer, keys: UserKeys) -> None:
             client.close()
 
 
-# --- a raw WebSocket attacker ------------------------------------------------------------------------------------
-
-def request(path: str = "/securechat", *, protocol: str | None = ws.SUBPROTOCOL, origin: str | None = None,
-            extra: str = "") -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
-    if protocol:
-        lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-    if origin:
-        lines.append(f"Origin: {origin}")
-    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode("latin-1")
-
-
-def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0) -> bytes:
-    """One client frame, built by hand (RFC 6455 5.2) so that it can break any rule."""
-    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-    n = len(payload)
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 1 << 16:
-        head += bytes([bit | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([bit | 127]) + n.to_bytes(8, "big")
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    stream = (key * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-    return head + key + masked
+# --- a raw WebSocket attacker (request() and ws_frame() come from benchmarks/ws_wire.py, shared with the fuzzer) --
 
 
 class WsConn:
@@ -210,7 +184,7 @@ def test_w2_header_floods_are_answered_431(wserver, keys) -> None:
 
 
 def test_w3_stalled_opening_handshakes_are_closed_at_the_deadline(wserver, keys, monkeypatch) -> None:
-    monkeypatch.setattr(ws, "HANDSHAKE_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr(ws_handshake, "HANDSHAKE_DEADLINE_SECONDS", 1.0)
     baseline = wserver.connection_count
     stalled = [WsConn(wserver) for _ in range(20)]
     try:
@@ -320,7 +294,7 @@ def test_w9_a_securechat_error_closes_with_the_mapped_code(wserver, conn, keys) 
 
 
 def test_w3_too_many_handshakes_under_way_get_503_at_once(wserver, keys, monkeypatch) -> None:
-    monkeypatch.setattr(ws, "MAX_PENDING_HANDSHAKES_PER_ADDRESS", 4)
+    monkeypatch.setattr(ws_handshake, "MAX_PENDING_HANDSHAKES_PER_ADDRESS", 4)
     assert wait_until(lambda: wserver.connection_count == 0)  # earlier scripts' connections are gone
     stalled = [WsConn(wserver) for _ in range(4)]
     extra = WsConn(wserver)

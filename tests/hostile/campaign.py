@@ -206,9 +206,9 @@ def bounded_state(conn: Conn) -> dict[str, int]:
     book = client.book
     sizes = {
         "events_queued": 0,
-        "fetch_requests": len(getattr(client, "_fetch_requests", {})),
-        "fetching": len(getattr(client, "_fetching", set())),
-        "leaving": len(getattr(client, "_leaving", {})),
+        "fetch_requests": len(client.fetches.requests),
+        "fetching": len(client.fetches.fetching),
+        "leaving": len(client.messaging.leaving),
     }
     if book is not None:
         sizes.update(chats=len(book.chats), pending=len(book.pending), pins=len(book.pins),
