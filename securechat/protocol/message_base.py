@@ -17,8 +17,8 @@ malformed bytes on the wire write them with ``codec.encode_unchecked``, never th
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 from ..crypto.aead import CipherSuite
