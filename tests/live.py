@@ -3,10 +3,10 @@ runs over sockets (the integration tests and the adversarial scripts alike).
 
 ``start_server`` builds a server with a throwaway server key, an in-memory registry and the fast scrypt cost
 unless told otherwise; the ``make_server`` fixture (tests/conftest.py) stops every server it started. Every wait
-is bounded (``wait_until``). ``User`` is a TcpClient with an event inbox; ``run_python``, ``server_args``,
-``banner_port`` and ``Cli`` start the server and the terminal client as processes, as a user would. Tests using
-it carry the ``tcp`` marker (tests/conftest.py refuses sockets and processes in unmarked tests), so
-``pytest -m "not tcp"`` runs only the in-memory core.
+is bounded (``wait_until``). ``User`` is a TcpClient with an event inbox. ``run_python``, ``server_args``,
+``banner_port``, ``stop_process`` and ``Cli`` start and stop the server and the terminal client as processes, as
+a user would. Tests using it carry the ``tcp`` marker (tests/guard.py fails an unmarked test that opens a socket
+or starts a process), so ``pytest -m "not tcp"`` runs only the in-memory core.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -68,11 +69,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float = IO_TIMEOUT, inter
 
 class User:
     """A TcpClient pinning *server*'s key whose events land in ``inbox``; ``join`` registers and logs in *name*
-    with the password ``pw-<name>``. Extra keywords go to TcpClient (``lab=``, ``trace=``...)."""
+    with the password ``pw-<name>``. Extra keywords go to TcpClient (``lab=``, ``trace=``...).
 
-    def __init__(self, server: TcpServer, name: str, keys: UserKeys, **client_kw: Any) -> None:
+    ``expect`` drops the events it passes over, unless *keep_skipped*: then they wait in ``seen`` and a later
+    ``expect`` looks at them first (for events whose order between two senders is not fixed)."""
+
+    def __init__(self, server: TcpServer, name: str, keys: UserKeys, *, keep_skipped: bool = False,
+                 **client_kw: Any) -> None:
         self.inbox: queue.Queue[ev.Event] = queue.Queue()
-        self.name, self.keys = name, keys
+        self.seen: list[ev.Event] = []
+        self.name, self.keys, self.keep_skipped = name, keys, keep_skipped
         client_kw.setdefault("server_key", pinned(server))
         self.client = TcpClient(*server.address, on_event=self.inbox.put, **client_kw)
 
@@ -83,7 +89,11 @@ class User:
 
     def expect(self, kind: type[Any], predicate: Callable[[Any], bool] = lambda e: True,
                timeout: float = WAIT) -> Any:
-        """The next event of *kind* matching *predicate* (events before it are dropped), within *timeout*."""
+        """The next event of *kind* matching *predicate* within *timeout* (see the class for skipped events)."""
+        for event in self.seen:
+            if isinstance(event, kind) and predicate(event):
+                self.seen.remove(event)
+                return event
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -92,7 +102,9 @@ class User:
                 continue
             if isinstance(event, kind) and predicate(event):
                 return event
-        raise AssertionError(f"{self.name}: no {kind.__name__}")
+            if self.keep_skipped:
+                self.seen.append(event)
+        raise AssertionError(f"{self.name}: no {kind.__name__}; skipped {[type(e).__name__ for e in self.seen]}")
 
 
 # --- processes: the server and the terminal client as a user starts them -------------------------------------
@@ -122,6 +134,15 @@ def banner_port(server: subprocess.Popen[str], lines: int = 50) -> int:
         if not line:
             break
     raise AssertionError("the server process printed no banner")
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 15.0) -> int:
+    """Ctrl-C (SIGINT), as a user stops the server; killed if it has not exited within *timeout*. Its exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        proc.kill()
 
 
 class Cli:

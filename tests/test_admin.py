@@ -21,7 +21,7 @@ from securechat.protocol.identity import UserKeys, generate_user_keys
 from securechat.protocol.limits import ServerConfig
 from securechat.store import SqliteRegistry
 
-pytestmark = pytest.mark.tcp  # a live server and the admin command (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # a live server and the admin command (tests/guard.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSPHRASE = "admin test passphrase"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.tcp  # the benchmarks start servers (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # the benchmarks start servers (tests/guard.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,7 @@ from securechat.store import SqliteRegistry
 from tests.live import start_server
 from test_faults import ServerProcess  # tests/ is on sys.path (rootdir-relative import)
 
-pytestmark = pytest.mark.tcp  # a live server and a server process (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # a live server and a server process (tests/guard.py)
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ number on both sides; the peer pins land in ``known_peers.json``. Every process 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 
 import pytest
 
-from tests.live import Cli, banner_port, run_python, server_args
+from tests.live import Cli, banner_port, run_python, server_args, stop_process
 
-pytestmark = pytest.mark.tcp  # other processes and real sockets (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # other processes and real sockets (tests/guard.py)
 
 
 def test_run_modes_demo_exits_zero():
@@ -73,11 +72,9 @@ def test_cli_contributory_chat_and_matching_fingerprints(tmp_path):
         assert pins["bob"] in ours
     finally:
         outputs = [c.stop() for c in clients]
-        server.send_signal(signal.SIGINT)
         try:
-            server.wait(timeout=15)
+            stop_process(server)
         finally:
-            server.kill()
             server.stdout.close()  # type: ignore[union-attr]
             log.close()
     assert server.returncode == 0

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.live import banner_port, run_python, server_args
+from tests.live import banner_port, run_python, server_args, stop_process
 
 pytestmark = pytest.mark.tcp  # a server process and client processes
 
@@ -29,9 +28,5 @@ def test_server_requiring_post_quantum_admits_only_hybrid_clients(tmp_path: Path
         assert "could not connect" in out and "handshake_failed" in out and "Traceback" not in out, out
         assert classical.returncode == 1
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        finally:
-            server.kill()
+        stop_process(server)
     assert server.returncode == 0

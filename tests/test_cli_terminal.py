@@ -31,7 +31,7 @@ from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, new_server_key
 from tests.helpers import password_of, user_keys
 
-pytestmark = pytest.mark.tcp  # terminal client and server processes (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # terminal client and server processes (tests/guard.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 20

@@ -32,7 +32,7 @@ from securechat.protocol.identity import generate_user_keys
 from securechat.store import MemoryRegistry, SqliteRegistry
 from tests.live import start_server, wait_until
 
-pytestmark = pytest.mark.tcp  # server processes killed and restarted, raw sockets (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # server processes killed and restarted, raw sockets (tests/guard.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "fault-test password"

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import fuzz_live
 
-pytestmark = pytest.mark.tcp  # live servers (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # live servers (tests/guard.py)
 
 
 def test_fuzz_live_smoke() -> None:

@@ -11,7 +11,7 @@ from securechat.store import MemoryRegistry
 from tests.helpers import user_keys
 from tests.live import start_server
 
-pytestmark = pytest.mark.tcp  # a live server (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # a live server (tests/guard.py)
 
 
 class _BrokenRegistry(MemoryRegistry):

@@ -17,7 +17,7 @@ from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
 from tests.live import start_server, wait_until
 
-pytestmark = pytest.mark.tcp  # a live server under load (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # a live server under load (tests/guard.py)
 
 K, M = 6, 40
 CHATS = [(0, 1, 2, 3), (2, 3, 4, 5), (0, 1, 4, 5)]  # every client is in two of the three chats

@@ -7,7 +7,6 @@ exists only after the rounds, so these tests wait for ChatKeyed (and retry a sen
 
 from __future__ import annotations
 
-import queue
 import time
 
 import pytest
@@ -17,10 +16,10 @@ from securechat.net.tcp_server import TcpServer
 from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from tests.helpers import DSA, user_keys
-from tests.live import User as LiveUser  # noqa: N814 (this module adds a buffered expect)
+from tests.live import User as LiveUser  # noqa: N814 (this module adds a retrying send)
 from tests.live import start_server
 
-pytestmark = pytest.mark.tcp  # a live server and clients (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # a live server and clients (tests/guard.py)
 
 WAIT = 10.0
 NAMES = ("alice", "bob", "carol")
@@ -32,27 +31,10 @@ def server(make_server):  # type: ignore[no-untyped-def]
 
 
 class User(LiveUser):
-    """A live user (tests/live.py) that keeps the events it skipped: ``expect`` looks at them first."""
+    """A live user (tests/live.py) that keeps the events ``expect`` skipped, and retries a send refused locally."""
 
     def __init__(self, server: TcpServer, name: str) -> None:
-        super().__init__(server, name, user_keys(name, DSA if name == "bob" else None))
-        self.seen: list[ev.Event] = []
-
-    def expect(self, kind, predicate=lambda e: True, timeout: float = WAIT):  # type: ignore[no-untyped-def]
-        for event in self.seen:
-            if isinstance(event, kind) and predicate(event):
-                self.seen.remove(event)
-                return event
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                event = self.inbox.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if isinstance(event, kind) and predicate(event):
-                return event
-            self.seen.append(event)
-        raise AssertionError(f"{self.name}: no {kind.__name__}; saw {[type(e).__name__ for e in self.seen]}")
+        super().__init__(server, name, user_keys(name, DSA if name == "bob" else None), keep_skipped=True)
 
     def send(self, chat_id: str, text: str) -> None:
         """Send, retrying while the client refuses locally (certificates or key confirmation not in yet)."""

@@ -6,7 +6,6 @@ Every server, client, thread and subprocess started here is stopped in a finally
 from __future__ import annotations
 
 import queue
-import signal
 import subprocess
 import threading
 import time
@@ -23,9 +22,9 @@ from securechat.protocol import events as ev
 from securechat.protocol.identity import generate_user_keys
 from securechat.protocol.limits import ServerConfig
 from securechat.store import MemoryRegistry, SqliteRegistry, new_server_key
-from tests.live import User, banner_port, run_python, server_args
+from tests.live import User, banner_port, run_python, server_args, stop_process
 
-pytestmark = pytest.mark.tcp  # live servers, clients and processes (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # live servers, clients and processes (tests/guard.py)
 
 WAIT = 10.0
 
@@ -195,11 +194,7 @@ def test_server_and_cli_client_processes(tmp_path):
                                  "-passin", "pass:pw-bob", "-noout", "-text"], capture_output=True, text=True)
         assert opened.returncode == 0 and "Q:" in opened.stdout  # DSA domain parameter q
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        finally:
-            server.kill()
+        stop_process(server)
     assert server.returncode == 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import signal
 import ssl
 import threading
 import time
@@ -31,7 +30,7 @@ from securechat.protocol.codec import frame, split_frames
 from securechat.protocol.limits import ServerConfig
 from securechat.scenario import user_keys
 from securechat.store import MemoryRegistry, new_server_key
-from tests.live import Cli, pinned, run_python, server_args
+from tests.live import Cli, pinned, run_python, server_args, stop_process
 
 RSA = SignatureScheme.RSA_PSS_SHA256
 TIMEOUT = 10.0
@@ -400,11 +399,9 @@ def test_terminal_client_registers_logs_in_and_chats_over_ws(tmp_path: Path) -> 
         bob.wait_for(r"alice: hello from tcp .*verified")
     finally:
         outputs = [c.stop() for c in clients]
-        server.send_signal(signal.SIGINT)
         try:
-            server.wait(timeout=15)
+            stop_process(server)
         finally:
-            server.kill()
             server.stdout.close()  # type: ignore[union-attr]
             log.close()
     assert all("Traceback" not in out for out in outputs), outputs

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from ..crypto.kdf import FAST_SCRYPT
 from ..crypto.signatures import SignatureScheme
@@ -33,6 +33,8 @@ from ..store import MemoryRegistry, new_server_key
 from .mallory import (capture, chain, delay, drop, duplicate, flip_bit, inject_frame, modify, reflect, reorder,
                       replay, tamper)
 from .wire import HELD, SERVER, Frame, Interceptor, WireRecord, clear_fields, due, frame_types
+
+E = TypeVar("E", bound=ev.Event)
 
 
 @dataclass
@@ -252,11 +254,19 @@ class Simulation:
 
     # --- looking at it ----------------------------------------------------------------------------------------
 
-    def events_of(self, name: str, kind: type[Any] | None = None) -> list[Any]:
+    @overload
+    def events_of(self, name: str, kind: None = None) -> list[ev.Event]: ...
+
+    @overload
+    def events_of(self, name: str, kind: type[E]) -> list[E]: ...
+
+    def events_of(self, name: str, kind: type[ev.Event] | None = None) -> list[Any]:
+        """The events *name*'s client produced so far, in order (only those of *kind*, if given)."""
         self._collect(name)
         return [e for e in self.events[name] if kind is None or isinstance(e, kind)]
 
-    def last_event(self, name: str, kind: type[Any]) -> Any:
+    def last_event(self, name: str, kind: type[E]) -> E:
+        """The latest event of *kind* of *name*'s client (``LookupError`` if there is none)."""
         found = self.events_of(name, kind)
         if not found:
             raise LookupError(f"{name} has no {kind.__name__} event")

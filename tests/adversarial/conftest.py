@@ -27,7 +27,7 @@ from securechat.protocol import events as ev
 from securechat.protocol.client import ClientProtocol
 from securechat.protocol.codec import encode_unchecked, frame, split_frames
 from securechat.protocol.identity import UserKeys, generate_user_keys
-from tests.live import IO_TIMEOUT, pinned, start_server, wait_until  # noqa: F401  (wait_until: for the scripts)
+from tests.live import IO_TIMEOUT, connect, pinned, start_server, wait_until  # noqa: F401  (wait_until: scripts)
 
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
@@ -80,24 +80,17 @@ def server() -> Iterator[TcpServer]:
 
 
 @pytest.fixture
-def clients(server: TcpServer) -> Iterator[Callable[..., TcpClient]]:
-    made: list[TcpClient] = []
-
-    def connect(srv: TcpServer | None = None, **kw: Any) -> TcpClient:
-        srv = srv or server
-        client = TcpClient(*srv.address, server_key=pinned(srv), timeout=IO_TIMEOUT, **kw)
-        made.append(client)
-        return client
-
-    yield connect
-    for client in made:
-        client.close()
+def sane_before_and_after(server: TcpServer, keys: UserKeys) -> Iterator[None]:
+    """The sanity conversation before and after a script (a module asks for it with ``usefixtures``)."""
+    sanity(server, keys)
+    yield
+    sanity(server, keys)
 
 
 def online_client(server: TcpServer, keys: UserKeys, name: str | None = None, **kw: Any) -> TcpClient:
     """A registered, logged-in honest client (the caller closes it)."""
     name = name or fresh_name("h")
-    client = TcpClient(*server.address, server_key=pinned(server), timeout=IO_TIMEOUT, **kw)
+    client = connect(server, timeout=IO_TIMEOUT, **kw)
     try:
         client.register(name, PASSWORD, keys)
         client.login(name, PASSWORD, keys)
@@ -110,7 +103,7 @@ def online_client(server: TcpServer, keys: UserKeys, name: str | None = None, **
 def registered_name(server: TcpServer, keys: UserKeys) -> str:
     """Register a fresh user and disconnect: the user exists but is offline."""
     name = fresh_name("off")
-    client = TcpClient(*server.address, server_key=pinned(server), timeout=IO_TIMEOUT)
+    client = connect(server, timeout=IO_TIMEOUT)
     try:
         client.register(name, PASSWORD, keys)
     finally:

@@ -12,17 +12,10 @@ from securechat.protocol.codec import MAX_FRAME_BYTES, MAX_HANDSHAKE_FRAME_BYTES
 
 from .conftest import PASSWORD, count, fresh_name, length_prefix, sanity, wait_until
 
-pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+pytestmark = [pytest.mark.tcp, pytest.mark.usefixtures("sane_before_and_after")]  # a live server
 
 E = ErrorCode
 CHAT = {"mode": "server-key", "suite": "aes-256-gcm"}
-
-
-@pytest.fixture(autouse=True)
-def _sanity(server, keys):
-    sanity(server, keys)
-    yield
-    sanity(server, keys)
 
 
 def online(raw, keys):

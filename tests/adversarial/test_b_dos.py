@@ -16,7 +16,7 @@ from securechat.protocol.server import MAX_PRELOGIN_FRAME_BYTES
 
 from .conftest import RawConn, count, fresh_name, length_prefix, online_client, open_with, sanity, wait_until
 
-pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/guard.py)
 
 E = ErrorCode
 

@@ -16,16 +16,9 @@ from securechat.protocol.codec import frame
 
 from .conftest import PASSWORD, RawConn, count, fresh_name, online_client, sanity
 
-pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+pytestmark = [pytest.mark.tcp, pytest.mark.usefixtures("sane_before_and_after")]  # a live server
 
 E = ErrorCode
-
-
-@pytest.fixture(autouse=True)
-def _sanity(server, keys):
-    sanity(server, keys)
-    yield
-    sanity(server, keys)
 
 
 def registered(server, keys, name=None):

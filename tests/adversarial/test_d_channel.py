@@ -20,7 +20,7 @@ from securechat.store import new_server_key
 
 from .conftest import RawConn, count, fresh_name, online_client, pinned, sanity, wait_until
 
-pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+pytestmark = [pytest.mark.tcp, pytest.mark.usefixtures("sane_before_and_after")]  # a live server
 
 E = ErrorCode
 
@@ -34,13 +34,6 @@ LOW_ORDER = [
     "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
     "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _sanity(server, keys):
-    sanity(server, keys)
-    yield
-    sanity(server, keys)
 
 
 def read_clear_frame(sock: socket.socket) -> bytes:

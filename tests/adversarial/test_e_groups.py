@@ -15,19 +15,12 @@ from securechat.protocol import events as ev
 from securechat.protocol import messages as m
 from securechat.protocol.codec import decode_message, message_from_dict
 
-from .conftest import RawConn, count, fresh_name, online_client, open_with, registered_name, sanity, wait_until
+from .conftest import RawConn, count, fresh_name, online_client, open_with, registered_name, wait_until
 
-pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+pytestmark = [pytest.mark.tcp, pytest.mark.usefixtures("sane_before_and_after")]  # a live server
 
 E = ErrorCode
 CHAT = {"mode": "server-key", "suite": "aes-256-gcm"}
-
-
-@pytest.fixture(autouse=True)
-def _sanity(server, keys):
-    sanity(server, keys)
-    yield
-    sanity(server, keys)
 
 
 class Traced:

@@ -38,7 +38,7 @@ from securechat.store import MemoryRegistry, new_server_key
 
 from .conftest import IO_TIMEOUT, PASSWORD, RawConn, count, fresh_name, online_client, pinned, sanity, wait_until
 
-pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/guard.py)
 
 TARGET = bytes(range(32))  # the key Mallory wants the chat to use (say, a key it knows from an earlier epoch)
 

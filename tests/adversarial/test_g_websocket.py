@@ -28,7 +28,7 @@ from securechat.store import MemoryRegistry, new_server_key
 
 from .conftest import IO_TIMEOUT, PASSWORD, count, fresh_name, pinned, wait_until
 
-pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # every script talks to a live server (tests/guard.py)
 
 ALLOWED_ORIGIN = "https://chat.example.org"
 

@@ -26,7 +26,7 @@ from securechat.store import ServerKey
 
 from .world import Conn, HostileServer, as_relayed
 
-pytestmark = pytest.mark.tcp  # a hostile server over real sockets (tests/conftest.py)
+pytestmark = pytest.mark.tcp  # a hostile server over real sockets (tests/guard.py)
 
 IO_TIMEOUT = 5.0
 
