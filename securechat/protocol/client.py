@@ -164,7 +164,7 @@ class ClientProtocol:
         return self.link.request(m.Who(rid=self.link.next_rid))
 
     def status(self, username: str) -> int:
-        return self.link.request(m.Status(rid=self.link.next_rid, username=local_username(username)))
+        return self.link.request(m.Status(rid=self.link.next_rid, username=username))  # normalised (or refused) by Status
 
     def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
                   suite: str = "aes-256-gcm") -> int:

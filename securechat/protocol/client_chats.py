@@ -48,8 +48,8 @@ class ClientChats:
 
     def invite(self, chat_id: str, username: str) -> int:
         self.chat_for(chat_id, "chat_invite")
-        name = local_username(username)  # PROTOCOL.md 3.2, as open_chat: our mistake is a local error
-        return self._link.request(m.ChatInvite(rid=self._link.next_rid, chat_id=chat_id, username=name))
+        # PROTOCOL.md 3.2: ChatInvite normalises the name, or refuses it with LocalProtocolError (nothing sent)
+        return self._link.request(m.ChatInvite(rid=self._link.next_rid, chat_id=chat_id, username=username))
 
     def answer_invitation(self, chat_id: str, accept: bool) -> int:
         self._link.check("chat_answer")

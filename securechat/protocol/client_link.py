@@ -19,19 +19,20 @@ from . import events as ev
 from . import messages as m
 from .channel import RecordLayer
 from .codec import MAX_FRAME_BYTES, FrameDecoder, encode_frame, encode_record_frame, pack_records, split_frames
-from .fields import normalize_username
+from .fields import Name
 from .states import RECEIVE, SEND, ClientState, next_client_state
 
 Tracer = Callable[[ev.TraceEntry], None]
 
 
+_NAME = Name()
+
+
 def local_username(raw: str) -> str:
     """A name given to a command, normalised (PROTOCOL.md 3.2); a bad one is the caller's mistake:
-    LocalProtocolError, nothing sent."""
-    try:
-        return normalize_username(raw)
-    except RemoteProtocolError as exc:
-        raise LocalProtocolError(str(exc.args[0]), ErrorCode.BAD_FIELD) from None
+    LocalProtocolError (BAD_FIELD), nothing sent. The rule is the message field's own; commands that put a name
+    straight into a message leave it to the message's construction (message_base.py)."""
+    return _NAME.check("username", raw)
 
 
 class ClientLink:
@@ -77,13 +78,10 @@ class ClientLink:
 
     def request(self, message: m.Message) -> int:
         """Check, encode, then commit a command: if any step fails nothing is sent and the state is unchanged.
-        *message* carries ``next_rid``; the rid is used up and returned."""
+        *message* carries ``next_rid``; the rid is used up and returned. *message* checked its fields when it was
+        built (a bad name or a lone surrogate in a password is already a LocalProtocolError there)."""
         state = self.check(message.TYPE)
-        try:
-            data = encode_frame(message)
-        except UnicodeEncodeError:  # e.g. a lone surrogate in a password: the caller's mistake
-            raise LocalProtocolError(f"{message.TYPE} holds text that is not valid Unicode",
-                                     ErrorCode.BAD_FIELD) from None
+        data = encode_frame(message)
         self.state = state
         rid = self.take_rid()
         self.traced("send", "inner", message.TYPE, data)

@@ -3,6 +3,10 @@
 Owns: the 4-byte big-endian length prefix, the frame size limits, strict JSON parsing (PROTOCOL.md 3), and
 packing inner frames into record plaintexts and splitting them again (PROTOCOL.md 5.3). Must not: know which message is
 allowed when (``states.py``), touch keys, sockets or clocks.
+
+Received messages are built through their own constructors, which check every field (message_base.py); a failed
+check is re-raised as RemoteProtocolError here. ``encode_unchecked`` is the one way to write a malformed message,
+for tests and attack tools only.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from ..crypto.certificates import Certificate
 from ..crypto.encoding import b64e
-from ..errors import ErrorCode, RemoteProtocolError
-from .fields import Optional, bad
+from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .fields import Kind, as_remote, bad
+from .message_base import wire_fields
 from .messages import MESSAGE_TYPES, ChatMessage, ChatSend, Message, Record
 
 HEADER_BYTES = 4
@@ -104,35 +110,57 @@ def peek(body: bytes) -> tuple[int | None, str | None]:
 def message_from_dict(value: dict[str, Any]) -> Message:
     """Build the typed message from a parsed object, validating every field (PROTOCOL.md 3.2).
 
+    The fields are loaded from their wire form here and checked by the message's own constructor (the rules a
+    sender meets, message_base.py); a failed check is re-raised as the peer's error.
+
     Raises:
         RemoteProtocolError: BAD_FIELD for an unknown, missing or malformed field.
     """
     cls = MESSAGE_TYPES[value["type"]]
-    fields, names = _schema(cls)
-    if not names.issuperset(value):
-        raise bad(sorted(set(value) - names)[0], "unknown field")
-    kwargs: dict[str, Any] = {}
-    for name, kind, optional in fields:
-        if name not in value:
+    allowed, required, loaders = _decoding(cls)
+    if not allowed.issuperset(value):
+        raise bad(sorted(set(value) - allowed)[0], "unknown field")
+    kwargs = value.copy()
+    del kwargs["type"]
+    if not required <= kwargs.keys():
+        _first_failure(cls, value)
+    try:
+        for name, kind in loaders:
+            if name in kwargs:
+                kwargs[name] = kind.load(name, kwargs[name])
+    except RemoteProtocolError:
+        _first_failure(cls, value)
+        raise
+    try:
+        return cls(**kwargs)
+    except LocalProtocolError as exc:
+        raise as_remote(exc) from None
+
+
+def _first_failure(cls: type[Message], value: dict[str, Any]) -> None:
+    """Raise the error for the first bad field in the schema's order (PROTOCOL.md 3.2 validates field by field,
+    and the error names the field): the slow path, taken only when a field is missing or cannot be loaded."""
+    for name, kind, optional, _ in wire_fields(cls):
+        if name in value:
+            kind.decode(name, value[name])
+        elif not optional:
             # PROTOCOL.md 3.2: only fields marked optional may be absent; defaults are for senders only.
-            if not optional:
-                raise bad(name, "missing")
-            continue
-        kwargs[name] = kind.decode(name, value[name])
-    return cls(**kwargs)
+            raise bad(name, "missing")
 
 
-_SCHEMAS: dict[type[Message], tuple[tuple[tuple[str, Any, bool], ...], frozenset[str]]] = {}
+_DECODING: dict[type[Message], tuple[frozenset[str], frozenset[str], tuple[tuple[str, Kind], ...]]] = {}
 
 
-def _schema(cls: type[Message]) -> tuple[tuple[tuple[str, Any, bool], ...], frozenset[str]]:
-    """Each message class's (name, kind, optional) fields and allowed keys, computed once (the relay hot path)."""
-    schema = _SCHEMAS.get(cls)
-    if schema is None:
-        fields = tuple((f.name, f.metadata["kind"], isinstance(f.metadata["kind"], Optional))
-                       for f in dataclasses.fields(cls))
-        schema = _SCHEMAS[cls] = (fields, frozenset(name for name, _, _ in fields) | {"type"})
-    return schema
+def _decoding(cls: type[Message]) -> tuple[frozenset[str], frozenset[str], tuple[tuple[str, Kind], ...]]:
+    """For *cls*, computed once (the relay hot path): the JSON members a frame may have (its fields and ``type``),
+    those it must have, and the fields whose wire form must be loaded."""
+    table = _DECODING.get(cls)
+    if table is None:
+        fields = wire_fields(cls)
+        table = _DECODING[cls] = (frozenset(fld.name for fld in fields) | {"type"},
+                                  frozenset(fld.name for fld in fields if not fld.optional),
+                                  tuple((fld.name, fld.kind) for fld in fields if fld.loads))
+    return table
 
 
 def decode_message(body: bytes) -> Message:
@@ -157,6 +185,31 @@ def encode_message(message: Message) -> bytes:
 
 def encode_frame(message: Message) -> bytes:
     return frame(encode_message(message))
+
+
+def _unchecked_json(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return b64e(bytes(value))
+    if isinstance(value, (list, tuple)):
+        return [_unchecked_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _unchecked_json(item) for key, item in value.items()}
+    if isinstance(value, Certificate):
+        return value.to_dict()
+    return value
+
+
+def encode_unchecked(type_: str, fields: dict[str, Any]) -> bytes:
+    """FOR TESTS AND ATTACK TOOLS ONLY: the length-prefixed frame of ``{"type": type_, **fields}``, checked by nothing.
+
+    Message classes refuse malformed values at construction (message_base.py), so a test or a lab attack that must
+    put a malformed message on the wire (an oversized record, a bad name, a missing field, an unknown type) writes
+    it with this instead. ``bytes`` become base64, tuples lists and certificates objects, so the fields of a valid
+    message (absent ones left out) give exactly what ``encode_frame`` gives; everything else is written as given
+    (no schema, no limits, no normalisation; a lone surrogate is written as the invalid UTF-8 it encodes to). Never call it from securechat's own protocol code.
+    """
+    body = {"type": type_, **{name: _unchecked_json(value) for name, value in fields.items()}}
+    return frame(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 # The same compact UTF-8 JSON as encode_message, with one encoder built once instead of per call.
