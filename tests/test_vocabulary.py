@@ -104,3 +104,42 @@ def test_no_module_spells_a_mode_or_key_exchange() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _WIRE_NAMES.match(node.value):
                 offenders.append(f"{where}:{node.lineno}: {node.value!r}")
     assert offenders == []
+
+
+def test_every_choice_field_is_an_enum_and_annotated_with_it() -> None:
+    """No field choice is a hand-written tuple of strings: each is ``Choice.of(SomeEnum)``, and the dataclass field
+    says that enum, so what mypy sees is what construction and decoding give (``Choice.check`` returns members)."""
+    import typing
+
+    found = []
+    for cls in m.MESSAGE_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = f.metadata.get("kind")
+            if isinstance(kind, Choice):
+                assert kind.names is not None, f"{cls.__name__}.{f.name} is a plain string tuple"
+                assert hints[f.name] is kind.names, f"{cls.__name__}.{f.name} is annotated {hints[f.name]}"
+                found.append((cls.__name__, f.name))
+    assert ("InvitationClosed", "outcome") in found and ("Register", "signature_scheme") in found
+
+
+def test_every_invitation_outcome_has_words_in_the_terminal() -> None:
+    from securechat.protocol.vocabulary import InvitationOutcome
+    from securechat.keystore import KeyStore
+    from securechat.terminal.event_lines import EventLines
+    from securechat.terminal.state import TerminalState
+
+    state = TerminalState(KeyStore.__new__(KeyStore), emit=print, changed=lambda: None, clock=lambda: 0.0)
+    texts = {EventLines(state).describe(ev.InvitationClosed(chat_id="c1", username="bob", outcome=outcome))
+             for outcome in InvitationOutcome}
+    assert len(texts) == len(InvitationOutcome) and all(t and "bob" in t for t in texts)
+
+
+def test_a_public_api_string_becomes_the_member_or_a_local_error() -> None:
+    from securechat.errors import LocalProtocolError
+    from securechat.protocol.fields import member_of
+
+    assert member_of(ChatMode, "mode", "hybrid") is ChatMode.HYBRID
+    with pytest.raises(LocalProtocolError) as caught:
+        member_of(ChatMode, "mode", "hybird")
+    assert caught.value.code is ErrorCode.BAD_FIELD and "mode" in str(caught.value)

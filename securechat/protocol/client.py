@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..crypto.aead import CipherSuite
 from ..crypto.certificates import Certificate
 from ..crypto.encoding import RandomBytes
 from ..crypto.key_types import VerifyKey
@@ -166,8 +167,8 @@ class ClientProtocol:
     def status(self, username: str) -> int:
         return self.link.request(m.Status(rid=self.link.next_rid, username=username))  # normalised (or refused) by Status
 
-    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str = ChatMode.SERVER_KEY,
-                  suite: str = "aes-256-gcm") -> int:
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: ChatMode | str = ChatMode.SERVER_KEY,
+                  suite: CipherSuite | str = CipherSuite.AES_256_GCM) -> int:
         return self.messaging.open_chat(members, mode=mode, suite=suite)
 
     def invite(self, chat_id: str, username: str) -> int:

@@ -43,7 +43,7 @@ class Account:
     def register(self, username: str, password: str, keys: UserKeys) -> int:
         name = local_username(username)
         rid = self._link.request(m.Register(
-            rid=self._link.next_rid, username=name, password=password, signature_scheme=keys.scheme.value,
+            rid=self._link.next_rid, username=name, password=password, signature_scheme=keys.scheme,
             encryption_key=keys.encryption_public, signing_key=keys.signing_public,
         ))
         self.keys, self.pending_name = keys, name

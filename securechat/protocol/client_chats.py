@@ -14,9 +14,12 @@ from ..errors import ErrorCode, LocalProtocolError
 from . import events as ev
 from . import messages as m
 from . import modes
+from ..crypto.aead import CipherSuite
 from .chats import ChatBook, ClientChat
 from .client_certificates import CertificateFetches
 from .client_link import ClientLink, local_username
+from .fields import member_of
+from .vocabulary import ChatMode, RefusalCode
 
 MAX_REFUSAL_NOTICES = 256  # PROTOCOL.md 7.9: one per (chat, epoch, sender) and session, at most this many
 MAX_OPEN_INVITATIONS = 64  # PROTOCOL.md 7.11: the server keeps at most 32 per user; more is a lying server
@@ -42,9 +45,10 @@ class ClientChats:
 
     # --- commands -----------------------------------------------------------------------------------------
 
-    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: str, suite: str) -> int:
+    def open_chat(self, members: list[str] | tuple[str, ...], *, mode: ChatMode | str, suite: CipherSuite | str) -> int:
         names = tuple(dict.fromkeys(local_username(n) for n in members if n))
-        return self._link.request(m.ChatOpen(rid=self._link.next_rid, members=names, mode=mode, suite=suite))
+        return self._link.request(m.ChatOpen(rid=self._link.next_rid, members=names, mode=member_of(ChatMode, "mode", mode),
+                                                  suite=member_of(CipherSuite, "suite", suite)))
 
     def invite(self, chat_id: str, username: str) -> int:
         self.chat_for(chat_id, "chat_invite")
@@ -147,7 +151,7 @@ class ClientChats:
             return
         self._refusals_sent.add(notice)
         self._link.send(m.ChatRefused(chat_id=msg.chat_id, epoch=msg.epoch, sender=msg.sender, seq=msg.seq,
-                                      code=ErrorCode.KEY_CHANGED.value))
+                                      code=RefusalCode.KEY_CHANGED))
 
     def on_chat_key(self, msg: m.ChatKey) -> None:
         assert self.book is not None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..crypto.certificates import Certificate
 from ..errors import ErrorCode
-from .vocabulary import KeyExchange
+from .vocabulary import InvitationOutcome, KeyExchange
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,7 +124,7 @@ class InvitationClosed(Event):
 
     chat_id: str
     username: str
-    outcome: str
+    outcome: InvitationOutcome
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,7 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from typing import TypeVar
 
 from ..crypto.encoding import b64d, b64e
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
@@ -309,3 +310,14 @@ class Optional(Kind):
 
     def encode(self, value: Any) -> Any:
         return None if value is None else self.inner.encode(value)
+
+
+_Names = TypeVar("_Names", bound=StrEnum)
+
+
+def member_of(names: type[_Names], name: str, value: Any) -> _Names:
+    """*value* (a member or its wire string) as a member of *names*; else the ``LocalProtocolError`` that building
+    the message would raise (``bad_field`` naming *name*). For public APIs that accept plain strings."""
+    member = Choice.of(names).check(name, value)
+    assert isinstance(member, names)
+    return member

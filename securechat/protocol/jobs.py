@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ..crypto import kdf
+from ..crypto.aead import CipherSuite
 from ..crypto.certificates import Certificate, issue_certificate, verify_certificate
 from ..crypto.encoding import RandomBytes, constant_time_equal
 from ..crypto.key_types import EncryptionPrivateKey, EncryptionPublicKey, SigningKey
@@ -22,7 +23,7 @@ from ..crypto.keys import generate_encryption_key, load_public_key, public_key_d
 from ..crypto.signatures import SignatureScheme, generate_signing_key, sign, verify
 from ..crypto.wrap import wrap_key
 from ..errors import ErrorCode, SecureChatError
-from .vocabulary import JobOutcome
+from .vocabulary import ChatMode, JobOutcome, RekeyReason
 from . import messages as m
 from .constructions import (
     chat_key_signed_bytes, login_proof_bytes, register_proof_bytes, renew_proof_bytes, wrap_tree,
@@ -290,9 +291,9 @@ class ChatKeyJob(Job):
 
     chat_id: str = ""
     epoch: int = 0
-    mode: str = ""
-    suite: str = ""
-    reason: str = ""
+    mode: ChatMode
+    suite: CipherSuite
+    reason: RekeyReason
     actor: str = ""
     members: tuple[str, ...] = ()
     encryption_keys: tuple[EncryptionPublicKey, ...] = ()

@@ -12,7 +12,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..crypto.aead import CipherSuite
 from ..crypto.certificates import Certificate
+from ..crypto.signatures import SignatureScheme
 from .fields import Blob, Boolean, Choice, Integer, ListOf, Name, Object, Optional, Text
 from .message_base import (
     CHAT_ID as CHAT_ID, CHAT_MODES as CHAT_MODES, KEY_BLOB as KEY_BLOB, KEYLESS_MODES as KEYLESS_MODES,
@@ -48,7 +50,7 @@ class ClientHello(Message):
     version: int = f(Integer(PROTOCOL_VERSION, PROTOCOL_VERSION), PROTOCOL_VERSION)
     random: bytes = f(Blob(exact=32))
     key_share: bytes = f(Blob(exact=32))
-    key_exchange: str = f(Choice.of(KeyExchange), KeyExchange.X25519)
+    key_exchange: KeyExchange = f(Choice.of(KeyExchange), KeyExchange.X25519)
     kem_key: bytes | None = f(Optional(Blob(exact=1184)), None)  # PROTOCOL.md 4.4: ML-KEM-768 encapsulation key
 
 
@@ -61,7 +63,7 @@ class ServerHello(Message):
     random: bytes = f(Blob(exact=32))
     key_share: bytes = f(Blob(exact=32))
     server_key: bytes = f(KEY_BLOB)
-    server_scheme: str = f(Choice(SCHEME_NAMES))
+    server_scheme: SignatureScheme = f(Choice.of(SignatureScheme))
     signature: bytes = f(SIGNATURE_BLOB)
     kem_ciphertext: bytes | None = f(Optional(Blob(exact=1088)), None)  # PROTOCOL.md 4.4
 
@@ -93,7 +95,7 @@ class Register(Message):
     rid: int | None = f(RID, None)
     username: str = f(Name())
     password: str = f(Text(max_chars=MAX_PASSWORD_CHARS))
-    signature_scheme: str = f(Choice(SCHEME_NAMES))
+    signature_scheme: SignatureScheme = f(Choice.of(SignatureScheme))
     encryption_key: bytes = f(KEY_BLOB)
     signing_key: bytes = f(KEY_BLOB)
 
@@ -211,9 +213,9 @@ class ChatKey(Message):
     TYPE: ClassVar[str] = "chat_key"
     chat_id: str = f(CHAT_ID)
     epoch: int = f(Integer(1))
-    mode: str = f(Choice.of(ChatMode))
-    suite: str = f(Choice(SUITE_NAMES))
-    reason: str = f(Choice.of(RekeyReason))
+    mode: ChatMode = f(Choice.of(ChatMode))
+    suite: CipherSuite = f(Choice.of(CipherSuite))
+    reason: RekeyReason = f(Choice.of(RekeyReason))
     actor: str = f(Name())
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
     wrap_root: bytes = f(Blob(exact=32))  # PROTOCOL.md 7.2: Merkle root over every member's wrap
@@ -267,9 +269,9 @@ class ChatEpoch(Message):
     TYPE: ClassVar[str] = "chat_epoch"
     chat_id: str = f(CHAT_ID)
     epoch: int = f(Integer(1))
-    mode: str = f(Choice.of(ChatMode))
-    suite: str = f(Choice(SUITE_NAMES))
-    reason: str = f(Choice.of(RekeyReason))
+    mode: ChatMode = f(Choice.of(ChatMode))
+    suite: CipherSuite = f(Choice.of(CipherSuite))
+    reason: RekeyReason = f(Choice.of(RekeyReason))
     actor: str = f(Name())
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS, unique=True))
     signature: bytes = f(SIGNATURE_BLOB)

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from ..crypto.aead import CipherSuite
 from .fields import Boolean, Choice, Integer, ListOf, Name
-from .message_base import CHAT_ID, CHAT_MODES, MAX_CHAT_MEMBERS, RID, SUITE_NAMES, Message, f
-from .vocabulary import ChatMode
+from .message_base import CHAT_ID, MAX_CHAT_MEMBERS, RID, Message, f
+from .vocabulary import ChatMode, InvitationOutcome, RefusalCode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,8 +20,8 @@ class ChatOpen(Message):
     TYPE: ClassVar[str] = "chat_open"
     rid: int | None = f(RID, None)
     members: tuple[str, ...] = f(ListOf(Name(), MAX_CHAT_MEMBERS - 1, unique=True))
-    mode: str = f(Choice.of(ChatMode), ChatMode.SERVER_KEY)
-    suite: str = f(Choice(SUITE_NAMES), CipherSuite.AES_256_GCM.value)
+    mode: ChatMode = f(Choice.of(ChatMode), ChatMode.SERVER_KEY)
+    suite: CipherSuite = f(Choice.of(CipherSuite), CipherSuite.AES_256_GCM)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,8 +63,8 @@ class ChatInvitation(Message):
     TYPE: ClassVar[str] = "chat_invitation"
     chat_id: str = f(CHAT_ID)
     inviter: str = f(Name())
-    mode: str = f(Choice(CHAT_MODES))
-    suite: str = f(Choice(SUITE_NAMES))
+    mode: ChatMode = f(Choice.of(ChatMode))
+    suite: CipherSuite = f(Choice.of(CipherSuite))
     expires_in: int = f(Integer(0, 86_400))  # seconds the server keeps the invitation open
 
 
@@ -93,7 +93,7 @@ class InvitationClosed(Message):
     TYPE: ClassVar[str] = "invitation_closed"
     chat_id: str = f(CHAT_ID)
     username: str = f(Name())
-    outcome: str = f(Choice(("declined", "expired", "cancelled")))
+    outcome: InvitationOutcome = f(Choice.of(InvitationOutcome))
 
 
 # --- refusal notices: a recipient tells a sender it did not accept its messages (PROTOCOL.md 7.9) ---------------
@@ -107,7 +107,7 @@ class ChatRefused(Message):
     epoch: int = f(Integer(1))
     sender: str = f(Name())
     seq: int = f(Integer(1, 2**32 - 1))
-    code: str = f(Choice(("key_changed",)))
+    code: RefusalCode = f(Choice.of(RefusalCode))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +119,7 @@ class ChatRefusal(Message):
     epoch: int = f(Integer(1))
     recipient: str = f(Name())
     seq: int = f(Integer(1, 2**32 - 1))
-    code: str = f(Choice(("key_changed",)))
+    code: RefusalCode = f(Choice.of(RefusalCode))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -343,13 +343,13 @@ class ServerProtocol:
         p.transcript = transcript_hash(
             version=hello.version, key_exchange=hello.key_exchange, client_random=hello.random,
             client_share=hello.key_share, server_random=server_random, server_share=share,
-            server_key=key.public_der, server_scheme=key.scheme.value,
+            server_key=key.public_der, server_scheme=key.scheme,
             kem_key=hello.kem_key or b"", kem_ciphertext=kem_ciphertext or b"",
         )
         signature = sign(key.scheme, key.private_key, server_signed_bytes(p.transcript),
                          random_bytes=self._random_bytes)
         self._outbox.send_clear(p, m.ServerHello(random=server_random, key_share=share, server_key=key.public_der,
-                                          server_scheme=key.scheme.value, signature=signature,
+                                          server_scheme=key.scheme, signature=signature,
                                           kem_ciphertext=kem_ciphertext))
         keys = derive_channel_keys(secret, p.transcript)
         p.records = RecordLayer(send_key=keys.server_to_client, receive_key=keys.client_to_server,

@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, SecureChatError
+from ..crypto.aead import CipherSuite
 from .limits import TokenBucket
 from .messages import MAX_CHAT_MEMBERS
+from .vocabulary import ChatMode, RekeyReason
 
 
 @dataclass
 class ServerChat:
     chat_id: str
-    mode: str
-    suite: str
+    mode: ChatMode
+    suite: CipherSuite
     members: list[str]
     epoch: int = 1
     announcement: bytes = b""                # keyless modes: the signed chat_epoch frame of the current epoch
@@ -26,7 +28,7 @@ class ServerChat:
     confirmed: set[str] = field(default_factory=set)  # members whose key_confirm for this epoch arrived
     # PROTOCOL.md 7.2 bounded rekey (server-key mode): one key job at a time; changes meanwhile are merged.
     key_job: bool = False                    # a ChatKeyJob for this chat is running
-    rekey: tuple[str, str] | None = None     # (reason, actor) of the newest change not yet in a key job
+    rekey: tuple[RekeyReason, str] | None = None     # (reason, actor) of the newest change not yet in a key job
     changes: TokenBucket | None = None       # invitations into this chat (PROTOCOL.md 7.5)
 
 
@@ -53,7 +55,7 @@ class ChatDirectory:
         if len(self._by_user.get(username, ())) >= self._max_per_user:
             raise SecureChatError(f"{username} is in too many chats", ErrorCode.LIMIT_EXCEEDED)
 
-    def open(self, creator: str, members: list[str], *, mode: str, suite: str, chat_id: str) -> ServerChat:
+    def open(self, creator: str, members: list[str], *, mode: ChatMode, suite: CipherSuite, chat_id: str) -> ServerChat:
         everyone = [creator] + members
         if len(everyone) > MAX_CHAT_MEMBERS:
             raise SecureChatError("too many members", ErrorCode.LIMIT_EXCEEDED)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..crypto.aead import CipherSuite
 from ..crypto.encoding import RandomBytes
 from ..errors import ErrorCode, SecureChatError
 from . import messages as m
@@ -22,6 +23,7 @@ from .limits import ServerConfig
 from .server_chats import ChatDirectory
 from .server_outbox import Outbox, Peer
 from .server_presence import Presence
+from .vocabulary import ChatMode, InvitationOutcome, RekeyReason
 
 
 @dataclass
@@ -29,8 +31,8 @@ class Invitation:
     chat_id: str
     invitee: str
     inviter: str
-    mode: str
-    suite: str
+    mode: ChatMode
+    suite: CipherSuite
     expires_at: float
 
 
@@ -43,8 +45,8 @@ class Opening:
     opener: str
     peer: int
     rid: int | None
-    mode: str
-    suite: str
+    mode: ChatMode
+    suite: CipherSuite
     deadline: float
     waiting: set[str] = field(default_factory=set)
     accepted: list[str] = field(default_factory=list)
@@ -60,7 +62,7 @@ class Answered:
 
     opening: Opening | None = None
     joined: str = ""
-    reason: str = ""
+    reason: RekeyReason = RekeyReason.JOIN
     actor: str = ""
 
 
@@ -84,7 +86,7 @@ class Invitations:
     def count_by_inviter(self, username: str) -> int:
         return sum(1 for i in self.open.values() if i.inviter == username)
 
-    def invite(self, chat_id: str, invitee: str, inviter: str, mode: str, suite: str) -> None:
+    def invite(self, chat_id: str, invitee: str, inviter: str, mode: ChatMode, suite: CipherSuite) -> None:
         """Record an invitation (within the caps) and push it to the invitee if online; raises SecureChatError."""
         book, cfg = self, self.config
         if (chat_id, invitee) in book.open:
@@ -178,7 +180,7 @@ class Invitations:
                 opening.waiting.discard(p.username)
                 opening.declined.append(p.username)
                 return Answered(opening=opening if not opening.waiting else None)
-            self._tell_inviter(invitation, "declined")
+            self._tell_inviter(invitation, InvitationOutcome.DECLINED)
             return Answered()
         if opening is not None:
             opening.waiting.discard(p.username)
@@ -187,7 +189,7 @@ class Invitations:
             return Answered(opening=opening if not opening.waiting else None)
         if not msg.accept:
             self._outbox.send(p, m.ChatAnswered(rid=msg.rid, chat_id=msg.chat_id, accepted=False))
-            self._tell_inviter(invitation, "declined")
+            self._tell_inviter(invitation, InvitationOutcome.DECLINED)
             return Answered()
         try:
             chat = self._chats.get(msg.chat_id)
@@ -200,10 +202,10 @@ class Invitations:
         self._outbox.send(p, m.ChatAnswered(rid=msg.rid, chat_id=msg.chat_id, accepted=True))
         # PROTOCOL.md 7.10: the actor of "invite" must still be a member; otherwise the joiner is the actor
         if invitation.inviter in chat.members:
-            return Answered(joined=p.username, reason="invite", actor=invitation.inviter)
-        return Answered(joined=p.username, reason="join", actor=p.username)
+            return Answered(joined=p.username, reason=RekeyReason.INVITE, actor=invitation.inviter)
+        return Answered(joined=p.username, reason=RekeyReason.JOIN, actor=p.username)
 
-    def _tell_inviter(self, invitation: Invitation, outcome: str) -> None:
+    def _tell_inviter(self, invitation: Invitation, outcome: InvitationOutcome) -> None:
         peer = self._presence.peer_of(invitation.inviter)
         if peer is not None:
             self._outbox.send_to(peer, m.InvitationClosed(
@@ -234,5 +236,5 @@ class Invitations:
         for key, invitation in list(self.open.items()):
             if now >= invitation.expires_at and key[0] not in self.openings:
                 del self.open[key]
-                self._tell_inviter(invitation, "expired")
+                self._tell_inviter(invitation, InvitationOutcome.EXPIRED)
         return [o for o in self.openings.values() if now >= o.deadline]

@@ -20,7 +20,7 @@ from .codec import encode_frame
 from .constructions import chat_epoch_signed_bytes
 from .jobs import ServerKey
 from .limits import ServerConfig
-from .vocabulary import CONTRIBUTORY_MODES
+from .vocabulary import CONTRIBUTORY_MODES, RekeyReason
 from .server_chats import ChatDirectory, ServerChat
 from .server_outbox import Outbox, Peer
 from .server_presence import Presence
@@ -44,7 +44,7 @@ class KeylessModes:
         self.open_rounds: set[str] = set()  # contributory chats whose current round has not finished (7.6)
         self.mailboxes: dict[str, list[tuple[str, int, bytes, str]]] = {}  # offline contributory members
 
-    def announce_epoch(self, chat: ServerChat, reason: str, actor: str) -> None:
+    def announce_epoch(self, chat: ServerChat, reason: RekeyReason, actor: str) -> None:
         """Sign and send the membership of the chat's new epoch to every member (kept for offline ones)."""
         message = m.ChatEpoch(chat_id=chat.chat_id, epoch=chat.epoch, mode=chat.mode, suite=chat.suite,
                               reason=reason, actor=actor, members=tuple(chat.members), signature=b"")

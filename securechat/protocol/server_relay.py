@@ -208,7 +208,7 @@ class ChatRelay:
         except SecureChatError as exc:
             self._outbox.reply_error(p, exc.code, str(exc.args[0]), msg)
 
-    def rekey(self, chat_id: str, reason: str, actor: str) -> None:
+    def rekey(self, chat_id: str, reason: RekeyReason, actor: str) -> None:
         """Every membership change starts a new epoch with a fresh key (PROTOCOL.md 7.5, docs/THREATS.md 38-40).
 
         PROTOCOL.md 7.2 "bounded rekey": a chat has at most one key job at a time. Changes that arrive while it

@@ -69,3 +69,19 @@ class RekeyReason(StrEnum):
     LEAVE = "leave"
     DISCONNECT = "disconnect"
     JOIN = "join"
+
+
+class InvitationOutcome(StrEnum):
+    """Why an invitation closed without a join (``invitation_closed.outcome``, PROTOCOL.md 7.11)."""
+
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class RefusalCode(StrEnum):
+    """Why a recipient dropped a sender's message (``chat_refused.code``, ``chat_refusal.code``, PROTOCOL.md 7.9).
+
+    Its one value is also an ``ErrorCode`` (``key_changed``): the refusal reports that error back to the sender."""
+
+    KEY_CHANGED = "key_changed"

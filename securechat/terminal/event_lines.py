@@ -13,12 +13,13 @@ from ..display import explain, printable
 from ..emoji import render
 from ..protocol import events as ev
 from ..protocol.messages import LOBBY_ID, ChatSend
-from ..protocol.vocabulary import ChatMode
+from ..protocol.vocabulary import ChatMode, InvitationOutcome
 from .state import TerminalState
 from .texts import XOR_WARNING, key_changed_warning, mode_promise, preview
 
-# InvitationClosed.outcome (PROTOCOL.md 7.11) in words; anything else reads as a withdrawal.
-_INVITATION_OUTCOMES = {"declined": "declined", "expired": "did not answer"}
+# InvitationClosed.outcome (PROTOCOL.md 7.11) in words.
+_INVITATION_OUTCOMES = {InvitationOutcome.DECLINED: "declined", InvitationOutcome.EXPIRED: "did not answer",
+                        InvitationOutcome.CANCELLED: "withdrew from"}
 
 
 class EventLines:
@@ -74,7 +75,7 @@ class EventLines:
                         f"your new keys yet. Compare safety numbers with {who} out of band (/fingerprint {who}); "
                         f"{who} then types /trust")
             case ev.InvitationClosed():
-                what = _INVITATION_OUTCOMES.get(event.outcome, "withdrew from")
+                what = _INVITATION_OUTCOMES[event.outcome]
                 return f"* {printable(event.username)} {what} your invitation to {label(event.chat_id)}"
             case ev.PeerMisbehaved():
                 return (f"! WARNING: {printable(event.sender)} MISBEHAVED in {label(event.chat_id)} at message "
