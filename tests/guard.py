@@ -9,6 +9,7 @@ the code under test swallowed the error. tests/conftest.py installs the two hook
 
 from __future__ import annotations
 
+import _posixsubprocess
 import os
 import socket
 import subprocess
@@ -29,6 +30,7 @@ _LIVE_CALLS: tuple[tuple[Any, str, str], ...] = (
     (socket.socket, "connect", "socket.connect"),
     (socket.socket, "connect_ex", "socket.connect_ex"),
     (subprocess.Popen, "__init__", "subprocess.Popen"),
+    (_posixsubprocess, "fork_exec", "fork_exec"),  # what multiprocessing's spawn uses, past subprocess
     *((os, name, f"os.{name}") for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp")
       if hasattr(os, name)),
 )

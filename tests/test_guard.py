@@ -3,6 +3,7 @@ marker fails, even when the code under test swallows the refusal; a marked test 
 
 from __future__ import annotations
 
+import _posixsubprocess
 import socket
 import subprocess
 import sys
@@ -23,7 +24,9 @@ def test_every_live_call_is_refused_and_recorded() -> None:
                     call()
         with pytest.raises(LiveCallInUnmarkedTest):
             subprocess.run([sys.executable, "-c", "pass"], check=False)
-    assert refused == ["socket.bind", "socket.connect", "socket.connect_ex", "subprocess.Popen"]
+        with pytest.raises(LiveCallInUnmarkedTest):
+            _posixsubprocess.fork_exec()  # multiprocessing's spawn start method calls it directly
+    assert refused == ["socket.bind", "socket.connect", "socket.connect_ex", "subprocess.Popen", "fork_exec"]
 
 
 def test_an_unmarked_test_fails_even_if_it_swallows_the_refusal(pytester: pytest.Pytester) -> None:
