@@ -301,3 +301,16 @@ def test_the_object_finder_sees_parameters_returns_fields_and_attributes() -> No
               "def g(e: int, **f: int) -> dict[str, object]:\n    h: object = None\n    return {}\n")
     assert _object_annotations(source, "m.py") == ["m.py:K.key", "m.py:K.f(a)", "m.py:K.f(b)", "m.py:K.f(return)",
                                                    "m.py:K.c", "m.py:g(return)"]
+
+
+def test_no_pickle_or_eval_anywhere_a_reader_looks() -> None:
+    """No pickle, eval or exec in the package, the notebooks, the labs, the examples or the tests: untrusted bytes
+    are parsed by the codec's strict JSON only, and nothing shows students the habit."""
+    root = PACKAGE.parent
+    pattern = re.compile(r"\bimport pickle\b|\bpickle\.|(?<![\w.])(eval|exec)\(")
+    places = [*PACKAGE.rglob("*.py"), *(root / "tests").rglob("*.py"), *(root / "examples").rglob("*.py"),
+              *(root / "notebooks").glob("*.ipynb"), *(root / "labs").rglob("*.ipynb"), *(root / "labs").rglob("*.py")]
+    this = Path(__file__).resolve()
+    offenders = [f"{p.relative_to(root)}:{n}" for p in places if p.resolve() != this
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []

@@ -8,8 +8,8 @@ the client modes module instantiates (``MalloryAgreement``: honest for everyone 
 from __future__ import annotations
 
 import base64
+import json
 import dataclasses
-import pickle
 from typing import Any
 
 import pytest
@@ -612,7 +612,12 @@ def test_server_cannot_read_contributory(mallory) -> None:  # type: ignore[no-un
     # everything the server has: every frame it handled (inner and record), the wire, its registry, its key
     inner_frames = [e.data for e in sim.server_trace]
     wire = [r.data for r in sim.trace]
-    registry_blob = pickle.dumps(sim.registry._users)
+    # the registry as the persistent server stores it (securechat/store.py: the certificate as JSON, the scrypt record)
+    registry_blob = json.dumps([{"username": r.username, "password_record": r.password_record,
+                                 "certificate": r.certificate.to_dict()}
+                                for r in (sim.registry.get_user(n) for n in sim.clients) if r is not None],
+                               sort_keys=True).encode()
+    assert registry_blob.count(b"scrypt$") == len(sim.clients)  # every member's record is in what is searched
     server_private = sim.server_key.private_key.private_bytes_raw() if hasattr(
         sim.server_key.private_key, "private_bytes_raw") else repr(sim.server_key.private_key).encode()
     blobs = inner_frames + wire + [registry_blob, server_private, sim.server_key.public_der]
