@@ -58,11 +58,13 @@ def main() -> int:
     if not args.default_address_limits:
         # Every benchmark client connects from 127.0.0.1: the per-address share of the password queue, the
         # per-address window of logins in flight, the registration bucket (fair admission, PROTOCOL.md 6.1-6.2,
-        # meant for many addresses) and the per-address connection cap (PROTOCOL.md 10.1) would refuse a 50- or
+        # meant for many addresses), the per-address connection cap and the pre-login budget (PROTOCOL.md 10.1:
+        # every connection not yet logged in takes a token) would refuse a 50- or
         # 300-client login wave, so all are lifted here; the fairness benchmark keeps them.
         config = dataclasses.replace(config, max_pending_password_jobs_per_address=1_000_000,
                                      address_failures_allowed=1_000_000, registration_burst_per_address=1e9,
-                                     max_connections_per_address=config.max_connections)
+                                     max_connections_per_address=config.max_connections,
+                                     refusals_per_address_burst=1e9)
     if args.max_connections:
         config = dataclasses.replace(config, max_connections=args.max_connections,
                                      max_connections_per_address=args.max_connections)
