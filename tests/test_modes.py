@@ -157,10 +157,10 @@ class MalloryAgreement(agr.Agreement):
                 self.chat_id, self.epoch, self.me, msg.commitment), random_bytes=self.random_bytes))]
         return out
 
-    def _maybe_reveal(self, peers, now):  # type: ignore[no-untyped-def]
+    def maybe_reveal(self, peers, now):  # type: ignore[no-untyped-def]
         kind = self.evil
         if kind is None or self.revealed:
-            return super()._maybe_reveal(peers, now)
+            return super().maybe_reveal(peers, now)
         if kind in ("last_mover", "echo"):
             # wait for every other member's share, then choose ours
             if len(self.shares) < len(self.others):
@@ -170,12 +170,12 @@ class MalloryAgreement(agr.Agreement):
             else:
                 self.share = self.shares[self.STRATEGY.get("echo_of", "alice")]
                 self.shares.clear()  # so that her own derivation does not trip on the duplicate
-            return super()._maybe_reveal(peers, now)
+            return super().maybe_reveal(peers, now)
         if kind == "lie" and (self.variant == agr.XOR or len(self.commitments) == len(self.members)):
             self.share = bytes(b ^ 0xFF for b in self.share)  # reveal something else than committed
         if kind == "old_timestamp":
-            return super()._maybe_reveal(peers, now - 1000)
-        out = super()._maybe_reveal(peers, now)
+            return super().maybe_reveal(peers, now - 1000)
+        out = super().maybe_reveal(peers, now)
         if not out:
             return out
         if kind == "bad_sig":

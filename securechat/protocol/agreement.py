@@ -139,7 +139,7 @@ class Agreement:
             pending, self.inbox = self.inbox, []
             for message in pending:
                 self._accept(message, peers, now)
-            out += self._maybe_reveal(peers, now)
+            out += self.maybe_reveal(peers, now)
             out += self._maybe_confirm()
             self._maybe_finish()
         except AgreementFailed:
@@ -219,7 +219,11 @@ class Agreement:
 
     # --- rounds ---------------------------------------------------------------------------------------------
 
-    def _maybe_reveal(self, peers: Callable[[str], Peer | None], now: float) -> list[m.Message]:
+    def maybe_reveal(self, peers: Callable[[str], Peer | None], now: float) -> list[m.Message]:
+        """Reveal this member's share once every commitment is in (PROTOCOL.md 7.6), else nothing.
+
+        Public because it is the one hook the notebooks, lab 05 and tests override to play a malicious member
+        (reveal late, reveal last, wait for the others' shares); the checks on what others send stay private."""
         if self.revealed or (self.variant == SECURE and len(self.commitments) < len(self.members)):
             return []
         self.revealed, self.state = True, next_agreement_state(self.state, "reveal")
