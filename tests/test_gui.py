@@ -303,6 +303,13 @@ def test_gui_reconnects_keeps_typed_text_reports_lost_chats_and_trusts_by_finger
         assert alice.invitations.shown() and alice.invitations.text().isprintable()
         assert "mallory<U+202E> invites you to a server-key\\r chat c\\x1b[2K" in alice.invitations.text()
         alice.invitations.take()  # not answered: only its display mattered
+        # an invitation the server forgets after expires_in (PROTOCOL.md 7.11) leaves the bar then, unanswered
+        alice.on_event(ev.InvitationReceived(chat_id="e" * 32, inviter="bob", mode="server-key",
+                                             suite="aes-256-gcm", expires_in=1))
+        app.pump(0.2)
+        assert alice.invitations.shown() and "bob invites you" in alice.invitations.text()
+        app.pump_until(lambda: not alice.invitations.shown(), WAIT, "the expired invitation leaving the bar")
+        assert alice.invitations.take() is None
 
         # the connection drops: Send is disabled, the typed text stays
         lobby.entry.insert(0, KEPT)

@@ -33,12 +33,28 @@ class InvitationBar:
                               wraplength=300)
         self.label.pack(side="left", fill="x", expand=True)
         keep_wrapped(self.label, margin=4, minimum=120)
+        self._timers: list[str] = []  # expiry timers, cancelled with the window (a late one would name a dead widget)
+        self.frame.bind("<Destroy>", lambda _event: self._cancel_timers(), add="+")
 
     def offer(self, invitation: ev.InvitationReceived) -> None:
         """A new invitation (a repeated one for the same chat replaces the older)."""
         others = [i for i in self.pending if i.chat_id != invitation.chat_id]
         self.pending = (others + [invitation])[-MAX_PENDING:]
+        # PROTOCOL.md 7.11: the server forgets an unanswered invitation after expires_in seconds and tells only
+        # the inviter, so the bar lets it go then too: nobody is offered a chat that no longer waits for them.
+        timer = self.frame.after(invitation.expires_in * 1000, lambda: self._expire(invitation))
+        self._timers.append(timer)
         self._show()
+
+    def _expire(self, invitation: ev.InvitationReceived) -> None:
+        if any(i is invitation for i in self.pending):
+            self.pending = [i for i in self.pending if i is not invitation]
+            self._show()
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            self.frame.after_cancel(timer)
+        self._timers.clear()
 
     def take(self) -> ev.InvitationReceived | None:
         """The first waiting invitation, removed from the bar (None if none waits)."""
